@@ -1,0 +1,1 @@
+//! Kaspi simulator (to be written).
