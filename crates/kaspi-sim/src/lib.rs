@@ -1,1 +1,416 @@
-//! Kaspi simulator (to be written).
+//! A Kaspi Pay simulator speaking the POS private protocol (`shared/kaspi/PROTOCOL.md`, as
+//! pykaspi 0.1.2 drives it), so the gateway's sandbox and every test exercise the real
+//! client over real HTTP.
+//!
+//! One [`Simulator`] serves the three Kaspi hosts under one listener, at `/entrance-pay`,
+//! `/mtoken` and `/qrpay`, plus a control API at `/_control`; its [`Simulator::router`] can
+//! be served alone ([`serve`], [`spawn`]) or nested under a prefix in another server.
+//!
+//! How a request flows:
+//! - `faults` counts the call and, for mtoken and qrpay, may delay, fail or lose it;
+//! - `entrance` (login), `mtoken` (org context, refresh) and `qrpay` (payments, with
+//!   `history`) take the request; `auth` checks the session, `X-Sign` and the MAC;
+//! - every handler locks the one `state::State`, first applying the time-driven changes
+//!   due on the sim clock (`ops::State::tick`), then the rules in `ops`;
+//! - `control` and the Rust methods below move the world: payers, clock, sessions, faults.
+//!
+//! `people` holds the scripted payers (magic phone numbers) and the generated names and
+//! organizations; `clock` the sim clock and date formats; `envelope` the answer envelope.
+
+mod auth;
+mod clock;
+mod control;
+mod entrance;
+pub mod envelope;
+mod faults;
+mod history;
+mod mtoken;
+mod ops;
+mod people;
+mod qrpay;
+mod state;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::middleware::from_fn_with_state;
+use axum::Router;
+use kaspi::{Amount, Phone};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+pub use faults::{Faults, LostMode};
+pub use people::CashierProfile;
+
+use ops::{Change, ChangeError};
+use state::{CashierSetup, SessionState, State};
+
+/// The password of cashiers whose password was not set through the control API.
+pub const DEFAULT_PASSWORD: &str = "sandbox";
+
+/// How a cashier is asked to prove who they are at login.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Challenge {
+    /// An SMS code (`view.code` `EnterOtp`).
+    #[default]
+    Sms,
+    /// The password (`KPEnterLoginPassword`), then an SMS code.
+    PasswordSms,
+    /// Confirmation in the Kaspi Pay app (`KPMobileCall`).
+    App,
+}
+
+/// How the simulator behaves.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Seed of every random choice (ids, codes, names, faults).
+    pub seed: u64,
+    /// An unpaid remote invoice expires this long after it was made (sim clock).
+    pub invoice_ttl: Duration,
+    /// An unpaid QR token expires this long after it was made.
+    pub qr_ttl: Duration,
+    /// Items per page of the operations history.
+    pub history_page_size: usize,
+    /// The challenge of cashiers not set up through the control API.
+    pub login_challenge: Challenge,
+    /// Digits of an SMS code.
+    pub sms_code_len: usize,
+    /// Wrong passwords or codes after which a login process is closed.
+    pub max_wrong_answers: u32,
+    /// qrpay calls per second allowed to one cashier; above it HTTP 429.
+    pub cashier_rate_limit_per_sec: Option<u32>,
+    /// Operations older than this (since payment, sim clock) can no longer be refunded.
+    pub refund_window: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            invoice_ttl: Duration::from_secs(24 * 3600),
+            qr_ttl: Duration::from_secs(5 * 60),
+            history_page_size: 50,
+            login_challenge: Challenge::Sms,
+            sms_code_len: 4,
+            max_wrong_answers: 3,
+            cashier_rate_limit_per_sec: None,
+            refund_window: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// Why a control action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// Unknown operation, phone or login (HTTP 404).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The thing is not in a state that allows it, e.g. an operation that is not open (409).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Malformed input (400).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+/// What the control API shows of one operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OperationInfo {
+    pub id: u64,
+    /// `Remote`, `Link`, `Static` or `Return`.
+    pub sale_type: String,
+    pub status: String,
+    pub status_desc: String,
+    pub amount: Amount,
+    pub returned_amount: Amount,
+    pub comment: String,
+    pub client_mobile: Option<String>,
+    pub client_name: Option<String>,
+    pub parent_operation_id: Option<u64>,
+    pub transaction_date: String,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    calls: AtomicU64,
+    /// Answers held back by a `timeout` fault right now.
+    held: AtomicUsize,
+}
+
+/// Counts an answer held back while it lives.
+pub(crate) struct Held(Arc<Inner>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The simulator: cheap to clone, all clones share one state.
+#[derive(Clone)]
+pub struct Simulator {
+    inner: Arc<Inner>,
+}
+
+impl Simulator {
+    pub fn new(config: SimConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State::new(config)),
+                calls: AtomicU64::new(0),
+                held: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The router of the three hosts and the control API, ready to serve or nest.
+    pub fn router(&self) -> Router {
+        let kaspi_host = |routes: Router<Simulator>, faulty: bool| {
+            let routes = if faulty {
+                routes.layer(from_fn_with_state(self.clone(), faults::inject))
+            } else {
+                routes
+            };
+            routes.layer(from_fn_with_state(self.clone(), faults::count_calls))
+        };
+        Router::new()
+            .route("/qrpay/receipt/{id}", axum::routing::get(qrpay::receipt))
+            .nest("/entrance-pay", kaspi_host(entrance::routes(), false))
+            .nest("/mtoken", kaspi_host(mtoken::routes(), true))
+            .nest("/qrpay", kaspi_host(qrpay::routes(), true))
+            .nest("/_control", control::routes())
+            .with_state(self.clone())
+    }
+
+    /// Runs `f` on the state after applying every change due on the sim clock.
+    pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        // A panic while holding the lock is a bug already reported; keep serving.
+        let mut state = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.tick();
+        f(&mut state)
+    }
+
+    pub(crate) fn count_call(&self) {
+        self.inner.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn hold(&self) -> Held {
+        self.inner.held.fetch_add(1, Ordering::Relaxed);
+        Held(self.inner.clone())
+    }
+
+    /// Answers held back by a `timeout` fault right now: the hold ends when the client
+    /// goes away, so after a client timed out this drops back to 0.
+    pub fn held_answers(&self) -> usize {
+        self.inner.held.load(Ordering::Relaxed)
+    }
+
+    /// Kaspi calls served so far (entrance, mtoken, qrpay; not the control API).
+    pub fn call_count(&self) -> u64 {
+        self.inner.calls.load(Ordering::Relaxed)
+    }
+
+    /// The configuration the simulator runs with.
+    pub fn config(&self) -> SimConfig {
+        self.with_state(|st| st.cfg.clone())
+    }
+
+    fn change(&self, op_id: u64, change: Change) -> Result<(), ControlError> {
+        self.with_state(|st| {
+            let now = st.clock.now_ms();
+            st.change(op_id, change, now).map_err(|e| match e {
+                ChangeError::NotFound => ControlError::NotFound(format!("operation {op_id}")),
+                ChangeError::NotOpen(status) => ControlError::Conflict(format!(
+                    "operation {op_id} is {status}, not open for this change"
+                )),
+            })
+        })
+    }
+
+    /// The payer pays an open invoice or QR token (`Processed`).
+    pub fn pay(&self, op_id: u64) -> Result<(), ControlError> {
+        self.change(op_id, Change::Pay)
+    }
+
+    /// The payer declines (`RemotePaymentRejected`, or `CancelledByUser` for QR).
+    pub fn decline(&self, op_id: u64) -> Result<(), ControlError> {
+        self.change(op_id, Change::Decline)
+    }
+
+    /// The operation expires now (`Expired`).
+    pub fn expire(&self, op_id: u64) -> Result<(), ControlError> {
+        self.change(op_id, Change::Expire)
+    }
+
+    /// A payer scans a QR token and has not confirmed yet (`Wait`; QR tokens only).
+    pub fn scan(&self, op_id: u64) -> Result<(), ControlError> {
+        self.change(op_id, Change::Scan)
+    }
+
+    /// What the control API shows of an operation.
+    pub fn operation(&self, op_id: u64) -> Option<OperationInfo> {
+        self.with_state(|st| st.ops.get(&op_id).map(history::info))
+    }
+
+    /// The last SMS code sent to a cashier phone (any usual form of the number).
+    pub fn last_sms(&self, phone: &str) -> Option<String> {
+        let phone = kaspi::phone::normalize(phone).ok()?;
+        self.with_state(|st| st.sms.get(phone.as_str()).cloned())
+    }
+
+    /// The cashier confirms the login waiting for app confirmation.
+    pub fn confirm_in_app(&self, phone: &str) -> Result<(), ControlError> {
+        let phone = parse_phone(phone)?;
+        self.with_state(|st| entrance::confirm_in_app(st, &phone))
+    }
+
+    /// Sets how a cashier logs in; answers the cashier's profile and organization.
+    pub fn set_cashier(
+        &self,
+        phone: &str,
+        challenge: Challenge,
+        password: Option<String>,
+    ) -> Result<CashierProfile, ControlError> {
+        let phone = parse_phone(phone)?;
+        self.with_state(|st| {
+            let password = password.unwrap_or_else(|| st.setup_of(&phone).password);
+            st.cashiers.insert(
+                phone.as_str().to_owned(),
+                CashierSetup {
+                    challenge,
+                    password,
+                },
+            );
+            Ok(people::cashier_profile(st.cfg.seed, &phone))
+        })
+    }
+
+    /// The profile and organization a cashier phone logs in to.
+    pub fn cashier_profile(&self, phone: &str) -> Result<CashierProfile, ControlError> {
+        let phone = parse_phone(phone)?;
+        Ok(self.with_state(|st| people::cashier_profile(st.cfg.seed, &phone)))
+    }
+
+    fn set_sessions(&self, to: SessionState) -> usize {
+        self.with_state(|st| {
+            let mut n = 0;
+            for session in st.sessions.values_mut() {
+                if session.state == SessionState::Live
+                    || (to == SessionState::Revoked && session.state == SessionState::Expired)
+                {
+                    session.state = to;
+                    n += 1;
+                }
+            }
+            n
+        })
+    }
+
+    /// Every live session expires (qrpay 401 `SessionExpired`; sign-in-lite still works).
+    /// Returns how many changed.
+    pub fn expire_sessions(&self) -> usize {
+        self.set_sessions(SessionState::Expired)
+    }
+
+    /// Every session is revoked (a new SMS login is needed). Returns how many changed.
+    pub fn revoke_sessions(&self) -> usize {
+        self.set_sessions(SessionState::Revoked)
+    }
+
+    /// Puts faults in force for mtoken and qrpay calls.
+    pub fn set_faults(&self, faults: Faults) -> Result<(), ControlError> {
+        faults.validate().map_err(ControlError::BadRequest)?;
+        self.with_state(|st| st.faults = faults);
+        Ok(())
+    }
+
+    /// No more faults.
+    pub fn clear_faults(&self) {
+        self.with_state(|st| st.faults = Faults::default());
+    }
+
+    /// The faults in force (`count` shows what is left).
+    pub fn faults(&self) -> Faults {
+        self.with_state(|st| st.faults.clone())
+    }
+
+    /// Moves the sim clock forward and applies every change that became due.
+    pub fn advance_clock(&self, by: Duration) {
+        self.with_state(|st| {
+            st.clock.advance(by);
+            st.tick();
+        });
+    }
+
+    /// Now on the sim clock (Kazakhstan time).
+    pub fn now(&self) -> OffsetDateTime {
+        self.with_state(|st| clock::at(st.clock.now_ms()))
+    }
+
+    /// A payment to the static QR of the merchant whose cashier logged in last.
+    pub fn add_static_qr_payment(
+        &self,
+        amount: Amount,
+        comment: &str,
+    ) -> Result<u64, ControlError> {
+        self.with_state(|st| {
+            let phone = st.last_login.clone().ok_or_else(|| {
+                ControlError::Conflict(
+                    "no cashier has logged in yet: name the merchant's cashier phone".into(),
+                )
+            })?;
+            add_static(st, &phone, amount, comment)
+        })
+    }
+
+    /// A payment to the static QR of the merchant of `cashier_phone`.
+    pub fn add_static_qr_payment_for(
+        &self,
+        cashier_phone: &str,
+        amount: Amount,
+        comment: &str,
+    ) -> Result<u64, ControlError> {
+        let phone = parse_phone(cashier_phone)?;
+        self.with_state(|st| add_static(st, &phone, amount, comment))
+    }
+}
+
+fn add_static(
+    st: &mut State,
+    phone: &Phone,
+    amount: Amount,
+    comment: &str,
+) -> Result<u64, ControlError> {
+    let org = people::cashier_profile(st.cfg.seed, phone).organization_id;
+    st.add_static(org, amount, comment.to_owned())
+        .map_err(|e| ControlError::BadRequest(e.message))
+}
+
+fn parse_phone(phone: &str) -> Result<Phone, ControlError> {
+    kaspi::phone::normalize(phone).map_err(|e| ControlError::BadRequest(e.to_string()))
+}
+
+/// Serves the simulator on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, sim: Simulator) -> std::io::Result<()> {
+    axum::serve(listener, sim.router()).await
+}
+
+/// Serves the simulator on `127.0.0.1:0` in a background task; returns its base URL
+/// (`http://127.0.0.1:PORT`, the hosts are `{base}/qrpay` etc.). For tests: the task lives
+/// as long as the Tokio runtime.
+pub async fn spawn(sim: Simulator) -> std::io::Result<String> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = serve(listener, sim).await {
+            tracing::error!(error = %e, "kaspi simulator stopped");
+        }
+    });
+    Ok(format!("http://{addr}"))
+}

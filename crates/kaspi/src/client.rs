@@ -296,13 +296,24 @@ impl Client {
                 retry_after: answer.retry_after,
             });
         }
-        if !status.is_success() {
-            if let (Effect::Create(call), true) = (answer.effect, status.is_server_error()) {
+        let status_code = json
+            .as_ref()
+            .and_then(|j| j.get("StatusCode"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if status.is_server_error() {
+            if let Effect::Create(call) = answer.effect {
                 return Err(Error::OutcomeUnknown {
                     call,
                     cause: format!("HTTP {}", status.as_u16()),
                 });
             }
+            return Err(Error::Http {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        if !status.is_success() && status_code == 0 {
             return Err(Error::Http {
                 status: status.as_u16(),
                 message,
@@ -318,7 +329,6 @@ impl Client {
                 Effect::Read => Err(Error::Decode("the answer is not a JSON object".into())),
             };
         };
-        let status_code = map.get("StatusCode").and_then(Value::as_i64).unwrap_or(0);
         if status_code != 0 {
             if code
                 .as_deref()

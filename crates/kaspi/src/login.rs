@@ -343,7 +343,7 @@ impl Client {
                 answer.status.as_u16()
             ))
         })?;
-        check_entrance_error(&json)?;
+        check_entrance_error(&json, false)?;
         if !answer.status.is_success() {
             return Err(Error::Http {
                 status: answer.status.as_u16(),
@@ -419,7 +419,8 @@ impl Client {
                 answer.status.as_u16()
             ))
         })?;
-        check_entrance_error(&json)?;
+        // A finished process is closed: that is success here, as the app reads it.
+        check_entrance_error(&json, true)?;
         let data = json
             .get("data")
             .or_else(|| json.get("Data"))
@@ -462,8 +463,9 @@ fn challenge_of(answer: &Value) -> Result<Challenge, Error> {
     }
 }
 
-/// Errors come in `error`, `data.error` or `view.onOpenAlarm.error`; `isClosed` ends the process.
-fn check_entrance_error(body: &Value) -> Result<(), Error> {
+/// Errors come in `error`, `data.error` or `view.onOpenAlarm.error`; `isClosed` ends the
+/// process, which is an error on every step but the finish.
+fn check_entrance_error(body: &Value, finished_ok: bool) -> Result<(), Error> {
     let error = ["/error", "/data/error", "/view/onOpenAlarm/error"]
         .iter()
         .find_map(|p| {
@@ -492,7 +494,7 @@ fn check_entrance_error(body: &Value) -> Result<(), Error> {
         }
         .into());
     }
-    if closed {
+    if closed && !finished_ok {
         return Err(LoginError::Closed("the process was closed".into()).into());
     }
     Ok(())

@@ -1,0 +1,264 @@
+//! Everything the simulator remembers, in memory behind one mutex: the seeded generator,
+//! the sim clock, cashiers, login processes, sessions, operations, faults and rate windows.
+//!
+//! The types here are plain data; the rules that change them live in `ops` (payments),
+//! `entrance` (login), `auth` (request checks) and `faults`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::Instant;
+
+use kaspi::{Amount, Phone, Status};
+use p256::ecdsa::VerifyingKey;
+use p256::PublicKey;
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+
+use crate::clock::Clock;
+use crate::faults::Faults;
+use crate::people::CashierProfile;
+use crate::{Challenge, SimConfig};
+
+/// The simulator's whole memory.
+pub(crate) struct State {
+    pub cfg: SimConfig,
+    pub rng: StdRng,
+    pub clock: Clock,
+    /// Cashiers set up through the control API; other phones use the defaults.
+    pub cashiers: HashMap<String, CashierSetup>,
+    /// Login processes by `pId`.
+    pub processes: HashMap<String, LoginProcess>,
+    /// The last SMS code sent to each phone.
+    pub sms: HashMap<String, String>,
+    /// Sessions by `token_sn`.
+    pub sessions: HashMap<String, Session>,
+    pub ops: BTreeMap<u64, Operation>,
+    /// Due time-driven changes: (due unix ms, operation id).
+    pub agenda: BTreeSet<(i64, u64)>,
+    /// The next operation id (11 digits).
+    pub next_id: u64,
+    /// Every `TransactionDate` handed out, so no two changes share one.
+    pub used_tx: HashSet<i64>,
+    pub faults: Faults,
+    /// Recent qrpay/mtoken calls per cashier phone (rate limit window).
+    pub rate: HashMap<String, VecDeque<Instant>>,
+    /// The cashier who logged in last (the default merchant of static QR payments).
+    pub last_login: Option<Phone>,
+}
+
+impl State {
+    pub(crate) fn new(cfg: SimConfig) -> Self {
+        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let next_id = rng.gen_range(14_000_000_000..15_000_000_000);
+        Self {
+            cfg,
+            rng,
+            clock: Clock::default(),
+            cashiers: HashMap::new(),
+            processes: HashMap::new(),
+            sms: HashMap::new(),
+            sessions: HashMap::new(),
+            ops: BTreeMap::new(),
+            agenda: BTreeSet::new(),
+            next_id,
+            used_tx: HashSet::new(),
+            faults: Faults::default(),
+            rate: HashMap::new(),
+            last_login: None,
+        }
+    }
+
+    /// A fresh 11-digit id (operations, sales): increasing, with random gaps.
+    pub(crate) fn fresh_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += self.rng.gen_range(1..=37);
+        id
+    }
+
+    /// `n` random decimal digits.
+    pub(crate) fn digits(&mut self, n: usize) -> String {
+        (0..n)
+            .map(|i| {
+                let low = u8::from(i == 0);
+                char::from(b'0' + self.rng.gen_range(low..10))
+            })
+            .collect()
+    }
+
+    /// A random token of upper-case hex.
+    pub(crate) fn hex_token(&mut self, bytes: usize) -> String {
+        let raw: Vec<u8> = (0..bytes).map(|_| self.rng.gen()).collect();
+        hex::encode_upper(raw)
+    }
+
+    /// A `TransactionDate` at `at_ms` that no other change has (bumped by 1 ms on ties).
+    pub(crate) fn stamp(&mut self, at_ms: i64) -> i64 {
+        let mut t = at_ms;
+        while !self.used_tx.insert(t) {
+            t += 1;
+        }
+        t
+    }
+
+    /// The login challenge and password of a cashier.
+    pub(crate) fn setup_of(&self, phone: &Phone) -> CashierSetup {
+        self.cashiers
+            .get(phone.as_str())
+            .cloned()
+            .unwrap_or(CashierSetup {
+                challenge: self.cfg.login_challenge,
+                password: crate::DEFAULT_PASSWORD.to_owned(),
+            })
+    }
+}
+
+/// How a cashier logs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CashierSetup {
+    pub challenge: Challenge,
+    pub password: String,
+}
+
+/// Where a login process stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LoginStage {
+    /// Started; the phone number is expected.
+    Started,
+    /// The password is expected.
+    Password,
+    /// The SMS code is expected.
+    Otp,
+    /// Waiting for the cashier to confirm in the app.
+    App { confirmed: bool },
+    /// Verified: `finish` may register the device.
+    Verified,
+    /// Closed (too many wrong answers, or finished).
+    Closed,
+}
+
+/// One login (entrance) process.
+#[derive(Debug, Clone)]
+pub(crate) struct LoginProcess {
+    pub user_token: String,
+    /// The device key from the `pk` cookie, with its `pk` and `pkTag` strings.
+    pub device_key: VerifyingKey,
+    pub pk_tag: String,
+    pub install_id: String,
+    pub phone: Option<Phone>,
+    pub stage: LoginStage,
+    pub wrong_answers: u32,
+    /// The `meta.sn` of the step the process waits for.
+    pub step_name: &'static str,
+}
+
+/// Whether a session may still be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionState {
+    Live,
+    /// Expired (control API) or replaced by sign-in-lite: refresh works.
+    Expired,
+    /// Revoked (control API): a new SMS login is needed.
+    Revoked,
+}
+
+/// A session made by `finish` or sign-in-lite.
+#[derive(Clone)]
+pub(crate) struct Session {
+    pub token_sn: String,
+    pub vtoken_secret: [u8; 32],
+    /// The device signing key registered at login.
+    pub device_key: VerifyingKey,
+    /// The client's ECDH key from `finish` (`guard.x509`), reused by sign-in-lite.
+    pub client_ecdh: PublicKey,
+    pub phone: Phone,
+    pub profile: CashierProfile,
+    pub state: SessionState,
+}
+
+/// How an operation came to be (`SaleType` in the history).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SaleType {
+    /// A remote invoice (payment by phone).
+    Remote,
+    /// A QR token (payment link).
+    Link,
+    /// A payment to the merchant's static QR, without an invoice.
+    Static,
+    /// A refund of another operation.
+    Return,
+}
+
+impl SaleType {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SaleType::Remote => "Remote",
+            SaleType::Link => "Link",
+            SaleType::Static => "Static",
+            SaleType::Return => "Return",
+        }
+    }
+}
+
+/// A change a scripted payer will make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scripted {
+    Pay,
+    Decline,
+    NoFunds,
+}
+
+/// One operation: invoice, QR token, static QR payment or refund.
+#[derive(Debug, Clone)]
+pub(crate) struct Operation {
+    pub id: u64,
+    pub sale_id: u64,
+    pub organization_id: u64,
+    pub sale: SaleType,
+    pub amount: Amount,
+    pub comment: String,
+    pub client_phone: Option<Phone>,
+    pub client_name: Option<String>,
+    pub status: Status,
+    pub status_desc: String,
+    pub created_ms: i64,
+    /// `TransactionDate`: the time of the last status change (unique).
+    pub tx_ms: i64,
+    pub paid_ms: Option<i64>,
+    pub expires_ms: Option<i64>,
+    /// What the scripted payer does, and when.
+    pub script: Option<(i64, Scripted)>,
+    /// Sum of the refunds made of this operation.
+    pub returned: Amount,
+    /// The refunded operation (refunds only).
+    pub parent: Option<u64>,
+    /// `QrToken` of a payment link.
+    pub qr_token: Option<String>,
+}
+
+impl Operation {
+    /// Still waiting for the payer.
+    pub(crate) fn is_open(&self) -> bool {
+        !self.status.outcome().is_final()
+    }
+
+    /// The earliest time-driven change still ahead of an open operation.
+    pub(crate) fn next_due(&self) -> Option<i64> {
+        if !self.is_open() {
+            return None;
+        }
+        let script = self.script.map(|(at, _)| at);
+        match (script, self.expires_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// What may still be refunded.
+    pub(crate) fn available_return(&self) -> Amount {
+        if self.status != Status::Processed || self.sale == SaleType::Return {
+            return Amount::ZERO;
+        }
+        self.amount
+            .checked_sub(self.returned)
+            .unwrap_or(Amount::ZERO)
+    }
+}

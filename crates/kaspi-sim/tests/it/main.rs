@@ -1,0 +1,10 @@
+//! The simulator's own rules over real HTTP: login, request authentication, sessions,
+//! payments and the clock, history paging, faults and the control API. One binary.
+
+mod auth;
+mod common;
+mod control;
+mod faults;
+mod history;
+mod login;
+mod payments;
