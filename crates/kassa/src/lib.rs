@@ -1,6 +1,12 @@
 //! Kassa, a self-hosted Kaspi Pay gateway.
 //!
+//! - [`app`]: builds and runs the server (`App::build(config)`, `run_until_stopped`).
+//! - [`config`]: one typed configuration (defaults, file, environment, flags).
+//! - [`secrets`]: master key, sealed secrets, API key hashes.
 //! - [`db`]: the database access layer: one `Db` over SQLite (default) or PostgreSQL,
 //!   synchronous transaction closures, embedded migrations.
 
+pub mod app;
+pub mod config;
 pub mod db;
+pub mod secrets;

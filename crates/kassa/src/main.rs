@@ -1,1 +1,94 @@
-fn main() {}
+//! The `kassa` command: parse the configuration, start tracing, run the chosen command.
+
+use std::net::SocketAddr;
+
+use clap::{Parser, Subcommand};
+use kassa::app::App;
+use kassa::config::{Config, ServeArgs, StorageArgs};
+
+#[derive(Parser)]
+#[command(name = "kassa", version, about = "Self-hosted Kaspi Pay gateway")]
+struct Cli {
+    #[command(flatten)]
+    storage: StorageArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (sandbox Kaspi and SQLite in ./kassa-data unless told otherwise).
+    Serve(ServeArgs),
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Run the Kaspi simulator alone (the same one sandbox mode mounts at /sandbox/kaspi).
+    KaspiSim {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: SocketAddr,
+        /// Seed of the simulator's random choices.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(serve) => {
+            let config = Config::resolve(&cli.storage, &serve)?;
+            let app = App::build(config).await?;
+            eprintln!("kassa listening on http://{}", app.local_addr());
+            app.run_until_stopped(shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            let config = Config::resolve(&cli.storage, &ServeArgs::default())?;
+            std::fs::create_dir_all(&config.data_dir)?;
+            let db =
+                kassa::db::Db::open(&config.database_url, kassa::db::DbOptions::default()).await?;
+            db.migrate().await?;
+            eprintln!("migrations applied");
+        }
+        Command::KaspiSim { listen, seed } => {
+            let sim = kaspi_sim::Simulator::new(kaspi_sim::SimConfig {
+                seed,
+                ..Default::default()
+            });
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            eprintln!(
+                "Kaspi simulator on http://{0} (hosts {0}/entrance-pay, {0}/mtoken, {0}/qrpay; control {0}/_control)",
+                listener.local_addr()?
+            );
+            kaspi_sim::serve(listener, sim).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

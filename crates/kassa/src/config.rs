@@ -1,0 +1,247 @@
+//! One typed configuration: defaults, then a TOML file, then `KASSA_*` environment variables
+//! and command-line flags (clap reads both; a flag wins over its variable). Validated at start.
+//! Secrets (the master key) come only from the environment or the data dir, and `Debug`
+//! never prints them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Which Kaspi the gateway talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum KaspiMode {
+    /// The built-in simulator, mounted at `/sandbox/kaspi` on the same listener.
+    Sandbox,
+    /// The real Kaspi hosts (or the base URLs given).
+    Live,
+}
+
+/// Settings shared by every command that opens the database.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StorageArgs {
+    /// Where Kassa keeps its data (SQLite database, master key).
+    #[arg(long, env = "KASSA_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite://PATH` or `postgres://…` (default: SQLite in the data dir).
+    #[arg(long, env = "KASSA_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// A TOML file with any of the settings (default: `kassa.toml` in the data dir, if present).
+    #[arg(long, env = "KASSA_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+/// Settings of `kassa serve`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "KASSA_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// `sandbox` (built-in Kaspi simulator) or `live`.
+    #[arg(long, env = "KASSA_KASPI", value_enum)]
+    pub kaspi: Option<KaspiMode>,
+    /// Base URL of Kaspi's entrance host.
+    #[arg(long, env = "KASSA_KASPI_ENTRANCE_URL")]
+    pub kaspi_entrance_url: Option<String>,
+    /// Base URL of Kaspi's mtoken host.
+    #[arg(long, env = "KASSA_KASPI_MTOKEN_URL")]
+    pub kaspi_mtoken_url: Option<String>,
+    /// Base URL of Kaspi's qrpay host.
+    #[arg(long, env = "KASSA_KASPI_QRPAY_URL")]
+    pub kaspi_qrpay_url: Option<String>,
+    /// Requests a minute per API key (0 turns the limit off).
+    #[arg(long, env = "KASSA_RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+/// The file form: every setting optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    database_url: Option<String>,
+    kaspi: Option<KaspiMode>,
+    kaspi_entrance_url: Option<String>,
+    kaspi_mtoken_url: Option<String>,
+    kaspi_qrpay_url: Option<String>,
+    rate_limit_per_minute: Option<u32>,
+    kaspi_app_version: Option<String>,
+    kaspi_app_build: Option<String>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub kaspi: KaspiMode,
+    /// Base URLs for live mode (ignored in sandbox mode, where the simulator's are used).
+    pub kaspi_endpoints: kaspi::Endpoints,
+    /// The app fingerprint presented to Kaspi; version and build settable without a release.
+    pub kaspi_app: kaspi::AppFingerprint,
+    pub rate_limit_per_minute: u32,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Resolves flags and environment (already parsed by clap) over the file over defaults.
+    pub fn resolve(storage: &StorageArgs, serve: &ServeArgs) -> Result<Config, ConfigError> {
+        let data_dir = storage
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("kassa-data"));
+        let file = read_file(storage.config.as_deref(), &data_dir)?;
+        let database_url = storage
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("kassa.db").display()));
+        if !(database_url.starts_with("sqlite://")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError(
+                "--database-url must start with sqlite:// or postgres://".into(),
+            ));
+        }
+        let defaults = kaspi::Endpoints::default();
+        let kaspi_endpoints = kaspi::Endpoints {
+            entrance: pick(
+                &serve.kaspi_entrance_url,
+                file.kaspi_entrance_url,
+                defaults.entrance,
+            ),
+            mtoken: pick(
+                &serve.kaspi_mtoken_url,
+                file.kaspi_mtoken_url,
+                defaults.mtoken,
+            ),
+            qrpay: pick(&serve.kaspi_qrpay_url, file.kaspi_qrpay_url, defaults.qrpay),
+        };
+        for url in [
+            &kaspi_endpoints.entrance,
+            &kaspi_endpoints.mtoken,
+            &kaspi_endpoints.qrpay,
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError(format!(
+                    "Kaspi base URL {url:?} must be http(s)"
+                )));
+            }
+        }
+        let mut kaspi_app = kaspi::AppFingerprint::default();
+        let version = std::env::var("KASSA_KASPI_APP_VERSION")
+            .ok()
+            .or(file.kaspi_app_version);
+        let build = std::env::var("KASSA_KASPI_APP_BUILD")
+            .ok()
+            .or(file.kaspi_app_build);
+        if let Some(v) = version {
+            kaspi_app.version = v;
+        }
+        if let Some(b) = build {
+            kaspi_app.build = b;
+        }
+        Ok(Config {
+            listen: serve
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir,
+            database_url,
+            kaspi: serve.kaspi.or(file.kaspi).unwrap_or(KaspiMode::Sandbox),
+            kaspi_endpoints: kaspi::Endpoints {
+                entrance: kaspi_endpoints.entrance.trim_end_matches('/').to_owned(),
+                mtoken: kaspi_endpoints.mtoken.trim_end_matches('/').to_owned(),
+                qrpay: kaspi_endpoints.qrpay.trim_end_matches('/').to_owned(),
+            },
+            kaspi_app,
+            rate_limit_per_minute: serve
+                .rate_limit_per_minute
+                .or(file.rate_limit_per_minute)
+                .unwrap_or(60),
+        })
+    }
+}
+
+fn pick(flag: &Option<String>, file: Option<String>, default: String) -> String {
+    flag.clone().or(file).unwrap_or(default)
+}
+
+fn read_file(explicit: Option<&Path>, data_dir: &Path) -> Result<FileConfig, ConfigError> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let p = data_dir.join("kassa.toml");
+            if !p.exists() {
+                return Ok(FileConfig::default());
+            }
+            p
+        }
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_file_then_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = StorageArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&storage, &ServeArgs::default()).expect("defaults");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.kaspi, KaspiMode::Sandbox);
+        assert_eq!(c.rate_limit_per_minute, 60);
+        assert!(c.database_url.starts_with("sqlite://") && c.database_url.ends_with("kassa.db"));
+
+        std::fs::write(
+            dir.path().join("kassa.toml"),
+            "listen = \"127.0.0.1:9090\"\nrate_limit_per_minute = 5\n",
+        )
+        .expect("write");
+        let c = Config::resolve(&storage, &ServeArgs::default()).expect("file");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(c.rate_limit_per_minute, 5);
+
+        let flags = ServeArgs {
+            rate_limit_per_minute: Some(0),
+            ..Default::default()
+        };
+        let c = Config::resolve(&storage, &flags).expect("flags");
+        assert_eq!(c.rate_limit_per_minute, 0);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9090");
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_setting_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = StorageArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            database_url: Some("mysql://x".into()),
+            ..Default::default()
+        };
+        let err = Config::resolve(&storage, &ServeArgs::default()).expect_err("refused");
+        assert!(err.to_string().contains("--database-url"));
+
+        std::fs::write(dir.path().join("kassa.toml"), "no_such_setting = 1\n").expect("write");
+        let storage = StorageArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let err = Config::resolve(&storage, &ServeArgs::default()).expect_err("refused");
+        assert!(err.to_string().contains("no_such_setting"), "{err}");
+    }
+}
