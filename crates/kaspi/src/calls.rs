@@ -57,13 +57,7 @@ impl Client {
             )
             .await?
             .data("remote invoice")?;
-        if invoice.operation_id().is_none() {
-            // Kaspi said yes but gave no id to follow: the invoice exists somewhere.
-            return Err(Error::OutcomeUnknown {
-                call: "remote invoice create",
-                cause: "no operation id in the answer".into(),
-            });
-        }
+        require_id(invoice.operation_id(), "remote invoice create")?;
         self.note_status(invoice.status.as_ref());
         Ok(invoice)
     }
@@ -113,12 +107,8 @@ impl Client {
                 Effect::Read,
             )
             .await?;
-        let items = wire::list_in(&envelope.data, "Items");
-        let invoices: Vec<RemoteInvoice> = items
-            .into_iter()
-            .map(serde_json::from_value)
-            .collect::<Result<_, _>>()
-            .map_err(|e| Error::Decode(format!("remote invoice history: {e}")))?;
+        let invoices: Vec<RemoteInvoice> =
+            decode_list(&envelope.data, "Items", "remote invoice history")?;
         for invoice in &invoices {
             self.note_status(invoice.status.as_ref());
         }
@@ -148,12 +138,7 @@ impl Client {
             )
             .await?
             .data("QR token")?;
-        if token.qr_operation_id.is_none() {
-            return Err(Error::OutcomeUnknown {
-                call: "QR token create",
-                cause: "no operation id in the answer".into(),
-            });
-        }
+        require_id(token.qr_operation_id, "QR token create")?;
         self.note_status(token.status.as_ref());
         Ok(token)
     }
@@ -195,12 +180,11 @@ impl Client {
                 Effect::Read,
             )
             .await?;
-        let items = wire::list_in(&envelope.data, "ListHistoryPaymentData");
-        let operations: Vec<HistoryOperation> = items
-            .into_iter()
-            .map(serde_json::from_value)
-            .collect::<Result<_, _>>()
-            .map_err(|e| Error::Decode(format!("operations history: {e}")))?;
+        let operations: Vec<HistoryOperation> = decode_list(
+            &envelope.data,
+            "ListHistoryPaymentData",
+            "operations history",
+        )?;
         for op in &operations {
             self.note_status(op.status.as_ref());
         }
@@ -274,4 +258,29 @@ impl Client {
         .await?;
         Ok(())
     }
+}
+
+/// A create answered without an id to follow: the thing exists at Kaspi but cannot be
+/// followed, so the outcome is unknown rather than failed.
+fn require_id(id: Option<i64>, call: &'static str) -> Result<(), Error> {
+    match id {
+        Some(_) => Ok(()),
+        None => Err(Error::OutcomeUnknown {
+            call,
+            cause: "no operation id in the answer".into(),
+        }),
+    }
+}
+
+/// Types the list inside `Data` (a bare list, or an object holding one under `key`).
+fn decode_list<T: serde::de::DeserializeOwned>(
+    data: &serde_json::Value,
+    key: &str,
+    what: &str,
+) -> Result<Vec<T>, Error> {
+    wire::list_in(data, key)
+        .into_iter()
+        .map(serde_json::from_value)
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::Decode(format!("{what}: {e}")))
 }
