@@ -10,3 +10,4 @@ pub mod app;
 pub mod config;
 pub mod db;
 pub mod secrets;
+pub mod store;

@@ -44,6 +44,7 @@ macro_rules! migrations {
 
 migrations! {
     1 "init" "0001_init",
+    2 "gateway" "0002_gateway",
 }
 
 /// The migrations for `dialect`, in the order they apply.

@@ -1,0 +1,494 @@
+//! Invoices: creation in steps (`sending` → `sent` | `unknown` | `failed`), status changes with
+//! their `invoice_events` row in the same transaction, listing and stats per organization.
+//!
+//! Every read takes the organization: another organization's invoice is simply not found.
+
+use crate::db::{DbError, Row, Tx, Value};
+
+use super::jobs::{delete_job, schedule_job};
+use super::{
+    conflict_on_unique, CreateState, Invoice, InvoiceFilter, InvoiceKind, InvoiceSent, InvoiceSort,
+    InvoiceStats, InvoiceStatus, NewInvoice, StatusTotals, Store, StoreError, EVENT_STATUS_CHANGED,
+    JOB_POLL_INVOICE, JOB_RECONCILE_INVOICE,
+};
+
+const INVOICE_COLUMNS: &str = "id, payment_id, org_id, kind, amount, phone, description, \
+     external_order_id, status, kaspi_status, kaspi_operation_id, client_name, total_refunded, \
+     is_sandbox, create_state, last_error, created_at, updated_at, paid_at, cancelled_at, \
+     expires_at";
+
+/// The most a page holds.
+const MAX_PER_PAGE: u32 = 100;
+
+fn invoice_from_row(row: &Row) -> Result<Invoice, DbError> {
+    Ok(Invoice {
+        id: row.i64("id")?,
+        payment_id: row.text("payment_id")?,
+        org_id: row.i64("org_id")?,
+        kind: InvoiceKind::decode("kind", &row.text("kind")?)?,
+        amount: row.i64("amount")?,
+        phone: row.opt_text("phone")?,
+        description: row.opt_text("description")?,
+        external_order_id: row.opt_text("external_order_id")?,
+        status: InvoiceStatus::decode("status", &row.text("status")?)?,
+        kaspi_status: row.opt_text("kaspi_status")?,
+        kaspi_operation_id: row.opt_text("kaspi_operation_id")?,
+        client_name: row.opt_text("client_name")?,
+        total_refunded: row.i64("total_refunded")?,
+        is_sandbox: row.bool("is_sandbox")?,
+        create_state: CreateState::decode("create_state", &row.text("create_state")?)?,
+        last_error: row.opt_text("last_error")?,
+        created_at: row.i64("created_at")?,
+        updated_at: row.i64("updated_at")?,
+        paid_at: row.opt_i64("paid_at")?,
+        cancelled_at: row.opt_i64("cancelled_at")?,
+        expires_at: row.opt_i64("expires_at")?,
+    })
+}
+
+fn invoice_by_id_tx(tx: &mut dyn Tx, id: i64) -> Result<Option<Invoice>, DbError> {
+    let sql = format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1");
+    tx.query_opt(&sql, &[id.into()])?
+        .as_ref()
+        .map(invoice_from_row)
+        .transpose()
+}
+
+/// The status change of one invoice, applied inside a caller's transaction.
+struct Change<'a> {
+    to: InvoiceStatus,
+    kaspi_status: Option<&'a str>,
+    client_name: Option<&'a str>,
+    at_ms: i64,
+}
+
+/// Moves the invoice to `change.to` if that is allowed from its current status, writing the
+/// event row; `None` (and no write) when not allowed or already there.
+///
+/// The UPDATE compares the status it read, so of two transactions making the same change only
+/// one changes the row (PostgreSQL re-checks the WHERE after waiting for the other's lock) and
+/// only that one writes the event.
+fn apply_status_tx(
+    tx: &mut dyn Tx,
+    invoice_id: i64,
+    change: &Change<'_>,
+) -> Result<Option<Invoice>, DbError> {
+    let Some(current) = invoice_by_id_tx(tx, invoice_id)? else {
+        return Ok(None);
+    };
+    if !current.status.can_move_to(change.to) {
+        return Ok(None);
+    }
+    let paid_at = (change.to == InvoiceStatus::Paid).then_some(change.at_ms);
+    let cancelled_at = (change.to == InvoiceStatus::Cancelled).then_some(change.at_ms);
+    let sql = format!(
+        "UPDATE invoices SET status = $3, kaspi_status = COALESCE($4, kaspi_status), \
+         client_name = COALESCE($5, client_name), updated_at = $6, \
+         paid_at = COALESCE($7, paid_at), cancelled_at = COALESCE($8, cancelled_at) \
+         WHERE id = $1 AND status = $2 RETURNING {INVOICE_COLUMNS}"
+    );
+    let row = tx.query_opt(
+        &sql,
+        &[
+            invoice_id.into(),
+            current.status.as_str().into(),
+            change.to.as_str().into(),
+            change.kaspi_status.into(),
+            change.client_name.into(),
+            change.at_ms.into(),
+            paid_at.into(),
+            cancelled_at.into(),
+        ],
+    )?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let updated = invoice_from_row(&row)?;
+    tx.execute(
+        "INSERT INTO invoice_events (org_id, invoice_id, kind, from_status, to_status, at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            updated.org_id.into(),
+            invoice_id.into(),
+            EVENT_STATUS_CHANGED.into(),
+            current.status.as_str().into(),
+            change.to.as_str().into(),
+            change.at_ms.into(),
+        ],
+    )?;
+    if change.to.is_final() {
+        delete_job(tx, JOB_POLL_INVOICE, invoice_id)?;
+    }
+    Ok(Some(updated))
+}
+
+impl Store {
+    /// Records a new invoice as `pending`, `sending` (no job yet: that comes with the outcome
+    /// of the request to Kaspi). `Conflict` when the payment id exists.
+    pub async fn insert_invoice(&self, new: NewInvoice) -> Result<Invoice, StoreError> {
+        let sql = format!(
+            "INSERT INTO invoices (payment_id, org_id, kind, amount, phone, description, \
+             external_order_id, status, is_sandbox, create_state, created_at, updated_at, \
+             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) \
+             RETURNING {INVOICE_COLUMNS}"
+        );
+        let inserted = self
+            .db
+            .write(move |tx| {
+                let params: [Value; 12] = [
+                    (&new.payment_id).into(),
+                    new.org_id.into(),
+                    new.kind.as_str().into(),
+                    new.amount.into(),
+                    new.phone.as_ref().into(),
+                    new.description.as_ref().into(),
+                    new.external_order_id.as_ref().into(),
+                    InvoiceStatus::Pending.as_str().into(),
+                    new.is_sandbox.into(),
+                    CreateState::Sending.as_str().into(),
+                    new.created_at.into(),
+                    new.expires_at.into(),
+                ];
+                Ok(invoice_from_row(&tx.query_one(&sql, &params)?)?)
+            })
+            .await;
+        conflict_on_unique(inserted, "an invoice with this payment id exists")
+    }
+
+    /// Kaspi accepted the invoice: records its operation id and schedules the first status
+    /// poll, in one transaction. Also accepted after `unknown` (reconciliation found it).
+    /// `NotFound` when there is no such invoice still being created; `Conflict` when the
+    /// operation id already belongs to another invoice of the organization.
+    pub async fn mark_invoice_sent(
+        &self,
+        invoice_id: i64,
+        sent: InvoiceSent,
+    ) -> Result<Invoice, StoreError> {
+        let sql = format!(
+            "UPDATE invoices SET create_state = $2, kaspi_operation_id = $3, \
+             kaspi_status = COALESCE($4, kaspi_status), client_name = COALESCE($5, client_name), \
+             last_error = NULL, updated_at = $6 \
+             WHERE id = $1 AND create_state IN ('sending', 'unknown') \
+             RETURNING {INVOICE_COLUMNS}"
+        );
+        let marked = self
+            .db
+            .write(move |tx| {
+                let params: [Value; 6] = [
+                    invoice_id.into(),
+                    CreateState::Sent.as_str().into(),
+                    (&sent.kaspi_operation_id).into(),
+                    sent.kaspi_status.as_ref().into(),
+                    sent.client_name.as_ref().into(),
+                    sent.at_ms.into(),
+                ];
+                let row = tx.query_opt(&sql, &params)?.ok_or(StoreError::NotFound)?;
+                let invoice = invoice_from_row(&row)?;
+                delete_job(tx, JOB_RECONCILE_INVOICE, invoice_id)?;
+                schedule_job(
+                    tx,
+                    JOB_POLL_INVOICE,
+                    invoice_id,
+                    sent.poll_at_ms,
+                    sent.at_ms,
+                )?;
+                Ok(invoice)
+            })
+            .await;
+        conflict_on_unique(marked, "this Kaspi operation is already another invoice")
+    }
+
+    /// The request to Kaspi may or may not have arrived: marks the invoice `unknown` and
+    /// schedules its reconciliation at `reconcile_at_ms`, in one transaction.
+    pub async fn mark_invoice_create_unknown(
+        &self,
+        invoice_id: i64,
+        error: &str,
+        at_ms: i64,
+        reconcile_at_ms: i64,
+    ) -> Result<Invoice, StoreError> {
+        let error = error.to_owned();
+        let sql = format!(
+            "UPDATE invoices SET create_state = $2, last_error = $3, updated_at = $4 \
+             WHERE id = $1 AND create_state IN ('sending', 'unknown') \
+             RETURNING {INVOICE_COLUMNS}"
+        );
+        self.db
+            .write(move |tx| {
+                let params: [Value; 4] = [
+                    invoice_id.into(),
+                    CreateState::Unknown.as_str().into(),
+                    (&error).into(),
+                    at_ms.into(),
+                ];
+                let row = tx.query_opt(&sql, &params)?.ok_or(StoreError::NotFound)?;
+                schedule_job(
+                    tx,
+                    JOB_RECONCILE_INVOICE,
+                    invoice_id,
+                    reconcile_at_ms,
+                    at_ms,
+                )?;
+                Ok(invoice_from_row(&row)?)
+            })
+            .await
+    }
+
+    /// Kaspi refused the invoice: `failed`, with the status change and its event recorded,
+    /// and any reconciliation job finished.
+    pub async fn mark_invoice_create_failed(
+        &self,
+        invoice_id: i64,
+        error: &str,
+        at_ms: i64,
+    ) -> Result<Invoice, StoreError> {
+        let error = error.to_owned();
+        self.db
+            .write(move |tx| {
+                let changed = tx.execute(
+                    "UPDATE invoices SET create_state = $2, last_error = $3, updated_at = $4 \
+                     WHERE id = $1 AND create_state IN ('sending', 'unknown')",
+                    &[
+                        invoice_id.into(),
+                        CreateState::Failed.as_str().into(),
+                        (&error).into(),
+                        at_ms.into(),
+                    ],
+                )?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                delete_job(tx, JOB_RECONCILE_INVOICE, invoice_id)?;
+                let change = Change {
+                    to: InvoiceStatus::Failed,
+                    kaspi_status: None,
+                    client_name: None,
+                    at_ms,
+                };
+                apply_status_tx(tx, invoice_id, &change)?;
+                invoice_by_id_tx(tx, invoice_id)?.ok_or(StoreError::NotFound)
+            })
+            .await
+    }
+
+    /// Moves the invoice to `status` if allowed (pending → anything else; cancelled, expired
+    /// or failed → paid), with its event row and, when final, the end of its poll job, in one
+    /// transaction. `None` when nothing changed: already there, not allowed, or no invoice.
+    pub async fn apply_status(
+        &self,
+        invoice_id: i64,
+        status: InvoiceStatus,
+        kaspi_status: Option<&str>,
+        at_ms: i64,
+        client_name: Option<&str>,
+    ) -> Result<Option<Invoice>, StoreError> {
+        let kaspi_status = kaspi_status.map(str::to_owned);
+        let client_name = client_name.map(str::to_owned);
+        self.db
+            .write(move |tx| {
+                let change = Change {
+                    to: status,
+                    kaspi_status: kaspi_status.as_deref(),
+                    client_name: client_name.as_deref(),
+                    at_ms,
+                };
+                Ok(apply_status_tx(tx, invoice_id, &change)?)
+            })
+            .await
+    }
+
+    /// The invoice `id` of `org_id`.
+    pub async fn invoice(&self, org_id: i64, id: i64) -> Result<Option<Invoice>, StoreError> {
+        let sql = format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE org_id = $1 AND id = $2");
+        self.db
+            .read(move |tx| {
+                let row = tx.query_opt(&sql, &[org_id.into(), id.into()])?;
+                Ok(row.as_ref().map(invoice_from_row).transpose()?)
+            })
+            .await
+    }
+
+    /// The invoice of `org_id` with the UUID `payment_id`.
+    pub async fn invoice_by_payment_id(
+        &self,
+        org_id: i64,
+        payment_id: &str,
+    ) -> Result<Option<Invoice>, StoreError> {
+        let sql =
+            format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE org_id = $1 AND payment_id = $2");
+        let payment_id = payment_id.to_owned();
+        self.db
+            .read(move |tx| {
+                let row = tx.query_opt(&sql, &[org_id.into(), payment_id.into()])?;
+                Ok(row.as_ref().map(invoice_from_row).transpose()?)
+            })
+            .await
+    }
+
+    /// The events of one invoice, oldest first, as `(from_status, to_status, at)`.
+    pub async fn invoice_events(
+        &self,
+        org_id: i64,
+        invoice_id: i64,
+    ) -> Result<Vec<(Option<InvoiceStatus>, InvoiceStatus, i64)>, StoreError> {
+        self.db
+            .read(move |tx| {
+                let rows = tx.query(
+                    "SELECT from_status, to_status, at FROM invoice_events \
+                     WHERE org_id = $1 AND invoice_id = $2 ORDER BY id",
+                    &[org_id.into(), invoice_id.into()],
+                )?;
+                let mut events = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let from = match row.opt_text("from_status")? {
+                        Some(text) => Some(InvoiceStatus::decode("from_status", &text)?),
+                        None => None,
+                    };
+                    let to = InvoiceStatus::decode("to_status", &row.text("to_status")?)?;
+                    events.push((from, to, row.i64("at")?));
+                }
+                Ok(events)
+            })
+            .await
+    }
+
+    /// One page of `org_id`'s invoices matching `filter`, and how many match in all.
+    pub async fn list_invoices(
+        &self,
+        org_id: i64,
+        filter: &InvoiceFilter,
+    ) -> Result<(Vec<Invoice>, i64), StoreError> {
+        let (condition, mut params) = list_condition(org_id, filter);
+        let count_sql = format!("SELECT COUNT(*) AS n FROM invoices WHERE {condition}");
+        let per_page = filter.per_page.clamp(1, MAX_PER_PAGE);
+        let offset = i64::from(filter.page.max(1) - 1) * i64::from(per_page);
+        let page_sql = format!(
+            "SELECT {INVOICE_COLUMNS} FROM invoices WHERE {condition} ORDER BY {} LIMIT ${} OFFSET ${}",
+            order_by(filter),
+            params.len() + 1,
+            params.len() + 2,
+        );
+        self.db
+            .read(move |tx| {
+                let total = tx.query_one(&count_sql, &params)?.i64("n")?;
+                params.push(per_page.into());
+                params.push(offset.into());
+                let rows = tx.query(&page_sql, &params)?;
+                let invoices = rows
+                    .iter()
+                    .map(invoice_from_row)
+                    .collect::<Result<_, _>>()?;
+                Ok((invoices, total))
+            })
+            .await
+    }
+
+    /// Counts and sums (in tiyn) per status of `org_id`'s invoices created in
+    /// `[from_ms, to_ms)`.
+    pub async fn invoice_stats(
+        &self,
+        org_id: i64,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<InvoiceStats, StoreError> {
+        self.db
+            .read(move |tx| {
+                let rows = tx.query(
+                    "SELECT status, COUNT(*) AS n, \
+                     CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS amount, \
+                     CAST(COALESCE(SUM(total_refunded), 0) AS BIGINT) AS refunded \
+                     FROM invoices WHERE org_id = $1 AND created_at >= $2 AND created_at < $3 \
+                     GROUP BY status",
+                    &[org_id.into(), from_ms.into(), to_ms.into()],
+                )?;
+                let mut by_status: Vec<StatusTotals> = InvoiceStatus::ALL
+                    .iter()
+                    .map(|&status| StatusTotals {
+                        status,
+                        count: 0,
+                        amount: 0,
+                        refunded: 0,
+                    })
+                    .collect();
+                for row in &rows {
+                    let status = InvoiceStatus::decode("status", &row.text("status")?)?;
+                    if let Some(totals) = by_status.iter_mut().find(|t| t.status == status) {
+                        totals.count = row.i64("n")?;
+                        totals.amount = row.i64("amount")?;
+                        totals.refunded = row.i64("refunded")?;
+                    }
+                }
+                Ok(InvoiceStats { by_status })
+            })
+            .await
+    }
+}
+
+/// The WHERE condition of a listing and its parameters (`$1` is the organization).
+fn list_condition(org_id: i64, filter: &InvoiceFilter) -> (String, Vec<Value>) {
+    let mut params: Vec<Value> = vec![org_id.into()];
+    let mut parts = vec!["org_id = $1".to_owned()];
+    let param = |params: &mut Vec<Value>, value: Value| {
+        params.push(value);
+        format!("${}", params.len())
+    };
+    if let Some(search) = filter
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let pattern = param(&mut params, format!("%{}%", escape_like(search)).into());
+        let mut alternatives: Vec<String> = ["description", "external_order_id", "phone"]
+            .iter()
+            .map(|column| format!("{column} LIKE {pattern} ESCAPE '\\'"))
+            .collect();
+        if let Ok(id) = search.parse::<i64>() {
+            alternatives.push(format!("id = {}", param(&mut params, id.into())));
+        }
+        parts.push(format!("({})", alternatives.join(" OR ")));
+    }
+    if !filter.statuses.is_empty() {
+        let list: Vec<String> = filter
+            .statuses
+            .iter()
+            .map(|s| param(&mut params, s.as_str().into()))
+            .collect();
+        parts.push(format!("status IN ({})", list.join(", ")));
+    }
+    if let Some(from) = filter.created_from {
+        parts.push(format!("created_at >= {}", param(&mut params, from.into())));
+    }
+    if let Some(to) = filter.created_to {
+        parts.push(format!("created_at < {}", param(&mut params, to.into())));
+    }
+    (parts.join(" AND "), params)
+}
+
+/// The ORDER BY of a listing: a whitelisted column, NULLs last either way (the databases
+/// disagree by default), then the id in the same direction so pages are stable.
+fn order_by(filter: &InvoiceFilter) -> String {
+    let direction = filter.sort_order.sql();
+    let column = filter.sort_by.column();
+    match filter.sort_by {
+        InvoiceSort::Id => format!("id {direction}"),
+        InvoiceSort::ClientName => format!(
+            "CASE WHEN {column} IS NULL THEN 1 ELSE 0 END, {column} {direction}, id {direction}"
+        ),
+        InvoiceSort::Amount | InvoiceSort::Status | InvoiceSort::CreatedAt => {
+            format!("{column} {direction}, id {direction}")
+        }
+    }
+}
+
+/// `text` with LIKE's wildcards and the escape character escaped by `\`.
+fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

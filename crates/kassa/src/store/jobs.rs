@@ -1,0 +1,163 @@
+//! Jobs are rows: `(kind, ref_id)` is unique, `run_at` says when one is due, and a worker
+//! leases due jobs with `UPDATE … RETURNING` (`locked_until`, `locked_by`). On PostgreSQL the
+//! rows are picked with `FOR UPDATE SKIP LOCKED`, so concurrent claimers take different jobs
+//! instead of waiting for each other; SQLite has one writer, which is exclusive already.
+//! A lease that runs out makes the job claimable again: work survives a crashed worker.
+
+use crate::db::{DbError, Row, Tx};
+
+use super::{Job, Store, StoreError};
+
+const JOB_COLUMNS: &str =
+    "id, kind, ref_id, run_at, attempt, locked_until, locked_by, last_error, created_at";
+
+fn job_from_row(row: &Row) -> Result<Job, DbError> {
+    Ok(Job {
+        id: row.i64("id")?,
+        kind: row.text("kind")?,
+        ref_id: row.i64("ref_id")?,
+        run_at: row.i64("run_at")?,
+        attempt: row.i64("attempt")?,
+        locked_until: row.opt_i64("locked_until")?,
+        locked_by: row.opt_text("locked_by")?,
+        last_error: row.opt_text("last_error")?,
+        created_at: row.i64("created_at")?,
+    })
+}
+
+/// Schedules job `(kind, ref_id)` at `run_at`, inside the caller's transaction. An existing
+/// job of the same key is kept as it is (it is already scheduled or running); `true` when the
+/// job was made.
+pub(crate) fn schedule_job(
+    tx: &mut dyn Tx,
+    kind: &str,
+    ref_id: i64,
+    run_at: i64,
+    now_ms: i64,
+) -> Result<bool, DbError> {
+    let made = tx.execute(
+        "INSERT INTO jobs (kind, ref_id, run_at, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (kind, ref_id) DO NOTHING",
+        &[kind.into(), ref_id.into(), run_at.into(), now_ms.into()],
+    )?;
+    Ok(made == 1)
+}
+
+/// Removes job `(kind, ref_id)`, if any, inside the caller's transaction.
+pub(crate) fn delete_job(tx: &mut dyn Tx, kind: &str, ref_id: i64) -> Result<(), DbError> {
+    tx.execute(
+        "DELETE FROM jobs WHERE kind = $1 AND ref_id = $2",
+        &[kind.into(), ref_id.into()],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// Schedules job `(kind, ref_id)` at `run_at` unless it exists; `true` when it was made.
+    pub async fn schedule_job(
+        &self,
+        kind: &str,
+        ref_id: i64,
+        run_at: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let kind = kind.to_owned();
+        self.db
+            .write(move |tx| Ok(schedule_job(tx, &kind, ref_id, run_at, now_ms)?))
+            .await
+    }
+
+    /// The job `(kind, ref_id)`, if scheduled.
+    pub async fn job(&self, kind: &str, ref_id: i64) -> Result<Option<Job>, StoreError> {
+        let kind = kind.to_owned();
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE kind = $1 AND ref_id = $2");
+        self.db
+            .read(move |tx| {
+                let row = tx.query_opt(&sql, &[kind.into(), ref_id.into()])?;
+                Ok(row.as_ref().map(job_from_row).transpose()?)
+            })
+            .await
+    }
+
+    /// Leases up to `limit` jobs of `kind` that are due at `now_ms` and not leased, to
+    /// `worker_id` until `now_ms + lease_ms`; earliest first. No job is handed to two
+    /// claimers while its lease runs.
+    pub async fn claim_jobs(
+        &self,
+        kind: &str,
+        worker_id: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        let kind = kind.to_owned();
+        let worker = worker_id.to_owned();
+        let locked_until = now_ms.saturating_add(lease_ms);
+        let skip_locked = self.db.dialect().skip_locked();
+        let sql = format!(
+            "UPDATE jobs SET locked_until = $3, locked_by = $4 WHERE id IN (\
+             SELECT id FROM jobs WHERE kind = $1 AND run_at <= $2 \
+             AND (locked_until IS NULL OR locked_until < $2) \
+             ORDER BY run_at, id LIMIT $5{skip_locked}) \
+             RETURNING {JOB_COLUMNS}"
+        );
+        self.db
+            .write(move |tx| {
+                let rows = tx.query(
+                    &sql,
+                    &[
+                        (&kind).into(),
+                        now_ms.into(),
+                        locked_until.into(),
+                        (&worker).into(),
+                        limit.into(),
+                    ],
+                )?;
+                let mut jobs = rows
+                    .iter()
+                    .map(job_from_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                jobs.sort_by_key(|job| (job.run_at, job.id));
+                Ok(jobs)
+            })
+            .await
+    }
+
+    /// Releases job `id` to run again at `run_at` as attempt `attempt`, noting `last_error`;
+    /// only while `worker_id` still holds the lease. `false` when it no longer does.
+    pub async fn reschedule_job(
+        &self,
+        id: i64,
+        worker_id: &str,
+        run_at: i64,
+        attempt: i64,
+        last_error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let worker = worker_id.to_owned();
+        let error = last_error.map(str::to_owned);
+        self.db
+            .write(move |tx| {
+                let changed = tx.execute(
+                    "UPDATE jobs SET run_at = $3, attempt = $4, last_error = $5, \
+                     locked_until = NULL, locked_by = NULL \
+                     WHERE id = $1 AND locked_by = $2",
+                    &[
+                        id.into(),
+                        (&worker).into(),
+                        run_at.into(),
+                        attempt.into(),
+                        error.as_ref().into(),
+                    ],
+                )?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    /// Removes job `id`: its work is done. `false` when it was already gone.
+    pub async fn finish_job(&self, id: i64) -> Result<bool, StoreError> {
+        self.db
+            .write(move |tx| Ok(tx.execute("DELETE FROM jobs WHERE id = $1", &[id.into()])? == 1))
+            .await
+    }
+}

@@ -1,0 +1,78 @@
+//! The gateway's store: all of its SQL, written once for SQLite and PostgreSQL over [`Db`].
+//!
+//! One [`Store`] with a method per question or change, each one transaction. Every status change
+//! writes its `invoice_events` row in the same transaction (the outbox); jobs are rows leased
+//! with `UPDATE … RETURNING`. The only dialect difference used is [`Dialect::skip_locked`]
+//! (`crate::db::Dialect`); the tables come from `migrations/*/0002_gateway.sql`.
+//!
+//! - `orgs.rs`: organizations, API keys, terminals.
+//! - `invoices.rs`: invoices, status changes and their events, listing and stats.
+//! - `jobs.rs`: scheduling, claiming and finishing jobs.
+//! - `idempotency.rs`: `Idempotency-Key` records.
+
+mod idempotency;
+mod invoices;
+mod jobs;
+mod orgs;
+pub mod types;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::db::{Db, DbError};
+
+pub use types::*;
+
+/// Job kind: poll Kaspi for the status of a sent invoice (`ref_id` is the invoice id).
+pub const JOB_POLL_INVOICE: &str = "poll_invoice";
+/// Job kind: find out whether an invoice whose creation had an unknown outcome reached Kaspi.
+pub const JOB_RECONCILE_INVOICE: &str = "reconcile_invoice";
+/// Event kind of an invoice status change.
+pub const EVENT_STATUS_CHANGED: &str = "invoice.status_changed";
+
+/// An error of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row asked for does not exist (or belongs to another organization).
+    #[error("not found")]
+    NotFound,
+    /// The change collides with existing data, e.g. a duplicate slug.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// The gateway's store; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    /// A store over `db`, which must be migrated.
+    pub fn new(db: Db) -> Store {
+        Store { db }
+    }
+
+    /// The database underneath.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+/// Turns a unique violation into [`StoreError::Conflict`] with `what`.
+fn conflict_on_unique<T>(result: Result<T, StoreError>, what: &str) -> Result<T, StoreError> {
+    match result {
+        Err(StoreError::Db(DbError::UniqueViolation { .. })) => {
+            Err(StoreError::Conflict(what.to_owned()))
+        }
+        other => other,
+    }
+}
+
+/// Now, in unix milliseconds, for the rows whose times the caller does not give.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

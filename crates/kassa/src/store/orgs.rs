@@ -1,0 +1,296 @@
+//! Organizations, their API keys and their Kaspi terminal.
+
+use crate::db::{DbError, Row, Value};
+
+use super::{
+    conflict_on_unique, now_ms, ApiKeyOwner, ApiKeyRecord, Organization, Store, StoreError,
+    Terminal, TerminalState,
+};
+
+const ORG_COLUMNS: &str = "id, slug, name, created_at";
+const KEY_COLUMNS: &str = "id, org_id, name, prefix, created_at, revoked_at, last_used_at";
+const TERMINAL_COLUMNS: &str =
+    "id, org_id, phone, device_sealed, session_sealed, state, state_reason, version, updated_at";
+
+fn org_from_row(row: &Row) -> Result<Organization, DbError> {
+    Ok(Organization {
+        id: row.i64("id")?,
+        slug: row.text("slug")?,
+        name: row.text("name")?,
+        created_at: row.i64("created_at")?,
+    })
+}
+
+fn key_from_row(row: &Row) -> Result<ApiKeyRecord, DbError> {
+    Ok(ApiKeyRecord {
+        id: row.i64("id")?,
+        org_id: row.i64("org_id")?,
+        name: row.text("name")?,
+        prefix: row.text("prefix")?,
+        created_at: row.i64("created_at")?,
+        revoked_at: row.opt_i64("revoked_at")?,
+        last_used_at: row.opt_i64("last_used_at")?,
+    })
+}
+
+fn terminal_from_row(row: &Row) -> Result<Terminal, DbError> {
+    Ok(Terminal {
+        id: row.i64("id")?,
+        org_id: row.i64("org_id")?,
+        phone: row.text("phone")?,
+        device_sealed: row.bytes("device_sealed")?,
+        session_sealed: row.opt_bytes("session_sealed")?,
+        state: TerminalState::decode("state", &row.text("state")?)?,
+        state_reason: row.opt_text("state_reason")?,
+        version: row.i64("version")?,
+        updated_at: row.i64("updated_at")?,
+    })
+}
+
+impl Store {
+    /// Creates an organization; [`StoreError::Conflict`] when the slug is taken.
+    pub async fn create_org(&self, slug: &str, name: &str) -> Result<Organization, StoreError> {
+        let (slug, name, now) = (slug.to_owned(), name.to_owned(), now_ms());
+        let sql = format!(
+            "INSERT INTO organizations (slug, name, created_at) VALUES ($1, $2, $3) \
+             RETURNING {ORG_COLUMNS}"
+        );
+        let created = self
+            .db
+            .write(move |tx| {
+                let row = tx.query_one(&sql, &[(&slug).into(), (&name).into(), now.into()])?;
+                Ok(org_from_row(&row)?)
+            })
+            .await;
+        conflict_on_unique(created, "an organization with this slug exists")
+    }
+
+    /// The organization with `slug`.
+    pub async fn org_by_slug(&self, slug: &str) -> Result<Option<Organization>, StoreError> {
+        let sql = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE slug = $1");
+        let slug = slug.to_owned();
+        self.db
+            .read(move |tx| {
+                let row = tx.query_opt(&sql, &[slug.into()])?;
+                Ok(row.as_ref().map(org_from_row).transpose()?)
+            })
+            .await
+    }
+
+    /// The organization with `id`.
+    pub async fn org_by_id(&self, id: i64) -> Result<Option<Organization>, StoreError> {
+        let sql = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1");
+        self.db
+            .read(move |tx| {
+                let row = tx.query_opt(&sql, &[id.into()])?;
+                Ok(row.as_ref().map(org_from_row).transpose()?)
+            })
+            .await
+    }
+
+    /// All organizations, oldest first.
+    pub async fn list_orgs(&self) -> Result<Vec<Organization>, StoreError> {
+        let sql = format!("SELECT {ORG_COLUMNS} FROM organizations ORDER BY id");
+        self.db
+            .read(move |tx| {
+                let rows = tx.query(&sql, &[])?;
+                Ok(rows.iter().map(org_from_row).collect::<Result<_, _>>()?)
+            })
+            .await
+    }
+
+    /// Records a new API key of `org_id` by the hash of the raw key (which is never stored).
+    /// [`StoreError::NotFound`] when the organization does not exist, `Conflict` when the hash
+    /// is already known.
+    pub async fn create_api_key(
+        &self,
+        org_id: i64,
+        name: &str,
+        prefix: &str,
+        key_hash: &str,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        let (name, prefix, hash) = (name.to_owned(), prefix.to_owned(), key_hash.to_owned());
+        let now = now_ms();
+        let sql = format!(
+            "INSERT INTO api_keys (org_id, name, prefix, key_hash, created_at) \
+             SELECT id, $2, $3, $4, $5 FROM organizations WHERE id = $1 \
+             RETURNING {KEY_COLUMNS}"
+        );
+        let created = self
+            .db
+            .write(move |tx| {
+                let params: [Value; 5] = [
+                    org_id.into(),
+                    (&name).into(),
+                    (&prefix).into(),
+                    (&hash).into(),
+                    now.into(),
+                ];
+                match tx.query_opt(&sql, &params)? {
+                    Some(row) => Ok(key_from_row(&row)?),
+                    None => Err(StoreError::NotFound),
+                }
+            })
+            .await;
+        conflict_on_unique(created, "an API key with this hash exists")
+    }
+
+    /// Who the unrevoked key with `key_hash` belongs to.
+    pub async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyOwner>, StoreError> {
+        let hash = key_hash.to_owned();
+        self.db
+            .read(move |tx| {
+                let row = tx.query_opt(
+                    "SELECT id, org_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                    &[hash.into()],
+                )?;
+                let owner = row
+                    .map(|row| -> Result<_, DbError> {
+                        Ok(ApiKeyOwner {
+                            key_id: row.i64("id")?,
+                            org_id: row.i64("org_id")?,
+                        })
+                    })
+                    .transpose()?;
+                Ok(owner)
+            })
+            .await
+    }
+
+    /// The keys of `org_id`, revoked ones included, oldest first.
+    pub async fn list_api_keys(&self, org_id: i64) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = $1 ORDER BY id");
+        self.db
+            .read(move |tx| {
+                let rows = tx.query(&sql, &[org_id.into()])?;
+                Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
+            })
+            .await
+    }
+
+    /// Revokes the unrevoked keys of `org_id` whose id (when `key` is numeric) or prefix is
+    /// `key`; returns how many were revoked.
+    pub async fn revoke_api_key(&self, org_id: i64, key: &str) -> Result<u64, StoreError> {
+        let prefix = key.to_owned();
+        let id = key.parse::<i64>().ok();
+        let now = now_ms();
+        self.db
+            .write(move |tx| {
+                Ok(tx.execute(
+                    "UPDATE api_keys SET revoked_at = $4 \
+                     WHERE org_id = $1 AND revoked_at IS NULL AND (id = $2 OR prefix = $3)",
+                    &[org_id.into(), id.into(), (&prefix).into(), now.into()],
+                )?)
+            })
+            .await
+    }
+
+    /// Notes that the key was used at `at_ms`.
+    pub async fn touch_api_key(&self, key_id: i64, at_ms: i64) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx| {
+                tx.execute(
+                    "UPDATE api_keys SET last_used_at = $2 WHERE id = $1",
+                    &[key_id.into(), at_ms.into()],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Sets the terminal of `org_id` (a new login replaces the old one) and bumps its version.
+    pub async fn upsert_terminal(
+        &self,
+        org_id: i64,
+        phone: &str,
+        device_sealed: &[u8],
+        session_sealed: Option<&[u8]>,
+        state: TerminalState,
+    ) -> Result<Terminal, StoreError> {
+        let phone = phone.to_owned();
+        let device = device_sealed.to_vec();
+        let session = session_sealed.map(<[u8]>::to_vec);
+        let now = now_ms();
+        let sql = format!(
+            "INSERT INTO terminals \
+             (org_id, phone, device_sealed, session_sealed, state, state_reason, version, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, NULL, 1, $6) \
+             ON CONFLICT (org_id) DO UPDATE SET phone = excluded.phone, \
+             device_sealed = excluded.device_sealed, session_sealed = excluded.session_sealed, \
+             state = excluded.state, state_reason = NULL, version = terminals.version + 1, \
+             updated_at = excluded.updated_at \
+             RETURNING {TERMINAL_COLUMNS}"
+        );
+        self.db
+            .write(move |tx| {
+                let params: [Value; 6] = [
+                    org_id.into(),
+                    (&phone).into(),
+                    device.clone().into(),
+                    session.clone().into(),
+                    state.as_str().into(),
+                    now.into(),
+                ];
+                Ok(terminal_from_row(&tx.query_one(&sql, &params)?)?)
+            })
+            .await
+    }
+
+    /// The terminal of `org_id`, if it has logged in.
+    pub async fn terminal_for_org(&self, org_id: i64) -> Result<Option<Terminal>, StoreError> {
+        let sql = format!("SELECT {TERMINAL_COLUMNS} FROM terminals WHERE org_id = $1");
+        self.db
+            .read(move |tx| {
+                let row = tx.query_opt(&sql, &[org_id.into()])?;
+                Ok(row.as_ref().map(terminal_from_row).transpose()?)
+            })
+            .await
+    }
+
+    /// Every terminal, by organization.
+    pub async fn list_terminals(&self) -> Result<Vec<Terminal>, StoreError> {
+        let sql = format!("SELECT {TERMINAL_COLUMNS} FROM terminals ORDER BY org_id");
+        self.db
+            .read(move |tx| {
+                let rows = tx.query(&sql, &[])?;
+                Ok(rows
+                    .iter()
+                    .map(terminal_from_row)
+                    .collect::<Result<_, _>>()?)
+            })
+            .await
+    }
+
+    /// Replaces the session of `org_id`'s terminal if its version is still `expected_version`
+    /// (and bumps it); `false` when another process changed it first or there is no terminal.
+    pub async fn update_terminal_session(
+        &self,
+        org_id: i64,
+        expected_version: i64,
+        session_sealed: Option<&[u8]>,
+        state: TerminalState,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let session = session_sealed.map(<[u8]>::to_vec);
+        let reason = reason.map(str::to_owned);
+        let now = now_ms();
+        self.db
+            .write(move |tx| {
+                let changed = tx.execute(
+                    "UPDATE terminals SET session_sealed = $3, state = $4, state_reason = $5, \
+                     version = version + 1, updated_at = $6 \
+                     WHERE org_id = $1 AND version = $2",
+                    &[
+                        org_id.into(),
+                        expected_version.into(),
+                        session.clone().into(),
+                        state.as_str().into(),
+                        reason.as_ref().into(),
+                        now.into(),
+                    ],
+                )?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+}

@@ -1,0 +1,360 @@
+//! Plain types the store reads and writes: organizations, API keys, terminals, invoices, jobs
+//! and idempotency outcomes. No SQL here; the enums own their text form in the database.
+
+use crate::db::DbError;
+
+/// Declares a text-backed enum with `as_str` and `parse` (the database and API spelling).
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),*
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            /// The spelling stored in the database.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),*
+                }
+            }
+
+            /// The value spelled `text`, if any.
+            pub fn parse(text: &str) -> Option<$name> {
+                match text {
+                    $($text => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+
+            /// Decodes a stored value; an unknown spelling is a decode error.
+            pub(crate) fn decode(column: &str, text: &str) -> Result<$name, DbError> {
+                $name::parse(text).ok_or_else(|| {
+                    DbError::decode(column, format!("unknown {} `{text}`", stringify!($name)))
+                })
+            }
+        }
+    };
+}
+
+/// A merchant: everything else belongs to one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organization {
+    pub id: i64,
+    /// Short unique name used by the CLI and the dashboard.
+    pub slug: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// An API key as stored: the raw key is never kept, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: i64,
+    pub org_id: i64,
+    pub name: String,
+    /// The first characters of the raw key, shown so a key can be recognised and revoked.
+    pub prefix: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+/// Who a valid (unrevoked) API key authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiKeyOwner {
+    pub key_id: i64,
+    pub org_id: i64,
+}
+
+text_enum! {
+    /// Whether a terminal's Kaspi session can be used.
+    TerminalState {
+        Active = "active",
+        /// The session is gone or refused: a person has to log in again.
+        NeedsLogin = "needs_login",
+    }
+}
+
+/// An organization's Kaspi terminal: the device identity and session, sealed by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Terminal {
+    pub id: i64,
+    pub org_id: i64,
+    pub phone: String,
+    pub device_sealed: Vec<u8>,
+    pub session_sealed: Option<Vec<u8>>,
+    pub state: TerminalState,
+    /// Why the state is what it is (for `needs_login`), for people.
+    pub state_reason: Option<String>,
+    /// Grows on every change of the session: the compare-and-set token between processes.
+    pub version: i64,
+    pub updated_at: i64,
+}
+
+text_enum! {
+    /// How the customer is asked to pay.
+    InvoiceKind {
+        /// A payment request sent to the customer's phone.
+        Remote = "remote",
+        /// A QR code the customer scans.
+        Qr = "qr",
+    }
+}
+
+text_enum! {
+    /// The invoice's status as the API shows it.
+    InvoiceStatus {
+        Pending = "pending",
+        Paid = "paid",
+        Cancelled = "cancelled",
+        Expired = "expired",
+        Failed = "failed",
+    }
+}
+
+impl InvoiceStatus {
+    /// Whether an invoice may move from `self` to `to`: pending moves anywhere else, and a
+    /// payment that arrives after cancelled, expired or failed still wins (the money moved).
+    pub fn can_move_to(self, to: InvoiceStatus) -> bool {
+        use InvoiceStatus::{Cancelled, Expired, Failed, Paid, Pending};
+        match (self, to) {
+            (Pending, Pending) => false,
+            (Pending, Paid | Cancelled | Expired | Failed) => true,
+            (Cancelled | Expired | Failed, Paid) => true,
+            (Paid | Cancelled | Expired | Failed, _) => false,
+        }
+    }
+
+    /// Whether no further change is expected by polling (a late payment is still accepted).
+    pub fn is_final(self) -> bool {
+        !matches!(self, InvoiceStatus::Pending)
+    }
+}
+
+text_enum! {
+    /// How far creating the invoice at Kaspi got.
+    CreateState {
+        /// The request to Kaspi is being made.
+        Sending = "sending",
+        /// Kaspi accepted it; `kaspi_operation_id` is known.
+        Sent = "sent",
+        /// The request may or may not have reached Kaspi: to be reconciled.
+        Unknown = "unknown",
+        /// Kaspi refused it.
+        Failed = "failed",
+    }
+}
+
+/// One invoice row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invoice {
+    /// ApiPay's integer id.
+    pub id: i64,
+    /// The UUID the xPayment surface shows.
+    pub payment_id: String,
+    pub org_id: i64,
+    pub kind: InvoiceKind,
+    /// In tiyn.
+    pub amount: i64,
+    /// The 10 Kaspi digits; `None` for QR invoices.
+    pub phone: Option<String>,
+    pub description: Option<String>,
+    pub external_order_id: Option<String>,
+    pub status: InvoiceStatus,
+    /// Kaspi's own status text, as last seen.
+    pub kaspi_status: Option<String>,
+    pub kaspi_operation_id: Option<String>,
+    pub client_name: Option<String>,
+    /// In tiyn.
+    pub total_refunded: i64,
+    pub is_sandbox: bool,
+    pub create_state: CreateState,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub paid_at: Option<i64>,
+    pub cancelled_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+/// What the caller knows of an invoice before asking Kaspi for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewInvoice {
+    /// A fresh UUID made by the caller.
+    pub payment_id: String,
+    pub org_id: i64,
+    pub kind: InvoiceKind,
+    /// In tiyn.
+    pub amount: i64,
+    pub phone: Option<String>,
+    pub description: Option<String>,
+    pub external_order_id: Option<String>,
+    pub is_sandbox: bool,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// What Kaspi answered when it accepted an invoice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceSent {
+    pub kaspi_operation_id: String,
+    pub kaspi_status: Option<String>,
+    pub client_name: Option<String>,
+    pub at_ms: i64,
+    /// When the first status poll is due.
+    pub poll_at_ms: i64,
+}
+
+/// Columns [`InvoiceFilter`] can sort by; anything else is not expressible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InvoiceSort {
+    Id,
+    Amount,
+    ClientName,
+    Status,
+    #[default]
+    CreatedAt,
+}
+
+impl InvoiceSort {
+    /// Parses the API's `sort_by` value.
+    pub fn parse(text: &str) -> Option<InvoiceSort> {
+        Some(match text {
+            "id" => InvoiceSort::Id,
+            "amount" => InvoiceSort::Amount,
+            "client_name" => InvoiceSort::ClientName,
+            "status" => InvoiceSort::Status,
+            "created_at" => InvoiceSort::CreatedAt,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            InvoiceSort::Id => "id",
+            InvoiceSort::Amount => "amount",
+            InvoiceSort::ClientName => "client_name",
+            InvoiceSort::Status => "status",
+            InvoiceSort::CreatedAt => "created_at",
+        }
+    }
+}
+
+/// Sort direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortOrder {
+    Asc,
+    #[default]
+    Desc,
+}
+
+impl SortOrder {
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            SortOrder::Asc => "ASC",
+            SortOrder::Desc => "DESC",
+        }
+    }
+}
+
+/// A page of an organization's invoices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceFilter {
+    /// From 1.
+    pub page: u32,
+    /// Clamped to 1..=100.
+    pub per_page: u32,
+    /// Matches description, external order id or phone (substring), or the id when numeric.
+    pub search: Option<String>,
+    /// Empty means any status.
+    pub statuses: Vec<InvoiceStatus>,
+    /// Inclusive, unix ms.
+    pub created_from: Option<i64>,
+    /// Exclusive, unix ms.
+    pub created_to: Option<i64>,
+    pub sort_by: InvoiceSort,
+    pub sort_order: SortOrder,
+}
+
+impl Default for InvoiceFilter {
+    fn default() -> InvoiceFilter {
+        InvoiceFilter {
+            page: 1,
+            per_page: 10,
+            search: None,
+            statuses: Vec::new(),
+            created_from: None,
+            created_to: None,
+            sort_by: InvoiceSort::default(),
+            sort_order: SortOrder::default(),
+        }
+    }
+}
+
+/// Counts and sums of one status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusTotals {
+    pub status: InvoiceStatus,
+    pub count: i64,
+    /// Sum of amounts, in tiyn.
+    pub amount: i64,
+    /// Sum of refunds, in tiyn.
+    pub refunded: i64,
+}
+
+/// Invoice totals of a period, one entry per status (zeroes included), in [`InvoiceStatus::ALL`]
+/// order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceStats {
+    pub by_status: Vec<StatusTotals>,
+}
+
+impl InvoiceStats {
+    /// The totals of `status`.
+    pub fn of(&self, status: InvoiceStatus) -> StatusTotals {
+        self.by_status
+            .iter()
+            .copied()
+            .find(|t| t.status == status)
+            .unwrap_or(StatusTotals {
+                status,
+                count: 0,
+                amount: 0,
+                refunded: 0,
+            })
+    }
+}
+
+/// A leased job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    /// The row the job is about (an invoice id for the invoice jobs).
+    pub ref_id: i64,
+    pub run_at: i64,
+    /// How many times it was rescheduled after an attempt.
+    pub attempt: i64,
+    pub locked_until: Option<i64>,
+    pub locked_by: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+}
+
+/// What [`Store::idempotency_begin`](super::Store::idempotency_begin) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begin {
+    /// First time: the key is now recorded as running; do the work, then finish or abandon it.
+    New,
+    /// Done before with the same request: answer this again.
+    Replay { status: u16, body: Vec<u8> },
+    /// The key was used with a different request.
+    Mismatch,
+    /// The same request is still running elsewhere.
+    InFlight,
+}

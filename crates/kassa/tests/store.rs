@@ -1,0 +1,734 @@
+//! The store against real databases: every test runs on a fresh SQLite file and on a fresh
+//! PostgreSQL database (skipped outside CI when no server is reachable).
+
+// A failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+
+use kassa::both_databases;
+use kassa::db::Db;
+use kassa::store::{
+    Begin, CreateState, Invoice, InvoiceFilter, InvoiceKind, InvoiceSent, InvoiceSort,
+    InvoiceStatus, NewInvoice, SortOrder, Store, StoreError, TerminalState, JOB_POLL_INVOICE,
+    JOB_RECONCILE_INVOICE,
+};
+
+const T0: i64 = 1_750_000_000_000;
+
+fn new_invoice(org_id: i64, amount: i64, created_at: i64) -> NewInvoice {
+    NewInvoice {
+        payment_id: uuid::Uuid::new_v4().to_string(),
+        org_id,
+        kind: InvoiceKind::Remote,
+        amount,
+        phone: Some("7001234567".into()),
+        description: None,
+        external_order_id: None,
+        is_sandbox: false,
+        created_at,
+        expires_at: Some(created_at + 300_000),
+    }
+}
+
+/// A store with one organization; returns its id.
+async fn store_with_org(db: Db, slug: &str) -> (Store, i64) {
+    let store = Store::new(db);
+    let org = store.create_org(slug, "Shop").await.unwrap();
+    (store, org.id)
+}
+
+/// Inserts an invoice and marks it sent with operation `op`.
+async fn sent_invoice(store: &Store, org_id: i64, amount: i64, op: &str) -> Invoice {
+    let invoice = store
+        .insert_invoice(new_invoice(org_id, amount, T0))
+        .await
+        .unwrap();
+    store
+        .mark_invoice_sent(
+            invoice.id,
+            InvoiceSent {
+                kaspi_operation_id: op.into(),
+                kaspi_status: Some("RemotePaymentCreated".into()),
+                client_name: None,
+                at_ms: T0 + 1,
+                poll_at_ms: T0 + 5_000,
+            },
+        )
+        .await
+        .unwrap()
+}
+
+both_databases!(orgs_and_keys, |db: Db| async move {
+    let store = Store::new(db);
+    let a = store.create_org("acme", "Acme").await.unwrap();
+    let b = store.create_org("beta", "Beta").await.unwrap();
+    assert!(matches!(
+        store.create_org("acme", "Again").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.org_by_slug("acme").await.unwrap(), Some(a.clone()));
+    assert_eq!(store.org_by_id(b.id).await.unwrap(), Some(b.clone()));
+    assert_eq!(store.org_by_slug("nope").await.unwrap(), None);
+    assert_eq!(store.list_orgs().await.unwrap(), vec![a.clone(), b.clone()]);
+
+    let k1 = store
+        .create_api_key(a.id, "main", "kk_abc", "hash1")
+        .await
+        .unwrap();
+    let k2 = store
+        .create_api_key(a.id, "spare", "kk_def", "hash2")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.create_api_key(b.id, "dup", "kk_x", "hash1").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.create_api_key(9_999, "x", "kk_y", "hash9").await,
+        Err(StoreError::NotFound)
+    ));
+    let owner = store.api_key_by_hash("hash1").await.unwrap().unwrap();
+    assert_eq!((owner.key_id, owner.org_id), (k1.id, a.id));
+    assert_eq!(store.api_key_by_hash("nope").await.unwrap(), None);
+
+    // Another organization cannot revoke it; its own can, by prefix or id.
+    assert_eq!(store.revoke_api_key(b.id, "kk_abc").await.unwrap(), 0);
+    assert_eq!(store.revoke_api_key(a.id, "kk_abc").await.unwrap(), 1);
+    assert_eq!(store.revoke_api_key(a.id, "kk_abc").await.unwrap(), 0);
+    assert_eq!(store.api_key_by_hash("hash1").await.unwrap(), None);
+    assert_eq!(
+        store
+            .revoke_api_key(a.id, &k2.id.to_string())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.api_key_by_hash("hash2").await.unwrap(), None);
+    let keys = store.list_api_keys(a.id).await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.iter().all(|k| k.revoked_at.is_some()));
+    store.touch_api_key(k1.id, T0).await.unwrap();
+    assert!(store.list_api_keys(b.id).await.unwrap().is_empty());
+});
+
+both_databases!(terminals, |db: Db| async move {
+    let (store, org) = store_with_org(db, "acme").await;
+    assert_eq!(store.terminal_for_org(org).await.unwrap(), None);
+    let t = store
+        .upsert_terminal(
+            org,
+            "7001234567",
+            b"device",
+            None,
+            TerminalState::NeedsLogin,
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.version, 1);
+    assert_eq!(t.session_sealed, None);
+    let t = store
+        .upsert_terminal(
+            org,
+            "7001234567",
+            b"device2",
+            Some(b"s1"),
+            TerminalState::Active,
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.version, 2);
+    assert_eq!(t.device_sealed, b"device2");
+    assert!(store
+        .update_terminal_session(org, 2, Some(b"s2"), TerminalState::Active, None)
+        .await
+        .unwrap());
+    // A second process still holding version 2 loses.
+    assert!(!store
+        .update_terminal_session(org, 2, None, TerminalState::NeedsLogin, Some("expired"))
+        .await
+        .unwrap());
+    let t = store.terminal_for_org(org).await.unwrap().unwrap();
+    assert_eq!(
+        (t.version, t.session_sealed.as_deref()),
+        (3, Some(&b"s2"[..]))
+    );
+    assert!(store
+        .update_terminal_session(org, 3, None, TerminalState::NeedsLogin, Some("expired"))
+        .await
+        .unwrap());
+    let all = store.list_terminals().await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].state, TerminalState::NeedsLogin);
+    assert_eq!(all[0].state_reason.as_deref(), Some("expired"));
+});
+
+both_databases!(isolation, |db: Db| async move {
+    let (store, a) = store_with_org(db, "acme").await;
+    let b = store.create_org("beta", "Beta").await.unwrap().id;
+    let invoice = store.insert_invoice(new_invoice(a, 100, T0)).await.unwrap();
+    assert_eq!(invoice.status, InvoiceStatus::Pending);
+    assert_eq!(invoice.create_state, CreateState::Sending);
+    assert_eq!(
+        store.invoice(a, invoice.id).await.unwrap(),
+        Some(invoice.clone())
+    );
+    assert_eq!(
+        store
+            .invoice_by_payment_id(a, &invoice.payment_id)
+            .await
+            .unwrap(),
+        Some(invoice.clone())
+    );
+    assert_eq!(store.invoice(b, invoice.id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .invoice_by_payment_id(b, &invoice.payment_id)
+            .await
+            .unwrap(),
+        None
+    );
+    let (listed, total) = store
+        .list_invoices(b, &InvoiceFilter::default())
+        .await
+        .unwrap();
+    assert!(listed.is_empty());
+    assert_eq!(total, 0);
+    let mut dup = new_invoice(a, 1, T0);
+    dup.payment_id = invoice.payment_id.clone();
+    assert!(matches!(
+        store.insert_invoice(dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+});
+
+both_databases!(invoice_lifecycle, |db: Db| async move {
+    let (store, org) = store_with_org(db, "acme").await;
+    let inserted = store
+        .insert_invoice(new_invoice(org, 250_000, T0))
+        .await
+        .unwrap();
+    // No job before the outcome of the request to Kaspi is known.
+    assert_eq!(
+        store.job(JOB_POLL_INVOICE, inserted.id).await.unwrap(),
+        None
+    );
+    let sent = sent_invoice_of(&store, inserted.id, "op-1").await;
+    assert_eq!(sent.create_state, CreateState::Sent);
+    assert_eq!(sent.kaspi_operation_id.as_deref(), Some("op-1"));
+    let job = store.job(JOB_POLL_INVOICE, sent.id).await.unwrap().unwrap();
+    assert_eq!(job.run_at, T0 + 5_000);
+
+    // The same operation id cannot belong to two invoices of one organization.
+    let other = store.insert_invoice(new_invoice(org, 1, T0)).await.unwrap();
+    assert!(matches!(
+        store
+            .mark_invoice_sent(
+                other.id,
+                InvoiceSent {
+                    kaspi_operation_id: "op-1".into(),
+                    kaspi_status: None,
+                    client_name: None,
+                    at_ms: T0,
+                    poll_at_ms: T0,
+                },
+            )
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let paid = store
+        .apply_status(
+            sent.id,
+            InvoiceStatus::Paid,
+            Some("Processed"),
+            T0 + 9,
+            Some("Aigerim A."),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(paid.status, InvoiceStatus::Paid);
+    assert_eq!(paid.paid_at, Some(T0 + 9));
+    assert_eq!(paid.client_name.as_deref(), Some("Aigerim A."));
+    assert_eq!(paid.kaspi_status.as_deref(), Some("Processed"));
+    // Applied twice: one event.
+    let again = store
+        .apply_status(
+            sent.id,
+            InvoiceStatus::Paid,
+            Some("Processed"),
+            T0 + 10,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, None);
+    let events = store.invoice_events(org, sent.id).await.unwrap();
+    assert_eq!(
+        events,
+        vec![(Some(InvoiceStatus::Pending), InvoiceStatus::Paid, T0 + 9)]
+    );
+    // The final status ended the poll job.
+    assert_eq!(store.job(JOB_POLL_INVOICE, sent.id).await.unwrap(), None);
+    // Paid is final.
+    for status in [
+        InvoiceStatus::Cancelled,
+        InvoiceStatus::Pending,
+        InvoiceStatus::Expired,
+    ] {
+        assert_eq!(
+            store
+                .apply_status(sent.id, status, None, T0 + 11, None)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+});
+
+async fn sent_invoice_of(store: &Store, id: i64, op: &str) -> Invoice {
+    store
+        .mark_invoice_sent(
+            id,
+            InvoiceSent {
+                kaspi_operation_id: op.into(),
+                kaspi_status: Some("RemotePaymentCreated".into()),
+                client_name: None,
+                at_ms: T0 + 1,
+                poll_at_ms: T0 + 5_000,
+            },
+        )
+        .await
+        .unwrap()
+}
+
+both_databases!(concurrent_apply_records_one_event, |db: Db| async move {
+    let (store, org) = store_with_org(db, "acme").await;
+    for round in 0..3 {
+        let invoice = sent_invoice(&store, org, 1_000, &format!("op-{round}")).await;
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .apply_status(invoice.id, InvoiceStatus::Paid, None, T0 + i, None)
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut changed = 0;
+        for task in tasks {
+            changed += usize::from(task.await.unwrap().is_some());
+        }
+        assert_eq!(changed, 1);
+        assert_eq!(
+            store.invoice_events(org, invoice.id).await.unwrap().len(),
+            1
+        );
+    }
+});
+
+both_databases!(late_payment_wins_and_expired_stays, |db: Db| async move {
+    let (store, org) = store_with_org(db, "acme").await;
+    let invoice = sent_invoice(&store, org, 500, "op-c").await;
+    let cancelled = store
+        .apply_status(invoice.id, InvoiceStatus::Cancelled, None, T0 + 2, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cancelled.cancelled_at, Some(T0 + 2));
+    let paid = store
+        .apply_status(invoice.id, InvoiceStatus::Paid, None, T0 + 3, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(paid.status, InvoiceStatus::Paid);
+    assert_eq!(
+        (paid.cancelled_at, paid.paid_at),
+        (Some(T0 + 2), Some(T0 + 3))
+    );
+    let events = store.invoice_events(org, invoice.id).await.unwrap();
+    assert_eq!(
+        events,
+        vec![
+            (
+                Some(InvoiceStatus::Pending),
+                InvoiceStatus::Cancelled,
+                T0 + 2
+            ),
+            (Some(InvoiceStatus::Cancelled), InvoiceStatus::Paid, T0 + 3),
+        ]
+    );
+
+    let expiring = sent_invoice(&store, org, 500, "op-e").await;
+    store
+        .apply_status(expiring.id, InvoiceStatus::Expired, None, T0 + 4, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .apply_status(expiring.id, InvoiceStatus::Pending, None, T0 + 5, None)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .apply_status(expiring.id, InvoiceStatus::Cancelled, None, T0 + 5, None)
+            .await
+            .unwrap(),
+        None
+    );
+    let invoice = store.invoice(org, expiring.id).await.unwrap().unwrap();
+    assert_eq!(invoice.status, InvoiceStatus::Expired);
+});
+
+both_databases!(create_unknown_and_failed, |db: Db| async move {
+    let (store, org) = store_with_org(db, "acme").await;
+    let invoice = store
+        .insert_invoice(new_invoice(org, 10, T0))
+        .await
+        .unwrap();
+    let unknown = store
+        .mark_invoice_create_unknown(invoice.id, "timeout", T0 + 1, T0 + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(unknown.create_state, CreateState::Unknown);
+    assert_eq!(unknown.last_error.as_deref(), Some("timeout"));
+    let job = store
+        .job(JOB_RECONCILE_INVOICE, invoice.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.run_at, T0 + 60_000);
+    let failed = store
+        .mark_invoice_create_failed(invoice.id, "refused", T0 + 2)
+        .await
+        .unwrap();
+    assert_eq!(failed.status, InvoiceStatus::Failed);
+    assert_eq!(failed.create_state, CreateState::Failed);
+    assert_eq!(
+        store.job(JOB_RECONCILE_INVOICE, invoice.id).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.invoice_events(org, invoice.id).await.unwrap().len(),
+        1
+    );
+    assert!(matches!(
+        store
+            .mark_invoice_create_failed(invoice.id, "again", T0 + 3)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+});
+
+both_databases!(listing, |db: Db| async move {
+    let (store, org) = store_with_org(db, "acme").await;
+    let other = store.create_org("beta", "Beta").await.unwrap().id;
+    let foreign = store
+        .insert_invoice(new_invoice(other, 1, T0))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..25_i64 {
+        let mut new = new_invoice(org, 1_000 * (i % 5 + 1), T0 + i / 2 * 1_000);
+        new.description = Some(format!("order {i} 50%_off"));
+        new.external_order_id = Some(format!("ext-{i}"));
+        let invoice = store.insert_invoice(new).await.unwrap();
+        if i % 3 == 0 {
+            store
+                .apply_status(invoice.id, InvoiceStatus::Cancelled, None, T0, None)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        ids.push(invoice.id);
+    }
+
+    // Newest first by default, ties broken by id; pages do not overlap.
+    let mut seen = Vec::new();
+    for page in 1..=3 {
+        let filter = InvoiceFilter {
+            page,
+            per_page: 10,
+            ..InvoiceFilter::default()
+        };
+        let (invoices, total) = store.list_invoices(org, &filter).await.unwrap();
+        assert_eq!(total, 25);
+        assert_eq!(invoices.len(), if page == 3 { 5 } else { 10 });
+        seen.extend(invoices.iter().map(|i| i.id));
+    }
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(seen, expected);
+
+    let filter = InvoiceFilter {
+        statuses: vec![InvoiceStatus::Cancelled],
+        per_page: 100,
+        ..InvoiceFilter::default()
+    };
+    let (invoices, total) = store.list_invoices(org, &filter).await.unwrap();
+    assert_eq!(total, 9);
+    assert!(invoices
+        .iter()
+        .all(|i| i.status == InvoiceStatus::Cancelled));
+
+    let filter = InvoiceFilter {
+        created_from: Some(T0 + 2_000),
+        created_to: Some(T0 + 4_000),
+        ..InvoiceFilter::default()
+    };
+    assert_eq!(store.list_invoices(org, &filter).await.unwrap().1, 4);
+
+    let search = |text: &str| InvoiceFilter {
+        search: Some(text.into()),
+        per_page: 100,
+        ..InvoiceFilter::default()
+    };
+    let (found, total) = store.list_invoices(org, &search("ext-17")).await.unwrap();
+    assert_eq!((total, found[0].id), (1, ids[17]));
+    assert_eq!(
+        store
+            .list_invoices(org, &search("order 1"))
+            .await
+            .unwrap()
+            .1,
+        11
+    );
+    // LIKE wildcards in the search are literal.
+    assert_eq!(
+        store
+            .list_invoices(org, &search("50%_off"))
+            .await
+            .unwrap()
+            .1,
+        25
+    );
+    assert_eq!(
+        store.list_invoices(org, &search("50%%")).await.unwrap().1,
+        0
+    );
+    assert_eq!(
+        store
+            .list_invoices(org, &search("7001234"))
+            .await
+            .unwrap()
+            .1,
+        25
+    );
+    let by_id = store
+        .list_invoices(org, &search(&ids[3].to_string()))
+        .await
+        .unwrap()
+        .0;
+    assert!(by_id.iter().any(|i| i.id == ids[3]));
+    // Another organization's invoice id is not found by search.
+    let found = store
+        .list_invoices(org, &search(&foreign.id.to_string()))
+        .await
+        .unwrap()
+        .0;
+    assert!(found.iter().all(|i| i.org_id == org));
+
+    let filter = InvoiceFilter {
+        sort_by: InvoiceSort::Amount,
+        sort_order: SortOrder::Asc,
+        per_page: 100,
+        ..InvoiceFilter::default()
+    };
+    let (invoices, _) = store.list_invoices(org, &filter).await.unwrap();
+    let keys: Vec<(i64, i64)> = invoices.iter().map(|i| (i.amount, i.id)).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+
+    for sort_by in [
+        InvoiceSort::Id,
+        InvoiceSort::ClientName,
+        InvoiceSort::Status,
+    ] {
+        let filter = InvoiceFilter {
+            sort_by,
+            per_page: 100,
+            ..InvoiceFilter::default()
+        };
+        let (invoices, total) = store.list_invoices(org, &filter).await.unwrap();
+        assert_eq!(invoices.len() as i64, total);
+        let unique: HashSet<i64> = invoices.iter().map(|i| i.id).collect();
+        assert_eq!(unique.len(), 25);
+    }
+    let filter = InvoiceFilter {
+        sort_by: InvoiceSort::Status,
+        sort_order: SortOrder::Asc,
+        per_page: 100,
+        ..InvoiceFilter::default()
+    };
+    let (invoices, _) = store.list_invoices(org, &filter).await.unwrap();
+    assert_eq!(invoices[0].status, InvoiceStatus::Cancelled);
+    assert_eq!(invoices[24].status, InvoiceStatus::Pending);
+});
+
+both_databases!(stats_are_exact, |db: Db| async move {
+    let (store, org) = store_with_org(db, "acme").await;
+    // Amounts in tiyn that would not survive a trip through f32, and one outside the period.
+    let amounts = [1_i64, 9_999_999_999, 12_345_678_901, 7];
+    for (i, amount) in amounts.iter().enumerate() {
+        let invoice = sent_invoice(&store, org, *amount, &format!("op-{i}")).await;
+        if i % 2 == 0 {
+            store
+                .apply_status(invoice.id, InvoiceStatus::Paid, None, T0, None)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+    store
+        .insert_invoice(new_invoice(org, 5, T0 + 10_000))
+        .await
+        .unwrap();
+    let stats = store.invoice_stats(org, T0, T0 + 1).await.unwrap();
+    let paid = stats.of(InvoiceStatus::Paid);
+    assert_eq!((paid.count, paid.amount), (2, 1 + 12_345_678_901));
+    let pending = stats.of(InvoiceStatus::Pending);
+    assert_eq!((pending.count, pending.amount), (2, 9_999_999_999 + 7));
+    assert_eq!(stats.of(InvoiceStatus::Expired).count, 0);
+    assert_eq!(stats.by_status.len(), InvoiceStatus::ALL.len());
+    let all = store.invoice_stats(org, 0, i64::MAX).await.unwrap();
+    assert_eq!(all.of(InvoiceStatus::Pending).count, 3);
+});
+
+both_databases!(jobs_are_claimed_once, |db: Db| async move {
+    let store = Store::new(db);
+    for ref_id in 0..60 {
+        assert!(store
+            .schedule_job("test", ref_id, T0 + ref_id, T0)
+            .await
+            .unwrap());
+    }
+    assert!(!store.schedule_job("test", 0, T0, T0).await.unwrap());
+    // Not due yet.
+    assert!(store
+        .claim_jobs("test", "w", T0 - 1, 1_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut claimed = Vec::new();
+            loop {
+                let jobs = store
+                    .claim_jobs("test", &format!("w{worker}"), T0 + 100, 60_000, 3)
+                    .await
+                    .unwrap();
+                if jobs.is_empty() {
+                    return claimed;
+                }
+                claimed.extend(jobs.into_iter().map(|j| j.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let unique: HashSet<i64> = all.iter().copied().collect();
+    assert_eq!(all.len(), 60, "every job claimed");
+    assert_eq!(unique.len(), 60, "no job claimed twice");
+
+    // A lease that runs out makes the job claimable again; reschedule needs the lease.
+    let job = store.job("test", 5).await.unwrap().unwrap();
+    let holder = job.locked_by.clone().unwrap();
+    assert!(!store
+        .reschedule_job(job.id, "someone-else", T0, 1, None)
+        .await
+        .unwrap());
+    let later = T0 + 100 + 60_001;
+    let reclaimed = store
+        .claim_jobs("test", "late", later, 1_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(reclaimed.len(), 60);
+    assert!(!store
+        .reschedule_job(job.id, &holder, T0, 1, None)
+        .await
+        .unwrap());
+    assert!(store
+        .reschedule_job(job.id, "late", later + 5_000, 1, Some("boom"))
+        .await
+        .unwrap());
+    let job = store.job("test", 5).await.unwrap().unwrap();
+    assert_eq!((job.attempt, job.run_at), (1, later + 5_000));
+    assert_eq!(job.last_error.as_deref(), Some("boom"));
+    assert_eq!(job.locked_by, None);
+    assert!(store.finish_job(job.id).await.unwrap());
+    assert!(!store.finish_job(job.id).await.unwrap());
+    assert_eq!(store.job("test", 5).await.unwrap(), None);
+});
+
+both_databases!(idempotency, |db: Db| async move {
+    let store = Store::new(db);
+    let begin = |key: &'static str, hash: &'static str, now: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .idempotency_begin(1, key, hash, now, 1_000)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(begin("k", "h", T0).await, Begin::New);
+    assert_eq!(begin("k", "h", T0 + 1).await, Begin::InFlight);
+    assert_eq!(begin("k", "other", T0 + 1).await, Begin::Mismatch);
+    // Keys are per API key.
+    assert_eq!(
+        store
+            .idempotency_begin(2, "k", "other", T0, 1_000)
+            .await
+            .unwrap(),
+        Begin::New
+    );
+    store
+        .idempotency_finish(1, "k", 201, b"{\"id\":1}")
+        .await
+        .unwrap();
+    assert_eq!(
+        begin("k", "h", T0 + 2).await,
+        Begin::Replay {
+            status: 201,
+            body: b"{\"id\":1}".to_vec()
+        }
+    );
+    assert_eq!(begin("k", "other", T0 + 2).await, Begin::Mismatch);
+    // Expired records are replaced.
+    assert_eq!(begin("k", "other", T0 + 1_000).await, Begin::New);
+    // Abandoning a running record lets the retry run.
+    store.idempotency_abandon(1, "k").await.unwrap();
+    assert_eq!(begin("k", "h", T0 + 1_001).await, Begin::New);
+
+    // Concurrent first requests: exactly one runs.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .idempotency_begin(3, "race", "h", T0, 1_000)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut new = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Begin::New => new += 1,
+            Begin::InFlight => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(new, 1);
+});
