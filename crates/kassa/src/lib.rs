@@ -3,6 +3,8 @@
 //! - [`app`]: builds and runs the server (`App::build(config)`, `run_until_stopped`).
 //! - [`config`]: one typed configuration (defaults, file, environment, flags).
 //! - [`secrets`]: master key, sealed secrets, API key hashes.
+//! - [`store`]: all gateway SQL (orgs, API keys, terminals, invoices and their status events,
+//!   leased jobs, idempotency keys), written once over [`db`].
 //! - [`db`]: the database access layer: one `Db` over SQLite (default) or PostgreSQL,
 //!   synchronous transaction closures, embedded migrations.
 
