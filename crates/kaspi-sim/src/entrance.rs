@@ -207,12 +207,7 @@ fn next_step(
     body: &Value,
 ) -> Answer {
     let Some(p) = st.processes.get(pid) else {
-        let mut answer = Answer::error(
-            StatusCode::OK,
-            "ProcessNotFound",
-            "Процесс входа не найден",
-            "",
-        );
+        let mut answer = process_not_found();
         answer.body["isClosed"] = json!(true);
         return answer;
     };
@@ -261,12 +256,7 @@ fn process<R>(st: &mut SimState, pid: &str, f: impl FnOnce(&mut LoginProcess) ->
 
 fn phone_step(st: &mut SimState, pid: &str, raw_phone: &str) -> Answer {
     let Some(p) = st.processes.get(pid) else {
-        return Answer::error(
-            StatusCode::OK,
-            "ProcessNotFound",
-            "Процесс входа не найден",
-            "",
-        );
+        return process_not_found();
     };
     if p.stage != LoginStage::Started {
         return unexpected(pid, p);
@@ -357,12 +347,7 @@ fn send_sms(st: &mut SimState, pid: &str, phone: &Phone) -> Answer {
 fn wrong_answer(st: &mut SimState, pid: &str, code: &str, label: &str) -> Answer {
     let max = st.cfg.max_wrong_answers;
     let Some(p) = st.processes.get_mut(pid) else {
-        return Answer::error(
-            StatusCode::OK,
-            "ProcessNotFound",
-            "Процесс входа не найден",
-            "",
-        );
+        return process_not_found();
     };
     p.wrong_answers += 1;
     let left = max.saturating_sub(p.wrong_answers);
@@ -377,12 +362,7 @@ fn wrong_answer(st: &mut SimState, pid: &str, code: &str, label: &str) -> Answer
 
 fn password_step(st: &mut SimState, pid: &str, password: &str) -> Answer {
     let Some(p) = st.processes.get(pid) else {
-        return Answer::error(
-            StatusCode::OK,
-            "ProcessNotFound",
-            "Процесс входа не найден",
-            "",
-        );
+        return process_not_found();
     };
     let (LoginStage::Password, Some(phone)) = (p.stage, p.phone.clone()) else {
         return unexpected(pid, p);
@@ -395,12 +375,7 @@ fn password_step(st: &mut SimState, pid: &str, password: &str) -> Answer {
 
 fn otp_step(st: &mut SimState, pid: &str, otp: &str) -> Answer {
     let Some(p) = st.processes.get(pid) else {
-        return Answer::error(
-            StatusCode::OK,
-            "ProcessNotFound",
-            "Процесс входа не найден",
-            "",
-        );
+        return process_not_found();
     };
     let (LoginStage::Otp, Some(phone)) = (p.stage, p.phone.clone()) else {
         return unexpected(pid, p);
@@ -487,12 +462,7 @@ fn finish_process(st: &mut SimState, req: &KaspiRequest, body: &FinishBody) -> A
         )
     };
     let Some(p) = st.processes.get(&body.process_id) else {
-        return Answer::error(
-            StatusCode::OK,
-            "ProcessNotFound",
-            "Процесс входа не найден",
-            "",
-        );
+        return process_not_found();
     };
     match p.stage {
         LoginStage::Verified | LoginStage::App { confirmed: true } => {}
@@ -575,4 +545,14 @@ fn finish_process(st: &mut SimState, req: &KaspiRequest, body: &FinishBody) -> A
         }),
         user_token: None,
     }
+}
+
+/// The answer to a step of a login process this simulator does not know.
+fn process_not_found() -> Answer {
+    Answer::error(
+        StatusCode::OK,
+        "ProcessNotFound",
+        "Процесс входа не найден",
+        "",
+    )
 }

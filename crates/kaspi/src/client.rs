@@ -230,7 +230,10 @@ impl Client {
         for (name, value) in headers {
             let value = HeaderValue::from_str(value)
                 .map_err(|_| Error::Decode(format!("header {name} is not a valid header value")))?;
-            map.append(HeaderName::from_static(lower_static(name)), value);
+            // `from_bytes` lower-cases the protocol's mixed-case names.
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| Error::Decode(format!("{name} is not a header name")))?;
+            map.append(name, value);
         }
         let mut request = self.http.request(method, url).headers(map);
         if let Some(body) = body {
@@ -373,43 +376,6 @@ fn lookup<'a>(headers: &'a [(&'static str, String)], name: &str) -> Option<&'a s
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
-}
-
-/// Header names are static strings; `HeaderName::from_static` wants them lower-case.
-fn lower_static(name: &'static str) -> &'static str {
-    match name {
-        "X-Kb-TokenSn" => "x-kb-tokensn",
-        "X-Kb-TokenSnMac" => "x-kb-tokensnmac",
-        "X-PI" => "x-pi",
-        "X-Install-ID" => "x-install-id",
-        "X-Device-ID" => "x-device-id",
-        "X-App-Ver" => "x-app-ver",
-        "X-App-Bld" => "x-app-bld",
-        "X-Platform-Type" => "x-platform-type",
-        "X-Platform-Ver" => "x-platform-ver",
-        "X-Locale" => "x-locale",
-        "X-Time" => "x-time",
-        "X-Request-ID" => "x-request-id",
-        "X-Call" => "x-call",
-        "X-SV" => "x-sv",
-        "X-SH" => "x-sh",
-        "X-Sign" => "x-sign",
-        "X-S" => "x-s",
-        "X-SU" => "x-su",
-        "X-PkTag" => "x-pktag",
-        "X-Kb-Client-Ip" => "x-kb-client-ip",
-        "X-Time-Zone" => "x-time-zone",
-        "X-Net-Type" => "x-net-type",
-        "X-Emulator" => "x-emulator",
-        "User-Agent" => "user-agent",
-        "Accept" => "accept",
-        "Accept-Language" => "accept-language",
-        "Content-Type" => "content-type",
-        "Cookie" => "cookie",
-        "Origin" => "origin",
-        "Referer" => "referer",
-        other => other,
-    }
 }
 
 /// Maps a reqwest failure. For a create call, anything after the request may have left is

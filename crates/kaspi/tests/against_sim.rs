@@ -388,10 +388,7 @@ async fn three_wrong_codes_close_the_login() {
         .await
         .expect_err("refused");
     assert!(
-        matches!(
-            err,
-            Error::Login(LoginError::Rejected(_) | LoginError::Closed(_))
-        ),
+        matches!(err, Error::Login(LoginError::Closed(_))),
         "{err:?}"
     );
 }
