@@ -258,6 +258,11 @@ impl Simulator {
         self.with_state(|st| st.ops.get(&op_id).map(history::info))
     }
 
+    /// Every operation, oldest first, as the control API shows them.
+    pub fn operations(&self) -> Vec<OperationInfo> {
+        self.with_state(|st| st.ops.values().map(history::info).collect())
+    }
+
     /// The last SMS code sent to a cashier phone (any usual form of the number).
     pub fn last_sms(&self, phone: &str) -> Option<String> {
         let phone = kaspi::phone::normalize(phone).ok()?;

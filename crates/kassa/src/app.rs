@@ -2,7 +2,7 @@
 //! Kaspi simulator in sandbox mode, binds the listener; `run_until_stopped` serves until the
 //! shutdown future resolves, then drains in-flight requests. Tests start it exactly as `main`.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 
 use axum::extract::State;
@@ -12,9 +12,14 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use std::sync::Arc;
+
+use crate::api::{self, ApiPay, AuthState, ErrorFormat, RateLimiter};
 use crate::config::{Config, KaspiMode};
 use crate::db::{Db, DbOptions};
+use crate::gateway::{Gateway, GatewaySettings};
 use crate::secrets::MasterKey;
+use crate::store::Store;
 
 /// Where the sandbox Kaspi is mounted on the gateway's own listener.
 pub const SANDBOX_PREFIX: &str = "/sandbox/kaspi";
@@ -27,6 +32,8 @@ pub struct AppState {
     pub master_key: MasterKey,
     /// The simulator, in sandbox mode.
     pub sandbox: Option<kaspi_sim::Simulator>,
+    pub store: Store,
+    pub gateway: Gateway,
 }
 
 /// A built, bound gateway.
@@ -39,6 +46,11 @@ pub struct App {
 impl App {
     /// Opens and migrates the database, prepares secrets, binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        App::build_with(config, GatewaySettings::default()).await
+    }
+
+    /// [`App::build`] with the background work tuned (tests shorten the schedules).
+    pub async fn build_with(config: Config, settings: GatewaySettings) -> anyhow::Result<App> {
         std::fs::create_dir_all(&config.data_dir)?;
         let master_key = MasterKey::load_or_create(&config.data_dir)?;
         let db = Db::open(&config.database_url, DbOptions::default()).await?;
@@ -48,15 +60,42 @@ impl App {
             KaspiMode::Live => None,
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let store = Store::new(db.clone());
+        let gateway = Gateway::new(
+            store.clone(),
+            master_key.clone(),
+            config.kaspi_client_config(listener.local_addr()?),
+            sandbox.clone(),
+            settings,
+        );
         let state = AppState {
             db,
             config,
             master_key,
             sandbox,
+            store,
+            gateway,
         };
+        let limiter = Arc::new(RateLimiter::per_minute(state.config.rate_limit_per_minute));
+        let auth = AuthState::new(
+            state.store.clone(),
+            state.master_key.clone(),
+            limiter,
+            ErrorFormat::ApiPay,
+        );
+        let apipay = api::protect(
+            api::apipay::routes(state.gateway.clone(), state.sandbox.is_some()),
+            auth,
+        );
+        let api_v1 = Router::new()
+            .route("/status", get(status))
+            .with_state(state.clone())
+            .merge(apipay)
+            .fallback(api::not_found::<ApiPay>)
+            .method_not_allowed_fallback(api::method_not_allowed::<ApiPay>);
         let mut router = Router::new()
-            .route("/api/v1/status", get(status))
-            .with_state(state.clone());
+            .nest("/api/v1", api_v1)
+            .fallback(api::not_found::<ApiPay>);
         if let Some(sim) = &state.sandbox {
             router = router.nest(SANDBOX_PREFIX, sim.router());
         }
@@ -81,18 +120,45 @@ impl App {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves; requests in flight are finished.
+    /// Serves until `shutdown` resolves; requests in flight are finished, then the background
+    /// workers stop after the jobs in hand. On first start in sandbox mode it makes the `demo`
+    /// organization with a logged-in sandbox cashier (the login goes over this listener).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+        let server = tokio::spawn(
+            axum::serve(self.listener, self.router)
+                .with_graceful_shutdown(shutdown)
+                .into_future(),
+        );
+        let gateway = self.state.gateway.clone();
+        match gateway.bootstrap_sandbox().await {
+            Ok(Some(org)) => {
+                tracing::info!(org = %org.slug, "made the demo organization with a sandbox cashier");
+                eprintln!(
+                    "First start: organization `{slug}` is ready with a sandbox Kaspi cashier.\n\
+                     Make an API key for it with:\n    kassa api-key create --org {slug}\n\
+                     (add the same --data-dir/--database-url as this server if you changed them)",
+                    slug = org.slug
+                );
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "could not set up the demo organization"),
+        }
+        let worker_id = format!("kassa-{}-{}", std::process::id(), uuid::Uuid::new_v4());
+        let workers = gateway.start_workers(worker_id);
+        let served = server
             .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        workers.stop().await;
+        served
     }
 }
 
-/// `GET /api/v1/status`: no authentication, never a secret.
+/// `GET /api/v1/status`: no authentication, never a secret. `status` is `ok` while the
+/// gateway answers (as ApiPay's health check); `kaspi.sessions` counts cashier sessions that
+/// work and that need a login, so a monitor can alert on `needs_login > 0`.
 async fn status(State(state): State<AppState>) -> Json<Value> {
     let now = OffsetDateTime::now_utc()
         .format(&Rfc3339)
@@ -101,5 +167,22 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         KaspiMode::Sandbox => "sandbox",
         KaspiMode::Live => "live",
     };
-    Json(json!({"status": "ok", "timestamp": now, "kaspi": {"mode": mode}}))
+    let mut kaspi = json!({"mode": mode});
+    match state.gateway.health().await {
+        Ok(health) => {
+            let healthy = health.iter().filter(|h| h.healthy).count();
+            kaspi["sessions"] = json!({
+                "healthy": healthy,
+                "needs_login": health.len() - healthy,
+            });
+            if healthy < health.len() {
+                kaspi["action"] = json!("a Kaspi cashier must log in again: run `kassa terminal status`, then `kassa terminal connect`");
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "status: cannot read terminals");
+            kaspi["sessions"] = Value::Null;
+        }
+    }
+    Json(json!({"status": "ok", "timestamp": now, "kaspi": kaspi}))
 }

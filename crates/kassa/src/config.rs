@@ -170,6 +170,29 @@ impl Config {
     }
 }
 
+impl Config {
+    /// How the Kaspi client reaches Kaspi: the configured base URLs in live mode; in sandbox
+    /// mode the simulator mounted on the gateway's own listener at `listen` (an unspecified
+    /// address such as `0.0.0.0` is reached on loopback).
+    pub fn kaspi_client_config(&self, listen: SocketAddr) -> kaspi::ClientConfig {
+        let endpoints = match self.kaspi {
+            KaspiMode::Live => self.kaspi_endpoints.clone(),
+            KaspiMode::Sandbox => {
+                let mut addr = listen;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                kaspi::Endpoints::under(&format!("http://{addr}{}", crate::app::SANDBOX_PREFIX))
+            }
+        };
+        kaspi::ClientConfig {
+            endpoints,
+            app: self.kaspi_app.clone(),
+            ..kaspi::ClientConfig::default()
+        }
+    }
+}
+
 fn pick(flag: &Option<String>, file: Option<String>, default: String) -> String {
     flag.clone().or(file).unwrap_or(default)
 }

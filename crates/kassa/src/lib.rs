@@ -1,15 +1,21 @@
 //! Kassa, a self-hosted Kaspi Pay gateway.
 //!
 //! - [`app`]: builds and runs the server (`App::build(config)`, `run_until_stopped`).
+//! - [`cli`]: the binary's administration commands: organizations, API keys, cashier login.
 //! - [`config`]: one typed configuration (defaults, file, environment, flags).
+//! - [`gateway`]: what happens behind the API: invoices sent to Kaspi and followed, cashier
+//!   sessions, background workers, the sandbox payer.
 //! - [`secrets`]: master key, sealed secrets, API key hashes.
 //! - [`store`]: all gateway SQL (orgs, API keys, terminals, invoices and their status events,
 //!   leased jobs, idempotency keys), written once over [`db`].
 //! - [`db`]: the database access layer: one `Db` over SQLite (default) or PostgreSQL,
 //!   synchronous transaction closures, embedded migrations.
 
+pub mod api;
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod db;
+pub mod gateway;
 pub mod secrets;
 pub mod store;

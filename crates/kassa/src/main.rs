@@ -1,6 +1,9 @@
 //! The `kassa` command: parse the configuration, start tracing, run the chosen command.
+//! The administration commands (`org`, `api-key`, `terminal`) live in `kassa::cli`; an error
+//! ends the process with `error: …` on stderr and exit code 1.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kassa::app::App;
@@ -30,10 +33,12 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    #[command(flatten)]
+    Admin(kassa::cli::AdminCommand),
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -41,7 +46,16 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(serve) => {
             let config = Config::resolve(&cli.storage, &serve)?;
@@ -69,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
             );
             kaspi_sim::serve(listener, sim).await?;
         }
+        Command::Admin(command) => kassa::cli::run(&cli.storage, command).await?,
     }
     Ok(())
 }

@@ -7,28 +7,7 @@ use std::time::Duration;
 use kaspi::{Amount, Client, ClientConfig, DeviceIdentity, Endpoints, LoginPrompt, Outcome};
 use kassa::app::{App, SANDBOX_PREFIX};
 use kassa::config::{Config, ServeArgs, StorageArgs};
-
-/// Reads the login code from the in-process simulator, as the sandbox does.
-struct SandboxPrompt {
-    sim: kaspi_sim::Simulator,
-    phone: String,
-}
-
-impl LoginPrompt for SandboxPrompt {
-    async fn password(&mut self) -> Result<String, String> {
-        Ok(kaspi_sim::DEFAULT_PASSWORD.into())
-    }
-    async fn sms_code(&mut self, _: bool) -> Result<String, String> {
-        self.sim
-            .last_sms(&self.phone)
-            .ok_or_else(|| "no SMS".into())
-    }
-    async fn confirm_in_app(&mut self) -> Result<(), String> {
-        self.sim
-            .confirm_in_app(&self.phone)
-            .map_err(|e| e.to_string())
-    }
-}
+use kassa::gateway::SandboxPrompt;
 
 #[tokio::test]
 async fn serve_answers_status_and_mounts_the_sandbox_kaspi() {

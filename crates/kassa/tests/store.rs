@@ -710,6 +710,20 @@ both_databases!(idempotency, |db: Db| async move {
     // Abandoning a running record lets the retry run.
     store.idempotency_abandon(1, "k").await.unwrap();
     assert_eq!(begin("k", "h", T0 + 1_001).await, Begin::New);
+    // A record left running by a process that died is taken as abandoned after the lease.
+    let lease = kassa::store::RUNNING_LEASE_MS;
+    let long = |key: &'static str, now: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .idempotency_begin(4, key, "h", now, 24 * 3600 * 1000)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(long("orphan", T0).await, Begin::New);
+    assert_eq!(long("orphan", T0 + lease - 1).await, Begin::InFlight);
+    assert_eq!(long("orphan", T0 + lease).await, Begin::New);
 
     // Concurrent first requests: exactly one runs.
     let mut tasks = Vec::new();

@@ -12,9 +12,14 @@ use super::{Begin, Store, StoreError};
 const STATE_RUNNING: &str = "running";
 const STATE_DONE: &str = "done";
 
+/// A record still `running` after this long is taken as abandoned (its process died or shut
+/// down mid-request): longer than any request takes, Kaspi calls included.
+pub const RUNNING_LEASE_MS: i64 = 5 * 60 * 1000;
+
 impl Store {
     /// Starts a request with idempotency key `key` of API key `api_key_id`. A record past its
-    /// `expires_at` counts as absent; a new one lives until `now_ms + ttl_ms`.
+    /// `expires_at`, or still running after [`RUNNING_LEASE_MS`], counts as absent; a new one
+    /// lives until `now_ms + ttl_ms`.
     pub async fn idempotency_begin(
         &self,
         api_key_id: i64,
@@ -29,9 +34,15 @@ impl Store {
         self.db
             .write(move |tx| {
                 tx.execute(
-                    "DELETE FROM idempotency_keys \
-                     WHERE api_key_id = $1 AND key = $2 AND expires_at <= $3",
-                    &[api_key_id.into(), (&key).into(), now_ms.into()],
+                    "DELETE FROM idempotency_keys WHERE api_key_id = $1 AND key = $2 \
+                     AND (expires_at <= $3 OR (state = $4 AND created_at <= $5))",
+                    &[
+                        api_key_id.into(),
+                        (&key).into(),
+                        now_ms.into(),
+                        STATE_RUNNING.into(),
+                        now_ms.saturating_sub(RUNNING_LEASE_MS).into(),
+                    ],
                 )?;
                 let params: [Value; 6] = [
                     api_key_id.into(),

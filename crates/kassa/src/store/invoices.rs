@@ -308,6 +308,45 @@ impl Store {
             .await
     }
 
+    /// The invoice `id` whatever its organization: for background work only, never for a
+    /// request.
+    pub async fn invoice_by_id(&self, id: i64) -> Result<Option<Invoice>, StoreError> {
+        self.db.read(move |tx| Ok(invoice_by_id_tx(tx, id)?)).await
+    }
+
+    /// The invoice of `org_id` that holds Kaspi operation `operation_id`.
+    pub async fn invoice_by_operation_id(
+        &self,
+        org_id: i64,
+        operation_id: &str,
+    ) -> Result<Option<Invoice>, StoreError> {
+        let sql = format!(
+            "SELECT {INVOICE_COLUMNS} FROM invoices WHERE org_id = $1 AND kaspi_operation_id = $2"
+        );
+        let operation_id = operation_id.to_owned();
+        self.db
+            .read(move |tx| {
+                let row = tx.query_opt(&sql, &[org_id.into(), operation_id.into()])?;
+                Ok(row.as_ref().map(invoice_from_row).transpose()?)
+            })
+            .await
+    }
+
+    /// Removes an invoice that never reached Kaspi (still `sending`, no event, no job): its
+    /// request was answered with an error, so it must not exist. `false` when it had moved on.
+    pub async fn delete_unsent_invoice(&self, id: i64) -> Result<bool, StoreError> {
+        self.db
+            .write(move |tx| {
+                let n = tx.execute(
+                    "DELETE FROM invoices WHERE id = $1 AND create_state = 'sending' \
+                     AND NOT EXISTS (SELECT 1 FROM invoice_events e WHERE e.invoice_id = $1)",
+                    &[id.into()],
+                )?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
     /// The invoice of `org_id` with the UUID `payment_id`.
     pub async fn invoice_by_payment_id(
         &self,

@@ -20,6 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::db::{Db, DbError};
 
+pub use idempotency::RUNNING_LEASE_MS;
 pub use types::*;
 
 /// Job kind: poll Kaspi for the status of a sent invoice (`ref_id` is the invoice id).

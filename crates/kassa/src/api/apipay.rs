@@ -1,0 +1,567 @@
+//! The ApiPay.kz-compatible surface under `/api/v1`: invoices by phone, their list, stats and
+//! cancellation, and in sandbox mode the payer's helpers. Shapes follow
+//! `apipay-docs/openapi.yaml` and its docs; where they are silent the choice is noted here.
+//!
+//! - Amounts are strings with two decimals (`"10000.00"`); times RFC 3339 in UTC.
+//! - Kassa's `failed` (the payer declined, Kaspi rejected) shows as ApiPay's `cancelled`, the
+//!   nearest status ApiPay has; a `status[]=cancelled` filter includes it.
+//! - Days (`date_from`, `date_to`, `start_date`, `end_date`, `period`) are Asia/Almaty days
+//!   (UTC+5).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::{Date, Duration as TimeDuration, OffsetDateTime, UtcOffset};
+
+use super::auth::Caller;
+use super::error::{ApiError, ErrorFormat, FieldErrors};
+use super::extract::{ApiJson, ApiPay, IdPath, QueryPairs};
+use super::{amount_string, rfc3339_ms};
+use crate::gateway::{Gateway, GatewayError, NewRemoteInvoice, SandboxAction};
+use crate::store::{Invoice, InvoiceFilter, InvoiceSort, InvoiceStatus, SortOrder};
+
+const F: ErrorFormat = ErrorFormat::ApiPay;
+
+/// Asia/Almaty: UTC+5 all year.
+const ALMATY: UtcOffset = match UtcOffset::from_hms(5, 0, 0) {
+    Ok(offset) => offset,
+    Err(_) => UtcOffset::UTC,
+};
+
+/// The authenticated routes (relative to `/api/v1`); the caller adds authentication, rate
+/// limit and idempotency around them. `sandbox` mounts the payer's helpers.
+pub fn routes(gateway: Gateway, sandbox: bool) -> Router {
+    let mut router = Router::new()
+        .route("/invoices", post(create_invoice).get(list_invoices))
+        .route("/invoices/stats", get(invoice_stats))
+        .route("/invoices/{id}", get(get_invoice))
+        .route("/invoices/{id}/cancel", post(cancel_invoice));
+    if sandbox {
+        router = router
+            .route("/sandbox/invoices/{id}/pay", post(sandbox_pay))
+            .route("/sandbox/invoices/{id}/decline", post(sandbox_decline))
+            .route("/sandbox/invoices/{id}/expire", post(sandbox_expire));
+    }
+    router.with_state(gateway)
+}
+
+/// An invoice as ApiPay shows it.
+pub fn invoice_json(invoice: &Invoice) -> Value {
+    let mut body = json!({
+        "id": invoice.id,
+        "amount": amount_string(invoice.amount),
+        "phone_number": invoice.phone.as_deref().map(|p| format!("8{p}")),
+        "description": invoice.description,
+        "external_order_id": invoice.external_order_id,
+        "status": apipay_status(invoice),
+        "client_name": invoice.client_name,
+        "client_comment": Value::Null,
+        "is_sandbox": invoice.is_sandbox,
+        "total_refunded": amount_string(invoice.total_refunded),
+        "is_fully_refunded": invoice.total_refunded > 0 && invoice.total_refunded >= invoice.amount,
+        "paid_at": invoice.paid_at.map(rfc3339_ms),
+        "expires_at": invoice.expires_at.map(rfc3339_ms),
+        "created_at": rfc3339_ms(invoice.created_at),
+        "updated_at": rfc3339_ms(invoice.updated_at),
+    });
+    // The spec types it as a string: absent rather than null until Kaspi has given one.
+    if let Some(op) = &invoice.kaspi_operation_id {
+        body["kaspi_invoice_id"] = json!(op);
+    }
+    body
+}
+
+/// ApiPay's name for the invoice's status.
+fn apipay_status(invoice: &Invoice) -> &'static str {
+    match invoice.status {
+        InvoiceStatus::Pending => "pending",
+        InvoiceStatus::Paid => "paid",
+        InvoiceStatus::Cancelled | InvoiceStatus::Failed => "cancelled",
+        InvoiceStatus::Expired => "expired",
+    }
+}
+
+/// A gateway error as ApiPay answers it.
+pub fn gateway_error(e: GatewayError) -> ApiError {
+    use GatewayError as G;
+    let coded =
+        |status, code: &'static str, message: String| ApiError::coded(F, status, code, message);
+    match e {
+        G::NotFound => ApiError::not_found(F, "INVOICE_NOT_FOUND", "Invoice not found."),
+        G::NotCancellable { status } => coded(
+            StatusCode::BAD_REQUEST,
+            "invoice_not_cancellable",
+            format!(
+                "Only pending invoices can be cancelled; this invoice is {}.",
+                match status {
+                    InvoiceStatus::Failed => "cancelled",
+                    other => other.as_str(),
+                }
+            ),
+        ),
+        e @ G::NotAtKaspiYet => coded(StatusCode::BAD_REQUEST, "invoice_not_ready", e.to_string()),
+        e @ G::NoTerminal => coded(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "kaspi_not_connected",
+            e.to_string(),
+        ),
+        G::SessionInvalid(_) => coded(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "kaspi_session_invalid",
+            "The Kaspi cashier session has expired and could not be renewed; the cashier must log in again (kassa terminal connect).".into(),
+        ),
+        G::KaspiClientNotFound => ApiError::validation(
+            F,
+            "phone_number",
+            "No Kaspi client has this phone number.",
+        ),
+        G::KaspiRefused(message) => coded(
+            StatusCode::BAD_GATEWAY,
+            "kaspi_error",
+            format!("Kaspi refused the request: {message}"),
+        ),
+        G::KaspiUnavailable(_) | G::OutcomeUnknown(_) => coded(
+            StatusCode::BAD_GATEWAY,
+            "kaspi_unavailable",
+            "Kaspi did not answer; try again shortly.".into(),
+        ),
+        G::Sandbox(message) => coded(StatusCode::BAD_REQUEST, "sandbox_action_refused", message),
+        e @ G::Internal(_) => ApiError::internal(F, e),
+        G::Store(e) => ApiError::store(F, e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateInvoiceBody {
+    #[serde(default)]
+    amount: Option<Value>,
+    #[serde(default)]
+    phone_number: Option<Value>,
+    #[serde(default)]
+    description: Option<Value>,
+    #[serde(default)]
+    external_order_id: Option<Value>,
+    #[serde(default)]
+    cart_items: Option<Value>,
+}
+
+/// `amount` as tiyn: a JSON number or a numeric string, 0.01–99999999.99, at most two
+/// decimals. A JSON number is read through its shortest decimal form, which is exact for
+/// every amount in range.
+pub fn parse_amount(value: &Value, field: &str, errors: &mut FieldErrors) -> Option<kaspi::Amount> {
+    let range = format!("The {field} must be between 0.01 and 99999999.99.");
+    let text = match value {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_owned(),
+        _ => {
+            errors.add(field, format!("The {field} must be a number."));
+            return None;
+        }
+    };
+    match kaspi::Amount::parse(&text) {
+        Ok(amount) if (1..=9_999_999_999).contains(&amount.tiyn()) => Some(amount),
+        Ok(_) => {
+            errors.add(field, range);
+            None
+        }
+        Err(_) if text.parse::<f64>().is_ok() => {
+            errors.add(
+                field,
+                format!("The {field} must be a number with at most two decimal places, between 0.01 and 99999999.99."),
+            );
+            None
+        }
+        Err(_) => {
+            errors.add(field, format!("The {field} must be a number."));
+            None
+        }
+    }
+}
+
+/// An optional text field of at most `max` characters.
+fn optional_text(
+    value: Option<&Value>,
+    field: &str,
+    max: usize,
+    errors: &mut FieldErrors,
+) -> Option<String> {
+    match value {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.chars().count() > max => {
+            errors.add(
+                field,
+                format!("The {field} must not be greater than {max} characters."),
+            );
+            None
+        }
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            errors.add(field, format!("The {field} must be a string."));
+            None
+        }
+    }
+}
+
+async fn create_invoice(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<CreateInvoiceBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let mut errors = FieldErrors::new();
+    let phone = match &body.phone_number {
+        None | Some(Value::Null) => {
+            errors.add("phone_number", "The phone number field is required.");
+            None
+        }
+        Some(Value::String(p)) if is_apipay_phone(p) => kaspi::phone::normalize(p).ok(),
+        Some(Value::String(_)) => {
+            errors.add(
+                "phone_number",
+                "Phone number must be in format 8XXXXXXXXXX.",
+            );
+            None
+        }
+        Some(_) => {
+            errors.add("phone_number", "The phone number must be a string.");
+            None
+        }
+    };
+    if body.cart_items.as_ref().is_some_and(|c| !c.is_null()) {
+        errors.add(
+            "cart_items",
+            "Cart items need the product catalog, which this Kassa does not have yet; send amount instead.",
+        );
+    }
+    let amount = match &body.amount {
+        None | Some(Value::Null) => {
+            errors.add("amount", "The amount field is required.");
+            None
+        }
+        Some(v) => parse_amount(v, "amount", &mut errors),
+    };
+    let description = optional_text(body.description.as_ref(), "description", 500, &mut errors);
+    let external_order_id = optional_text(
+        body.external_order_id.as_ref(),
+        "external_order_id",
+        255,
+        &mut errors,
+    );
+    errors.into_result(F)?;
+    let (Some(phone), Some(amount)) = (phone, amount) else {
+        return Err(ApiError::internal(
+            F,
+            anyhow::anyhow!("validated fields missing"),
+        ));
+    };
+    let invoice = gateway
+        .create_invoice(
+            caller.org_id,
+            NewRemoteInvoice {
+                phone,
+                amount,
+                description,
+                external_order_id,
+            },
+        )
+        .await
+        .map_err(gateway_error)?;
+    Ok((StatusCode::CREATED, Json(invoice_json(&invoice))))
+}
+
+/// `8` and ten digits, as ApiPay requires.
+fn is_apipay_phone(text: &str) -> bool {
+    text.len() == 11 && text.starts_with('8') && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The start of `date` in Almaty, as unix ms.
+fn almaty_day_start(date: Date) -> i64 {
+    let at = date.midnight().assume_offset(ALMATY);
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// Today in Almaty.
+fn almaty_today() -> Date {
+    OffsetDateTime::now_utc().to_offset(ALMATY).date()
+}
+
+const STATUS_FILTERS: &[&str] = &["pending", "paid", "cancelled", "expired"];
+
+async fn list_invoices(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    query: QueryPairs<ApiPay>,
+) -> Result<Json<Value>, ApiError> {
+    let mut errors = FieldErrors::new();
+    let page = errors
+        .take(query.int("page", 1, 1_000_000))?
+        .flatten()
+        .unwrap_or(1);
+    let per_page = errors
+        .take(query.int("per_page", 1, 100))?
+        .flatten()
+        .unwrap_or(10);
+    let search = errors
+        .take(query.string("search", 100))?
+        .flatten()
+        .map(str::to_owned);
+    let statuses = errors
+        .take(query.all_of("status", STATUS_FILTERS))?
+        .unwrap_or_default();
+    let date_from = errors.take(query.date("date_from"))?.flatten();
+    let date_to = errors.take(query.date("date_to"))?.flatten();
+    let sort_by = errors
+        .take(query.one_of(
+            "sort_by",
+            &["id", "amount", "client_name", "status", "created_at"],
+        ))?
+        .flatten()
+        .and_then(InvoiceSort::parse)
+        .unwrap_or_default();
+    let sort_order = match errors
+        .take(query.one_of("sort_order", &["asc", "desc"]))?
+        .flatten()
+    {
+        Some("asc") => SortOrder::Asc,
+        _ => SortOrder::Desc,
+    };
+    if let (Some(from), Some(to)) = (date_from, date_to) {
+        if to < from {
+            errors.add(
+                "date_to",
+                "The date to must be a date after or equal to date from.",
+            );
+        }
+    }
+    errors.into_result(F)?;
+    let mut status_set = Vec::new();
+    for s in statuses {
+        match s {
+            "pending" => status_set.push(InvoiceStatus::Pending),
+            "paid" => status_set.push(InvoiceStatus::Paid),
+            "cancelled" => {
+                status_set.push(InvoiceStatus::Cancelled);
+                status_set.push(InvoiceStatus::Failed);
+            }
+            _ => status_set.push(InvoiceStatus::Expired),
+        }
+    }
+    let filter = InvoiceFilter {
+        page: u32::try_from(page).unwrap_or(1),
+        per_page: u32::try_from(per_page).unwrap_or(10),
+        search,
+        statuses: status_set,
+        created_from: date_from.map(almaty_day_start),
+        created_to: date_to.and_then(|d| d.next_day()).map(almaty_day_start),
+        sort_by,
+        sort_order,
+    };
+    let (invoices, total) = gateway
+        .store()
+        .list_invoices(caller.org_id, &filter)
+        .await
+        .map_err(|e| ApiError::store(F, e))?;
+    let last_page = if total == 0 {
+        1
+    } else {
+        (total + per_page - 1) / per_page
+    };
+    Ok(Json(json!({
+        "data": invoices.iter().map(invoice_json).collect::<Vec<_>>(),
+        "meta": {
+            "current_page": page,
+            "last_page": last_page,
+            "per_page": per_page,
+            "total": total,
+        }
+    })))
+}
+
+async fn get_invoice(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    IdPath(id): IdPath,
+) -> Result<Json<Value>, ApiError> {
+    let invoice = gateway
+        .store()
+        .invoice(caller.org_id, id)
+        .await
+        .map_err(|e| ApiError::store(F, e))?
+        .ok_or_else(|| gateway_error(GatewayError::NotFound))?;
+    Ok(Json(invoice_json(&invoice)))
+}
+
+async fn cancel_invoice(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    IdPath(id): IdPath,
+) -> Result<Json<Value>, ApiError> {
+    let invoice = gateway
+        .cancel_invoice(caller.org_id, id)
+        .await
+        .map_err(gateway_error)?;
+    let mut body = invoice_json(&invoice);
+    body["message"] = json!("Invoice cancelled.");
+    Ok(Json(body))
+}
+
+async fn invoice_stats(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    query: QueryPairs<ApiPay>,
+) -> Result<Json<Value>, ApiError> {
+    let mut errors = FieldErrors::new();
+    let period = errors
+        .take(query.one_of("period", &["today", "week", "month", "year"]))?
+        .flatten();
+    let start = errors.take(query.date("start_date"))?.flatten();
+    let end = errors.take(query.date("end_date"))?.flatten();
+    let today = almaty_today();
+    let range = match (period, start, end) {
+        (_, Some(start), Some(end)) => {
+            if end < start {
+                errors.add(
+                    "end_date",
+                    "The end date must be a date after or equal to start date.",
+                );
+            }
+            Some((start, end))
+        }
+        (Some(period), None, None) => Some((period_start(period, today), today)),
+        (_, Some(_), None) => {
+            errors.add(
+                "end_date",
+                "The end date field is required when start date is present.",
+            );
+            None
+        }
+        (_, None, Some(_)) => {
+            errors.add(
+                "start_date",
+                "The start date field is required when end date is present.",
+            );
+            None
+        }
+        (None, None, None) => {
+            errors.add(
+                "period",
+                "The period field is required when start date and end date are not present.",
+            );
+            None
+        }
+    };
+    errors.into_result(F)?;
+    let Some((start, end)) = range else {
+        return Err(ApiError::internal(
+            F,
+            anyhow::anyhow!("validated range missing"),
+        ));
+    };
+    let to_ms = end.next_day().map_or(i64::MAX, almaty_day_start);
+    let stats = gateway
+        .store()
+        .invoice_stats(caller.org_id, almaty_day_start(start), to_ms)
+        .await
+        .map_err(|e| ApiError::store(F, e))?;
+    let mut by_status = serde_json::Map::new();
+    let (mut count, mut amount, mut refunded) = (0i64, 0i64, 0i64);
+    for name in STATUS_FILTERS {
+        let mut c = 0;
+        let mut a = 0;
+        for totals in &stats.by_status {
+            let shown = match totals.status {
+                InvoiceStatus::Failed => "cancelled",
+                other => other.as_str(),
+            };
+            if shown == *name {
+                c += totals.count;
+                a += totals.amount;
+            }
+        }
+        by_status.insert(
+            (*name).into(),
+            json!({"count": c, "amount": amount_string(a)}),
+        );
+    }
+    for totals in &stats.by_status {
+        count += totals.count;
+        amount += totals.amount;
+        refunded += totals.refunded;
+    }
+    let paid = stats.of(InvoiceStatus::Paid);
+    // Percent of invoices paid, two decimals, computed in integers.
+    let basis_points = if count == 0 {
+        0
+    } else {
+        paid.count * 10_000 / count
+    };
+    let conversion_rate = Value::from(basis_points as f64 / 100.0);
+    let date = time::macros::format_description!("[year]-[month]-[day]");
+    Ok(Json(json!({
+        "period": {
+            "start": start.format(&date).unwrap_or_default(),
+            "end": end.format(&date).unwrap_or_default(),
+        },
+        "total_count": count,
+        "total_amount": amount_string(amount),
+        "paid_count": paid.count,
+        "paid_amount": amount_string(paid.amount),
+        "total_refunded": amount_string(refunded),
+        "conversion_rate": conversion_rate,
+        "by_status": by_status,
+    })))
+}
+
+/// The first day of `period` ending today: today, this week (from Monday), this month, this
+/// year.
+fn period_start(period: &str, today: Date) -> Date {
+    match period {
+        "today" => today,
+        "week" => today - TimeDuration::days(i64::from(today.weekday().number_days_from_monday())),
+        "month" => today.replace_day(1).unwrap_or(today),
+        _ => today
+            .replace_day(1)
+            .and_then(|d| d.replace_month(time::Month::January))
+            .unwrap_or(today),
+    }
+}
+
+async fn sandbox(
+    gateway: &Gateway,
+    caller: Caller,
+    id: i64,
+    action: SandboxAction,
+) -> Result<Json<Value>, ApiError> {
+    let invoice = gateway
+        .sandbox_act(caller.org_id, id, action)
+        .await
+        .map_err(gateway_error)?;
+    Ok(Json(invoice_json(&invoice)))
+}
+
+async fn sandbox_pay(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    IdPath(id): IdPath,
+) -> Result<Json<Value>, ApiError> {
+    sandbox(&gateway, caller, id, SandboxAction::Pay).await
+}
+
+async fn sandbox_decline(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    IdPath(id): IdPath,
+) -> Result<Json<Value>, ApiError> {
+    sandbox(&gateway, caller, id, SandboxAction::Decline).await
+}
+
+async fn sandbox_expire(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    IdPath(id): IdPath,
+) -> Result<Json<Value>, ApiError> {
+    sandbox(&gateway, caller, id, SandboxAction::Expire).await
+}

@@ -1,0 +1,307 @@
+//! API key authentication: [`authenticate`] turns the request's key into a [`Caller`]
+//! (API key id and organization id) in the request's extensions, or answers 401.
+//!
+//! The key is read from `X-API-Key` (ApiPay) or `Authorization: Bearer <key>` (xPayment);
+//! both surfaces accept both headers, `X-API-Key` first, so a client of either API works
+//! unchanged. The raw key is hashed at once with the master key
+//! ([`MasterKey::api_key_hash`]) and looked up by that hash; it is never logged or kept.
+//!
+//! Two in-memory shortcuts keep the database off the hot path:
+//! - a successful lookup is cached by hash for [`AUTH_CACHE_TTL`] (5 s): **a revoked key keeps
+//!   working for up to 5 s** on each process. Failed lookups are not cached, so a new key
+//!   works at once.
+//! - `last_used_at` is written at most once per [`TOUCH_INTERVAL`] per key and process, in
+//!   the background, never on every request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::{ApiError, ErrorFormat};
+use super::ratelimit::RateLimiter;
+use crate::secrets::MasterKey;
+use crate::store::{ApiKeyOwner, Store, StoreError};
+
+/// How long a successful key lookup is trusted without asking the database again; also the
+/// longest a revoked key keeps working.
+pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(5);
+/// `last_used_at` of a key is written at most this often (per process).
+pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+/// The ApiPay key header.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// Prune expired cache entries when the cache grows past this many.
+const CACHE_PRUNE_AT: usize = 4096;
+
+/// Who is calling: the authenticated API key and its organization. Put into the request's
+/// extensions by [`authenticate`]; handlers take it as an extractor (`caller: Caller`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Caller {
+    pub key_id: i64,
+    pub org_id: i64,
+}
+
+impl From<ApiKeyOwner> for Caller {
+    fn from(owner: ApiKeyOwner) -> Caller {
+        Caller {
+            key_id: owner.key_id,
+            org_id: owner.org_id,
+        }
+    }
+}
+
+/// A handler behind [`authenticate`] always finds a `Caller`; its absence is a wiring bug
+/// and answers 500.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        match parts.extensions.get::<Caller>() {
+            Some(caller) => Ok(*caller),
+            None => {
+                let format = parts
+                    .extensions
+                    .get::<ErrorFormat>()
+                    .copied()
+                    .unwrap_or(ErrorFormat::ApiPay);
+                Err(ApiError::internal(
+                    format,
+                    anyhow::anyhow!("route {} is not behind authentication", parts.uri.path()),
+                ))
+            }
+        }
+    }
+}
+
+/// What the authentication, rate-limit and idempotency middleware share: one per surface
+/// (its error format); the key cache and the rate limiter are shared by all of them (see
+/// [`AuthState::for_surface`]). Cheap to clone.
+#[derive(Clone)]
+pub struct AuthState {
+    format: ErrorFormat,
+    keys: Arc<KeyBook>,
+    limiter: Arc<RateLimiter>,
+}
+
+/// Key lookups with their caches.
+struct KeyBook {
+    store: Store,
+    master_key: MasterKey,
+    /// Successful lookups by key hash, with when they were made.
+    cache: Mutex<HashMap<String, (Caller, Instant)>>,
+    /// When each key's `last_used_at` was last written by this process.
+    touched: Mutex<HashMap<i64, Instant>>,
+}
+
+impl AuthState {
+    /// The state for one surface. Build one, then [`AuthState::for_surface`] for the other.
+    pub fn new(
+        store: Store,
+        master_key: MasterKey,
+        limiter: Arc<RateLimiter>,
+        format: ErrorFormat,
+    ) -> AuthState {
+        AuthState {
+            format,
+            keys: Arc::new(KeyBook {
+                store,
+                master_key,
+                cache: Mutex::new(HashMap::new()),
+                touched: Mutex::new(HashMap::new()),
+            }),
+            limiter,
+        }
+    }
+
+    /// The same keys, caches and rate limiter, answering in `format`.
+    pub fn for_surface(&self, format: ErrorFormat) -> AuthState {
+        AuthState {
+            format,
+            ..self.clone()
+        }
+    }
+
+    /// The surface's error format.
+    pub fn format(&self) -> ErrorFormat {
+        self.format
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.keys.store
+    }
+
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+
+    /// Who `api_key` authenticates (`None`: unknown or revoked), through the cache.
+    pub async fn caller_for_key(&self, api_key: &str) -> Result<Option<Caller>, StoreError> {
+        let hash = self.keys.master_key.api_key_hash(api_key);
+        let now = Instant::now();
+        if let Some(caller) = self.keys.cached(&hash, now) {
+            return Ok(Some(caller));
+        }
+        let Some(owner) = self.keys.store.api_key_by_hash(&hash).await? else {
+            return Ok(None);
+        };
+        let caller = Caller::from(owner);
+        self.keys.remember(hash, caller, now);
+        Ok(Some(caller))
+    }
+
+    /// Writes the key's `last_used_at` in the background unless this process did so within
+    /// [`TOUCH_INTERVAL`].
+    fn touch(&self, key_id: i64) {
+        let now = Instant::now();
+        let due = {
+            let mut touched = lock(&self.keys.touched);
+            match touched.get(&key_id) {
+                Some(last) if now.saturating_duration_since(*last) < TOUCH_INTERVAL => false,
+                _ => {
+                    touched.insert(key_id, now);
+                    true
+                }
+            }
+        };
+        if due {
+            let store = self.keys.store.clone();
+            tokio::spawn(async move {
+                if let Err(err) = store.touch_api_key(key_id, unix_ms_now()).await {
+                    tracing::warn!(key_id, error = %err, "could not record API key use");
+                }
+            });
+        }
+    }
+}
+
+impl KeyBook {
+    fn cached(&self, hash: &str, now: Instant) -> Option<Caller> {
+        let cache = lock(&self.cache);
+        let (caller, at) = cache.get(hash)?;
+        (now.saturating_duration_since(*at) < AUTH_CACHE_TTL).then_some(*caller)
+    }
+
+    fn remember(&self, hash: String, caller: Caller, now: Instant) {
+        let mut cache = lock(&self.cache);
+        if cache.len() >= CACHE_PRUNE_AT {
+            cache.retain(|_, (_, at)| now.saturating_duration_since(*at) < AUTH_CACHE_TTL);
+        }
+        cache.insert(hash, (caller, now));
+    }
+}
+
+/// Every change under these locks is one insert or retain, so a poisoned lock is consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn unix_ms_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The API key of a request: `X-API-Key`, else `Authorization: Bearer <key>` (scheme
+/// case-insensitive). Surrounding spaces are ignored; an empty key counts as none.
+pub fn api_key_from_headers(headers: &HeaderMap) -> Option<&str> {
+    let from_header = headers
+        .get(API_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    from_header.or_else(|| {
+        let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+        let (scheme, key) = value.split_once(' ')?;
+        let key = key.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
+    })
+}
+
+/// Middleware: authenticates the request (see the module docs), puts [`Caller`] and the
+/// surface's [`ErrorFormat`] into its extensions, or answers 401 in the surface's format.
+pub async fn authenticate(State(auth): State<AuthState>, mut req: Request, next: Next) -> Response {
+    let format = auth.format();
+    let Some(api_key) = api_key_from_headers(req.headers()) else {
+        return unauthorized(format, false).into_response();
+    };
+    let caller = match auth.caller_for_key(api_key).await {
+        Ok(Some(caller)) => caller,
+        Ok(None) => return unauthorized(format, true).into_response(),
+        Err(err) => return ApiError::internal(format, err).into_response(),
+    };
+    auth.touch(caller.key_id);
+    req.extensions_mut().insert(caller);
+    req.extensions_mut().insert(format);
+    next.run(req).await
+}
+
+/// ApiPay documents one answer for a missing, invalid or revoked key; xPayment's says which.
+fn unauthorized(format: ErrorFormat, key_given: bool) -> ApiError {
+    let message = match (format, key_given) {
+        (ErrorFormat::ApiPay, _) => "Invalid API key",
+        (ErrorFormat::XPayment, false) => "missing API key",
+        (ErrorFormat::XPayment, true) => "invalid API key",
+    };
+    ApiError::unauthorized(format, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn keys_come_from_either_header() {
+        assert_eq!(
+            api_key_from_headers(&headers(&[("x-api-key", " kassa_abc ")])),
+            Some("kassa_abc")
+        );
+        assert_eq!(
+            api_key_from_headers(&headers(&[("authorization", "Bearer kassa_abc")])),
+            Some("kassa_abc")
+        );
+        assert_eq!(
+            api_key_from_headers(&headers(&[("authorization", "bearer  kassa_abc")])),
+            Some("kassa_abc")
+        );
+        assert_eq!(
+            api_key_from_headers(&headers(&[
+                ("x-api-key", "first"),
+                ("authorization", "Bearer second")
+            ])),
+            Some("first")
+        );
+        assert_eq!(
+            api_key_from_headers(&headers(&[
+                ("x-api-key", ""),
+                ("authorization", "Bearer b")
+            ])),
+            Some("b")
+        );
+        assert_eq!(
+            api_key_from_headers(&headers(&[("authorization", "Basic abc")])),
+            None
+        );
+        assert_eq!(
+            api_key_from_headers(&headers(&[("authorization", "Bearer ")])),
+            None
+        );
+        assert_eq!(api_key_from_headers(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,575 @@
+//! The administration commands of the `kassa` binary: organizations, their API keys and the
+//! login of their Kaspi Pay cashier, run against the same database and master key as
+//! `kassa serve` (the global `--data-dir`, `--database-url`, `--config`).
+//!
+//! Data goes to stdout, one line per item, so scripts can take it
+//! (`KEY=$(kassa api-key create --org demo)`); prompts, notes and errors go to stderr. Nothing
+//! here prints a secret except a new API key, once; phones are shown masked.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{IsTerminal as _, Write as _};
+use std::str::FromStr;
+
+use anyhow::{anyhow, bail, Context as _};
+use clap::Subcommand;
+use kaspi::{LoginPrompt, Phone};
+use tokio::io::{AsyncBufReadExt as _, BufReader, Lines, Stdin};
+
+use crate::config::{Config, KaspiMode, ServeArgs, StorageArgs};
+use crate::db::{Db, DbOptions};
+use crate::gateway::{connect_terminal, GatewayError};
+use crate::secrets::MasterKey;
+use crate::store::{Organization, Store, StoreError, Terminal, TerminalState};
+
+/// The administration commands, flattened into the binary's command list.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Organizations (merchants): create, list.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// API keys of an organization: create (shown once), list, revoke.
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+    /// The organization's Kaspi Pay cashier: log in, show the state of the sessions.
+    #[command(subcommand)]
+    Terminal(TerminalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organization; prints `<slug> (id <id>)`.
+    Create {
+        /// Short unique name used by the other commands: lowercase letters, digits and `-`.
+        slug: Slug,
+        /// The organization's name, for people.
+        #[arg(long)]
+        name: String,
+    },
+    /// List the organizations.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create an API key; prints the key alone on stdout. It is shown only this once.
+    Create {
+        /// The organization's slug.
+        #[arg(long)]
+        org: Slug,
+        /// A name to tell the key apart in lists.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List an organization's API keys (their prefixes; the keys themselves are not kept).
+    List {
+        /// The organization's slug.
+        #[arg(long)]
+        org: Slug,
+    },
+    /// Revoke an API key at once.
+    Revoke {
+        /// The organization's slug.
+        #[arg(long)]
+        org: Slug,
+        /// The key's id or prefix, as `kassa api-key list` shows them.
+        key: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TerminalCommand {
+    /// Log the organization's Kaspi Pay cashier in; asks here for the password, the SMS code
+    /// or the confirmation in the app.
+    ///
+    /// In sandbox mode (the default) the login goes to the Kaspi simulator inside the RUNNING
+    /// `kassa serve`, at http://<listen>/sandbox/kaspi: start `kassa serve` first, with the
+    /// same --listen. The sandbox password is `sandbox`; the command says where to read the
+    /// sandbox SMS code. In live mode it goes to Kaspi (or the --kaspi-*-url given).
+    ///
+    /// Answers are read from the terminal (the password without echo), or one line each from
+    /// standard input when it is not a terminal.
+    Connect(ConnectArgs),
+    /// Show each organization's cashier session: state, reason, masked phone, last change.
+    Status {
+        /// Only this organization.
+        #[arg(long)]
+        org: Option<Slug>,
+    },
+}
+
+/// Arguments of `kassa terminal connect`.
+#[derive(Debug, clap::Args)]
+pub struct ConnectArgs {
+    /// The organization's slug.
+    #[arg(long)]
+    pub org: Slug,
+    /// The cashier's phone, e.g. 87001234567 or +7 700 123 45 67.
+    #[arg(long)]
+    pub phone: Phone,
+    /// The same Kaspi settings as `kassa serve`.
+    #[command(
+        flatten,
+        next_help_heading = "Kaspi (the same settings as `kassa serve`)"
+    )]
+    pub kaspi: ServeArgs,
+}
+
+/// An organization's slug: 1 to 63 lowercase ASCII letters, digits and `-`, not starting with
+/// `-` (it would read as a flag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slug(String);
+
+/// Why a slug was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a slug is 1 to 63 lowercase letters, digits and '-', not starting with '-'")]
+pub struct SlugError;
+
+impl Slug {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Slug {
+    type Err = SlugError;
+
+    fn from_str(s: &str) -> Result<Slug, SlugError> {
+        let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        if (1..=63).contains(&s.len()) && !s.starts_with('-') && s.chars().all(allowed) {
+            Ok(Slug(s.to_owned()))
+        } else {
+            Err(SlugError)
+        }
+    }
+}
+
+impl fmt::Display for Slug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A phone for display: the first three and the last four digits (`700***4567`).
+pub fn mask_phone(phone: &str) -> String {
+    let chars: Vec<char> = phone.chars().collect();
+    if chars.len() < 8 {
+        return "***".into();
+    }
+    let head: String = chars[..3].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}***{tail}")
+}
+
+/// Runs one administration command.
+pub async fn run(storage: &StorageArgs, command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Org(command) => run_org(storage, command).await,
+        AdminCommand::ApiKey(command) => run_api_key(storage, command).await,
+        AdminCommand::Terminal(command) => run_terminal(storage, command).await,
+    }
+}
+
+/// `kassa org …`.
+pub async fn run_org(storage: &StorageArgs, command: OrgCommand) -> anyhow::Result<()> {
+    let (_, store) = open(storage, &ServeArgs::default()).await?;
+    match command {
+        OrgCommand::Create { slug, name } => {
+            let org = match store.create_org(slug.as_str(), &name).await {
+                Ok(org) => org,
+                Err(StoreError::Conflict(_)) => {
+                    bail!("an organization with the slug `{slug}` already exists")
+                }
+                Err(e) => return Err(e).context("creating the organization"),
+            };
+            print_out(&format!("{} (id {})\n", org.slug, org.id))?;
+            eprintln!(
+                "organization created; make an API key with `kassa api-key create --org {}`",
+                org.slug
+            );
+        }
+        OrgCommand::List => {
+            let orgs = store.list_orgs().await.context("listing organizations")?;
+            if orgs.is_empty() {
+                eprintln!(
+                    "no organizations yet; create one with `kassa org create <slug> --name <name>`"
+                );
+                return Ok(());
+            }
+            let rows = orgs
+                .into_iter()
+                .map(|o| vec![o.id.to_string(), o.slug, o.name, when(o.created_at)])
+                .collect::<Vec<_>>();
+            print_out(&table(&["ID", "SLUG", "NAME", "CREATED"], &rows))?;
+        }
+    }
+    Ok(())
+}
+
+/// `kassa api-key …`.
+pub async fn run_api_key(storage: &StorageArgs, command: ApiKeyCommand) -> anyhow::Result<()> {
+    let (config, store) = open(storage, &ServeArgs::default()).await?;
+    match command {
+        ApiKeyCommand::Create { org, name } => {
+            let org = find_org(&store, &org).await?;
+            let master_key = load_master_key(&config)?;
+            let (raw, prefix) = crate::secrets::new_api_key();
+            let record = store
+                .create_api_key(org.id, &name, &prefix, &master_key.api_key_hash(&raw))
+                .await
+                .context("storing the API key")?;
+            print_out(&format!("{raw}\n"))?;
+            eprintln!(
+                "API key {prefix}… (id {}) of organization {}: it is shown only this once, \
+                 keep it now",
+                record.id, org.slug
+            );
+        }
+        ApiKeyCommand::List { org } => {
+            let org = find_org(&store, &org).await?;
+            let keys = store
+                .list_api_keys(org.id)
+                .await
+                .context("listing API keys")?;
+            if keys.is_empty() {
+                eprintln!(
+                    "organization {} has no API keys; make one with `kassa api-key create --org {}`",
+                    org.slug, org.slug
+                );
+                return Ok(());
+            }
+            let rows = keys
+                .into_iter()
+                .map(|k| {
+                    vec![
+                        k.id.to_string(),
+                        if k.name.is_empty() {
+                            "-".into()
+                        } else {
+                            k.name
+                        },
+                        k.prefix,
+                        when(k.created_at),
+                        k.last_used_at.map_or_else(|| "never".into(), when),
+                        k.revoked_at.map_or_else(|| "-".into(), when),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            print_out(&table(
+                &["ID", "NAME", "PREFIX", "CREATED", "LAST USED", "REVOKED"],
+                &rows,
+            ))?;
+        }
+        ApiKeyCommand::Revoke { org, key } => {
+            let org = find_org(&store, &org).await?;
+            let revoked = store
+                .revoke_api_key(org.id, &key)
+                .await
+                .context("revoking the API key")?;
+            if revoked == 0 {
+                bail!(
+                    "organization {} has no active API key with the id or prefix `{key}` \
+                     (see `kassa api-key list --org {}`)",
+                    org.slug,
+                    org.slug
+                );
+            }
+            eprintln!(
+                "revoked {revoked} API key{} of organization {}",
+                if revoked == 1 { "" } else { "s" },
+                org.slug
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `kassa terminal …`.
+pub async fn run_terminal(storage: &StorageArgs, command: TerminalCommand) -> anyhow::Result<()> {
+    match command {
+        TerminalCommand::Connect(args) => connect(storage, args).await,
+        TerminalCommand::Status { org } => status(storage, org).await,
+    }
+}
+
+async fn connect(storage: &StorageArgs, args: ConnectArgs) -> anyhow::Result<()> {
+    let (config, store) = open(storage, &args.kaspi).await?;
+    let org = find_org(&store, &args.org).await?;
+    let master_key = load_master_key(&config)?;
+    let client_config = config.kaspi_client_config(config.listen);
+    let phone = args.phone;
+    let sandbox_base = (config.kaspi == KaspiMode::Sandbox).then(|| {
+        let entrance = &client_config.endpoints.entrance;
+        entrance
+            .strip_suffix("/entrance-pay")
+            .unwrap_or(entrance)
+            .to_owned()
+    });
+    match &sandbox_base {
+        Some(base) => eprintln!(
+            "sandbox: logging in to the Kaspi simulator inside the running `kassa serve` at {base}\n\
+             sandbox: the password is `{}`; read the SMS code with\n    \
+             curl {base}/_control/sms/{phone}\n\
+             sandbox: and confirm an app login with\n    \
+             curl -X POST {base}/_control/app-confirm/{phone}",
+            kaspi_sim::DEFAULT_PASSWORD,
+        ),
+        None => eprintln!(
+            "logging cashier {} in to Kaspi at {}",
+            mask_phone(phone.as_str()),
+            client_config.endpoints.entrance
+        ),
+    }
+    let mut prompt = TerminalPrompt::new();
+    let connected = connect_terminal(
+        &store,
+        &master_key,
+        client_config,
+        org.id,
+        &phone,
+        &mut prompt,
+    )
+    .await;
+    match connected {
+        Ok(_) => {
+            print_out(&format!(
+                "connected: organization {}, cashier {}\n",
+                org.slug,
+                mask_phone(phone.as_str())
+            ))?;
+            Ok(())
+        }
+        Err(GatewayError::KaspiUnavailable(why)) if sandbox_base.is_some() => Err(anyhow!(
+            "the sandbox Kaspi at {} did not answer: the sandbox lives inside `kassa serve`, \
+             so start `kassa serve` first (in sandbox mode, with the same --listen) and run \
+             this again ({why})",
+            sandbox_base.unwrap_or_default()
+        )),
+        Err(e) => Err(anyhow!(e).context("the cashier was not logged in")),
+    }
+}
+
+async fn status(storage: &StorageArgs, only: Option<Slug>) -> anyhow::Result<()> {
+    let (_, store) = open(storage, &ServeArgs::default()).await?;
+    let (orgs, terminals) = match only {
+        Some(slug) => {
+            let org = find_org(&store, &slug).await?;
+            let terminal = store.terminal_for_org(org.id).await?;
+            (vec![org], terminal.into_iter().collect::<Vec<_>>())
+        }
+        None => (store.list_orgs().await?, store.list_terminals().await?),
+    };
+    if orgs.is_empty() {
+        eprintln!("no organizations yet; create one with `kassa org create <slug> --name <name>`");
+        return Ok(());
+    }
+    let mut terminals: HashMap<i64, Terminal> =
+        terminals.into_iter().map(|t| (t.org_id, t)).collect();
+    let rows = orgs
+        .into_iter()
+        .map(|org| status_row(&org, terminals.remove(&org.id)))
+        .collect::<Vec<_>>();
+    print_out(&table(
+        &["ORG", "STATE", "PHONE", "CHANGED", "REASON"],
+        &rows,
+    ))
+}
+
+/// One line of `terminal status`; never a secret.
+fn status_row(org: &Organization, terminal: Option<Terminal>) -> Vec<String> {
+    let Some(t) = terminal else {
+        return vec![
+            org.slug.clone(),
+            "not_connected".into(),
+            "-".into(),
+            "-".into(),
+            format!("run `kassa terminal connect --org {} --phone …`", org.slug),
+        ];
+    };
+    // An active row without a session cannot be used either: say so as the gateway would.
+    let (state, reason) = match (t.state, &t.session_sealed) {
+        (TerminalState::Active, Some(_)) => (t.state, t.state_reason),
+        (TerminalState::Active, None) => (
+            TerminalState::NeedsLogin,
+            Some("no session stored".to_owned()),
+        ),
+        (TerminalState::NeedsLogin, _) => (t.state, t.state_reason),
+    };
+    vec![
+        org.slug.clone(),
+        state.as_str().into(),
+        mask_phone(&t.phone),
+        when(t.updated_at),
+        reason.unwrap_or_else(|| "-".into()),
+    ]
+}
+
+/// Asks the cashier at the terminal; reads answers from standard input when it is not one.
+struct TerminalPrompt {
+    lines: Lines<BufReader<Stdin>>,
+    tty: bool,
+    /// The password was asked before: asked again, it was refused.
+    password_asked: bool,
+}
+
+impl TerminalPrompt {
+    fn new() -> TerminalPrompt {
+        TerminalPrompt {
+            lines: BufReader::new(tokio::io::stdin()).lines(),
+            tty: std::io::stdin().is_terminal(),
+            password_asked: false,
+        }
+    }
+
+    /// Shows `question` on stderr and reads one line (without its line ending).
+    async fn ask(&mut self, question: &str) -> Result<String, String> {
+        eprint!("{question}");
+        let line = self.lines.next_line().await;
+        if !self.tty {
+            // The answer was not echoed: end the question's line.
+            eprintln!();
+        }
+        match line {
+            Ok(Some(line)) => Ok(line),
+            Ok(None) => Err("standard input ended before an answer was given".into()),
+            Err(e) => Err(format!("reading standard input: {e}")),
+        }
+    }
+}
+
+impl LoginPrompt for TerminalPrompt {
+    async fn password(&mut self) -> Result<String, String> {
+        let question = if std::mem::replace(&mut self.password_asked, true) {
+            "Kaspi did not accept that password. Kaspi Pay password: "
+        } else {
+            "Kaspi Pay password: "
+        };
+        if !self.tty {
+            return self.ask(question).await;
+        }
+        tokio::task::spawn_blocking(move || rpassword::prompt_password(question))
+            .await
+            .map_err(|e| format!("reading the password: {e}"))?
+            .map_err(|e| format!("reading the password: {e}"))
+    }
+
+    async fn sms_code(&mut self, retry: bool) -> Result<String, String> {
+        let question = if retry {
+            "Kaspi did not accept that code. SMS code: "
+        } else {
+            "SMS code from Kaspi: "
+        };
+        Ok(self.ask(question).await?.trim().to_owned())
+    }
+
+    async fn confirm_in_app(&mut self) -> Result<(), String> {
+        self.ask("Confirm the login in the Kaspi Pay app, then press Enter ")
+            .await
+            .map(drop)
+    }
+}
+
+/// Resolves the configuration as `kassa serve` would, then opens and migrates its database.
+async fn open(storage: &StorageArgs, serve: &ServeArgs) -> anyhow::Result<(Config, Store)> {
+    let config = Config::resolve(storage, serve)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    let db = Db::open(&config.database_url, DbOptions::default())
+        .await
+        .context("opening the database")?;
+    db.migrate().await.context("migrating the database")?;
+    Ok((config, Store::new(db)))
+}
+
+fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
+    MasterKey::load_or_create(&config.data_dir).context("loading the master key")
+}
+
+async fn find_org(store: &Store, slug: &Slug) -> anyhow::Result<Organization> {
+    store
+        .org_by_slug(slug.as_str())
+        .await
+        .context("looking up the organization")?
+        .ok_or_else(|| anyhow!("no organization `{slug}` (see `kassa org list`)"))
+}
+
+/// Unix milliseconds as `2026-11-23T10:00:00Z`.
+fn when(ms: i64) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Rows under a header, columns padded to line up.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = header.iter().map(|&h| h.to_owned()).collect();
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(&widths) {
+            let pad = width.saturating_sub(cell.chars().count());
+            line.push_str(cell);
+            line.extend(std::iter::repeat_n(' ', pad + 2));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes data to stdout; a reader that went away (`| head`) is not an error.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to standard output"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_checked() {
+        for good in ["demo", "a", "shop-1", "0x", &"a".repeat(63)] {
+            assert!(good.parse::<Slug>().is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "Demo",
+            "shop_1",
+            "-x",
+            "магазин",
+            "a b",
+            &"a".repeat(64),
+        ] {
+            assert!(bad.parse::<Slug>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn phones_are_masked() {
+        assert_eq!(mask_phone("7001234567"), "700***4567");
+        assert_eq!(mask_phone("12"), "***");
+    }
+
+    #[test]
+    fn tables_line_up() {
+        let rows = vec![vec!["1".to_owned(), "shop".to_owned(), "A shop".to_owned()]];
+        assert_eq!(
+            table(&["ID", "SLUG", "NAME"], &rows),
+            "ID  SLUG  NAME\n1   shop  A shop\n"
+        );
+        assert_eq!(when(0), "1970-01-01T00:00:00Z");
+    }
+}

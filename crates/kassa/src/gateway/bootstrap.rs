@@ -1,0 +1,72 @@
+//! First start in sandbox mode: an empty database gets an organization `demo` whose cashier is
+//! logged in to the sandbox Kaspi, so the API can be tried at once with a new key.
+
+use kaspi::LoginPrompt;
+
+use super::{connect_terminal, Gateway, GatewayError};
+use crate::store::{Organization, StoreError};
+
+/// The slug of the organization made on first start in sandbox mode.
+pub const DEMO_ORG_SLUG: &str = "demo";
+/// The sandbox cashier of the demo organization.
+pub const DEMO_CASHIER_PHONE: &str = "7000000001";
+
+/// Answers the sandbox Kaspi's login questions from the simulator itself (its password, the
+/// SMS it "sent", the app confirmation).
+pub struct SandboxPrompt {
+    pub sim: kaspi_sim::Simulator,
+    pub phone: String,
+}
+
+impl LoginPrompt for SandboxPrompt {
+    async fn password(&mut self) -> Result<String, String> {
+        Ok(kaspi_sim::DEFAULT_PASSWORD.into())
+    }
+
+    async fn sms_code(&mut self, _retry: bool) -> Result<String, String> {
+        self.sim
+            .last_sms(&self.phone)
+            .ok_or_else(|| "the sandbox sent no SMS".into())
+    }
+
+    async fn confirm_in_app(&mut self) -> Result<(), String> {
+        self.sim
+            .confirm_in_app(&self.phone)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Gateway {
+    /// In sandbox mode with no organization yet: makes `demo` and logs its cashier in to the
+    /// sandbox. `Some` when it did; `None` when there was nothing to do (or another process
+    /// did it first).
+    pub async fn bootstrap_sandbox(&self) -> Result<Option<Organization>, GatewayError> {
+        let Some(sim) = self.sandbox() else {
+            return Ok(None);
+        };
+        if !self.store().list_orgs().await?.is_empty() {
+            return Ok(None);
+        }
+        let org = match self.store().create_org(DEMO_ORG_SLUG, "Demo shop").await {
+            Ok(org) => org,
+            Err(StoreError::Conflict(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let phone = kaspi::phone::normalize(DEMO_CASHIER_PHONE)
+            .map_err(|_| GatewayError::Internal("the demo cashier phone is invalid".into()))?;
+        let mut prompt = SandboxPrompt {
+            sim: sim.clone(),
+            phone: phone.as_str().to_owned(),
+        };
+        connect_terminal(
+            self.store(),
+            &self.inner.master_key,
+            self.terminals().client_config().clone(),
+            org.id,
+            &phone,
+            &mut prompt,
+        )
+        .await?;
+        Ok(Some(org))
+    }
+}

@@ -1,0 +1,353 @@
+//! Invoices by phone: create, cancel, one status check, and the sandbox payer.
+//!
+//! Create stores the invoice `pending` first, then asks Kaspi, then records the operation id.
+//! When Kaspi's answer is lost the request is not repeated: the invoice is looked for in
+//! Kaspi's history (at once, then by the reconcile job) and is failed only when history shows
+//! Kaspi never received it.
+
+use kaspi::wire::RemoteInvoice;
+use kaspi::{Amount, Outcome, Phone, Status};
+
+use super::{ms, now_ms, Gateway, GatewayError};
+use crate::store::{
+    CreateState, Invoice, InvoiceKind, InvoiceSent, InvoiceStatus, NewInvoice, JOB_POLL_INVOICE,
+};
+
+/// What a surface asks for when it invoices a customer by phone.
+#[derive(Debug, Clone)]
+pub struct NewRemoteInvoice {
+    pub phone: Phone,
+    pub amount: Amount,
+    pub description: Option<String>,
+    pub external_order_id: Option<String>,
+}
+
+/// What the sandbox payer can do to an open operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxAction {
+    Pay,
+    Decline,
+    Expire,
+}
+
+/// How many of the newest remote invoices a reconciliation reads.
+const HISTORY_WINDOW: u32 = 100;
+
+/// Our status for a Kaspi status, when it is final.
+fn status_of(kaspi: &Status) -> Option<InvoiceStatus> {
+    match kaspi.outcome() {
+        Outcome::Open => None,
+        Outcome::Paid => Some(InvoiceStatus::Paid),
+        Outcome::Expired => Some(InvoiceStatus::Expired),
+        Outcome::Failed if *kaspi == Status::RemotePaymentCanceled => {
+            Some(InvoiceStatus::Cancelled)
+        }
+        Outcome::Failed => Some(InvoiceStatus::Failed),
+    }
+}
+
+fn operation_id(invoice: &Invoice) -> Option<i64> {
+    invoice
+        .kaspi_operation_id
+        .as_deref()
+        .and_then(|id| id.parse().ok())
+}
+
+impl Gateway {
+    /// Stores a pending invoice, sends it to Kaspi and records the operation. A definite
+    /// refusal (or no usable cashier) removes the unsent invoice and is the answer; a lost
+    /// answer leaves the invoice pending while it is reconciled.
+    pub async fn create_invoice(
+        &self,
+        org_id: i64,
+        new: NewRemoteInvoice,
+    ) -> Result<Invoice, GatewayError> {
+        // No usable cashier: answer before anything is stored.
+        self.terminals().load(org_id).await?;
+        let store = self.store();
+        let now = now_ms();
+        let invoice = store
+            .insert_invoice(NewInvoice {
+                payment_id: uuid::Uuid::new_v4().to_string(),
+                org_id,
+                kind: InvoiceKind::Remote,
+                amount: new.amount.tiyn(),
+                phone: Some(new.phone.as_str().to_owned()),
+                description: new.description.clone(),
+                external_order_id: new.external_order_id.clone(),
+                is_sandbox: self.sandbox().is_some(),
+                created_at: now,
+                expires_at: Some(now.saturating_add(ms(self.settings().invoice_ttl))),
+            })
+            .await?;
+        let comment = new.description.as_deref().unwrap_or_default();
+        let (phone, amount) = (&new.phone, new.amount);
+        let sent = self
+            .terminals()
+            .call(org_id, |k| async move {
+                k.client
+                    .create_invoice(&k.session, phone, amount, comment)
+                    .await
+            })
+            .await;
+        match sent {
+            Ok(remote) => self.record_sent(&invoice, &remote).await,
+            Err(GatewayError::OutcomeUnknown(cause)) => {
+                tracing::warn!(invoice = invoice.id, %cause, "Kaspi's answer to a create was lost; reconciling");
+                match self.find_in_history(&invoice).await {
+                    Ok(Some(found)) => return self.record_sent(&invoice, &found).await,
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(invoice = invoice.id, error = %e, "Kaspi history unavailable; reconciling later")
+                    }
+                }
+                let first = self
+                    .settings()
+                    .reconcile_schedule
+                    .first()
+                    .copied()
+                    .unwrap_or_default();
+                Ok(store
+                    .mark_invoice_create_unknown(
+                        invoice.id,
+                        &cause,
+                        now_ms(),
+                        now_ms().saturating_add(ms(first)),
+                    )
+                    .await?)
+            }
+            Err(e) => {
+                store.delete_unsent_invoice(invoice.id).await?;
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) async fn record_sent(
+        &self,
+        invoice: &Invoice,
+        remote: &RemoteInvoice,
+    ) -> Result<Invoice, GatewayError> {
+        let op = remote.operation_id().ok_or_else(|| {
+            GatewayError::Internal("Kaspi answered a create without an id".into())
+        })?;
+        let now = now_ms();
+        let first_poll = self
+            .settings()
+            .poll_schedule
+            .first()
+            .copied()
+            .unwrap_or_default();
+        let sent = self
+            .store()
+            .mark_invoice_sent(
+                invoice.id,
+                InvoiceSent {
+                    kaspi_operation_id: op.to_string(),
+                    kaspi_status: remote.status.as_ref().map(|s| s.as_str().to_owned()),
+                    client_name: remote.client_name.clone(),
+                    at_ms: now,
+                    poll_at_ms: now.saturating_add(ms(first_poll)),
+                },
+            )
+            .await?;
+        Ok(sent)
+    }
+
+    /// Looks for `invoice` among Kaspi's newest remote invoices: the same phone and amount,
+    /// an operation no other invoice of the organization holds. `Ok(None)` when it is not
+    /// there; an error when history could not be read.
+    ///
+    /// Two invoices to one phone for one amount are told apart only by which operation is
+    /// still unclaimed; they are interchangeable at Kaspi except for the comment.
+    pub(crate) async fn find_in_history(
+        &self,
+        invoice: &Invoice,
+    ) -> Result<Option<RemoteInvoice>, GatewayError> {
+        let history = self
+            .terminals()
+            .call(invoice.org_id, |k| async move {
+                k.client.invoice_history(&k.session, HISTORY_WINDOW).await
+            })
+            .await?;
+        let Some(phone) = invoice.phone.as_deref() else {
+            return Ok(None);
+        };
+        for remote in history {
+            let same_phone = remote
+                .client_mobile
+                .as_deref()
+                .and_then(|m| kaspi::phone::normalize(m).ok())
+                .is_some_and(|p| p.as_str() == phone);
+            let same_amount = remote.amount.map(Amount::tiyn) == Some(invoice.amount);
+            let Some(op) = remote.operation_id() else {
+                continue;
+            };
+            if same_phone
+                && same_amount
+                && self
+                    .store()
+                    .invoice_by_operation_id(invoice.org_id, &op.to_string())
+                    .await?
+                    .is_none()
+            {
+                return Ok(Some(remote));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Cancels a pending invoice at Kaspi, then here. A payment that beat the cancel wins: the
+    /// invoice is checked and its real status returned as the error.
+    pub async fn cancel_invoice(&self, org_id: i64, id: i64) -> Result<Invoice, GatewayError> {
+        let invoice = self
+            .store()
+            .invoice(org_id, id)
+            .await?
+            .ok_or(GatewayError::NotFound)?;
+        if invoice.status != InvoiceStatus::Pending {
+            return Err(GatewayError::NotCancellable {
+                status: invoice.status,
+            });
+        }
+        let op = match invoice.create_state {
+            CreateState::Sent => operation_id(&invoice).ok_or_else(|| {
+                GatewayError::Internal(format!("invoice {id} has an unreadable operation id"))
+            })?,
+            CreateState::Sending | CreateState::Unknown => return Err(GatewayError::NotAtKaspiYet),
+            CreateState::Failed => {
+                return Err(GatewayError::NotCancellable {
+                    status: invoice.status,
+                })
+            }
+        };
+        let cancelled = self
+            .terminals()
+            .call(org_id, |k| async move {
+                k.client.cancel_invoice(&k.session, op).await
+            })
+            .await;
+        match cancelled {
+            Ok(()) => {
+                let now = now_ms();
+                let changed = self
+                    .store()
+                    .apply_status(id, InvoiceStatus::Cancelled, None, now, None)
+                    .await?;
+                self.schedule_late_check(id, now).await?;
+                match changed {
+                    Some(invoice) => Ok(invoice),
+                    None => Err(self.not_cancellable_now(org_id, id).await),
+                }
+            }
+            Err(GatewayError::KaspiRefused(message)) => {
+                // Kaspi would not cancel: most likely the payer was faster. Look.
+                let _ = self.check_status(&invoice).await;
+                let current = self.store().invoice(org_id, id).await?;
+                match current {
+                    Some(c) if c.status != InvoiceStatus::Pending => {
+                        Err(GatewayError::NotCancellable { status: c.status })
+                    }
+                    _ => Err(GatewayError::KaspiRefused(message)),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn not_cancellable_now(&self, org_id: i64, id: i64) -> GatewayError {
+        match self.store().invoice(org_id, id).await {
+            Ok(Some(c)) => GatewayError::NotCancellable { status: c.status },
+            Ok(None) => GatewayError::NotFound,
+            Err(e) => e.into(),
+        }
+    }
+
+    /// One more status check after a cancel or an expiry, so a payment that crossed it is
+    /// still recorded.
+    pub(crate) async fn schedule_late_check(
+        &self,
+        invoice_id: i64,
+        now: i64,
+    ) -> Result<(), GatewayError> {
+        let at = now.saturating_add(ms(self.settings().late_check));
+        self.store()
+            .schedule_job(JOB_POLL_INVOICE, invoice_id, at, now)
+            .await?;
+        Ok(())
+    }
+
+    /// Asks Kaspi for the invoice's status and records a change; the changed invoice, or
+    /// `None` when nothing changed.
+    pub async fn check_status(&self, invoice: &Invoice) -> Result<Option<Invoice>, GatewayError> {
+        let Some(op) = operation_id(invoice) else {
+            return Ok(None);
+        };
+        let details = self
+            .terminals()
+            .call(invoice.org_id, |k| async move {
+                k.client.invoice_details(&k.session, op).await
+            })
+            .await?;
+        let Some(kaspi_status) = details.status.as_ref() else {
+            return Ok(None);
+        };
+        let Some(to) = status_of(kaspi_status) else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        let changed = self
+            .store()
+            .apply_status(
+                invoice.id,
+                to,
+                Some(kaspi_status.as_str()),
+                now,
+                details.client_name.as_deref(),
+            )
+            .await?;
+        if let Some(changed) = &changed {
+            tracing::info!(
+                invoice = changed.id,
+                status = changed.status.as_str(),
+                "invoice status changed"
+            );
+            if changed.status == InvoiceStatus::Expired {
+                self.schedule_late_check(changed.id, now).await?;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Sandbox only: the payer pays, declines, or lets the invoice expire, and the gateway
+    /// checks the invoice at once.
+    pub async fn sandbox_act(
+        &self,
+        org_id: i64,
+        id: i64,
+        action: SandboxAction,
+    ) -> Result<Invoice, GatewayError> {
+        let sim = self.sandbox().ok_or_else(|| {
+            GatewayError::Sandbox("sandbox helpers exist only in sandbox mode".into())
+        })?;
+        let invoice = self
+            .store()
+            .invoice(org_id, id)
+            .await?
+            .ok_or(GatewayError::NotFound)?;
+        let op = operation_id(&invoice).ok_or(GatewayError::NotAtKaspiYet)?;
+        let op = u64::try_from(op)
+            .map_err(|_| GatewayError::Internal(format!("negative operation id {op}")))?;
+        let done = match action {
+            SandboxAction::Pay => sim.pay(op),
+            SandboxAction::Decline => sim.decline(op),
+            SandboxAction::Expire => sim.expire(op),
+        };
+        done.map_err(|e| GatewayError::Sandbox(format!("the sandbox payer cannot do that: {e}")))?;
+        self.check_status(&invoice).await?;
+        self.store()
+            .invoice(org_id, id)
+            .await?
+            .ok_or(GatewayError::NotFound)
+    }
+}

@@ -1,0 +1,221 @@
+//! What the gateway does behind its HTTP surfaces: invoices sent to Kaspi and followed to their
+//! end, the cashiers' sessions, the sandbox's payer, and the background workers.
+//!
+//! - `terminals.rs`: logging a cashier in, sealed sessions, refresh on session death.
+//! - `invoices.rs`: create (stored first, then sent; a lost answer is reconciled, never sent
+//!   twice), cancel, one status check, the sandbox payer's actions.
+//! - `worker.rs`: leased job rows: status polling with backoff and reconciliation of creates
+//!   whose outcome was lost. Several processes share them.
+//! - `bootstrap.rs`: the `demo` organization with a logged-in sandbox cashier on first start.
+//!
+//! Both API surfaces call the same [`Gateway`] methods, so a payment behaves the same
+//! whichever face created it.
+
+mod bootstrap;
+mod invoices;
+mod terminals;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use bootstrap::{SandboxPrompt, DEMO_CASHIER_PHONE, DEMO_ORG_SLUG};
+pub use invoices::{NewRemoteInvoice, SandboxAction};
+pub use terminals::{connect_terminal, Loaded, Terminals};
+pub use worker::WorkerHandle;
+
+use crate::secrets::MasterKey;
+use crate::store::{InvoiceStatus, Store, StoreError, TerminalState};
+
+/// Why a gateway action did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No such row in this organization.
+    #[error("not found")]
+    NotFound,
+    /// Only a pending invoice can be cancelled.
+    #[error("the invoice is {} and cannot be cancelled", status.as_str())]
+    NotCancellable { status: InvoiceStatus },
+    /// The invoice has no Kaspi operation yet (its creation is being reconciled).
+    #[error("the invoice is still being created at Kaspi; try again in a few seconds")]
+    NotAtKaspiYet,
+    /// The organization has no cashier logged in.
+    #[error("no Kaspi cashier is connected for this organization; run `kassa terminal connect`")]
+    NoTerminal,
+    /// The cashier's session is dead and could not be refreshed.
+    #[error("the Kaspi cashier session is no longer valid; the cashier must log in again with `kassa terminal connect` ({0})")]
+    SessionInvalid(String),
+    /// Kaspi knows no client with this phone number.
+    #[error("Kaspi has no client with this phone number")]
+    KaspiClientNotFound,
+    /// Kaspi refused the request.
+    #[error("Kaspi refused: {0}")]
+    KaspiRefused(String),
+    /// The request to Kaspi may or may not have taken effect: its answer was lost.
+    #[error("{0}")]
+    OutcomeUnknown(String),
+    /// Kaspi could not be reached or answered with an error that may pass.
+    #[error("Kaspi is unavailable: {0}")]
+    KaspiUnavailable(String),
+    /// The sandbox payer cannot do that (not sandbox mode, or the operation is not open).
+    #[error("{0}")]
+    Sandbox(String),
+    /// A fault of ours; the detail is logged, not shown.
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl GatewayError {
+    /// Sorts a Kaspi error into what the API surfaces answer.
+    pub fn from_kaspi(e: kaspi::Error) -> GatewayError {
+        use kaspi::Error as K;
+        match e {
+            K::Session { .. } | K::ReauthRequired(_) => GatewayError::SessionInvalid(e.to_string()),
+            K::Kaspi { ref code, .. } if code.as_deref() == Some("ClientNotFound") => {
+                GatewayError::KaspiClientNotFound
+            }
+            K::Kaspi { message, .. } => GatewayError::KaspiRefused(message),
+            K::Login(login) => GatewayError::KaspiRefused(login.to_string()),
+            K::OutcomeUnknown { .. } => GatewayError::OutcomeUnknown(e.to_string()),
+            K::Transport { .. } | K::Throttled { .. } | K::Http { .. } | K::Decode(_) => {
+                GatewayError::KaspiUnavailable(e.to_string())
+            }
+        }
+    }
+}
+
+/// Tuning of the gateway's background work. The defaults suit production; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Delays between status checks of an open invoice, by attempt; the last one repeats.
+    pub poll_schedule: Vec<Duration>,
+    /// How long an invoice is given at Kaspi before Kassa stops expecting payment.
+    pub invoice_ttl: Duration,
+    /// How often the workers look for due jobs.
+    pub tick: Duration,
+    /// How long a claimed job is leased.
+    pub lease: Duration,
+    /// Jobs claimed at once.
+    pub batch: u32,
+    /// Delays between history look-ups of a create whose answer was lost; after the last one
+    /// the invoice is failed (Kaspi never received it).
+    pub reconcile_schedule: Vec<Duration>,
+    /// After a cancel or an expiry, one more check this much later, so a payment made in the
+    /// meantime is still recorded.
+    pub late_check: Duration,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> GatewaySettings {
+        let s = Duration::from_secs;
+        GatewaySettings {
+            poll_schedule: vec![
+                s(2),
+                s(2),
+                s(3),
+                s(5),
+                s(5),
+                s(10),
+                s(10),
+                s(15),
+                s(30),
+                s(60),
+            ],
+            invoice_ttl: s(24 * 3600),
+            tick: Duration::from_millis(250),
+            lease: s(60),
+            batch: 64,
+            reconcile_schedule: vec![s(2), s(5), s(15), s(30), s(60)],
+            late_check: s(10),
+        }
+    }
+}
+
+/// The health of one organization's cashier session, as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminalHealth {
+    pub org_id: i64,
+    pub healthy: bool,
+    /// Why not, for people (never a secret).
+    pub reason: Option<String>,
+}
+
+/// The gateway; cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    terminals: Terminals,
+    sandbox: Option<kaspi_sim::Simulator>,
+    settings: GatewaySettings,
+    master_key: MasterKey,
+}
+
+impl Gateway {
+    /// A gateway over `store` reaching Kaspi as `client_config` says; `sandbox` is the
+    /// simulator behind those endpoints in sandbox mode.
+    pub fn new(
+        store: Store,
+        master_key: MasterKey,
+        client_config: kaspi::ClientConfig,
+        sandbox: Option<kaspi_sim::Simulator>,
+        settings: GatewaySettings,
+    ) -> Gateway {
+        let terminals = Terminals::new(store.clone(), master_key.clone(), client_config);
+        Gateway {
+            inner: Arc::new(Inner {
+                store,
+                terminals,
+                sandbox,
+                settings,
+                master_key,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn terminals(&self) -> &Terminals {
+        &self.inner.terminals
+    }
+
+    /// The simulator, in sandbox mode.
+    pub fn sandbox(&self) -> Option<&kaspi_sim::Simulator> {
+        self.inner.sandbox.as_ref()
+    }
+
+    pub fn settings(&self) -> &GatewaySettings {
+        &self.inner.settings
+    }
+
+    /// The health of every organization's cashier session.
+    pub async fn health(&self) -> Result<Vec<TerminalHealth>, GatewayError> {
+        let terminals = self.inner.store.list_terminals().await?;
+        Ok(terminals
+            .into_iter()
+            .map(|t| TerminalHealth {
+                org_id: t.org_id,
+                healthy: t.state == TerminalState::Active && t.session_sealed.is_some(),
+                reason: t.state_reason,
+            })
+            .collect())
+    }
+}
+
+/// Now, in unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// A duration in milliseconds, saturated.
+pub(crate) fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,284 @@
+//! The organizations' Kaspi terminals: logging a cashier in, keeping the device and session
+//! sealed in the store, and running Kaspi calls with the current session.
+//!
+//! Every call reads the terminal row (one point select) and rebuilds the client only when the
+//! row's `version` changed, so a `kassa terminal connect` made by another process is picked up
+//! by the next call. A dead session is refreshed once (sign-in-lite) and the refreshed session
+//! stored with compare-and-set on `version`; when refresh is refused the terminal is marked
+//! `needs_login`, the log says which command to run, and calls answer
+//! [`GatewayError::SessionInvalid`] until a person logs in again.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use kaspi::{Client, ClientConfig, DeviceIdentity, LoginPrompt, Phone, Session};
+
+use super::GatewayError;
+use crate::secrets::MasterKey;
+use crate::store::{Store, Terminal, TerminalState};
+
+/// A terminal ready for calls: its client (device) and session, at one version of the row.
+pub struct Loaded {
+    pub version: i64,
+    pub client: Client,
+    pub session: Session,
+}
+
+/// The terminals of every organization, as this process uses them.
+pub struct Terminals {
+    store: Store,
+    master_key: MasterKey,
+    client_config: ClientConfig,
+    http: reqwest::Client,
+    cache: Mutex<HashMap<i64, Arc<Loaded>>>,
+    /// Serialises refreshes per organization within this process.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+fn device_context(org_id: i64) -> String {
+    format!("terminal-device:{org_id}")
+}
+
+fn session_context(org_id: i64) -> String {
+    format!("terminal-session:{org_id}")
+}
+
+/// Logs the cashier with `phone` in for `org_id` (asking `prompt` for the password, SMS code or
+/// app confirmation) and stores the device and session, sealed. A new login replaces the old
+/// terminal; the device identity is kept when the phone is the same, so Kaspi sees one device.
+pub async fn connect_terminal(
+    store: &Store,
+    master_key: &MasterKey,
+    client_config: ClientConfig,
+    org_id: i64,
+    phone: &Phone,
+    prompt: &mut impl LoginPrompt,
+) -> Result<Terminal, GatewayError> {
+    let existing = store.terminal_for_org(org_id).await?;
+    let device = match existing.filter(|t| t.phone == phone.as_str()) {
+        Some(t) => open_device(master_key, org_id, &t.device_sealed)?,
+        None => DeviceIdentity::generate(),
+    };
+    let client = Client::new(client_config, device).map_err(GatewayError::from_kaspi)?;
+    let session = client
+        .login(phone, prompt)
+        .await
+        .map_err(GatewayError::from_kaspi)?;
+    let device_sealed = master_key.seal(
+        client.device().to_json().as_bytes(),
+        &device_context(org_id),
+    );
+    let session_sealed = master_key.seal(session.to_json().as_bytes(), &session_context(org_id));
+    let terminal = store
+        .upsert_terminal(
+            org_id,
+            phone.as_str(),
+            &device_sealed,
+            Some(&session_sealed),
+            TerminalState::Active,
+        )
+        .await?;
+    tracing::info!(org_id, terminal = terminal.id, "cashier logged in to Kaspi");
+    Ok(terminal)
+}
+
+/// Opens a sealed JSON secret of `org_id`; `what` names it in errors (never its content).
+fn open_sealed(
+    master_key: &MasterKey,
+    context: &str,
+    sealed: &[u8],
+    what: &str,
+) -> Result<String, GatewayError> {
+    let bytes = master_key
+        .open(sealed, context)
+        .map_err(|e| GatewayError::Internal(format!("{what}: {e}")))?;
+    String::from_utf8(bytes).map_err(|_| GatewayError::Internal(format!("{what}: not UTF-8")))
+}
+
+fn open_device(
+    master_key: &MasterKey,
+    org_id: i64,
+    sealed: &[u8],
+) -> Result<DeviceIdentity, GatewayError> {
+    let what = format!("terminal device of org {org_id}");
+    let text = open_sealed(master_key, &device_context(org_id), sealed, &what)?;
+    DeviceIdentity::from_json(&text).map_err(|e| GatewayError::Internal(format!("{what}: {e}")))
+}
+
+fn open_session(
+    master_key: &MasterKey,
+    org_id: i64,
+    sealed: &[u8],
+) -> Result<Session, GatewayError> {
+    let what = format!("terminal session of org {org_id}");
+    let text = open_sealed(master_key, &session_context(org_id), sealed, &what)?;
+    // The serde error could quote the session's text: say only that it is unreadable.
+    Session::from_json(&text).map_err(|_| GatewayError::Internal(format!("{what}: unreadable")))
+}
+
+impl Terminals {
+    pub fn new(store: Store, master_key: MasterKey, client_config: ClientConfig) -> Terminals {
+        let http = reqwest::Client::builder()
+            .connect_timeout(client_config.connect_timeout)
+            .timeout(client_config.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Terminals {
+            store,
+            master_key,
+            client_config,
+            http,
+            cache: Mutex::new(HashMap::new()),
+            refreshing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// How Kaspi is reached.
+    pub fn client_config(&self) -> &ClientConfig {
+        &self.client_config
+    }
+
+    /// The terminal of `org_id`, ready for calls; an error when there is none or it needs a
+    /// login.
+    pub async fn load(&self, org_id: i64) -> Result<Arc<Loaded>, GatewayError> {
+        let terminal = self
+            .store
+            .terminal_for_org(org_id)
+            .await?
+            .ok_or(GatewayError::NoTerminal)?;
+        self.load_row(&terminal)
+    }
+
+    fn load_row(&self, terminal: &Terminal) -> Result<Arc<Loaded>, GatewayError> {
+        let org_id = terminal.org_id;
+        if terminal.state == TerminalState::NeedsLogin {
+            return Err(GatewayError::SessionInvalid(
+                terminal
+                    .state_reason
+                    .clone()
+                    .unwrap_or_else(|| "the cashier must log in again".into()),
+            ));
+        }
+        if let Some(hit) = self.cached(org_id, terminal.version) {
+            return Ok(hit);
+        }
+        let sealed = terminal
+            .session_sealed
+            .as_deref()
+            .ok_or_else(|| GatewayError::SessionInvalid("no session stored".into()))?;
+        let session = open_session(&self.master_key, org_id, sealed)?;
+        let device = open_device(&self.master_key, org_id, &terminal.device_sealed)?;
+        let client =
+            Client::with_http_client(self.client_config.clone(), device, self.http.clone());
+        let loaded = Arc::new(Loaded {
+            version: terminal.version,
+            client,
+            session,
+        });
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(org_id, loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    fn cached(&self, org_id: i64, version: i64) -> Option<Arc<Loaded>> {
+        let cache = self.cache.lock().ok()?;
+        cache.get(&org_id).filter(|l| l.version == version).cloned()
+    }
+
+    /// Runs `call` with `org_id`'s session; when Kaspi says the session is dead, refreshes it
+    /// once and runs `call` again.
+    ///
+    /// `call` gets the terminal by value (an `Arc`) so that its future borrows nothing of it:
+    /// `|k| async move { k.client.invoice_details(&k.session, op).await }`.
+    pub async fn call<T, F, Fut>(&self, org_id: i64, call: F) -> Result<T, GatewayError>
+    where
+        F: Fn(Arc<Loaded>) -> Fut,
+        Fut: Future<Output = Result<T, kaspi::Error>>,
+    {
+        let loaded = self.load(org_id).await?;
+        match call(loaded.clone()).await {
+            Err(e) if e.is_session() => {
+                tracing::info!(org_id, error = %e, "Kaspi session rejected; refreshing");
+                let refreshed = self.refresh(org_id, &loaded).await?;
+                call(refreshed)
+                    .await
+                    .map_err(|e| self.after_refresh_error(org_id, e))
+            }
+            other => other.map_err(GatewayError::from_kaspi),
+        }
+    }
+
+    fn after_refresh_error(&self, org_id: i64, e: kaspi::Error) -> GatewayError {
+        if e.is_session() {
+            tracing::warn!(org_id, error = %e, "Kaspi rejected a freshly refreshed session");
+            GatewayError::SessionInvalid(e.to_string())
+        } else {
+            GatewayError::from_kaspi(e)
+        }
+    }
+
+    /// Refreshes the session seen at `stale.version`. If another task or process already
+    /// replaced it, that newer session is used instead.
+    async fn refresh(&self, org_id: i64, stale: &Loaded) -> Result<Arc<Loaded>, GatewayError> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        let current = self
+            .store
+            .terminal_for_org(org_id)
+            .await?
+            .ok_or(GatewayError::NoTerminal)?;
+        if current.version != stale.version {
+            return self.load_row(&current);
+        }
+        match stale.client.refresh(&stale.session).await {
+            Ok(session) => {
+                let sealed = self
+                    .master_key
+                    .seal(session.to_json().as_bytes(), &session_context(org_id));
+                let stored = self
+                    .store
+                    .update_terminal_session(
+                        org_id,
+                        stale.version,
+                        Some(&sealed),
+                        TerminalState::Active,
+                        None,
+                    )
+                    .await?;
+                if stored {
+                    tracing::info!(org_id, "Kaspi session refreshed");
+                }
+                self.load(org_id).await
+            }
+            Err(e) if e.is_session() || matches!(e, kaspi::Error::Kaspi { .. }) => {
+                let reason = format!("Kaspi refused to refresh the session: {e}");
+                self.store
+                    .update_terminal_session(
+                        org_id,
+                        stale.version,
+                        None,
+                        TerminalState::NeedsLogin,
+                        Some(&reason),
+                    )
+                    .await?;
+                let slug = self
+                    .store
+                    .org_by_id(org_id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| org_id.to_string(), |o| o.slug);
+                tracing::error!(
+                    org_id,
+                    "the Kaspi cashier of organization `{slug}` must log in again: run \
+                     `kassa terminal connect --org {slug} --phone {}`",
+                    current.phone
+                );
+                Err(GatewayError::SessionInvalid(reason))
+            }
+            Err(e) => Err(GatewayError::from_kaspi(e)),
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The background workers: due jobs are leased from the `jobs` table (several processes share
+//! them; a job is held by one worker while its lease runs) and handled:
+//!
+//! - `poll_invoice`: ask Kaspi for the status of a sent invoice; record a final status, or
+//!   check again later on the backoff schedule. After a cancel or an expiry one late check
+//!   runs, so a payment that crossed it wins.
+//! - `reconcile_invoice`: a create whose answer was lost is looked for in Kaspi's history;
+//!   found, it becomes sent; not found after the whole schedule, it is failed.
+//!
+//! A job whose lease ran out (its worker died) is claimed again, so work survives restarts.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::{ms, now_ms, Gateway, GatewayError};
+use crate::store::{CreateState, InvoiceStatus, Job, JOB_POLL_INVOICE, JOB_RECONCILE_INVOICE};
+
+/// How long to wait before checking again while the cashier cannot work.
+const NO_SESSION_RETRY: Duration = Duration::from_secs(30);
+/// How long after its expiry an invoice Kaspi still calls open is given up locally.
+const EXPIRY_GRACE: Duration = Duration::from_secs(3600);
+
+/// Running workers; `stop` ends them after the jobs in hand.
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WorkerHandle {
+    /// Stops the workers and waits for the jobs in hand.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+impl Gateway {
+    /// Starts the workers of this process under `worker_id` (unique per process).
+    pub fn start_workers(&self, worker_id: String) -> WorkerHandle {
+        let (stop, mut stopped) = watch::channel(false);
+        let gateway = self.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let handled = gateway.run_due_jobs(&worker_id).await;
+                if *stopped.borrow() {
+                    break;
+                }
+                if handled == 0 {
+                    tokio::select! {
+                        () = tokio::time::sleep(gateway.settings().tick) => {}
+                        _ = stopped.changed() => break,
+                    }
+                }
+            }
+        });
+        WorkerHandle { stop, task }
+    }
+
+    /// Claims and handles the jobs due now; how many were handled.
+    pub async fn run_due_jobs(&self, worker_id: &str) -> usize {
+        let settings = self.settings();
+        let mut set = JoinSet::new();
+        let mut handled = 0;
+        for kind in [JOB_POLL_INVOICE, JOB_RECONCILE_INVOICE] {
+            let jobs = match self
+                .store()
+                .claim_jobs(
+                    kind,
+                    worker_id,
+                    now_ms(),
+                    ms(settings.lease),
+                    settings.batch,
+                )
+                .await
+            {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::error!(error = %e, kind, "cannot claim jobs");
+                    continue;
+                }
+            };
+            handled += jobs.len();
+            for job in jobs {
+                let gateway = self.clone();
+                let worker = worker_id.to_owned();
+                set.spawn(async move {
+                    let id = job.id;
+                    if let Err(e) = gateway.handle_job(&worker, job).await {
+                        tracing::error!(job = id, error = %e, "job failed");
+                    }
+                });
+            }
+        }
+        while set.join_next().await.is_some() {}
+        handled
+    }
+
+    async fn handle_job(&self, worker: &str, job: Job) -> Result<(), GatewayError> {
+        match job.kind.as_str() {
+            JOB_POLL_INVOICE => self.poll(worker, &job).await,
+            JOB_RECONCILE_INVOICE => self.reconcile(worker, &job).await,
+            other => {
+                tracing::error!(kind = other, "unknown job kind; dropping it");
+                self.store().finish_job(job.id).await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn poll(&self, worker: &str, job: &Job) -> Result<(), GatewayError> {
+        let Some(invoice) = self.store().invoice_by_id(job.ref_id).await? else {
+            self.store().finish_job(job.id).await?;
+            return Ok(());
+        };
+        let late_check = invoice.status != InvoiceStatus::Pending;
+        match self.check_status(&invoice).await {
+            Ok(Some(_)) => {
+                // A final status was recorded; its transaction ended this job (and may have
+                // scheduled a late check, which is another row now).
+                Ok(())
+            }
+            Ok(None) if late_check => {
+                self.store().finish_job(job.id).await?;
+                Ok(())
+            }
+            Ok(None) => {
+                let now = now_ms();
+                let given_up = invoice
+                    .expires_at
+                    .is_some_and(|at| now > at.saturating_add(ms(EXPIRY_GRACE)));
+                if given_up {
+                    self.store()
+                        .apply_status(invoice.id, InvoiceStatus::Expired, None, now, None)
+                        .await?;
+                    self.store().finish_job(job.id).await?;
+                    return Ok(());
+                }
+                self.again(worker, job, job.attempt + 1, None).await
+            }
+            Err(e @ (GatewayError::SessionInvalid(_) | GatewayError::NoTerminal)) => {
+                self.again_after(worker, job, job.attempt, NO_SESSION_RETRY, Some(&e))
+                    .await
+            }
+            Err(e) => self.again(worker, job, job.attempt + 1, Some(&e)).await,
+        }
+    }
+
+    async fn reconcile(&self, worker: &str, job: &Job) -> Result<(), GatewayError> {
+        let Some(invoice) = self.store().invoice_by_id(job.ref_id).await? else {
+            self.store().finish_job(job.id).await?;
+            return Ok(());
+        };
+        if invoice.create_state != CreateState::Unknown {
+            self.store().finish_job(job.id).await?;
+            return Ok(());
+        }
+        let schedule = &self.settings().reconcile_schedule;
+        match self.find_in_history(&invoice).await {
+            Ok(Some(found)) => {
+                tracing::info!(invoice = invoice.id, "lost create found in Kaspi's history");
+                self.record_sent(&invoice, &found).await?;
+                Ok(())
+            }
+            Ok(None)
+                if usize::try_from(job.attempt + 1).unwrap_or(usize::MAX) >= schedule.len() =>
+            {
+                tracing::warn!(
+                    invoice = invoice.id,
+                    "Kaspi never received the invoice; failing it"
+                );
+                self.store()
+                    .mark_invoice_create_failed(
+                        invoice.id,
+                        "Kaspi never received the invoice (its answer was lost and history does not show it)",
+                        now_ms(),
+                    )
+                    .await?;
+                Ok(())
+            }
+            Ok(None) => {
+                let delay = delay_at(schedule, job.attempt + 1);
+                self.again_after(
+                    worker,
+                    job,
+                    job.attempt + 1,
+                    delay,
+                    Some(&GatewayError::NotAtKaspiYet),
+                )
+                .await
+            }
+            Err(e) => {
+                let delay = delay_at(schedule, job.attempt);
+                self.again_after(worker, job, job.attempt, delay, Some(&e))
+                    .await
+            }
+        }
+    }
+
+    /// Reschedules a poll by the backoff schedule for `attempt`.
+    async fn again(
+        &self,
+        worker: &str,
+        job: &Job,
+        attempt: i64,
+        error: Option<&GatewayError>,
+    ) -> Result<(), GatewayError> {
+        let delay = delay_at(&self.settings().poll_schedule, attempt);
+        self.again_after(worker, job, attempt, delay, error).await
+    }
+
+    async fn again_after(
+        &self,
+        worker: &str,
+        job: &Job,
+        attempt: i64,
+        delay: Duration,
+        error: Option<&GatewayError>,
+    ) -> Result<(), GatewayError> {
+        let error = error.map(ToString::to_string);
+        self.store()
+            .reschedule_job(
+                job.id,
+                worker,
+                now_ms().saturating_add(ms(delay)),
+                attempt,
+                error.as_deref(),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// The delay of `attempt` in `schedule`; the last one repeats.
+fn delay_at(schedule: &[Duration], attempt: i64) -> Duration {
+    let index = usize::try_from(attempt).unwrap_or(0);
+    schedule
+        .get(index)
+        .or_else(|| schedule.last())
+        .copied()
+        .unwrap_or(Duration::from_secs(5))
+}

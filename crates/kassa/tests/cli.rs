@@ -1,0 +1,308 @@
+//! The administration commands as a user runs them: the real `kassa` binary on a SQLite data
+//! dir in a tempdir, checked against the same database through the store. The cashier login
+//! goes to a Kaspi simulator running in this test process, the SMS code typed on the child's
+//! standard input.
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use kassa::config::{Config, ServeArgs, StorageArgs};
+use kassa::db::{Db, DbOptions};
+use kassa::secrets::MasterKey;
+use kassa::store::{Store, TerminalState};
+use tokio::io::AsyncWriteExt as _;
+
+/// How long one run of the binary may take.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+/// How long the CLI may take to get to the SMS question.
+const SMS_LIMIT: Duration = Duration::from_secs(20);
+const CASHIER: &str = "7001112233";
+
+/// `kassa --data-dir <dir> <args>`, with no `KASSA_*` settings of the caller's environment.
+fn kassa(dir: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kassa"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("KASSA_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("RUST_LOG", "warn")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs `kassa <args>` to its end.
+async fn run(dir: &Path, args: &[&str]) -> Output {
+    tokio::time::timeout(RUN_LIMIT, kassa(dir, args).output())
+        .await
+        .unwrap_or_else(|_| panic!("kassa {args:?} did not finish in {RUN_LIMIT:?}"))
+        .expect("kassa runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `kassa <args>` and asserts it succeeded; answers its stdout.
+async fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = run(dir, args).await;
+    assert!(
+        out.status.success(),
+        "kassa {args:?} failed: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// Runs `kassa <args>` and asserts it failed with exit code 1 and `error: …`; answers stderr.
+async fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = run(dir, args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "kassa {args:?} should fail: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    assert!(err.contains("error: "), "{err}");
+    err
+}
+
+/// The store and master key of the data dir, opened as the binary opens them.
+async fn open_store(dir: &Path) -> (Store, MasterKey) {
+    let storage = StorageArgs {
+        data_dir: Some(dir.to_path_buf()),
+        ..Default::default()
+    };
+    let config = Config::resolve(&storage, &ServeArgs::default()).expect("config");
+    let db = Db::open(&config.database_url, DbOptions::default())
+        .await
+        .expect("database opens");
+    db.migrate().await.expect("migrated");
+    let key = MasterKey::load_or_create(dir).expect("master key");
+    (Store::new(db), key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organizations_and_api_keys() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+
+    let out = ok(dir, &["org", "create", "shop", "--name", "A Shop"]).await;
+    assert!(out.contains("shop"), "{out}");
+    let err = fails(dir, &["org", "create", "shop", "--name", "Again"]).await;
+    assert!(err.contains("already exists"), "{err}");
+    let out = run(dir, &["org", "create", "Not_A_Slug", "--name", "x"]).await;
+    assert!(!out.status.success() && stderr(&out).contains("slug"));
+    let list = ok(dir, &["org", "list"]).await;
+    assert!(list.contains("shop") && list.contains("A Shop"), "{list}");
+    assert!(!list.contains("Again"), "{list}");
+
+    // The key is printed alone, so `KEY=$(kassa api-key create …)` works.
+    let out = run(
+        dir,
+        &["api-key", "create", "--org", "shop", "--name", "web"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 1, "{printed:?}");
+    let raw = lines[0];
+    assert!(raw.starts_with("kassa_") && raw.len() > 20, "{raw}");
+    assert!(stderr(&out).contains("only"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains(raw));
+
+    let (store, master_key) = open_store(dir).await;
+    let org = store
+        .org_by_slug("shop")
+        .await
+        .expect("read")
+        .expect("org stored");
+    let hash = master_key.api_key_hash(raw);
+    let owner = store
+        .api_key_by_hash(&hash)
+        .await
+        .expect("read")
+        .expect("the key's hash is stored");
+    assert_eq!(owner.org_id, org.id);
+
+    let prefix = &raw[..kassa::secrets::API_KEY_PREFIX_LEN];
+    let list = ok(dir, &["api-key", "list", "--org", "shop"]).await;
+    assert!(list.contains(prefix) && list.contains("web"), "{list}");
+    assert!(!list.contains(raw) && !list.contains(&hash), "{list}");
+
+    ok(dir, &["api-key", "revoke", "--org", "shop", prefix]).await;
+    assert!(store.api_key_by_hash(&hash).await.expect("read").is_none());
+    let err = fails(dir, &["api-key", "revoke", "--org", "shop", prefix]).await;
+    assert!(err.contains(prefix), "{err}");
+    fails(dir, &["api-key", "revoke", "--org", "shop", "999"]).await;
+    let err = fails(dir, &["api-key", "create", "--org", "nobody"]).await;
+    assert!(err.contains("nobody"), "{err}");
+}
+
+/// A simulator in this process and the flags that point `terminal connect` at it.
+async fn simulator() -> (kaspi_sim::Simulator, Vec<String>) {
+    let sim = kaspi_sim::Simulator::new(kaspi_sim::SimConfig::default());
+    let base = kaspi_sim::spawn(sim.clone()).await.expect("simulator");
+    let flags = vec![
+        "--kaspi".to_owned(),
+        "live".to_owned(),
+        "--kaspi-entrance-url".to_owned(),
+        format!("{base}/entrance-pay"),
+        "--kaspi-mtoken-url".to_owned(),
+        format!("{base}/mtoken"),
+        "--kaspi-qrpay-url".to_owned(),
+        format!("{base}/qrpay"),
+    ];
+    (sim, flags)
+}
+
+/// Runs `terminal connect` for `shop`, typing the answers `answer` makes from the SMS code the
+/// simulator sent, once the CLI got to the SMS question.
+async fn connect(
+    dir: &Path,
+    sim: &kaspi_sim::Simulator,
+    flags: &[String],
+    answer: impl Fn(&str) -> String,
+) -> Output {
+    let mut args = vec!["terminal", "connect", "--org", "shop", "--phone", CASHIER];
+    args.extend(flags.iter().map(String::as_str));
+    let mut child = kassa(dir, &args)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("kassa starts");
+    let code = tokio::time::timeout(SMS_LIMIT, async {
+        loop {
+            if let Some(code) = sim.last_sms(CASHIER) {
+                return code;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the simulator sent an SMS code");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(answer(&code).as_bytes())
+        .await
+        .expect("answers written");
+    drop(stdin);
+    tokio::time::timeout(RUN_LIMIT, child.wait_with_output())
+        .await
+        .expect("terminal connect finished in time")
+        .expect("kassa ran")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_connect_logs_the_cashier_in_and_status_shows_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (sim, flags) = simulator().await;
+    ok(dir, &["org", "create", "shop", "--name", "Shop"]).await;
+    let status = ok(dir, &["terminal", "status"]).await;
+    assert!(status.contains("not_connected"), "{status}");
+
+    let out = connect(dir, &sim, &flags, |code| format!("{code}\n")).await;
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "connected: organization shop, cashier 700***2233\n"
+    );
+    assert!(stderr(&out).contains("SMS code"), "{}", stderr(&out));
+
+    let (store, _) = open_store(dir).await;
+    let org = store.org_by_slug("shop").await.expect("read").expect("org");
+    let terminal = store
+        .terminal_for_org(org.id)
+        .await
+        .expect("read")
+        .expect("terminal stored");
+    assert_eq!(terminal.state, TerminalState::Active);
+    assert_eq!(terminal.phone, CASHIER);
+    let sealed = terminal.session_sealed.expect("a session is stored");
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&sealed).is_err(),
+        "the session is sealed, not plain JSON"
+    );
+
+    for args in [
+        &["terminal", "status"][..],
+        &["terminal", "status", "--org", "shop"][..],
+    ] {
+        let status = ok(dir, args).await;
+        assert!(
+            status.contains("shop") && status.contains("active"),
+            "{status}"
+        );
+        assert!(status.contains("700***2233"), "{status}");
+        assert!(!status.contains(CASHIER), "{status}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_wrong_sms_codes_fail_the_login() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (sim, flags) = simulator().await;
+    ok(dir, &["org", "create", "shop", "--name", "Shop"]).await;
+
+    let out = connect(dir, &sim, &flags, |code| {
+        let wrong: String = code
+            .chars()
+            .map(|c| {
+                c.to_digit(10)
+                    .and_then(|d| char::from_digit((d + 1) % 10, 10))
+                    .unwrap_or('0')
+            })
+            .collect();
+        format!("{wrong}\n{wrong}\n{wrong}\n")
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("error: "), "{}", stderr(&out));
+    assert!(stderr(&out).contains("did not accept"), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("connected"));
+
+    let (store, _) = open_store(dir).await;
+    let org = store.org_by_slug("shop").await.expect("read").expect("org");
+    assert!(store
+        .terminal_for_org(org.id)
+        .await
+        .expect("read")
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_connect_without_a_running_server_says_to_start_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    ok(dir, &["org", "create", "shop", "--name", "Shop"]).await;
+    // A port nobody listens on any more.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let listen = free.to_string();
+    let args = [
+        "terminal", "connect", "--org", "shop", "--phone", CASHIER, "--listen", &listen,
+    ];
+    let err = fails(dir, &args).await;
+    assert!(err.contains("kassa serve"), "{err}");
+    assert!(
+        err.contains(&format!("{listen}/sandbox/kaspi/_control/sms/")),
+        "{err}"
+    );
+}

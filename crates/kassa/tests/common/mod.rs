@@ -1,0 +1,270 @@
+//! A gateway started as `kassa serve` starts it, on a test database, with helpers to make API
+//! keys and wait for things. Used by the API tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kassa::app::{App, AppState};
+use kassa::config::{Config, KaspiMode, ServeArgs, StorageArgs};
+use kassa::gateway::GatewaySettings;
+use kassa::secrets::{new_api_key, MasterKey};
+use kassa::store::Store;
+
+/// Runs `$body(test_db)` once on SQLite and once on PostgreSQL (skipped outside CI when the
+/// server is missing; a failure in CI).
+#[macro_export]
+macro_rules! on_both_databases {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let test = ::kassa::db::testing::TestDb::sqlite().await;
+                ($body)(test).await;
+            }
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(test) = ::kassa::db::testing::TestDb::postgres().await else {
+                    return;
+                };
+                ($body)(test).await;
+            }
+        }
+    };
+}
+
+/// Schedules short enough for tests.
+pub fn fast_settings() -> GatewaySettings {
+    let ms = Duration::from_millis;
+    GatewaySettings {
+        poll_schedule: vec![ms(200), ms(300), ms(500)],
+        tick: ms(50),
+        lease: Duration::from_secs(10),
+        reconcile_schedule: vec![ms(200), ms(300), ms(300)],
+        late_check: ms(300),
+        ..GatewaySettings::default()
+    }
+}
+
+/// How a test gateway is started.
+pub struct Options {
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    pub rate_limit_per_minute: u32,
+    /// `None`: sandbox mode. `Some(base)`: live mode against a simulator at `base`.
+    pub live_kaspi: Option<String>,
+    pub settings: GatewaySettings,
+}
+
+impl Options {
+    pub fn new(database_url: &str, data_dir: &Path) -> Options {
+        Options {
+            database_url: database_url.to_owned(),
+            data_dir: data_dir.to_owned(),
+            rate_limit_per_minute: 0,
+            live_kaspi: None,
+            settings: fast_settings(),
+        }
+    }
+}
+
+/// A running gateway.
+pub struct Kassa {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Kassa {
+    pub async fn start(options: Options) -> Kassa {
+        let storage = StorageArgs {
+            data_dir: Some(options.data_dir.clone()),
+            database_url: Some(options.database_url.clone()),
+            config: None,
+        };
+        let mut serve = ServeArgs {
+            listen: Some("127.0.0.1:0".parse().expect("addr")),
+            rate_limit_per_minute: Some(options.rate_limit_per_minute),
+            ..ServeArgs::default()
+        };
+        if let Some(base) = &options.live_kaspi {
+            serve.kaspi = Some(KaspiMode::Live);
+            serve.kaspi_entrance_url = Some(format!("{base}/entrance-pay"));
+            serve.kaspi_mtoken_url = Some(format!("{base}/mtoken"));
+            serve.kaspi_qrpay_url = Some(format!("{base}/qrpay"));
+        }
+        let config = Config::resolve(&storage, &serve).expect("config");
+        let app = App::build_with(config, options.settings)
+            .await
+            .expect("the gateway starts");
+        let addr = app.local_addr();
+        let state = app.state().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        Kassa {
+            addr,
+            base: format!("http://{addr}/api/v1"),
+            state,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    pub fn sim(&self) -> &kaspi_sim::Simulator {
+        self.state.sandbox.as_ref().expect("sandbox mode")
+    }
+
+    /// Waits until the sandbox's demo organization has its cashier logged in; its id.
+    pub async fn demo_org(&self) -> i64 {
+        let found = wait_for(Duration::from_secs(10), || async {
+            let org = self.store().org_by_slug("demo").await.ok().flatten()?;
+            self.store().terminal_for_org(org.id).await.ok().flatten()?;
+            Some(org.id)
+        })
+        .await;
+        found.expect("the demo organization is set up on first start")
+    }
+
+    /// A new API key of `org_id`, made as `kassa api-key create` makes it.
+    pub async fn api_key(&self, org_id: i64) -> String {
+        let (raw, prefix) = new_api_key();
+        let hash = self.state.master_key.api_key_hash(&raw);
+        self.store()
+            .create_api_key(org_id, "test", &prefix, &hash)
+            .await
+            .expect("key stored");
+        raw
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post(&self, key: &str, path: &str, body: serde_json::Value) -> Answer {
+        let r = self
+            .http
+            .post(self.url(path))
+            .header("X-API-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        Answer::read(r).await
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> Answer {
+        let r = self
+            .http
+            .get(self.url(path))
+            .header("X-API-Key", key)
+            .send()
+            .await
+            .expect("request sent");
+        Answer::read(r).await
+    }
+
+    /// Stops the gateway as Ctrl-C does and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("joined").expect("clean shutdown");
+        }
+    }
+}
+
+impl Drop for Kassa {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// An answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub json: serde_json::Value,
+}
+
+impl Answer {
+    pub async fn read(r: reqwest::Response) -> Answer {
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.expect("body");
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("answer {status} is not JSON: {text:?}"));
+        Answer {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Polls `probe` every 50 ms until it gives `Some`, for at most `limit`.
+pub async fn wait_for<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Logs a cashier of a new organization `slug` in to `sim` through `kassa`'s own settings.
+pub async fn connect(kassa: &Kassa, sim: &kaspi_sim::Simulator, slug: &str, cashier: &str) -> i64 {
+    let org = kassa.store().create_org(slug, slug).await.expect("org");
+    let phone = kaspi::phone::normalize(cashier).expect("phone");
+    let mut prompt = kassa::gateway::SandboxPrompt {
+        sim: sim.clone(),
+        phone: phone.as_str().into(),
+    };
+    kassa::gateway::connect_terminal(
+        kassa.store(),
+        &kassa.state.master_key,
+        kassa.state.gateway.terminals().client_config().clone(),
+        org.id,
+        &phone,
+        &mut prompt,
+    )
+    .await
+    .expect("cashier logs in");
+    org.id
+}
+
+/// The master key of a data dir, as the gateway loads it.
+pub fn master_key(data_dir: &Path) -> MasterKey {
+    std::fs::create_dir_all(data_dir).expect("data dir");
+    MasterKey::load_or_create(data_dir).expect("master key")
+}

@@ -1,0 +1,363 @@
+//! What happens when things go wrong: Kaspi's answer to a create is lost, the cashier's session
+//! dies, the gateway restarts in the middle of polling, two gateway processes share one
+//! PostgreSQL.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{connect, wait_for, Kassa, Options};
+use kaspi_sim::{Faults, LostMode, SimConfig, Simulator};
+use kassa::db::testing::TestDb;
+use kassa::gateway::{connect_terminal, SandboxPrompt};
+use kassa::store::{InvoiceStatus, JOB_POLL_INVOICE};
+use serde_json::json;
+use tokio::io::AsyncBufReadExt as _;
+
+/// Operations the simulator holds for a customer phone (10 digits).
+fn operations_for(sim: &Simulator, phone: &str) -> Vec<kaspi_sim::OperationInfo> {
+    sim.operations()
+        .into_iter()
+        .filter(|op| {
+            op.client_mobile
+                .as_deref()
+                .is_some_and(|m| m.ends_with(phone))
+        })
+        .collect()
+}
+
+on_both_databases!(
+    a_lost_create_answer_is_reconciled_not_repeated,
+    |test: TestDb| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let org = kassa.demo_org().await;
+        let key = kassa.api_key(org).await;
+        let sim = kassa.sim().clone();
+
+        // Kaspi makes the invoice, the answer never arrives.
+        sim.set_faults(Faults {
+            lost: 1.0,
+            lost_mode: LostMode::Drop,
+            path_contains: Some("remote/create".into()),
+            count: Some(1),
+            ..Faults::default()
+        })
+        .expect("faults");
+        let created = kassa
+            .post(
+                &key,
+                "/invoices",
+                json!({"amount": 1500, "phone_number": "87011112233"}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{:?}", created.json);
+        assert_eq!(created.json["status"], "pending");
+        let id = created.json["id"].as_i64().expect("id");
+        let ops = operations_for(&sim, "7011112233");
+        assert_eq!(ops.len(), 1, "sent to Kaspi exactly once: {ops:?}");
+        let op_id = ops[0].id.to_string();
+        let linked = wait_for(Duration::from_secs(10), || async {
+            let got = kassa.get(&key, &format!("/invoices/{id}")).await;
+            (got.json["kaspi_invoice_id"] == op_id.as_str()).then_some(())
+        })
+        .await;
+        assert!(linked.is_some(), "the invoice is found in Kaspi's history");
+        // And it is followed like any other.
+        let paid = kassa
+            .post(&key, &format!("/sandbox/invoices/{id}/pay"), json!({}))
+            .await;
+        assert_eq!(paid.json["status"], "paid");
+
+        // Kaspi fails before doing anything (HTTP 503): the outcome is unknown to the client too;
+        // history shows nothing, so the invoice ends failed (ApiPay: cancelled) and is never resent.
+        sim.set_faults(Faults {
+            http_5xx: 1.0,
+            path_contains: Some("remote/create".into()),
+            count: Some(1),
+            ..Faults::default()
+        })
+        .expect("faults");
+        let unsent = kassa
+            .post(
+                &key,
+                "/invoices",
+                json!({"amount": 900, "phone_number": "87012223344"}),
+            )
+            .await;
+        assert_eq!(unsent.status, 201, "{:?}", unsent.json);
+        let unsent_id = unsent.json["id"].as_i64().expect("id");
+        let ended = wait_for(Duration::from_secs(10), || async {
+            let got = kassa.get(&key, &format!("/invoices/{unsent_id}")).await;
+            (got.json["status"] == "cancelled").then_some(got.json)
+        })
+        .await
+        .expect("an invoice Kaspi never received ends");
+        assert!(ended.get("kaspi_invoice_id").is_none());
+        assert!(
+            operations_for(&sim, "7012223344").is_empty(),
+            "never sent twice, never sent blindly"
+        );
+        let stored = kassa
+            .store()
+            .invoice(org, unsent_id)
+            .await
+            .expect("read")
+            .expect("kept, with its reason");
+        assert_eq!(stored.status, InvoiceStatus::Failed);
+        assert!(stored.last_error.is_some());
+        kassa.stop().await;
+    }
+);
+
+on_both_databases!(
+    a_dead_session_is_refreshed_or_reported_and_resumes_after_login,
+    |test: TestDb| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let org = kassa.demo_org().await;
+        let key = kassa.api_key(org).await;
+        let sim = kassa.sim().clone();
+        let invoice = json!({"amount": 100, "phone_number": "87001234567"});
+
+        // An expired session is refreshed behind the request.
+        sim.expire_sessions();
+        let after_expiry = kassa.post(&key, "/invoices", invoice.clone()).await;
+        assert_eq!(after_expiry.status, 201, "{:?}", after_expiry.json);
+
+        // A revoked one cannot be: 503, /status says so, nothing is stored.
+        sim.revoke_sessions();
+        let refused = kassa.post(&key, "/invoices", invoice.clone()).await;
+        assert_eq!(refused.status, 503, "{:?}", refused.json);
+        assert_eq!(refused.json["error"], "kaspi_session_invalid");
+        let message = refused.json["message"].as_str().expect("message");
+        assert!(message.contains("kassa terminal connect"), "{message}");
+        let status = common::Answer::read(
+            kassa
+                .http
+                .get(kassa.url("/status"))
+                .send()
+                .await
+                .expect("sent"),
+        )
+        .await;
+        assert_eq!(status.json["status"], "ok");
+        assert_eq!(
+            status.json["kaspi"]["sessions"]["needs_login"], 1,
+            "{:?}",
+            status.json
+        );
+        let text = status.json.to_string();
+        assert!(
+            !text.contains("token") && !text.contains("secret"),
+            "{text}"
+        );
+        let list = kassa.get(&key, "/invoices").await;
+        assert_eq!(
+            list.json["meta"]["total"], 1,
+            "the refused invoice was not stored"
+        );
+        // The cancel of an existing invoice says the same.
+        let id = after_expiry.json["id"].as_i64().expect("id");
+        let cancel = kassa
+            .post(&key, &format!("/invoices/{id}/cancel"), json!({}))
+            .await;
+        assert_eq!(cancel.status, 503);
+
+        // The cashier logs in again (what `kassa terminal connect` does): work resumes without a
+        // restart.
+        let phone = kaspi::phone::normalize(kassa::gateway::DEMO_CASHIER_PHONE).expect("phone");
+        let mut prompt = SandboxPrompt {
+            sim: sim.clone(),
+            phone: phone.as_str().into(),
+        };
+        connect_terminal(
+            kassa.store(),
+            &kassa.state.master_key,
+            kassa.state.gateway.terminals().client_config().clone(),
+            org,
+            &phone,
+            &mut prompt,
+        )
+        .await
+        .expect("login again");
+        let resumed = kassa.post(&key, "/invoices", invoice.clone()).await;
+        assert_eq!(resumed.status, 201, "{:?}", resumed.json);
+        let cancel = kassa
+            .post(&key, &format!("/invoices/{id}/cancel"), json!({}))
+            .await;
+        assert_eq!(cancel.status, 200, "{:?}", cancel.json);
+        let status = common::Answer::read(
+            kassa
+                .http
+                .get(kassa.url("/status"))
+                .send()
+                .await
+                .expect("sent"),
+        )
+        .await;
+        assert_eq!(status.json["kaspi"]["sessions"]["needs_login"], 0);
+        kassa.stop().await;
+    }
+);
+
+on_both_databases!(polling_survives_a_restart, |test: TestDb| async move {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Simulator::new(SimConfig::default());
+    let base = kaspi_sim::spawn(sim.clone()).await.expect("simulator");
+    let mut options = Options::new(test.url(), dir.path());
+    options.live_kaspi = Some(base.clone());
+    let kassa = Kassa::start(options).await;
+    let org = connect(&kassa, &sim, "shop", "7000000009").await;
+    let key = kassa.api_key(org).await;
+    let created = kassa
+        .post(
+            &key,
+            "/invoices",
+            json!({"amount": 4200, "phone_number": "87001234567"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.json);
+    let id = created.json["id"].as_i64().expect("id");
+    let op: u64 = created.json["kaspi_invoice_id"]
+        .as_str()
+        .expect("op")
+        .parse()
+        .expect("numeric");
+    kassa.stop().await;
+
+    // While Kassa is down the customer pays; the poll job waits in the database.
+    sim.pay(op).expect("pay");
+    let job = kassa::store::Store::new(test.db())
+        .job(JOB_POLL_INVOICE, id)
+        .await
+        .expect("read");
+    assert!(job.is_some(), "the poll job outlives the process");
+
+    let mut options = Options::new(test.url(), dir.path());
+    options.live_kaspi = Some(base);
+    let again = Kassa::start(options).await;
+    let paid = wait_for(Duration::from_secs(15), || async {
+        let got = again.get(&key, &format!("/invoices/{id}")).await;
+        (got.json["status"] == "paid").then_some(())
+    })
+    .await;
+    assert!(paid.is_some(), "the restarted gateway finishes the poll");
+    let events = again.store().invoice_events(org, id).await.expect("events");
+    assert_eq!(events.len(), 1);
+    again.stop().await;
+});
+
+/// Starts `kassa serve` as a process on `database_url`, against the simulator at `base`;
+/// its address, once it listens.
+async fn serve_process(
+    dir: &std::path::Path,
+    database_url: &str,
+    base: &str,
+) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kassa"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--kaspi", "live"])
+        .env("KASSA_DATA_DIR", dir)
+        .env("KASSA_DATABASE_URL", database_url)
+        .env("KASSA_KASPI_ENTRANCE_URL", format!("{base}/entrance-pay"))
+        .env("KASSA_KASPI_MTOKEN_URL", format!("{base}/mtoken"))
+        .env("KASSA_KASPI_QRPAY_URL", format!("{base}/qrpay"))
+        .env("KASSA_RATE_LIMIT_PER_MINUTE", "0")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kassa starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(addr) = line.strip_prefix("kassa listening on ") {
+                return addr.trim().trim_start_matches("http://").to_owned();
+            }
+        }
+        panic!("kassa exited before listening");
+    })
+    .await
+    .expect("kassa listens in time");
+    // Keep draining its log so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_postgres_share_the_polling() {
+    let Some(test) = TestDb::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Simulator::new(SimConfig::default());
+    let base = kaspi_sim::spawn(sim.clone()).await.expect("simulator");
+    // Set up the organization, its cashier and a key in-process, on the same data dir (the
+    // processes read the same master key from it).
+    let mut options = Options::new(test.url(), dir.path());
+    options.live_kaspi = Some(base.clone());
+    let setup = Kassa::start(options).await;
+    let org = connect(&setup, &sim, "shop", "7000000010").await;
+    let key = setup.api_key(org).await;
+    setup.stop().await;
+
+    let (mut a, addr_a) = serve_process(dir.path(), test.url(), &base).await;
+    let (mut b, addr_b) = serve_process(dir.path(), test.url(), &base).await;
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let addr = if i % 2 == 0 { &addr_a } else { &addr_b };
+        let answer = common::Answer::read(
+            http.post(format!("http://{addr}/api/v1/invoices"))
+                .header("X-API-Key", &key)
+                .json(&json!({"amount": 100 + i, "phone_number": "87001234567"}))
+                .send()
+                .await
+                .expect("sent"),
+        )
+        .await;
+        assert_eq!(answer.status, 201, "{:?}", answer.json);
+        let op: u64 = answer.json["kaspi_invoice_id"]
+            .as_str()
+            .expect("op")
+            .parse()
+            .expect("numeric");
+        ids.push((answer.json["id"].as_i64().expect("id"), op));
+    }
+    for (_, op) in &ids {
+        sim.pay(*op).expect("pay");
+    }
+    let store = kassa::store::Store::new(test.db());
+    let all_paid = wait_for(Duration::from_secs(60), || async {
+        for (id, _) in &ids {
+            let invoice = store.invoice(org, *id).await.ok().flatten()?;
+            if invoice.status != InvoiceStatus::Paid {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    assert!(
+        all_paid.is_some(),
+        "both processes together record every payment"
+    );
+    for (id, _) in &ids {
+        let events = store.invoice_events(org, *id).await.expect("events");
+        assert_eq!(
+            events.len(),
+            1,
+            "invoice {id}: one status change, recorded once: {events:?}"
+        );
+        assert!(store
+            .job(JOB_POLL_INVOICE, *id)
+            .await
+            .expect("job")
+            .is_none());
+    }
+    a.kill().await.expect("stop a");
+    b.kill().await.expect("stop b");
+}
