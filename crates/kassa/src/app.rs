@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use std::sync::Arc;
 
-use crate::api::{self, ApiPay, AuthState, ErrorFormat, RateLimiter};
+use crate::api::{self, ApiPay, AuthState, ErrorFormat, RateLimiter, XPayment};
 use crate::config::{Config, KaspiMode};
 use crate::db::{Db, DbOptions};
 use crate::gateway::{Gateway, GatewaySettings};
@@ -56,7 +56,12 @@ impl App {
         let db = Db::open(&config.database_url, DbOptions::default()).await?;
         db.migrate().await?;
         let sandbox = match config.kaspi {
-            KaspiMode::Sandbox => Some(kaspi_sim::Simulator::new(kaspi_sim::SimConfig::default())),
+            // A fresh seed each start: the simulator's operation ids derive from it, and the
+            // database keeps the ids of earlier runs.
+            KaspiMode::Sandbox => Some(kaspi_sim::Simulator::new(kaspi_sim::SimConfig {
+                seed: rand::random(),
+                ..kaspi_sim::SimConfig::default()
+            })),
             KaspiMode::Live => None,
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
@@ -83,10 +88,14 @@ impl App {
             limiter,
             ErrorFormat::ApiPay,
         );
+        let xpayment_auth = auth.for_surface(ErrorFormat::XPayment);
         let apipay = api::protect(
             api::apipay::routes(state.gateway.clone(), state.sandbox.is_some()),
             auth,
         );
+        // xPayment's paths at the root, as its spec names them, and under `/v1`, its real base.
+        let xpayment = api::protect(api::xpayment::routes(state.gateway.clone()), xpayment_auth)
+            .method_not_allowed_fallback(api::method_not_allowed::<XPayment>);
         let api_v1 = Router::new()
             .route("/status", get(status))
             .with_state(state.clone())
@@ -95,6 +104,8 @@ impl App {
             .method_not_allowed_fallback(api::method_not_allowed::<ApiPay>);
         let mut router = Router::new()
             .nest("/api/v1", api_v1)
+            .nest("/v1", xpayment.clone().fallback(api::not_found::<XPayment>))
+            .merge(xpayment)
             .fallback(api::not_found::<ApiPay>);
         if let Some(sim) = &state.sandbox {
             router = router.nest(SANDBOX_PREFIX, sim.router());

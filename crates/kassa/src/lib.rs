@@ -5,6 +5,7 @@
 //! - [`config`]: one typed configuration (defaults, file, environment, flags).
 //! - [`gateway`]: what happens behind the API: invoices sent to Kaspi and followed, cashier
 //!   sessions, background workers, the sandbox payer.
+//! - [`qr`]: payment links rendered as QR codes (SVG or PNG) for a shop's screen.
 //! - [`secrets`]: master key, sealed secrets, API key hashes.
 //! - [`store`]: all gateway SQL (orgs, API keys, terminals, invoices and their status events,
 //!   leased jobs, idempotency keys), written once over [`db`].
@@ -17,5 +18,6 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod gateway;
+pub mod qr;
 pub mod secrets;
 pub mod store;

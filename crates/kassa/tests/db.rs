@@ -40,6 +40,31 @@ async fn setup(db: &Db, sql: &'static str) {
     db.write(move |tx| tx.batch_execute(sql)).await.unwrap();
 }
 
+/// Empties the database: every table goes, so every migration applies afresh.
+async fn drop_everything(db: &Db) {
+    db.write(|tx| {
+        match tx.dialect() {
+            Dialect::Postgres => {
+                tx.batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")?
+            }
+            Dialect::Sqlite => {
+                tx.batch_execute("PRAGMA foreign_keys = OFF")?;
+                let rows = tx.query(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' \
+                     AND name NOT LIKE 'sqlite_%'",
+                    &[],
+                )?;
+                for row in rows {
+                    tx.batch_execute(&format!("DROP TABLE \"{}\"", row.text("name")?))?;
+                }
+            }
+        }
+        Ok::<_, DbError>(())
+    })
+    .await
+    .unwrap();
+}
+
 async fn count(db: &Db, sql: &'static str) -> i64 {
     db.read(move |tx| tx.query_one(sql, &[])?.i64("n"))
         .await
@@ -96,11 +121,7 @@ both_databases!(migrations_are_idempotent, |db: Db| async move {
 
 /// Several handles (as several processes would) migrate an empty database at once.
 async fn concurrent_migrations(test: &TestDb) {
-    setup(
-        &test.db(),
-        "DROP TABLE kv_meta; DROP TABLE schema_migrations",
-    )
-    .await;
+    drop_everything(&test.db()).await;
     let mut handles = Vec::new();
     for _ in 0..3 {
         handles.push(Db::open(test.url(), DbOptions::default()).await.unwrap());

@@ -361,3 +361,47 @@ async fn two_processes_on_one_postgres_share_the_polling() {
     a.kill().await.expect("stop a");
     b.kill().await.expect("stop b");
 }
+
+on_both_databases!(
+    a_sandbox_restart_logs_the_cashier_in_again,
+    |test: TestDb| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let org = kassa.demo_org().await;
+        let key = kassa.api_key(org).await;
+        let before = kassa
+            .post(
+                &key,
+                "/invoices",
+                json!({"amount": 100, "phone_number": "87001234567"}),
+            )
+            .await;
+        let before_id = before.json["id"].as_i64().expect("id");
+        kassa.stop().await;
+
+        // A new process has a new sandbox Kaspi, which knows nothing of the last run.
+        let again = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let expired = wait_for(Duration::from_secs(10), || async {
+            let got = again.get(&key, &format!("/invoices/{before_id}")).await;
+            (got.json["status"] == "expired").then_some(())
+        })
+        .await;
+        assert!(
+            expired.is_some(),
+            "the last run's pending sandbox invoice ends"
+        );
+        let after = again
+            .post(
+                &key,
+                "/invoices",
+                json!({"amount": 100, "phone_number": "87001234567"}),
+            )
+            .await;
+        assert_eq!(
+            after.status, 201,
+            "the cashier works again: {:?}",
+            after.json
+        );
+        again.stop().await;
+    }
+);

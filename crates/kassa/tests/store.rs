@@ -28,6 +28,7 @@ fn new_invoice(org_id: i64, amount: i64, created_at: i64) -> NewInvoice {
         is_sandbox: false,
         created_at,
         expires_at: Some(created_at + 300_000),
+        metadata: None,
     }
 }
 
@@ -53,6 +54,9 @@ async fn sent_invoice(store: &Store, org_id: i64, amount: i64, op: &str) -> Invo
                 client_name: None,
                 at_ms: T0 + 1,
                 poll_at_ms: T0 + 5_000,
+                qr_token: None,
+                ext_tran_id: None,
+                expires_at: None,
             },
         )
         .await
@@ -231,6 +235,9 @@ both_databases!(invoice_lifecycle, |db: Db| async move {
                     client_name: None,
                     at_ms: T0,
                     poll_at_ms: T0,
+                    qr_token: None,
+                    ext_tran_id: None,
+                    expires_at: None,
                 },
             )
             .await,
@@ -297,6 +304,9 @@ async fn sent_invoice_of(store: &Store, id: i64, op: &str) -> Invoice {
                 client_name: None,
                 at_ms: T0 + 1,
                 poll_at_ms: T0 + 5_000,
+                qr_token: None,
+                ext_tran_id: None,
+                expires_at: None,
             },
         )
         .await

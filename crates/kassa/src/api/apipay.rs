@@ -20,8 +20,11 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorFormat, FieldErrors};
 use super::extract::{ApiJson, ApiPay, IdPath, QueryPairs};
 use super::{amount_string, rfc3339_ms};
-use crate::gateway::{Gateway, GatewayError, NewRemoteInvoice, SandboxAction};
-use crate::store::{Invoice, InvoiceFilter, InvoiceSort, InvoiceStatus, SortOrder};
+use crate::gateway::{Gateway, GatewayError, NewRemoteInvoice, RefundRequest, SandboxAction};
+use crate::store::{
+    Invoice, InvoiceFilter, InvoiceSort, InvoiceStatus, Refund, RefundFilter, RefundStatus,
+    SortOrder,
+};
 
 const F: ErrorFormat = ErrorFormat::ApiPay;
 
@@ -38,7 +41,10 @@ pub fn routes(gateway: Gateway, sandbox: bool) -> Router {
         .route("/invoices", post(create_invoice).get(list_invoices))
         .route("/invoices/stats", get(invoice_stats))
         .route("/invoices/{id}", get(get_invoice))
-        .route("/invoices/{id}/cancel", post(cancel_invoice));
+        .route("/invoices/{id}/cancel", post(cancel_invoice))
+        .route("/invoices/{id}/refund", post(refund_invoice))
+        .route("/invoices/{id}/refunds", get(invoice_refunds))
+        .route("/refunds", get(list_refunds));
     if sandbox {
         router = router
             .route("/sandbox/invoices/{id}/pay", post(sandbox_pay))
@@ -53,7 +59,6 @@ pub fn invoice_json(invoice: &Invoice) -> Value {
     let mut body = json!({
         "id": invoice.id,
         "amount": amount_string(invoice.amount),
-        "phone_number": invoice.phone.as_deref().map(|p| format!("8{p}")),
         "description": invoice.description,
         "external_order_id": invoice.external_order_id,
         "status": apipay_status(invoice),
@@ -67,17 +72,24 @@ pub fn invoice_json(invoice: &Invoice) -> Value {
         "created_at": rfc3339_ms(invoice.created_at),
         "updated_at": rfc3339_ms(invoice.updated_at),
     });
-    // The spec types it as a string: absent rather than null until Kaspi has given one.
+    // The spec types these as strings: absent rather than null (a QR payment has no phone;
+    // Kaspi's id comes with its answer).
+    if let Some(phone) = &invoice.phone {
+        body["phone_number"] = json!(format!("8{phone}"));
+    }
     if let Some(op) = &invoice.kaspi_operation_id {
         body["kaspi_invoice_id"] = json!(op);
     }
     body
 }
 
-/// ApiPay's name for the invoice's status.
+/// ApiPay's name for the invoice's status: a paid invoice is `partially_refunded` or
+/// `refunded` once refunds completed (as ApiPay's invoice docs list them).
 fn apipay_status(invoice: &Invoice) -> &'static str {
     match invoice.status {
         InvoiceStatus::Pending => "pending",
+        InvoiceStatus::Paid if invoice.total_refunded >= invoice.amount => "refunded",
+        InvoiceStatus::Paid if invoice.total_refunded > 0 => "partially_refunded",
         InvoiceStatus::Paid => "paid",
         InvoiceStatus::Cancelled | InvoiceStatus::Failed => "cancelled",
         InvoiceStatus::Expired => "expired",
@@ -128,9 +140,23 @@ pub fn gateway_error(e: GatewayError) -> ApiError {
             "kaspi_unavailable",
             "Kaspi did not answer; try again shortly.".into(),
         ),
+        e @ G::NotRefundable(_) => coded(
+            StatusCode::BAD_REQUEST,
+            "invoice_not_refundable",
+            capitalized(&e.to_string()),
+        ),
         G::Sandbox(message) => coded(StatusCode::BAD_REQUEST, "sandbox_action_refused", message),
         e @ G::Internal(_) => ApiError::internal(F, e),
         G::Store(e) => ApiError::store(F, e),
+    }
+}
+
+/// `text` with its first letter upper-case, as a sentence.
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+        None => String::new(),
     }
 }
 
@@ -217,7 +243,16 @@ async fn create_invoice(
             errors.add("phone_number", "The phone number field is required.");
             None
         }
-        Some(Value::String(p)) if is_apipay_phone(p) => kaspi::phone::normalize(p).ok(),
+        Some(Value::String(p)) if is_apipay_phone(p) => match kaspi::phone::normalize(p) {
+            Ok(phone) => Some(phone),
+            Err(_) => {
+                errors.add(
+                    "phone_number",
+                    "The phone number is not a Kazakhstan mobile number (8 7XX XXX XX XX).",
+                );
+                None
+            }
+        },
         Some(Value::String(_)) => {
             errors.add(
                 "phone_number",
@@ -265,11 +300,37 @@ async fn create_invoice(
                 amount,
                 description,
                 external_order_id,
+                metadata: None,
             },
         )
         .await
         .map_err(gateway_error)?;
     Ok((StatusCode::CREATED, Json(invoice_json(&invoice))))
+}
+
+/// ApiPay's `meta` of a page.
+fn page_meta(page: i64, per_page: i64, total: i64) -> Value {
+    let last_page = if total == 0 {
+        1
+    } else {
+        (total + per_page - 1) / per_page
+    };
+    json!({
+        "current_page": page,
+        "last_page": last_page,
+        "per_page": per_page,
+        "total": total,
+    })
+}
+
+/// `page` as Laravel's paginator reads it: below 1 means the first page; a page past the end is
+/// simply empty. Only text that is not an integer is an error.
+fn lenient_page(query: &QueryPairs<ApiPay>, errors: &mut FieldErrors) -> Result<i64, ApiError> {
+    let page = errors
+        .take(query.int("page", i64::MIN, i64::MAX))?
+        .flatten()
+        .unwrap_or(1);
+    Ok(page.clamp(1, i64::from(u32::MAX)))
 }
 
 /// `8` and ten digits, as ApiPay requires.
@@ -296,10 +357,7 @@ async fn list_invoices(
     query: QueryPairs<ApiPay>,
 ) -> Result<Json<Value>, ApiError> {
     let mut errors = FieldErrors::new();
-    let page = errors
-        .take(query.int("page", 1, 1_000_000))?
-        .flatten()
-        .unwrap_or(1);
+    let page = lenient_page(&query, &mut errors)?;
     let per_page = errors
         .take(query.int("per_page", 1, 100))?
         .flatten()
@@ -358,25 +416,16 @@ async fn list_invoices(
         created_to: date_to.and_then(|d| d.next_day()).map(almaty_day_start),
         sort_by,
         sort_order,
+        ..InvoiceFilter::default()
     };
     let (invoices, total) = gateway
         .store()
         .list_invoices(caller.org_id, &filter)
         .await
         .map_err(|e| ApiError::store(F, e))?;
-    let last_page = if total == 0 {
-        1
-    } else {
-        (total + per_page - 1) / per_page
-    };
     Ok(Json(json!({
         "data": invoices.iter().map(invoice_json).collect::<Vec<_>>(),
-        "meta": {
-            "current_page": page,
-            "last_page": last_page,
-            "per_page": per_page,
-            "total": total,
-        }
+        "meta": page_meta(page, per_page, total)
     })))
 }
 
@@ -564,4 +613,152 @@ async fn sandbox_expire(
     IdPath(id): IdPath,
 ) -> Result<Json<Value>, ApiError> {
     sandbox(&gateway, caller, id, SandboxAction::Expire).await
+}
+
+/// A refund as ApiPay shows it.
+pub fn refund_json(refund: &Refund) -> Value {
+    json!({
+        "id": refund.id,
+        "invoice_id": refund.invoice_id,
+        "amount": amount_string(refund.amount),
+        "reason": refund.reason,
+        "status": refund.status.as_str(),
+        "fail_reason": refund.fail_reason,
+        "initiated_by": refund.initiated_by,
+        "created_at": rfc3339_ms(refund.created_at),
+        "updated_at": rfc3339_ms(refund.updated_at),
+        "completed_at": refund.completed_at.map(rfc3339_ms),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct RefundBody {
+    #[serde(default)]
+    amount: Option<Value>,
+    #[serde(default)]
+    reason: Option<Value>,
+}
+
+async fn refund_invoice(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<RefundBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let mut errors = FieldErrors::new();
+    let amount = match &body.amount {
+        None | Some(Value::Null) => None,
+        Some(v) => parse_amount(v, "amount", &mut errors),
+    };
+    let reason = optional_text(body.reason.as_ref(), "reason", 500, &mut errors);
+    errors.into_result(F)?;
+    let (refund, invoice) = gateway
+        .request_refund(
+            caller.org_id,
+            id,
+            RefundRequest {
+                amount,
+                reason,
+                initiated_by: "api",
+            },
+        )
+        .await
+        .map_err(gateway_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "message": "Refund initiated successfully",
+            "refund": refund_json(&refund),
+            "invoice": {
+                "id": invoice.id,
+                "amount": amount_string(invoice.amount),
+                "status": apipay_status(&invoice),
+                "total_refunded": amount_string(invoice.total_refunded),
+                "available_for_refund": amount_string(invoice.refundable()),
+                "pending_refund_amount": super::amount_number(invoice.refund_reserved - invoice.total_refunded),
+            },
+        })),
+    ))
+}
+
+async fn invoice_refunds(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    IdPath(id): IdPath,
+) -> Result<Json<Value>, ApiError> {
+    gateway
+        .store()
+        .invoice(caller.org_id, id)
+        .await
+        .map_err(|e| ApiError::store(F, e))?
+        .ok_or_else(|| gateway_error(GatewayError::NotFound))?;
+    let filter = RefundFilter {
+        invoice_id: Some(id),
+        ..RefundFilter::default()
+    };
+    let (refunds, _) = gateway
+        .store()
+        .list_refunds(caller.org_id, &filter, 1, 100)
+        .await
+        .map_err(|e| ApiError::store(F, e))?;
+    Ok(Json(json!({
+        "data": refunds.iter().map(refund_json).collect::<Vec<_>>(),
+    })))
+}
+
+const REFUND_STATUSES: &[&str] = &["pending", "processing", "completed", "failed"];
+
+async fn list_refunds(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    query: QueryPairs<ApiPay>,
+) -> Result<Json<Value>, ApiError> {
+    let mut errors = FieldErrors::new();
+    let page = lenient_page(&query, &mut errors)?;
+    let per_page = errors
+        .take(query.int("per_page", 1, 100))?
+        .flatten()
+        .unwrap_or(10);
+    let statuses = errors
+        .take(query.all_of("status", REFUND_STATUSES))?
+        .unwrap_or_default();
+    // Any integer: one that names no invoice of the caller simply matches nothing.
+    let invoice_id = errors
+        .take(query.int("invoice_id", i64::MIN, i64::MAX))?
+        .flatten();
+    let date_from = errors.take(query.date("date_from"))?.flatten();
+    let date_to = errors.take(query.date("date_to"))?.flatten();
+    if let (Some(from), Some(to)) = (date_from, date_to) {
+        if to < from {
+            errors.add(
+                "date_to",
+                "The date to must be a date after or equal to date from.",
+            );
+        }
+    }
+    errors.into_result(F)?;
+    let filter = RefundFilter {
+        statuses: statuses
+            .iter()
+            .filter_map(|s| RefundStatus::parse(s))
+            .collect(),
+        invoice_id,
+        payment_id: None,
+        created_from: date_from.map(almaty_day_start),
+        created_to: date_to.and_then(|d| d.next_day()).map(almaty_day_start),
+    };
+    let (refunds, total) = gateway
+        .store()
+        .list_refunds(
+            caller.org_id,
+            &filter,
+            u32::try_from(page).unwrap_or(1),
+            u32::try_from(per_page).unwrap_or(10),
+        )
+        .await
+        .map_err(|e| ApiError::store(F, e))?;
+    Ok(Json(json!({
+        "data": refunds.iter().map(refund_json).collect::<Vec<_>>(),
+        "meta": page_meta(page, per_page, total)
+    })))
 }

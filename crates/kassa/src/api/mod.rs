@@ -20,6 +20,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod ratelimit;
+pub mod xpayment;
 // The surfaces' handlers (`pub mod apipay;`, `pub mod xpayment;`) are declared here.
 
 use axum::extract::DefaultBodyLimit;
@@ -67,6 +68,18 @@ pub fn rfc3339_ms(ms: i64) -> String {
         .ok()
         .and_then(|t| t.format(&format).ok())
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+}
+
+/// An amount in tiyn as a JSON number of tenge (`1500`, `15.5`), as xPayment writes amounts.
+/// Made from the exact decimal text, so the number printed is the decimal amount.
+pub fn amount_number(tiyn: i64) -> serde_json::Value {
+    let text = kaspi::Amount::from_tiyn(tiyn).to_decimal_string();
+    if tiyn % 100 == 0 {
+        serde_json::Value::from(tiyn / 100)
+    } else {
+        text.parse::<serde_json::Number>()
+            .map_or(serde_json::Value::Null, serde_json::Value::Number)
+    }
 }
 
 /// An amount in tiyn as ApiPay writes amounts: `"10000.00"`.

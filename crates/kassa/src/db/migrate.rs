@@ -45,6 +45,7 @@ macro_rules! migrations {
 migrations! {
     1 "init" "0001_init",
     2 "gateway" "0002_gateway",
+    3 "payments" "0003_payments",
 }
 
 /// The migrations for `dialect`, in the order they apply.

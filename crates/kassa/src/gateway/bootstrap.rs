@@ -4,7 +4,7 @@
 use kaspi::LoginPrompt;
 
 use super::{connect_terminal, Gateway, GatewayError};
-use crate::store::{Organization, StoreError};
+use crate::store::{InvoiceStatus, Organization, StoreError};
 
 /// The slug of the organization made on first start in sandbox mode.
 pub const DEMO_ORG_SLUG: &str = "demo";
@@ -37,23 +37,49 @@ impl LoginPrompt for SandboxPrompt {
 }
 
 impl Gateway {
-    /// In sandbox mode with no organization yet: makes `demo` and logs its cashier in to the
-    /// sandbox. `Some` when it did; `None` when there was nothing to do (or another process
-    /// did it first).
-    pub async fn bootstrap_sandbox(&self) -> Result<Option<Organization>, GatewayError> {
+    /// The sandbox Kaspi lives in memory: after a restart it knows no session and no
+    /// operation of the last run. Every cashier logs in to it again, and invoices still
+    /// pending from the last run are expired (their payer is gone), with their events.
+    async fn restore_sandbox(&self) -> Result<(), GatewayError> {
         let Some(sim) = self.sandbox() else {
-            return Ok(None);
+            return Ok(());
         };
-        if !self.store().list_orgs().await?.is_empty() {
-            return Ok(None);
+        let started = super::now_ms();
+        for terminal in self.store().list_terminals().await? {
+            self.sandbox_login(sim, terminal.org_id, &terminal.phone)
+                .await?;
         }
-        let org = match self.store().create_org(DEMO_ORG_SLUG, "Demo shop").await {
-            Ok(org) => org,
-            Err(StoreError::Conflict(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let phone = kaspi::phone::normalize(DEMO_CASHIER_PHONE)
-            .map_err(|_| GatewayError::Internal("the demo cashier phone is invalid".into()))?;
+        let stale = self.store().pending_sandbox_invoices(started).await?;
+        for id in &stale {
+            self.store()
+                .apply_status(
+                    *id,
+                    InvoiceStatus::Expired,
+                    Some("SandboxRestarted"),
+                    started,
+                    None,
+                )
+                .await?;
+        }
+        if !stale.is_empty() {
+            tracing::info!(
+                count = stale.len(),
+                "expired pending sandbox invoices of the last run"
+            );
+        }
+        Ok(())
+    }
+
+    /// Logs the sandbox cashier `phone` of `org_id` in to the sandbox Kaspi.
+    async fn sandbox_login(
+        &self,
+        sim: &kaspi_sim::Simulator,
+        org_id: i64,
+        phone: &str,
+    ) -> Result<(), GatewayError> {
+        let phone = kaspi::phone::normalize(phone).map_err(|_| {
+            GatewayError::Internal(format!("sandbox cashier phone {phone:?} is invalid"))
+        })?;
         let mut prompt = SandboxPrompt {
             sim: sim.clone(),
             phone: phone.as_str().to_owned(),
@@ -62,11 +88,31 @@ impl Gateway {
             self.store(),
             &self.inner.master_key,
             self.terminals().client_config().clone(),
-            org.id,
+            org_id,
             &phone,
             &mut prompt,
         )
         .await?;
+        Ok(())
+    }
+
+    /// In sandbox mode with no organization yet: makes `demo` and logs its cashier in to the
+    /// sandbox. `Some` when it did; `None` when there was nothing to do (or another process
+    /// did it first).
+    pub async fn bootstrap_sandbox(&self) -> Result<Option<Organization>, GatewayError> {
+        let Some(sim) = self.sandbox() else {
+            return Ok(None);
+        };
+        if !self.store().list_orgs().await?.is_empty() {
+            self.restore_sandbox().await?;
+            return Ok(None);
+        }
+        let org = match self.store().create_org(DEMO_ORG_SLUG, "Demo shop").await {
+            Ok(org) => org,
+            Err(StoreError::Conflict(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        self.sandbox_login(sim, org.id, DEMO_CASHIER_PHONE).await?;
         Ok(Some(org))
     }
 }

@@ -20,6 +20,8 @@ pub struct NewRemoteInvoice {
     pub amount: Amount,
     pub description: Option<String>,
     pub external_order_id: Option<String>,
+    /// A JSON object, as text (xPayment's `metadata`).
+    pub metadata: Option<String>,
 }
 
 /// What the sandbox payer can do to an open operation.
@@ -78,6 +80,7 @@ impl Gateway {
                 is_sandbox: self.sandbox().is_some(),
                 created_at: now,
                 expires_at: Some(now.saturating_add(ms(self.settings().invoice_ttl))),
+                metadata: new.metadata.clone(),
             })
             .await?;
         let comment = new.description.as_deref().unwrap_or_default();
@@ -148,6 +151,9 @@ impl Gateway {
                     client_name: remote.client_name.clone(),
                     at_ms: now,
                     poll_at_ms: now.saturating_add(ms(first_poll)),
+                    qr_token: None,
+                    ext_tran_id: None,
+                    expires_at: None,
                 },
             )
             .await?;
@@ -200,6 +206,18 @@ impl Gateway {
     /// Cancels a pending invoice at Kaspi, then here. A payment that beat the cancel wins: the
     /// invoice is checked and its real status returned as the error.
     pub async fn cancel_invoice(&self, org_id: i64, id: i64) -> Result<Invoice, GatewayError> {
+        self.cancel_invoice_with_reason(org_id, id, None).await
+    }
+
+    /// [`Gateway::cancel_invoice`] noting the merchant's reason. A QR payment has nothing to
+    /// cancel at Kaspi (its token simply expires unpaid); it is cancelled here, and a payment
+    /// that still arrives wins.
+    pub async fn cancel_invoice_with_reason(
+        &self,
+        org_id: i64,
+        id: i64,
+        reason: Option<String>,
+    ) -> Result<Invoice, GatewayError> {
         let invoice = self
             .store()
             .invoice(org_id, id)
@@ -221,18 +239,22 @@ impl Gateway {
                 })
             }
         };
-        let cancelled = self
-            .terminals()
-            .call(org_id, |k| async move {
-                k.client.cancel_invoice(&k.session, op).await
-            })
-            .await;
+        let cancelled = match invoice.kind {
+            InvoiceKind::Remote => {
+                self.terminals()
+                    .call(org_id, |k| async move {
+                        k.client.cancel_invoice(&k.session, op).await
+                    })
+                    .await
+            }
+            InvoiceKind::Qr => self.terminals().load(org_id).await.map(|_| ()),
+        };
         match cancelled {
             Ok(()) => {
                 let now = now_ms();
                 let changed = self
                     .store()
-                    .apply_status(id, InvoiceStatus::Cancelled, None, now, None)
+                    .cancel_invoice(id, reason.as_deref(), now)
                     .await?;
                 self.schedule_late_check(id, now).await?;
                 match changed {
@@ -283,13 +305,27 @@ impl Gateway {
         let Some(op) = operation_id(invoice) else {
             return Ok(None);
         };
-        let details = self
-            .terminals()
-            .call(invoice.org_id, |k| async move {
-                k.client.invoice_details(&k.session, op).await
-            })
-            .await?;
-        let Some(kaspi_status) = details.status.as_ref() else {
+        let (kaspi_status, client_name) = match invoice.kind {
+            InvoiceKind::Remote => {
+                let details = self
+                    .terminals()
+                    .call(invoice.org_id, |k| async move {
+                        k.client.invoice_details(&k.session, op).await
+                    })
+                    .await?;
+                (details.status, details.client_name)
+            }
+            InvoiceKind::Qr => {
+                let status = self
+                    .terminals()
+                    .call(invoice.org_id, |k| async move {
+                        k.client.qr_status(&k.session, op).await
+                    })
+                    .await?;
+                (status.status, None)
+            }
+        };
+        let Some(kaspi_status) = kaspi_status.as_ref() else {
             return Ok(None);
         };
         let Some(to) = status_of(kaspi_status) else {
@@ -303,7 +339,7 @@ impl Gateway {
                 to,
                 Some(kaspi_status.as_str()),
                 now,
-                details.client_name.as_deref(),
+                client_name.as_deref(),
             )
             .await?;
         if let Some(changed) = &changed {

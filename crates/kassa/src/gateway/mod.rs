@@ -6,13 +6,19 @@
 //!   twice), cancel, one status check, the sandbox payer's actions.
 //! - `worker.rs`: leased job rows: status polling with backoff and reconciliation of creates
 //!   whose outcome was lost. Several processes share them.
+//! - `refunds.rs`: refunds queued, sent by their job, and confirmed when an answer was lost.
+//! - `qr.rs`: Kaspi QR payment links.
+//! - `history.rs`: each cashier's operations history synced into the store.
 //! - `bootstrap.rs`: the `demo` organization with a logged-in sandbox cashier on first start.
 //!
 //! Both API surfaces call the same [`Gateway`] methods, so a payment behaves the same
 //! whichever face created it.
 
 mod bootstrap;
+mod history;
 mod invoices;
+mod qr;
+mod refunds;
 mod terminals;
 mod worker;
 
@@ -21,11 +27,31 @@ use std::time::Duration;
 
 pub use bootstrap::{SandboxPrompt, DEMO_CASHIER_PHONE, DEMO_ORG_SLUG};
 pub use invoices::{NewRemoteInvoice, SandboxAction};
+pub use qr::NewQrPayment;
+pub use refunds::RefundRequest;
 pub use terminals::{connect_terminal, Loaded, Terminals};
 pub use worker::WorkerHandle;
 
 use crate::secrets::MasterKey;
-use crate::store::{InvoiceStatus, Store, StoreError, TerminalState};
+use crate::store::{InvoiceStatus, RefundRefusal, Store, StoreError, TerminalState};
+
+/// What a refused refund says.
+fn refusal_message(refusal: &RefundRefusal) -> String {
+    match refusal {
+        RefundRefusal::NotPaid(status) => {
+            format!(
+                "only paid invoices can be refunded; this one is {}",
+                status.as_str()
+            )
+        }
+        RefundRefusal::FullyRefunded => "the invoice is already fully refunded".into(),
+        RefundRefusal::TooMuch { left } => format!(
+            "the refund is more than what is left to refund ({})",
+            kaspi::Amount::from_tiyn(*left).to_decimal_string()
+        ),
+        RefundRefusal::BadAmount => "the refund amount must be positive".into(),
+    }
+}
 
 /// Why a gateway action did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +83,9 @@ pub enum GatewayError {
     /// Kaspi could not be reached or answered with an error that may pass.
     #[error("Kaspi is unavailable: {0}")]
     KaspiUnavailable(String),
+    /// The refund cannot be made (not paid, nothing or not that much left).
+    #[error("{}", refusal_message(.0))]
+    NotRefundable(RefundRefusal),
     /// The sandbox payer cannot do that (not sandbox mode, or the operation is not open).
     #[error("{0}")]
     Sandbox(String),
@@ -105,6 +134,9 @@ pub struct GatewaySettings {
     /// After a cancel or an expiry, one more check this much later, so a payment made in the
     /// meantime is still recorded.
     pub late_check: Duration,
+    /// How often each cashier's operations history is synced (static QR payments, and
+    /// payments of open invoices found in bulk).
+    pub history_every: Duration,
 }
 
 impl Default for GatewaySettings {
@@ -129,6 +161,7 @@ impl Default for GatewaySettings {
             batch: 64,
             reconcile_schedule: vec![s(2), s(5), s(15), s(30), s(60)],
             late_check: s(10),
+            history_every: s(30),
         }
     }
 }

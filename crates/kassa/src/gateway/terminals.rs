@@ -79,6 +79,10 @@ pub async fn connect_terminal(
             TerminalState::Active,
         )
         .await?;
+    let now = super::now_ms();
+    store
+        .schedule_job(crate::store::JOB_SYNC_HISTORY, org_id, now, now)
+        .await?;
     tracing::info!(org_id, terminal = terminal.id, "cashier logged in to Kaspi");
     Ok(terminal)
 }

@@ -14,8 +14,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::refunds::RefundStep;
 use super::{ms, now_ms, Gateway, GatewayError};
-use crate::store::{CreateState, InvoiceStatus, Job, JOB_POLL_INVOICE, JOB_RECONCILE_INVOICE};
+use crate::store::{
+    CreateState, InvoiceStatus, Job, JOB_POLL_INVOICE, JOB_RECONCILE_INVOICE, JOB_REFUND,
+    JOB_SYNC_HISTORY,
+};
 
 /// How long to wait before checking again while the cashier cannot work.
 const NO_SESSION_RETRY: Duration = Duration::from_secs(30);
@@ -42,6 +46,9 @@ impl Gateway {
         let (stop, mut stopped) = watch::channel(false);
         let gateway = self.clone();
         let task = tokio::spawn(async move {
+            if let Err(e) = gateway.schedule_history_syncs().await {
+                tracing::error!(error = %e, "cannot schedule history syncs");
+            }
             loop {
                 let handled = gateway.run_due_jobs(&worker_id).await;
                 if *stopped.borrow() {
@@ -63,7 +70,12 @@ impl Gateway {
         let settings = self.settings();
         let mut set = JoinSet::new();
         let mut handled = 0;
-        for kind in [JOB_POLL_INVOICE, JOB_RECONCILE_INVOICE] {
+        for kind in [
+            JOB_POLL_INVOICE,
+            JOB_RECONCILE_INVOICE,
+            JOB_REFUND,
+            JOB_SYNC_HISTORY,
+        ] {
             let jobs = match self
                 .store()
                 .claim_jobs(
@@ -101,6 +113,8 @@ impl Gateway {
         match job.kind.as_str() {
             JOB_POLL_INVOICE => self.poll(worker, &job).await,
             JOB_RECONCILE_INVOICE => self.reconcile(worker, &job).await,
+            JOB_REFUND => self.refund_job(worker, &job).await,
+            JOB_SYNC_HISTORY => self.history_job(worker, &job).await,
             other => {
                 tracing::error!(kind = other, "unknown job kind; dropping it");
                 self.store().finish_job(job.id).await?;
@@ -196,6 +210,68 @@ impl Gateway {
                     .await
             }
         }
+    }
+
+    async fn refund_job(&self, worker: &str, job: &Job) -> Result<(), GatewayError> {
+        let schedule = &self.settings().reconcile_schedule;
+        match self.advance_refund(job.ref_id, job.attempt).await {
+            Ok(RefundStep::Ended) => {
+                // Its end removed the job, unless it had ended before.
+                self.store().finish_job(job.id).await?;
+                Ok(())
+            }
+            Ok(RefundStep::NotSent) => {
+                let delay = delay_at(schedule, job.attempt);
+                self.again_after(worker, job, job.attempt, delay, None)
+                    .await
+            }
+            Ok(RefundStep::Unconfirmed) => {
+                let delay = delay_at(schedule, job.attempt + 1);
+                self.again_after(worker, job, job.attempt + 1, delay, None)
+                    .await
+            }
+            Err(e @ (GatewayError::SessionInvalid(_) | GatewayError::NoTerminal)) => {
+                self.again_after(worker, job, job.attempt, NO_SESSION_RETRY, Some(&e))
+                    .await
+            }
+            Err(e) => {
+                let delay = delay_at(schedule, job.attempt);
+                self.again_after(worker, job, job.attempt, delay, Some(&e))
+                    .await
+            }
+        }
+    }
+
+    async fn history_job(&self, worker: &str, job: &Job) -> Result<(), GatewayError> {
+        let every = self.settings().history_every;
+        match self.sync_history(job.ref_id).await {
+            Ok(new) => {
+                if new > 0 {
+                    tracing::debug!(org_id = job.ref_id, new, "history synced");
+                }
+                self.again_after(worker, job, 0, every, None).await
+            }
+            Err(GatewayError::NoTerminal) => {
+                self.store().finish_job(job.id).await?;
+                Ok(())
+            }
+            Err(e) => {
+                let delay = every.max(NO_SESSION_RETRY);
+                self.again_after(worker, job, job.attempt + 1, delay, Some(&e))
+                    .await
+            }
+        }
+    }
+
+    /// Makes sure every organization with a cashier has its history sync job.
+    pub async fn schedule_history_syncs(&self) -> Result<(), GatewayError> {
+        let now = now_ms();
+        for terminal in self.store().list_terminals().await? {
+            self.store()
+                .schedule_job(JOB_SYNC_HISTORY, terminal.org_id, now, now)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Reschedules a poll by the backoff schedule for `attempt`.

@@ -12,15 +12,16 @@ use super::{
     JOB_POLL_INVOICE, JOB_RECONCILE_INVOICE,
 };
 
-const INVOICE_COLUMNS: &str = "id, payment_id, org_id, kind, amount, phone, description, \
+pub(super) const INVOICE_COLUMNS: &str =
+    "id, payment_id, org_id, kind, amount, phone, description, \
      external_order_id, status, kaspi_status, kaspi_operation_id, client_name, total_refunded, \
      is_sandbox, create_state, last_error, created_at, updated_at, paid_at, cancelled_at, \
-     expires_at";
+     expires_at, metadata, cancel_reason, qr_token, ext_tran_id, refund_reserved";
 
 /// The most a page holds.
 const MAX_PER_PAGE: u32 = 100;
 
-fn invoice_from_row(row: &Row) -> Result<Invoice, DbError> {
+pub(super) fn invoice_from_row(row: &Row) -> Result<Invoice, DbError> {
     Ok(Invoice {
         id: row.i64("id")?,
         payment_id: row.text("payment_id")?,
@@ -43,10 +44,15 @@ fn invoice_from_row(row: &Row) -> Result<Invoice, DbError> {
         paid_at: row.opt_i64("paid_at")?,
         cancelled_at: row.opt_i64("cancelled_at")?,
         expires_at: row.opt_i64("expires_at")?,
+        metadata: row.opt_text("metadata")?,
+        cancel_reason: row.opt_text("cancel_reason")?,
+        qr_token: row.opt_text("qr_token")?,
+        ext_tran_id: row.opt_text("ext_tran_id")?,
+        refund_reserved: row.i64("refund_reserved")?,
     })
 }
 
-fn invoice_by_id_tx(tx: &mut dyn Tx, id: i64) -> Result<Option<Invoice>, DbError> {
+pub(super) fn invoice_by_id_tx(tx: &mut dyn Tx, id: i64) -> Result<Option<Invoice>, DbError> {
     let sql = format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1");
     tx.query_opt(&sql, &[id.into()])?
         .as_ref()
@@ -59,6 +65,7 @@ struct Change<'a> {
     to: InvoiceStatus,
     kaspi_status: Option<&'a str>,
     client_name: Option<&'a str>,
+    cancel_reason: Option<&'a str>,
     at_ms: i64,
 }
 
@@ -84,7 +91,8 @@ fn apply_status_tx(
     let sql = format!(
         "UPDATE invoices SET status = $3, kaspi_status = COALESCE($4, kaspi_status), \
          client_name = COALESCE($5, client_name), updated_at = $6, \
-         paid_at = COALESCE($7, paid_at), cancelled_at = COALESCE($8, cancelled_at) \
+         paid_at = COALESCE($7, paid_at), cancelled_at = COALESCE($8, cancelled_at), \
+         cancel_reason = COALESCE($9, cancel_reason) \
          WHERE id = $1 AND status = $2 RETURNING {INVOICE_COLUMNS}"
     );
     let row = tx.query_opt(
@@ -98,6 +106,7 @@ fn apply_status_tx(
             change.at_ms.into(),
             paid_at.into(),
             cancelled_at.into(),
+            change.cancel_reason.into(),
         ],
     )?;
     let Some(row) = row else {
@@ -129,13 +138,14 @@ impl Store {
         let sql = format!(
             "INSERT INTO invoices (payment_id, org_id, kind, amount, phone, description, \
              external_order_id, status, is_sandbox, create_state, created_at, updated_at, \
-             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) \
+             expires_at, metadata) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13) \
              RETURNING {INVOICE_COLUMNS}"
         );
         let inserted = self
             .db
             .write(move |tx| {
-                let params: [Value; 12] = [
+                let params: [Value; 13] = [
                     (&new.payment_id).into(),
                     new.org_id.into(),
                     new.kind.as_str().into(),
@@ -148,6 +158,7 @@ impl Store {
                     CreateState::Sending.as_str().into(),
                     new.created_at.into(),
                     new.expires_at.into(),
+                    new.metadata.as_ref().into(),
                 ];
                 Ok(invoice_from_row(&tx.query_one(&sql, &params)?)?)
             })
@@ -167,20 +178,24 @@ impl Store {
         let sql = format!(
             "UPDATE invoices SET create_state = $2, kaspi_operation_id = $3, \
              kaspi_status = COALESCE($4, kaspi_status), client_name = COALESCE($5, client_name), \
-             last_error = NULL, updated_at = $6 \
+             last_error = NULL, updated_at = $6, qr_token = COALESCE($7, qr_token), \
+             ext_tran_id = COALESCE($8, ext_tran_id), expires_at = COALESCE($9, expires_at) \
              WHERE id = $1 AND create_state IN ('sending', 'unknown') \
              RETURNING {INVOICE_COLUMNS}"
         );
         let marked = self
             .db
             .write(move |tx| {
-                let params: [Value; 6] = [
+                let params: [Value; 9] = [
                     invoice_id.into(),
                     CreateState::Sent.as_str().into(),
                     (&sent.kaspi_operation_id).into(),
                     sent.kaspi_status.as_ref().into(),
                     sent.client_name.as_ref().into(),
                     sent.at_ms.into(),
+                    sent.qr_token.as_ref().into(),
+                    sent.ext_tran_id.as_ref().into(),
+                    sent.expires_at.into(),
                 ];
                 let row = tx.query_opt(&sql, &params)?.ok_or(StoreError::NotFound)?;
                 let invoice = invoice_from_row(&row)?;
@@ -263,6 +278,7 @@ impl Store {
                     to: InvoiceStatus::Failed,
                     kaspi_status: None,
                     client_name: None,
+                    cancel_reason: None,
                     at_ms,
                 };
                 apply_status_tx(tx, invoice_id, &change)?;
@@ -290,6 +306,30 @@ impl Store {
                     to: status,
                     kaspi_status: kaspi_status.as_deref(),
                     client_name: client_name.as_deref(),
+                    cancel_reason: None,
+                    at_ms,
+                };
+                Ok(apply_status_tx(tx, invoice_id, &change)?)
+            })
+            .await
+    }
+
+    /// Moves a pending invoice to `cancelled` with the merchant's `reason`, like
+    /// [`Store::apply_status`].
+    pub async fn cancel_invoice(
+        &self,
+        invoice_id: i64,
+        reason: Option<&str>,
+        at_ms: i64,
+    ) -> Result<Option<Invoice>, StoreError> {
+        let reason = reason.map(str::to_owned);
+        self.db
+            .write(move |tx| {
+                let change = Change {
+                    to: InvoiceStatus::Cancelled,
+                    kaspi_status: None,
+                    client_name: None,
+                    cancel_reason: reason.as_deref(),
                     at_ms,
                 };
                 Ok(apply_status_tx(tx, invoice_id, &change)?)
@@ -343,6 +383,21 @@ impl Store {
                     &[id.into()],
                 )?;
                 Ok(n == 1)
+            })
+            .await
+    }
+
+    /// Ids of pending sandbox invoices created before `before_ms` (the sandbox Kaspi that knew
+    /// them is gone after a restart).
+    pub async fn pending_sandbox_invoices(&self, before_ms: i64) -> Result<Vec<i64>, StoreError> {
+        self.db
+            .read(move |tx| {
+                let rows = tx.query(
+                    "SELECT id FROM invoices WHERE status = 'pending' AND is_sandbox = 1 \
+                     AND created_at < $1 ORDER BY id",
+                    &[before_ms.into()],
+                )?;
+                Ok(rows.iter().map(|r| r.i64("id")).collect::<Result<_, _>>()?)
             })
             .await
     }
@@ -422,6 +477,36 @@ impl Store {
             .await
     }
 
+    /// Up to `limit` of `org_id`'s invoices matching `filter` with ids below `before_id`,
+    /// newest first: keyset pages that stay stable while invoices are added.
+    pub async fn list_invoices_before(
+        &self,
+        org_id: i64,
+        filter: &InvoiceFilter,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Invoice>, StoreError> {
+        let (mut condition, mut params) = list_condition(org_id, filter);
+        if let Some(before) = before_id {
+            params.push(before.into());
+            condition.push_str(&format!(" AND id < ${}", params.len()));
+        }
+        params.push(i64::from(limit).into());
+        let sql = format!(
+            "SELECT {INVOICE_COLUMNS} FROM invoices WHERE {condition} ORDER BY id DESC LIMIT ${}",
+            params.len()
+        );
+        self.db
+            .read(move |tx| {
+                let rows = tx.query(&sql, &params)?;
+                Ok(rows
+                    .iter()
+                    .map(invoice_from_row)
+                    .collect::<Result<_, _>>()?)
+            })
+            .await
+    }
+
     /// Counts and sums (in tiyn) per status of `org_id`'s invoices created in
     /// `[from_ms, to_ms)`.
     pub async fn invoice_stats(
@@ -494,6 +579,15 @@ fn list_condition(org_id: i64, filter: &InvoiceFilter) -> (String, Vec<Value>) {
             .map(|s| param(&mut params, s.as_str().into()))
             .collect();
         parts.push(format!("status IN ({})", list.join(", ")));
+    }
+    if let Some(phone) = &filter.phone {
+        parts.push(format!("phone = {}", param(&mut params, phone.into())));
+    }
+    if let Some(order) = &filter.external_order_id {
+        parts.push(format!(
+            "external_order_id = {}",
+            param(&mut params, order.into())
+        ));
     }
     if let Some(from) = filter.created_from {
         parts.push(format!("created_at >= {}", param(&mut params, from.into())));

@@ -9,18 +9,24 @@
 //! - `invoices.rs`: invoices, status changes and their events, listing and stats.
 //! - `jobs.rs`: scheduling, claiming and finishing jobs.
 //! - `idempotency.rs`: `Idempotency-Key` records.
+//! - `history.rs`: operations synced from Kaspi's history (static QR payments).
+//! - `refunds.rs`: refunds reserved against their invoice, and their ends.
 
+mod history;
 mod idempotency;
 mod invoices;
 mod jobs;
 mod orgs;
+mod refunds;
 pub mod types;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::db::{Db, DbError};
 
+pub use history::KaspiOperation;
 pub use idempotency::RUNNING_LEASE_MS;
+pub use refunds::{NewRefund, RefundCreated, RefundFilter, RefundRefusal};
 pub use types::*;
 
 /// Job kind: poll Kaspi for the status of a sent invoice (`ref_id` is the invoice id).
@@ -29,6 +35,15 @@ pub const JOB_POLL_INVOICE: &str = "poll_invoice";
 pub const JOB_RECONCILE_INVOICE: &str = "reconcile_invoice";
 /// Event kind of an invoice status change.
 pub const EVENT_STATUS_CHANGED: &str = "invoice.status_changed";
+/// Event kind of a completed refund (`refund_id` names it).
+pub const EVENT_REFUNDED: &str = "invoice.refunded";
+/// Event kind of a failed refund (`refund_id` names it).
+pub const EVENT_REFUND_FAILED: &str = "invoice.refund_failed";
+/// Job kind: send a refund to Kaspi, or find out what became of one sent (`ref_id` is the
+/// refund id).
+pub const JOB_REFUND: &str = "refund";
+/// Job kind: sync an organization's Kaspi operations history (`ref_id` is the organization).
+pub const JOB_SYNC_HISTORY: &str = "sync_history";
 
 /// An error of the store.
 #[derive(Debug, thiserror::Error)]

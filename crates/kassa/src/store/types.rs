@@ -150,6 +150,41 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// Where a refund is.
+    RefundStatus {
+        /// Recorded, not yet sent to Kaspi.
+        Pending = "pending",
+        /// Sent to Kaspi; the answer is awaited or was lost (then it is checked, never resent).
+        Processing = "processing",
+        Completed = "completed",
+        /// Kaspi refused it, or it could not be confirmed; `fail_reason` says why.
+        Failed = "failed",
+    }
+}
+
+/// One refund of a paid invoice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    /// ApiPay's integer id.
+    pub id: i64,
+    /// The UUID the xPayment surface shows.
+    pub refund_id: String,
+    pub org_id: i64,
+    pub invoice_id: i64,
+    /// In tiyn.
+    pub amount: i64,
+    pub reason: Option<String>,
+    pub status: RefundStatus,
+    pub fail_reason: Option<String>,
+    pub kaspi_refund_id: Option<String>,
+    /// `api` (or the surface that asked).
+    pub initiated_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub completed_at: Option<i64>,
+}
+
 /// One invoice row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invoice {
@@ -180,6 +215,25 @@ pub struct Invoice {
     pub paid_at: Option<i64>,
     pub cancelled_at: Option<i64>,
     pub expires_at: Option<i64>,
+    /// The xPayment client's own JSON object, as given.
+    pub metadata: Option<String>,
+    pub cancel_reason: Option<String>,
+    /// For QR invoices: the link a payer opens (`https://qr.kaspi.kz/…`).
+    pub qr_token: Option<String>,
+    pub ext_tran_id: Option<String>,
+    /// In tiyn: refunds pending, processing or completed.
+    pub refund_reserved: i64,
+}
+
+impl Invoice {
+    /// What can still be refunded, in tiyn.
+    pub fn refundable(&self) -> i64 {
+        if self.status == InvoiceStatus::Paid {
+            (self.amount - self.refund_reserved).max(0)
+        } else {
+            0
+        }
+    }
 }
 
 /// What the caller knows of an invoice before asking Kaspi for it.
@@ -197,6 +251,7 @@ pub struct NewInvoice {
     pub is_sandbox: bool,
     pub created_at: i64,
     pub expires_at: Option<i64>,
+    pub metadata: Option<String>,
 }
 
 /// What Kaspi answered when it accepted an invoice.
@@ -208,6 +263,11 @@ pub struct InvoiceSent {
     pub at_ms: i64,
     /// When the first status poll is due.
     pub poll_at_ms: i64,
+    /// For QR invoices: the token URL and Kaspi's transaction id.
+    pub qr_token: Option<String>,
+    pub ext_tran_id: Option<String>,
+    /// When Kaspi says the invoice or token expires, if it says.
+    pub expires_at: Option<i64>,
 }
 
 /// Columns [`InvoiceFilter`] can sort by; anything else is not expressible.
@@ -273,6 +333,10 @@ pub struct InvoiceFilter {
     pub search: Option<String>,
     /// Empty means any status.
     pub statuses: Vec<InvoiceStatus>,
+    /// Exactly this phone (10 digits).
+    pub phone: Option<String>,
+    /// Exactly this order id.
+    pub external_order_id: Option<String>,
     /// Inclusive, unix ms.
     pub created_from: Option<i64>,
     /// Exclusive, unix ms.
@@ -288,6 +352,8 @@ impl Default for InvoiceFilter {
             per_page: 10,
             search: None,
             statuses: Vec::new(),
+            phone: None,
+            external_order_id: None,
             created_from: None,
             created_to: None,
             sort_by: InvoiceSort::default(),

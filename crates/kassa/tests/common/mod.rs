@@ -47,6 +47,7 @@ pub fn fast_settings() -> GatewaySettings {
         lease: Duration::from_secs(10),
         reconcile_schedule: vec![ms(200), ms(300), ms(300)],
         late_check: ms(300),
+        history_every: ms(200),
         ..GatewaySettings::default()
     }
 }
@@ -165,6 +166,24 @@ impl Kassa {
             .await
             .expect("request sent");
         Answer::read(r).await
+    }
+
+    /// A request to the xPayment surface at `/v1{path}`, with a Bearer key.
+    pub async fn x(
+        &self,
+        method: reqwest::Method,
+        key: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Answer {
+        let mut request = self
+            .http
+            .request(method, format!("http://{}/v1{path}", self.addr))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Answer::read(request.send().await.expect("request sent")).await
     }
 
     pub async fn get(&self, key: &str, path: &str) -> Answer {

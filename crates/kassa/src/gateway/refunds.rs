@@ -1,0 +1,195 @@
+//! Refunds: recorded `pending` with the amount reserved against the invoice (never more than
+//! what was paid, also when requests race), then sent to Kaspi by the refund job, which holds a
+//! lease while it does. A refund whose answer was lost stays `processing` and is checked
+//! against the operation's returned amount at Kaspi; it is never sent a second time.
+
+use kaspi::Amount;
+
+use super::{now_ms, Gateway, GatewayError};
+use crate::store::{Invoice, NewRefund, Refund, RefundCreated, RefundStatus};
+
+/// How many times a refund whose answer was lost is checked before it is failed.
+const UNCONFIRMED_CHECKS: i64 = 5;
+
+/// A refund as a surface asks for it.
+#[derive(Debug, Clone)]
+pub struct RefundRequest {
+    /// `None`: everything still refundable.
+    pub amount: Option<Amount>,
+    pub reason: Option<String>,
+    /// Which surface asked (`apipay`, `xpayment`).
+    pub initiated_by: &'static str,
+}
+
+/// What one attempt of the refund job achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RefundStep {
+    /// Completed or failed: nothing more to do.
+    Ended,
+    /// Not sent (no session, Kaspi unreachable): send later.
+    NotSent,
+    /// Sent, outcome unknown: check later.
+    Unconfirmed,
+}
+
+impl Gateway {
+    /// Records a refund of invoice `invoice_id` and queues it for Kaspi; the refund as
+    /// recorded (`pending`) and the invoice with its new reservation.
+    pub async fn request_refund(
+        &self,
+        org_id: i64,
+        invoice_id: i64,
+        request: RefundRequest,
+    ) -> Result<(Refund, Invoice), GatewayError> {
+        // No usable cashier: answer before anything is stored.
+        self.terminals().load(org_id).await?;
+        let now = now_ms();
+        let created = self
+            .store()
+            .create_refund(NewRefund {
+                refund_id: uuid::Uuid::new_v4().to_string(),
+                org_id,
+                invoice_id,
+                amount: request.amount.map(Amount::tiyn),
+                reason: request.reason,
+                initiated_by: request.initiated_by.to_owned(),
+                at_ms: now,
+                job_at_ms: now,
+            })
+            .await;
+        match created {
+            Ok(RefundCreated::Created { refund, invoice }) => {
+                tracing::info!(
+                    refund = refund.id,
+                    invoice = invoice.id,
+                    amount = refund.amount,
+                    "refund queued"
+                );
+                Ok((*refund, *invoice))
+            }
+            Ok(RefundCreated::Refused(why)) => Err(GatewayError::NotRefundable(why)),
+            Err(crate::store::StoreError::NotFound) => Err(GatewayError::NotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// One attempt of the refund job for refund `id` (the caller holds its lease).
+    pub(crate) async fn advance_refund(
+        &self,
+        id: i64,
+        attempt: i64,
+    ) -> Result<RefundStep, GatewayError> {
+        let store = self.store();
+        let Some(refund) = store.refund_by_id(id).await? else {
+            return Ok(RefundStep::Ended);
+        };
+        let invoice = store
+            .invoice_by_id(refund.invoice_id)
+            .await?
+            .ok_or(GatewayError::NotFound)?;
+        let op = invoice
+            .kaspi_operation_id
+            .as_deref()
+            .and_then(|op| op.parse::<i64>().ok())
+            .ok_or_else(|| {
+                GatewayError::Internal(format!("invoice {} has no Kaspi operation", invoice.id))
+            })?;
+        match refund.status {
+            RefundStatus::Completed | RefundStatus::Failed => Ok(RefundStep::Ended),
+            RefundStatus::Pending => self.send_refund(&refund, op).await,
+            RefundStatus::Processing => self.confirm_refund(&refund, &invoice, op, attempt).await,
+        }
+    }
+
+    async fn send_refund(&self, refund: &Refund, op: i64) -> Result<RefundStep, GatewayError> {
+        let store = self.store();
+        // Check the session before marking it sent: a dead session means nothing was sent.
+        self.terminals().load(refund.org_id).await?;
+        let Some(refund) = store.start_refund(refund.id, now_ms()).await? else {
+            return Ok(RefundStep::Ended);
+        };
+        let amount = Amount::from_tiyn(refund.amount);
+        let sent = self
+            .terminals()
+            .call(refund.org_id, |k| async move {
+                k.client.refund(&k.session, op, amount).await
+            })
+            .await;
+        match sent {
+            Ok(answer) => {
+                let kaspi_id = answer.id.map(|id| id.to_string());
+                store
+                    .complete_refund(refund.id, kaspi_id.as_deref(), now_ms())
+                    .await?;
+                tracing::info!(refund = refund.id, "refund completed at Kaspi");
+                Ok(RefundStep::Ended)
+            }
+            Err(GatewayError::KaspiRefused(message)) => {
+                store
+                    .fail_refund(
+                        refund.id,
+                        &format!("Kaspi refused the refund: {message}"),
+                        now_ms(),
+                    )
+                    .await?;
+                Ok(RefundStep::Ended)
+            }
+            Err(GatewayError::OutcomeUnknown(cause)) => {
+                tracing::warn!(refund = refund.id, %cause, "the answer to a refund was lost; checking, not resending");
+                Ok(RefundStep::Unconfirmed)
+            }
+            Err(e) => {
+                // Nothing reached Kaspi (no session, refused connection, throttled): back to
+                // pending, to be sent later.
+                tracing::warn!(refund = refund.id, error = %e, "refund not sent; will retry");
+                store.requeue_refund(refund.id, now_ms()).await?;
+                Ok(RefundStep::NotSent)
+            }
+        }
+    }
+
+    /// A refund sent whose answer was lost: Kaspi's returned amount for the operation tells
+    /// whether it happened.
+    async fn confirm_refund(
+        &self,
+        refund: &Refund,
+        invoice: &Invoice,
+        op: i64,
+        attempt: i64,
+    ) -> Result<RefundStep, GatewayError> {
+        let store = self.store();
+        let details = self
+            .terminals()
+            .call(refund.org_id, |k| async move {
+                k.client.operation_details(&k.session, op).await
+            })
+            .await;
+        let returned = match details {
+            Ok(d) => d.returned_amount.map(Amount::tiyn),
+            Err(e) => {
+                tracing::warn!(refund = refund.id, error = %e, "cannot check a refund yet");
+                return Ok(RefundStep::Unconfirmed);
+            }
+        };
+        let expected = invoice.total_refunded + refund.amount;
+        if returned.is_some_and(|r| r >= expected) {
+            store.complete_refund(refund.id, None, now_ms()).await?;
+            tracing::info!(
+                refund = refund.id,
+                "lost refund answer: Kaspi shows it done"
+            );
+            return Ok(RefundStep::Ended);
+        }
+        if attempt + 1 >= UNCONFIRMED_CHECKS {
+            store
+                .fail_refund(
+                    refund.id,
+                    "Kaspi did not confirm the refund and it was not sent again; check the operation in Kaspi Pay",
+                    now_ms(),
+                )
+                .await?;
+            return Ok(RefundStep::Ended);
+        }
+        Ok(RefundStep::Unconfirmed)
+    }
+}

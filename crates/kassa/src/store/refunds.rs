@@ -1,0 +1,406 @@
+//! Refunds: reserved against the invoice with a conditional UPDATE (so two racing refunds can
+//! never both fit, on either database), then moved `pending` → `processing` → `completed` or
+//! `failed` with compare-and-set, each end writing its event in the same transaction.
+
+use crate::db::{DbError, Row, Tx, Value};
+
+use super::invoices::{invoice_by_id_tx, INVOICE_COLUMNS};
+use super::jobs::{delete_job, schedule_job};
+use super::{
+    Invoice, InvoiceStatus, Refund, RefundStatus, Store, StoreError, EVENT_REFUNDED,
+    EVENT_REFUND_FAILED, JOB_REFUND,
+};
+
+const REFUND_COLUMNS: &str = "id, refund_id, org_id, invoice_id, amount, reason, status, \
+     fail_reason, kaspi_refund_id, initiated_by, created_at, updated_at, completed_at";
+
+fn refund_from_row(row: &Row) -> Result<Refund, DbError> {
+    Ok(Refund {
+        id: row.i64("id")?,
+        refund_id: row.text("refund_id")?,
+        org_id: row.i64("org_id")?,
+        invoice_id: row.i64("invoice_id")?,
+        amount: row.i64("amount")?,
+        reason: row.opt_text("reason")?,
+        status: RefundStatus::decode("status", &row.text("status")?)?,
+        fail_reason: row.opt_text("fail_reason")?,
+        kaspi_refund_id: row.opt_text("kaspi_refund_id")?,
+        initiated_by: row.text("initiated_by")?,
+        created_at: row.i64("created_at")?,
+        updated_at: row.i64("updated_at")?,
+        completed_at: row.opt_i64("completed_at")?,
+    })
+}
+
+fn refund_by_id_tx(tx: &mut dyn Tx, id: i64) -> Result<Option<Refund>, DbError> {
+    let sql = format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE id = $1");
+    tx.query_opt(&sql, &[id.into()])?
+        .as_ref()
+        .map(refund_from_row)
+        .transpose()
+}
+
+/// A refund to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRefund {
+    /// A fresh UUID made by the caller.
+    pub refund_id: String,
+    pub org_id: i64,
+    pub invoice_id: i64,
+    /// In tiyn; `None` refunds everything still refundable.
+    pub amount: Option<i64>,
+    pub reason: Option<String>,
+    pub initiated_by: String,
+    pub at_ms: i64,
+    /// When the refund job runs if the caller does not finish the refund first.
+    pub job_at_ms: i64,
+}
+
+/// Why a refund was not recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundRefusal {
+    /// The invoice is not paid.
+    NotPaid(InvoiceStatus),
+    /// Nothing is left to refund.
+    FullyRefunded,
+    /// More than what is left was asked; `left` in tiyn.
+    TooMuch { left: i64 },
+    /// Zero or negative.
+    BadAmount,
+}
+
+/// The outcome of [`Store::create_refund`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundCreated {
+    Created {
+        refund: Box<Refund>,
+        invoice: Box<Invoice>,
+    },
+    Refused(RefundRefusal),
+}
+
+/// A page of refunds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefundFilter {
+    pub statuses: Vec<RefundStatus>,
+    pub invoice_id: Option<i64>,
+    /// The xPayment face's UUID of the payment.
+    pub payment_id: Option<String>,
+    /// Inclusive, unix ms.
+    pub created_from: Option<i64>,
+    /// Exclusive, unix ms.
+    pub created_to: Option<i64>,
+}
+
+impl Store {
+    /// Reserves `new.amount` (or all that is left) of a paid invoice and records the refund
+    /// `pending` with its job, in one transaction. Never more than what was paid, also when
+    /// refunds race: the reservation is one conditional UPDATE.
+    pub async fn create_refund(&self, new: NewRefund) -> Result<RefundCreated, StoreError> {
+        let reserve = format!(
+            "UPDATE invoices SET refund_reserved = refund_reserved + $3, updated_at = $4 \
+             WHERE id = $1 AND org_id = $2 AND status = 'paid' \
+             AND refund_reserved + $3 <= amount RETURNING {INVOICE_COLUMNS}"
+        );
+        let insert = format!(
+            "INSERT INTO refunds (refund_id, org_id, invoice_id, amount, reason, status, \
+             initiated_by, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {REFUND_COLUMNS}"
+        );
+        self.db
+            .write(move |tx| {
+                let invoice = invoice_by_id_tx(tx, new.invoice_id)?
+                    .filter(|i| i.org_id == new.org_id)
+                    .ok_or(StoreError::NotFound)?;
+                if invoice.status != InvoiceStatus::Paid {
+                    return Ok(RefundCreated::Refused(RefundRefusal::NotPaid(
+                        invoice.status,
+                    )));
+                }
+                let left = invoice.refundable();
+                let amount = new.amount.unwrap_or(left);
+                if left == 0 {
+                    return Ok(RefundCreated::Refused(RefundRefusal::FullyRefunded));
+                }
+                if amount <= 0 {
+                    return Ok(RefundCreated::Refused(RefundRefusal::BadAmount));
+                }
+                let Some(row) = tx.query_opt(
+                    &reserve,
+                    &[
+                        new.invoice_id.into(),
+                        new.org_id.into(),
+                        amount.into(),
+                        new.at_ms.into(),
+                    ],
+                )?
+                else {
+                    return Ok(RefundCreated::Refused(RefundRefusal::TooMuch { left }));
+                };
+                let invoice = super::invoices::invoice_from_row(&row)?;
+                let params: [Value; 8] = [
+                    (&new.refund_id).into(),
+                    new.org_id.into(),
+                    new.invoice_id.into(),
+                    amount.into(),
+                    new.reason.as_ref().into(),
+                    RefundStatus::Pending.as_str().into(),
+                    (&new.initiated_by).into(),
+                    new.at_ms.into(),
+                ];
+                let refund = refund_from_row(&tx.query_one(&insert, &params)?)?;
+                schedule_job(tx, JOB_REFUND, refund.id, new.job_at_ms, new.at_ms)?;
+                Ok(RefundCreated::Created {
+                    refund: Box::new(refund),
+                    invoice: Box::new(invoice),
+                })
+            })
+            .await
+    }
+
+    /// `pending` → `processing` (about to be sent to Kaspi); `None` when it was not pending.
+    pub async fn start_refund(&self, id: i64, at_ms: i64) -> Result<Option<Refund>, StoreError> {
+        let sql = format!(
+            "UPDATE refunds SET status = 'processing', updated_at = $2 \
+             WHERE id = $1 AND status = 'pending' RETURNING {REFUND_COLUMNS}"
+        );
+        self.db
+            .write(move |tx| {
+                let row = tx.query_opt(&sql, &[id.into(), at_ms.into()])?;
+                Ok(row.as_ref().map(refund_from_row).transpose()?)
+            })
+            .await
+    }
+
+    /// `processing` → `pending` again: the attempt never reached Kaspi.
+    pub async fn requeue_refund(&self, id: i64, at_ms: i64) -> Result<bool, StoreError> {
+        self.db
+            .write(move |tx| {
+                let n = tx.execute(
+                    "UPDATE refunds SET status = 'pending', updated_at = $2 \
+                     WHERE id = $1 AND status = 'processing'",
+                    &[id.into(), at_ms.into()],
+                )?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
+    /// `processing` → `completed`: the invoice's `total_refunded` grows and the
+    /// `invoice.refunded` event is written, in one transaction. `None` when it was not
+    /// processing (already ended).
+    pub async fn complete_refund(
+        &self,
+        id: i64,
+        kaspi_refund_id: Option<&str>,
+        at_ms: i64,
+    ) -> Result<Option<(Refund, Invoice)>, StoreError> {
+        let kaspi_refund_id = kaspi_refund_id.map(str::to_owned);
+        let sql = format!(
+            "UPDATE refunds SET status = 'completed', kaspi_refund_id = COALESCE($2, kaspi_refund_id), \
+             updated_at = $3, completed_at = $3 \
+             WHERE id = $1 AND status = 'processing' RETURNING {REFUND_COLUMNS}"
+        );
+        self.db
+            .write(move |tx| {
+                let Some(row) = tx.query_opt(
+                    &sql,
+                    &[id.into(), kaspi_refund_id.as_ref().into(), at_ms.into()],
+                )?
+                else {
+                    return Ok(None);
+                };
+                let refund = refund_from_row(&row)?;
+                tx.execute(
+                    "UPDATE invoices SET total_refunded = total_refunded + $2, updated_at = $3 \
+                     WHERE id = $1",
+                    &[refund.invoice_id.into(), refund.amount.into(), at_ms.into()],
+                )?;
+                let invoice = end_refund_tx(tx, &refund, EVENT_REFUNDED, at_ms)?;
+                Ok(Some((refund, invoice)))
+            })
+            .await
+    }
+
+    /// `pending` or `processing` → `failed` with `reason`: the reservation is released and the
+    /// `invoice.refund_failed` event written, in one transaction. `None` when it had ended.
+    pub async fn fail_refund(
+        &self,
+        id: i64,
+        reason: &str,
+        at_ms: i64,
+    ) -> Result<Option<(Refund, Invoice)>, StoreError> {
+        let reason = reason.to_owned();
+        let sql = format!(
+            "UPDATE refunds SET status = 'failed', fail_reason = $2, updated_at = $3 \
+             WHERE id = $1 AND status IN ('pending', 'processing') RETURNING {REFUND_COLUMNS}"
+        );
+        self.db
+            .write(move |tx| {
+                let Some(row) = tx.query_opt(&sql, &[id.into(), (&reason).into(), at_ms.into()])?
+                else {
+                    return Ok(None);
+                };
+                let refund = refund_from_row(&row)?;
+                tx.execute(
+                    "UPDATE invoices SET refund_reserved = refund_reserved - $2, updated_at = $3 \
+                     WHERE id = $1",
+                    &[refund.invoice_id.into(), refund.amount.into(), at_ms.into()],
+                )?;
+                let invoice = end_refund_tx(tx, &refund, EVENT_REFUND_FAILED, at_ms)?;
+                Ok(Some((refund, invoice)))
+            })
+            .await
+    }
+
+    /// The refund `id` whatever its organization: for background work only.
+    pub async fn refund_by_id(&self, id: i64) -> Result<Option<Refund>, StoreError> {
+        self.db.read(move |tx| Ok(refund_by_id_tx(tx, id)?)).await
+    }
+
+    /// The refund `id` of `org_id`.
+    pub async fn refund(&self, org_id: i64, id: i64) -> Result<Option<Refund>, StoreError> {
+        Ok(self.refund_by_id(id).await?.filter(|r| r.org_id == org_id))
+    }
+
+    /// The refund of `org_id` with the UUID `refund_id`.
+    pub async fn refund_by_uuid(
+        &self,
+        org_id: i64,
+        refund_id: &str,
+    ) -> Result<Option<Refund>, StoreError> {
+        let sql =
+            format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE org_id = $1 AND refund_id = $2");
+        let refund_id = refund_id.to_owned();
+        self.db
+            .read(move |tx| {
+                let row = tx.query_opt(&sql, &[org_id.into(), refund_id.into()])?;
+                Ok(row.as_ref().map(refund_from_row).transpose()?)
+            })
+            .await
+    }
+
+    /// One page (newest first) of `org_id`'s refunds matching `filter`, and how many match.
+    pub async fn list_refunds(
+        &self,
+        org_id: i64,
+        filter: &RefundFilter,
+        page: u32,
+        per_page: u32,
+    ) -> Result<(Vec<Refund>, i64), StoreError> {
+        let (condition, mut params) = refund_condition(org_id, filter);
+        let count_sql = format!("SELECT COUNT(*) AS n FROM refunds r WHERE {condition}");
+        let per_page = per_page.clamp(1, 100);
+        let offset = i64::from(page.max(1) - 1) * i64::from(per_page);
+        let page_sql = format!(
+            "SELECT {} FROM refunds r WHERE {condition} ORDER BY r.id DESC LIMIT ${} OFFSET ${}",
+            prefixed(REFUND_COLUMNS),
+            params.len() + 1,
+            params.len() + 2,
+        );
+        self.db
+            .read(move |tx| {
+                let total = tx.query_one(&count_sql, &params)?.i64("n")?;
+                params.push(i64::from(per_page).into());
+                params.push(offset.into());
+                let rows = tx.query(&page_sql, &params)?;
+                let refunds = rows.iter().map(refund_from_row).collect::<Result<_, _>>()?;
+                Ok((refunds, total))
+            })
+            .await
+    }
+
+    /// Up to `limit` of `org_id`'s refunds matching `filter` with ids below `before_id`
+    /// (newest first): keyset pages that stay stable while refunds are added.
+    pub async fn list_refunds_before(
+        &self,
+        org_id: i64,
+        filter: &RefundFilter,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Refund>, StoreError> {
+        let (mut condition, mut params) = refund_condition(org_id, filter);
+        if let Some(before) = before_id {
+            params.push(before.into());
+            condition.push_str(&format!(" AND r.id < ${}", params.len()));
+        }
+        params.push(i64::from(limit).into());
+        let sql = format!(
+            "SELECT {} FROM refunds r WHERE {condition} ORDER BY r.id DESC LIMIT ${}",
+            prefixed(REFUND_COLUMNS),
+            params.len()
+        );
+        self.db
+            .read(move |tx| {
+                let rows = tx.query(&sql, &params)?;
+                Ok(rows.iter().map(refund_from_row).collect::<Result<_, _>>()?)
+            })
+            .await
+    }
+}
+
+/// Writes the refund's event and ends its job; the invoice as it now is.
+fn end_refund_tx(
+    tx: &mut dyn Tx,
+    refund: &Refund,
+    kind: &str,
+    at_ms: i64,
+) -> Result<Invoice, StoreError> {
+    let invoice = invoice_by_id_tx(tx, refund.invoice_id)?.ok_or(StoreError::NotFound)?;
+    tx.execute(
+        "INSERT INTO invoice_events (org_id, invoice_id, kind, from_status, to_status, at, refund_id) \
+         VALUES ($1, $2, $3, $4, $4, $5, $6)",
+        &[
+            refund.org_id.into(),
+            refund.invoice_id.into(),
+            kind.into(),
+            invoice.status.as_str().into(),
+            at_ms.into(),
+            refund.id.into(),
+        ],
+    )?;
+    delete_job(tx, JOB_REFUND, refund.id)?;
+    Ok(invoice)
+}
+
+/// `r.`-prefixed column list.
+fn prefixed(columns: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("r.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn refund_condition(org_id: i64, filter: &RefundFilter) -> (String, Vec<Value>) {
+    let mut params: Vec<Value> = vec![org_id.into()];
+    let mut parts = vec!["r.org_id = $1".to_owned()];
+    if !filter.statuses.is_empty() {
+        let mut list = Vec::new();
+        for status in &filter.statuses {
+            params.push(status.as_str().into());
+            list.push(format!("${}", params.len()));
+        }
+        parts.push(format!("r.status IN ({})", list.join(", ")));
+    }
+    if let Some(invoice_id) = filter.invoice_id {
+        params.push(invoice_id.into());
+        parts.push(format!("r.invoice_id = ${}", params.len()));
+    }
+    if let Some(payment_id) = &filter.payment_id {
+        params.push(payment_id.into());
+        parts.push(format!(
+            "r.invoice_id IN (SELECT id FROM invoices WHERE org_id = $1 AND payment_id = ${})",
+            params.len()
+        ));
+    }
+    if let Some(from) = filter.created_from {
+        params.push(from.into());
+        parts.push(format!("r.created_at >= ${}", params.len()));
+    }
+    if let Some(to) = filter.created_to {
+        params.push(to.into());
+        parts.push(format!("r.created_at < ${}", params.len()));
+    }
+    (parts.join(" AND "), params)
+}
