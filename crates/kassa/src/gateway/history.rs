@@ -4,7 +4,7 @@
 //! at once (one history page settles many invoices, where polling would ask for each).
 
 use kaspi::wire::HistoryOperation;
-use kaspi::{Amount, Status};
+use kaspi::Amount;
 
 use super::{now_ms, Gateway, GatewayError};
 use crate::store::{InvoiceStatus, KaspiOperation};
@@ -85,7 +85,8 @@ impl Gateway {
         Ok(saved)
     }
 
-    /// Records the end of an open invoice of ours that `op` shows as final.
+    /// Records the end of an open invoice of ours that `op` shows as final (paid, declined,
+    /// expired); a payment also ends a cancelled or expired one (it wins).
     async fn settle_from_history(
         &self,
         org_id: i64,
@@ -94,9 +95,9 @@ impl Gateway {
         let (Some(id), Some(status)) = (op.operation_id(), op.status.as_ref()) else {
             return Ok(());
         };
-        if *status != Status::Processed {
+        let Some(to) = super::invoices::status_of(status) else {
             return Ok(());
-        }
+        };
         let Some(invoice) = self
             .store()
             .invoice_by_operation_id(org_id, &id.to_string())
@@ -104,20 +105,22 @@ impl Gateway {
         else {
             return Ok(());
         };
-        if invoice.status != InvoiceStatus::Paid {
-            let changed = self
-                .store()
-                .apply_status(
-                    invoice.id,
-                    InvoiceStatus::Paid,
-                    Some(status.as_str()),
-                    now_ms(),
-                    op.client_short_name.as_deref(),
-                )
-                .await?;
-            if changed.is_some() {
-                tracing::info!(invoice = invoice.id, "payment found in Kaspi's history");
-            }
+        if !invoice.status.can_move_to(to) {
+            return Ok(());
+        }
+        let client_name = (to == InvoiceStatus::Paid)
+            .then_some(op.client_short_name.as_deref())
+            .flatten();
+        let changed = self
+            .store()
+            .apply_status(invoice.id, to, Some(status.as_str()), now_ms(), client_name)
+            .await?;
+        if changed.is_some() {
+            tracing::info!(
+                invoice = invoice.id,
+                status = to.as_str(),
+                "invoice end found in Kaspi's history"
+            );
         }
         Ok(())
     }

@@ -36,7 +36,7 @@ pub enum SandboxAction {
 const HISTORY_WINDOW: u32 = 100;
 
 /// Our status for a Kaspi status, when it is final.
-fn status_of(kaspi: &Status) -> Option<InvoiceStatus> {
+pub(super) fn status_of(kaspi: &Status) -> Option<InvoiceStatus> {
     match kaspi.outcome() {
         Outcome::Open => None,
         Outcome::Paid => Some(InvoiceStatus::Paid),
@@ -157,7 +157,18 @@ impl Gateway {
                 },
             )
             .await?;
+        self.history_soon(invoice.org_id, now).await?;
         Ok(sent)
+    }
+
+    /// Brings the organization's history sync forward to within `history_every`: an invoice
+    /// is open now.
+    pub(crate) async fn history_soon(&self, org_id: i64, now: i64) -> Result<(), GatewayError> {
+        let at = now.saturating_add(ms(self.settings().history_every));
+        self.store()
+            .pull_job_forward(crate::store::JOB_SYNC_HISTORY, org_id, at, now)
+            .await?;
+        Ok(())
     }
 
     /// Looks for `invoice` among Kaspi's newest remote invoices: the same phone and amount,

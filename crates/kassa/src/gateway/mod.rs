@@ -134,9 +134,15 @@ pub struct GatewaySettings {
     /// After a cancel or an expiry, one more check this much later, so a payment made in the
     /// meantime is still recorded.
     pub late_check: Duration,
-    /// How often each cashier's operations history is synced (static QR payments, and
-    /// payments of open invoices found in bulk).
+    /// How often each cashier's operations history is synced while the organization has
+    /// open invoices: one history page settles many invoices at once, so this, not polling
+    /// each invoice, is how payments are detected at scale.
     pub history_every: Duration,
+    /// How often it is synced otherwise (static QR payments can still appear).
+    pub history_idle_every: Duration,
+    /// The most Kaspi calls a second this process makes for one cashier (Kaspi throttles
+    /// above about 20).
+    pub kaspi_calls_per_sec: u32,
 }
 
 impl Default for GatewaySettings {
@@ -161,7 +167,9 @@ impl Default for GatewaySettings {
             batch: 64,
             reconcile_schedule: vec![s(2), s(5), s(15), s(30), s(60)],
             late_check: s(10),
-            history_every: s(30),
+            history_every: Duration::from_secs(1),
+            history_idle_every: s(30),
+            kaspi_calls_per_sec: 15,
         }
     }
 }
@@ -199,7 +207,12 @@ impl Gateway {
         sandbox: Option<kaspi_sim::Simulator>,
         settings: GatewaySettings,
     ) -> Gateway {
-        let terminals = Terminals::new(store.clone(), master_key.clone(), client_config);
+        let terminals = Terminals::new(
+            store.clone(),
+            master_key.clone(),
+            client_config,
+            settings.kaspi_calls_per_sec,
+        );
         Gateway {
             inner: Arc::new(Inner {
                 store,

@@ -97,6 +97,7 @@ impl Gateway {
                 },
             )
             .await?;
+        self.history_soon(org_id, now).await?;
         Ok(sent)
     }
 }

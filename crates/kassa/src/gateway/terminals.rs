@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kaspi::{Client, ClientConfig, DeviceIdentity, LoginPrompt, Phone, Session};
 
@@ -25,6 +26,47 @@ pub struct Loaded {
     pub session: Session,
 }
 
+/// Spaces the Kaspi calls of each cashier so that Kassa stays under Kaspi's throttle: a
+/// generic cell rate: `per_sec` calls a second on average, `burst` at once.
+struct Budget {
+    interval: Duration,
+    burst_window: Duration,
+    /// Per organization: when the next call would be due at the steady rate.
+    next: Mutex<HashMap<i64, Instant>>,
+}
+
+impl Budget {
+    fn new(per_sec: u32, burst: u32) -> Budget {
+        let interval = Duration::from_secs(1) / per_sec.max(1);
+        Budget {
+            interval,
+            burst_window: interval * burst.max(1).saturating_sub(1),
+            next: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Reserves the next call of `org_id`; when it may go.
+    fn reserve(&self, org_id: i64, now: Instant) -> Instant {
+        let Ok(mut next) = self.next.lock() else {
+            return now;
+        };
+        let tat = next.entry(org_id).or_insert(now);
+        let due = (*tat).max(now);
+        *tat = due + self.interval;
+        due.checked_sub(self.burst_window)
+            .map_or(now, |t| t.max(now))
+    }
+
+    /// Whether a call of `org_id` would have to wait now.
+    fn busy(&self, org_id: i64, now: Instant) -> bool {
+        let Ok(next) = self.next.lock() else {
+            return false;
+        };
+        next.get(&org_id)
+            .is_some_and(|tat| tat.checked_sub(self.burst_window).is_some_and(|t| t > now))
+    }
+}
+
 /// The terminals of every organization, as this process uses them.
 pub struct Terminals {
     store: Store,
@@ -34,6 +76,7 @@ pub struct Terminals {
     cache: Mutex<HashMap<i64, Arc<Loaded>>>,
     /// Serialises refreshes per organization within this process.
     refreshing: tokio::sync::Mutex<()>,
+    budget: Budget,
 }
 
 fn device_context(org_id: i64) -> String {
@@ -122,7 +165,13 @@ fn open_session(
 }
 
 impl Terminals {
-    pub fn new(store: Store, master_key: MasterKey, client_config: ClientConfig) -> Terminals {
+    /// `calls_per_sec`: the most Kaspi calls a second this process makes for one cashier.
+    pub fn new(
+        store: Store,
+        master_key: MasterKey,
+        client_config: ClientConfig,
+        calls_per_sec: u32,
+    ) -> Terminals {
         let http = reqwest::Client::builder()
             .connect_timeout(client_config.connect_timeout)
             .timeout(client_config.request_timeout)
@@ -136,7 +185,23 @@ impl Terminals {
             http,
             cache: Mutex::new(HashMap::new()),
             refreshing: tokio::sync::Mutex::new(()),
+            budget: Budget::new(calls_per_sec, calls_per_sec.div_ceil(2)),
         }
+    }
+
+    /// Waits for the cashier's next call slot.
+    async fn pace(&self, org_id: i64) {
+        let now = Instant::now();
+        let at = self.budget.reserve(org_id, now);
+        if at > now {
+            tokio::time::sleep_until(at.into()).await;
+        }
+    }
+
+    /// Whether the cashier's calls are spaced out right now: work that can wait (polling one
+    /// invoice) yields to what cannot (creates, history).
+    pub fn busy(&self, org_id: i64) -> bool {
+        self.budget.busy(org_id, Instant::now())
     }
 
     /// How Kaspi is reached.
@@ -203,10 +268,12 @@ impl Terminals {
         Fut: Future<Output = Result<T, kaspi::Error>>,
     {
         let loaded = self.load(org_id).await?;
+        self.pace(org_id).await;
         match call(loaded.clone()).await {
             Err(e) if e.is_session() => {
                 tracing::info!(org_id, error = %e, "Kaspi session rejected; refreshing");
                 let refreshed = self.refresh(org_id, &loaded).await?;
+                self.pace(org_id).await;
                 call(refreshed)
                     .await
                     .map_err(|e| self.after_refresh_error(org_id, e))

@@ -23,6 +23,8 @@ use crate::store::{
 
 /// How long to wait before checking again while the cashier cannot work.
 const NO_SESSION_RETRY: Duration = Duration::from_secs(30);
+/// How long a poll waits when the cashier's call budget is taken.
+const BUSY_RETRY: Duration = Duration::from_secs(2);
 /// How long after its expiry an invoice Kaspi still calls open is given up locally.
 const EXPIRY_GRACE: Duration = Duration::from_secs(3600);
 
@@ -129,6 +131,12 @@ impl Gateway {
             return Ok(());
         };
         let late_check = invoice.status != InvoiceStatus::Pending;
+        if self.terminals().busy(invoice.org_id) {
+            // The cashier's calls are spaced out: history and creates go first.
+            return self
+                .again_after(worker, job, job.attempt, BUSY_RETRY, None)
+                .await;
+        }
         match self.check_status(&invoice).await {
             Ok(Some(_)) => {
                 // A final status was recorded; its transaction ended this job (and may have
@@ -249,7 +257,15 @@ impl Gateway {
                 if new > 0 {
                     tracing::debug!(org_id = job.ref_id, new, "history synced");
                 }
-                self.again_after(worker, job, 0, every, None).await
+                // Often while invoices are open (history settles them in bulk), rarely when
+                // only static QR payments can appear.
+                let open = self.store().has_pending_invoices(job.ref_id).await?;
+                let next = if open {
+                    every
+                } else {
+                    self.settings().history_idle_every
+                };
+                self.again_after(worker, job, 0, next, None).await
             }
             Err(GatewayError::NoTerminal) => {
                 self.store().finish_job(job.id).await?;

@@ -402,6 +402,20 @@ impl Store {
             .await
     }
 
+    /// Whether `org_id` has an invoice still pending.
+    pub async fn has_pending_invoices(&self, org_id: i64) -> Result<bool, StoreError> {
+        self.db
+            .read(move |tx| {
+                Ok(tx
+                    .query_opt(
+                        "SELECT id FROM invoices WHERE org_id = $1 AND status = 'pending' LIMIT 1",
+                        &[org_id.into()],
+                    )?
+                    .is_some())
+            })
+            .await
+    }
+
     /// The invoice of `org_id` with the UUID `payment_id`.
     pub async fn invoice_by_payment_id(
         &self,

@@ -67,6 +67,30 @@ impl Store {
             .await
     }
 
+    /// Makes job `(kind, ref_id)` due by `run_at` at the latest: an unleased job due later is
+    /// moved forward, a missing one is made.
+    pub async fn pull_job_forward(
+        &self,
+        kind: &str,
+        ref_id: i64,
+        run_at: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let kind = kind.to_owned();
+        self.db
+            .write(move |tx| {
+                if !schedule_job(tx, &kind, ref_id, run_at, now_ms)? {
+                    tx.execute(
+                        "UPDATE jobs SET run_at = $3 WHERE kind = $1 AND ref_id = $2 \
+                         AND run_at > $3 AND locked_until IS NULL",
+                        &[(&kind).into(), ref_id.into(), run_at.into()],
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
     /// The job `(kind, ref_id)`, if scheduled.
     pub async fn job(&self, kind: &str, ref_id: i64) -> Result<Option<Job>, StoreError> {
         let kind = kind.to_owned();

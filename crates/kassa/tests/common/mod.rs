@@ -48,6 +48,7 @@ pub fn fast_settings() -> GatewaySettings {
         reconcile_schedule: vec![ms(200), ms(300), ms(300)],
         late_check: ms(300),
         history_every: ms(200),
+        history_idle_every: ms(200),
         ..GatewaySettings::default()
     }
 }
