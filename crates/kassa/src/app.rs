@@ -20,6 +20,7 @@ use crate::db::{Db, DbOptions};
 use crate::gateway::{Gateway, GatewaySettings};
 use crate::secrets::MasterKey;
 use crate::store::Store;
+use crate::webhooks::Webhooks;
 
 /// Where the sandbox Kaspi is mounted on the gateway's own listener.
 pub const SANDBOX_PREFIX: &str = "/sandbox/kaspi";
@@ -34,6 +35,8 @@ pub struct AppState {
     pub sandbox: Option<kaspi_sim::Simulator>,
     pub store: Store,
     pub gateway: Gateway,
+    /// Webhook endpoints and delivery.
+    pub webhooks: Webhooks,
 }
 
 /// A built, bound gateway.
@@ -73,6 +76,7 @@ impl App {
             sandbox.clone(),
             settings,
         );
+        let webhooks = Webhooks::new(store.clone(), master_key.clone(), config.webhooks.clone())?;
         let state = AppState {
             db,
             config,
@@ -80,6 +84,7 @@ impl App {
             sandbox,
             store,
             gateway,
+            webhooks,
         };
         let limiter = Arc::new(RateLimiter::per_minute(state.config.rate_limit_per_minute));
         let auth = AuthState::new(
@@ -90,12 +95,17 @@ impl App {
         );
         let xpayment_auth = auth.for_surface(ErrorFormat::XPayment);
         let apipay = api::protect(
-            api::apipay::routes(state.gateway.clone(), state.sandbox.is_some()),
+            api::apipay::routes(state.gateway.clone(), state.sandbox.is_some())
+                .merge(api::webhooks::routes(state.webhooks.clone())),
             auth,
         );
         // xPayment's paths at the root, as its spec names them, and under `/v1`, its real base.
-        let xpayment = api::protect(api::xpayment::routes(state.gateway.clone()), xpayment_auth)
-            .method_not_allowed_fallback(api::method_not_allowed::<XPayment>);
+        let xpayment = api::protect(
+            api::xpayment::routes(state.gateway.clone())
+                .merge(api::webhook_simulate::routes(state.webhooks.clone())),
+            xpayment_auth,
+        )
+        .method_not_allowed_fallback(api::method_not_allowed::<XPayment>);
         let api_v1 = Router::new()
             .route("/status", get(status))
             .with_state(state.clone())
@@ -158,11 +168,13 @@ impl App {
             Err(e) => tracing::error!(error = %e, "could not set up the demo organization"),
         }
         let worker_id = format!("kassa-{}-{}", std::process::id(), uuid::Uuid::new_v4());
+        let webhook_worker = self.state.webhooks.start_worker(worker_id.clone());
         let workers = gateway.start_workers(worker_id);
         let served = server
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         workers.stop().await;
+        webhook_worker.stop().await;
         served
     }
 }

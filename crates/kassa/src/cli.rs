@@ -34,6 +34,10 @@ pub enum AdminCommand {
     /// The organization's Kaspi Pay cashier: log in, show the state of the sessions.
     #[command(subcommand)]
     Terminal(TerminalCommand),
+    /// Webhook endpoints of an organization: create (the secret is shown once), list, get,
+    /// update, delete, rotate-secret, attempts, redeliver; the same functions as
+    /// `/api/v1/webhooks`.
+    Webhook(Box<crate::webhooks::cli::WebhookArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,7 +93,7 @@ pub enum TerminalCommand {
     ///
     /// Answers are read from the terminal (the password without echo), or one line each from
     /// standard input when it is not a terminal.
-    Connect(ConnectArgs),
+    Connect(Box<ConnectArgs>),
     /// Show each organization's cashier session: state, reason, masked phone, last change.
     Status {
         /// Only this organization.
@@ -167,6 +171,7 @@ pub async fn run(storage: &StorageArgs, command: AdminCommand) -> anyhow::Result
         AdminCommand::Org(command) => run_org(storage, command).await,
         AdminCommand::ApiKey(command) => run_api_key(storage, command).await,
         AdminCommand::Terminal(command) => run_terminal(storage, command).await,
+        AdminCommand::Webhook(args) => crate::webhooks::cli::run(storage, *args).await,
     }
 }
 
@@ -287,7 +292,7 @@ pub async fn run_api_key(storage: &StorageArgs, command: ApiKeyCommand) -> anyho
 /// `kassa terminal …`.
 pub async fn run_terminal(storage: &StorageArgs, command: TerminalCommand) -> anyhow::Result<()> {
     match command {
-        TerminalCommand::Connect(args) => connect(storage, args).await,
+        TerminalCommand::Connect(args) => connect(storage, *args).await,
         TerminalCommand::Status { org } => status(storage, org).await,
     }
 }
@@ -470,7 +475,10 @@ impl LoginPrompt for TerminalPrompt {
 }
 
 /// Resolves the configuration as `kassa serve` would, then opens and migrates its database.
-async fn open(storage: &StorageArgs, serve: &ServeArgs) -> anyhow::Result<(Config, Store)> {
+pub(crate) async fn open(
+    storage: &StorageArgs,
+    serve: &ServeArgs,
+) -> anyhow::Result<(Config, Store)> {
     let config = Config::resolve(storage, serve)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
@@ -481,11 +489,11 @@ async fn open(storage: &StorageArgs, serve: &ServeArgs) -> anyhow::Result<(Confi
     Ok((config, Store::new(db)))
 }
 
-fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
+pub(crate) fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
     MasterKey::load_or_create(&config.data_dir).context("loading the master key")
 }
 
-async fn find_org(store: &Store, slug: &Slug) -> anyhow::Result<Organization> {
+pub(crate) async fn find_org(store: &Store, slug: &Slug) -> anyhow::Result<Organization> {
     store
         .org_by_slug(slug.as_str())
         .await
@@ -494,7 +502,7 @@ async fn find_org(store: &Store, slug: &Slug) -> anyhow::Result<Organization> {
 }
 
 /// Unix milliseconds as `2026-11-23T10:00:00Z`.
-fn when(ms: i64) -> String {
+pub(crate) fn when(ms: i64) -> String {
     let format =
         time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
@@ -504,7 +512,7 @@ fn when(ms: i64) -> String {
 }
 
 /// Rows under a header, columns padded to line up.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -527,7 +535,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// Writes data to stdout; a reader that went away (`| head`) is not an error.
-fn print_out(text: &str) -> anyhow::Result<()> {
+pub(crate) fn print_out(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -53,6 +54,25 @@ pub struct ServeArgs {
     /// Requests a minute per API key (0 turns the limit off).
     #[arg(long, env = "KASSA_RATE_LIMIT_PER_MINUTE")]
     pub rate_limit_per_minute: Option<u32>,
+    /// Allow webhook URLs that resolve to loopback, private, link-local or other internal
+    /// addresses (local development and tests only).
+    #[arg(long, env = "KASSA_WEBHOOK_ALLOW_PRIVATE", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub webhook_allow_private: Option<bool>,
+    /// Refuse webhook URLs that are not https.
+    #[arg(long, env = "KASSA_WEBHOOK_HTTPS_ONLY", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub webhook_https_only: Option<bool>,
+    /// Seconds one webhook attempt may take (default 15).
+    #[arg(long, env = "KASSA_WEBHOOK_TIMEOUT_SECS")]
+    pub webhook_timeout_secs: Option<u64>,
+    /// Delays between webhook attempts, e.g. `5s,1m,5m,30m,2h,5h,10h,14h,20h,24h` (units ms,
+    /// s, m, h, d); after the last one a delivery is given up.
+    #[arg(long, env = "KASSA_WEBHOOK_RETRY_SCHEDULE")]
+    pub webhook_retry_schedule: Option<String>,
+    /// An endpoint whose attempts all failed for this long is disabled (default `5d`).
+    #[arg(long, env = "KASSA_WEBHOOK_DISABLE_AFTER")]
+    pub webhook_disable_after: Option<String>,
 }
 
 /// The file form: every setting optional.
@@ -68,6 +88,11 @@ struct FileConfig {
     rate_limit_per_minute: Option<u32>,
     kaspi_app_version: Option<String>,
     kaspi_app_build: Option<String>,
+    webhook_allow_private: Option<bool>,
+    webhook_https_only: Option<bool>,
+    webhook_timeout_secs: Option<u64>,
+    webhook_retry_schedule: Option<String>,
+    webhook_disable_after: Option<String>,
 }
 
 /// The resolved configuration.
@@ -82,6 +107,64 @@ pub struct Config {
     /// The app fingerprint presented to Kaspi; version and build settable without a release.
     pub kaspi_app: kaspi::AppFingerprint,
     pub rate_limit_per_minute: u32,
+    /// Webhook delivery.
+    pub webhooks: WebhookConfig,
+}
+
+/// How webhooks are delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// Allow targets on loopback, private and other internal addresses.
+    pub allow_private: bool,
+    /// Refuse `http://` targets.
+    pub https_only: bool,
+    /// The longest one attempt may take.
+    pub timeout: Duration,
+    /// Delays between attempts; after the last a delivery is given up.
+    pub retry_schedule: Vec<Duration>,
+    /// An endpoint failing for this long without a success is disabled.
+    pub disable_after: Duration,
+}
+
+/// The retry schedule of the webhooks issue: about 3 days in all.
+pub const DEFAULT_WEBHOOK_RETRY_SCHEDULE: &str = "5s,1m,5m,30m,2h,5h,10h,14h,20h,24h";
+
+impl Default for WebhookConfig {
+    fn default() -> WebhookConfig {
+        WebhookConfig {
+            allow_private: false,
+            https_only: false,
+            timeout: Duration::from_secs(15),
+            retry_schedule: parse_schedule(DEFAULT_WEBHOOK_RETRY_SCHEDULE).unwrap_or_default(),
+            disable_after: Duration::from_secs(5 * 24 * 3600),
+        }
+    }
+}
+
+/// A duration such as `250ms`, `5s`, `1m`, `2h`, `5d`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+/// A comma-separated list of durations, at least one.
+pub fn parse_schedule(text: &str) -> Option<Vec<Duration>> {
+    let list = text
+        .split(',')
+        .map(parse_duration)
+        .collect::<Option<Vec<_>>>()?;
+    (!list.is_empty()).then_some(list)
 }
 
 /// A configuration that cannot be used.
@@ -97,6 +180,7 @@ impl Config {
             .clone()
             .unwrap_or_else(|| PathBuf::from("kassa-data"));
         let file = read_file(storage.config.as_deref(), &data_dir)?;
+        let webhooks = resolve_webhooks(serve, &file)?;
         let database_url = storage
             .database_url
             .clone()
@@ -149,6 +233,7 @@ impl Config {
             kaspi_app.build = b;
         }
         Ok(Config {
+            webhooks,
             listen: serve
                 .listen
                 .or(file.listen)
@@ -191,6 +276,53 @@ impl Config {
             ..kaspi::ClientConfig::default()
         }
     }
+}
+
+fn resolve_webhooks(serve: &ServeArgs, file: &FileConfig) -> Result<WebhookConfig, ConfigError> {
+    let defaults = WebhookConfig::default();
+    let timeout_secs = serve.webhook_timeout_secs.or(file.webhook_timeout_secs);
+    if timeout_secs == Some(0) {
+        return Err(ConfigError(
+            "--webhook-timeout-secs must be at least 1".into(),
+        ));
+    }
+    let retry_schedule = match serve
+        .webhook_retry_schedule
+        .as_ref()
+        .or(file.webhook_retry_schedule.as_ref())
+    {
+        Some(text) => parse_schedule(text).ok_or_else(|| {
+            ConfigError(format!(
+                "--webhook-retry-schedule {text:?} must be durations such as 5s,1m,2h separated by commas"
+            ))
+        })?,
+        None => defaults.retry_schedule,
+    };
+    let disable_after = match serve
+        .webhook_disable_after
+        .as_ref()
+        .or(file.webhook_disable_after.as_ref())
+    {
+        Some(text) => parse_duration(text).ok_or_else(|| {
+            ConfigError(format!(
+                "--webhook-disable-after {text:?} must be a duration such as 5d or 120h"
+            ))
+        })?,
+        None => defaults.disable_after,
+    };
+    Ok(WebhookConfig {
+        allow_private: serve
+            .webhook_allow_private
+            .or(file.webhook_allow_private)
+            .unwrap_or(defaults.allow_private),
+        https_only: serve
+            .webhook_https_only
+            .or(file.webhook_https_only)
+            .unwrap_or(defaults.https_only),
+        timeout: timeout_secs.map_or(defaults.timeout, Duration::from_secs),
+        retry_schedule,
+        disable_after,
+    })
 }
 
 fn pick(flag: &Option<String>, file: Option<String>, default: String) -> String {
@@ -266,5 +398,48 @@ mod tests {
         };
         let err = Config::resolve(&storage, &ServeArgs::default()).expect_err("refused");
         assert!(err.to_string().contains("no_such_setting"), "{err}");
+    }
+
+    #[test]
+    fn webhook_settings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = StorageArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&storage, &ServeArgs::default()).expect("defaults");
+        assert_eq!(c.webhooks, WebhookConfig::default());
+        assert_eq!(c.webhooks.retry_schedule.len(), 10);
+        assert_eq!(c.webhooks.timeout, Duration::from_secs(15));
+        std::fs::write(
+            dir.path().join("kassa.toml"),
+            "webhook_allow_private = true\nwebhook_retry_schedule = \"100ms,2s\"\n",
+        )
+        .expect("write");
+        let flags = ServeArgs {
+            webhook_timeout_secs: Some(2),
+            webhook_disable_after: Some("3h".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&storage, &flags).expect("file and flags");
+        assert!(c.webhooks.allow_private);
+        assert_eq!(
+            c.webhooks.retry_schedule,
+            vec![Duration::from_millis(100), Duration::from_secs(2)]
+        );
+        assert_eq!(c.webhooks.timeout, Duration::from_secs(2));
+        assert_eq!(c.webhooks.disable_after, Duration::from_secs(3 * 3600));
+        let bad = ServeArgs {
+            webhook_retry_schedule: Some("5 parsecs".into()),
+            ..Default::default()
+        };
+        let err = Config::resolve(&storage, &bad).expect_err("refused");
+        assert!(
+            err.to_string().contains("--webhook-retry-schedule"),
+            "{err}"
+        );
+        assert_eq!(parse_duration("5d"), Some(Duration::from_secs(432_000)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("5"), None);
     }
 }

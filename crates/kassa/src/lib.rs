@@ -9,6 +9,8 @@
 //! - [`secrets`]: master key, sealed secrets, API key hashes.
 //! - [`store`]: all gateway SQL (orgs, API keys, terminals, invoices and their status events,
 //!   leased jobs, idempotency keys), written once over [`db`].
+//! - [`webhooks`]: webhook endpoints, the outbox dispatched into signed, retried, logged
+//!   deliveries (a leased worker), SSRF guard, the xPayment simulator; API and CLI call it.
 //! - [`db`]: the database access layer: one `Db` over SQLite (default) or PostgreSQL,
 //!   synchronous transaction closures, embedded migrations.
 
@@ -21,3 +23,4 @@ pub mod gateway;
 pub mod qr;
 pub mod secrets;
 pub mod store;
+pub mod webhooks;

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{connect, wait_for, Kassa, Options};
@@ -13,7 +12,6 @@ use kassa::db::testing::TestDb;
 use kassa::gateway::{connect_terminal, SandboxPrompt};
 use kassa::store::{InvoiceStatus, JOB_POLL_INVOICE};
 use serde_json::json;
-use tokio::io::AsyncBufReadExt as _;
 
 /// Operations the simulator holds for a customer phone (10 digits).
 fn operations_for(sim: &Simulator, phone: &str) -> Vec<kaspi_sim::OperationInfo> {
@@ -249,44 +247,6 @@ on_both_databases!(polling_survives_a_restart, |test: TestDb| async move {
     again.stop().await;
 });
 
-/// Starts `kassa serve` as a process on `database_url`, against the simulator at `base`;
-/// its address, once it listens.
-async fn serve_process(
-    dir: &std::path::Path,
-    database_url: &str,
-    base: &str,
-) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kassa"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--kaspi", "live"])
-        .env("KASSA_DATA_DIR", dir)
-        .env("KASSA_DATABASE_URL", database_url)
-        .env("KASSA_KASPI_ENTRANCE_URL", format!("{base}/entrance-pay"))
-        .env("KASSA_KASPI_MTOKEN_URL", format!("{base}/mtoken"))
-        .env("KASSA_KASPI_QRPAY_URL", format!("{base}/qrpay"))
-        .env("KASSA_RATE_LIMIT_PER_MINUTE", "0")
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("kassa starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = tokio::io::BufReader::new(stderr).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(addr) = line.strip_prefix("kassa listening on ") {
-                return addr.trim().trim_start_matches("http://").to_owned();
-            }
-        }
-        panic!("kassa exited before listening");
-    })
-    .await
-    .expect("kassa listens in time");
-    // Keep draining its log so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_on_one_postgres_share_the_polling() {
     let Some(test) = TestDb::postgres().await else {
@@ -304,8 +264,8 @@ async fn two_processes_on_one_postgres_share_the_polling() {
     let key = setup.api_key(org).await;
     setup.stop().await;
 
-    let (mut a, addr_a) = serve_process(dir.path(), test.url(), &base).await;
-    let (mut b, addr_b) = serve_process(dir.path(), test.url(), &base).await;
+    let (mut a, addr_a) = common::serve_process(dir.path(), test.url(), &base).await;
+    let (mut b, addr_b) = common::serve_process(dir.path(), test.url(), &base).await;
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for i in 0..30 {

@@ -19,7 +19,7 @@ use time::{Date, Duration as TimeDuration, OffsetDateTime, UtcOffset};
 use super::auth::Caller;
 use super::error::{ApiError, ErrorFormat, FieldErrors};
 use super::extract::{ApiJson, ApiPay, IdPath, QueryPairs};
-use super::{amount_string, rfc3339_ms};
+use super::{amount_string, optional_text, rfc3339_ms};
 use crate::gateway::{Gateway, GatewayError, NewRemoteInvoice, RefundRequest, SandboxAction};
 use crate::store::{
     Invoice, InvoiceFilter, InvoiceSort, InvoiceStatus, Refund, RefundFilter, RefundStatus,
@@ -207,31 +207,6 @@ pub fn parse_amount(value: &Value, field: &str, errors: &mut FieldErrors) -> Opt
     }
 }
 
-/// An optional text field of at most `max` characters.
-fn optional_text(
-    value: Option<&Value>,
-    field: &str,
-    max: usize,
-    errors: &mut FieldErrors,
-) -> Option<String> {
-    match value {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.chars().count() > max => {
-            errors.add(
-                field,
-                format!("The {field} must not be greater than {max} characters."),
-            );
-            None
-        }
-        Some(Value::String(s)) if s.is_empty() => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => {
-            errors.add(field, format!("The {field} must be a string."));
-            None
-        }
-    }
-}
-
 async fn create_invoice(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -278,8 +253,15 @@ async fn create_invoice(
         }
         Some(v) => parse_amount(v, "amount", &mut errors),
     };
-    let description = optional_text(body.description.as_ref(), "description", 500, &mut errors);
+    let description = optional_text(
+        F,
+        body.description.as_ref(),
+        "description",
+        500,
+        &mut errors,
+    );
     let external_order_id = optional_text(
+        F,
         body.external_order_id.as_ref(),
         "external_order_id",
         255,
@@ -650,7 +632,7 @@ async fn refund_invoice(
         None | Some(Value::Null) => None,
         Some(v) => parse_amount(v, "amount", &mut errors),
     };
-    let reason = optional_text(body.reason.as_ref(), "reason", 500, &mut errors);
+    let reason = optional_text(F, body.reason.as_ref(), "reason", 500, &mut errors);
     errors.into_result(F)?;
     let (refund, invoice) = gateway
         .request_refund(

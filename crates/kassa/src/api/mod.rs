@@ -20,6 +20,8 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod ratelimit;
+pub mod webhook_simulate;
+pub mod webhooks;
 pub mod xpayment;
 // The surfaces' handlers (`pub mod apipay;`, `pub mod xpayment;`) are declared here.
 
@@ -68,6 +70,41 @@ pub fn rfc3339_ms(ms: i64) -> String {
         .ok()
         .and_then(|t| t.format(&format).ok())
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+}
+
+/// An optional text field of a JSON body: absent, `null` or `""` is `None`; longer than `max`
+/// characters or not a string is an error on `field`, worded for the surface.
+pub fn optional_text(
+    format: ErrorFormat,
+    value: Option<&serde_json::Value>,
+    field: &str,
+    max: usize,
+    errors: &mut FieldErrors,
+) -> Option<String> {
+    use serde_json::Value;
+    let (too_long, not_text) = match format {
+        ErrorFormat::ApiPay => (
+            format!("The {field} must not be greater than {max} characters."),
+            format!("The {field} must be a string."),
+        ),
+        ErrorFormat::XPayment => (
+            format!("must be at most {max} characters"),
+            "must be a string".to_owned(),
+        ),
+    };
+    match value {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.chars().count() > max => {
+            errors.add(field, too_long);
+            None
+        }
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            errors.add(field, not_text);
+            None
+        }
+    }
 }
 
 /// An amount in tiyn as a JSON number of tenge (`1500`, `15.5`), as xPayment writes amounts.

@@ -26,7 +26,7 @@ use super::apipay::parse_amount;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorFormat, FieldErrors};
 use super::extract::{QueryPairs, XJson, XPayment};
-use super::{amount_number, rfc3339_ms};
+use super::{amount_number, optional_text, rfc3339_ms};
 use crate::gateway::{Gateway, GatewayError, NewQrPayment, NewRemoteInvoice, RefundRequest};
 use crate::store::{
     Invoice, InvoiceFilter, InvoiceStatus, KaspiOperation, Refund, RefundFilter, RefundRefusal,
@@ -245,27 +245,6 @@ struct CreatePaymentBody {
     metadata: Option<Value>,
 }
 
-fn text(
-    value: Option<&Value>,
-    field: &str,
-    max: usize,
-    errors: &mut FieldErrors,
-) -> Option<String> {
-    match value {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.chars().count() > max => {
-            errors.add(field, format!("must be at most {max} characters"));
-            None
-        }
-        Some(Value::String(s)) if s.is_empty() => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => {
-            errors.add(field, "must be a string");
-            None
-        }
-    }
-}
-
 fn required_amount(value: Option<&Value>, errors: &mut FieldErrors) -> Option<kaspi::Amount> {
     match value {
         None | Some(Value::Null) => {
@@ -303,8 +282,9 @@ async fn create_payment(
         }
     };
     let amount = required_amount(body.amount.as_ref(), &mut errors);
-    let comment = text(body.comment.as_ref(), "comment", 500, &mut errors);
-    let merchant_order_id = text(
+    let comment = optional_text(F, body.comment.as_ref(), "comment", 500, &mut errors);
+    let merchant_order_id = optional_text(
+        F,
         body.merchant_order_id.as_ref(),
         "merchant_order_id",
         255,
@@ -474,7 +454,7 @@ async fn cancel_payment(
     XJson(body): XJson<CancelBody>,
 ) -> Result<Json<Value>, ApiError> {
     let mut errors = FieldErrors::new();
-    let reason = text(body.reason.as_ref(), "reason", 500, &mut errors);
+    let reason = optional_text(F, body.reason.as_ref(), "reason", 500, &mut errors);
     errors.into_result(F)?;
     let invoice = payment(&gateway, caller, &payment_id).await?;
     let cancelled = gateway
@@ -504,7 +484,7 @@ async fn refund_payment(
         None | Some(Value::Null) => None,
         Some(v) => parse_amount(v, "amount", &mut errors),
     };
-    let reason = text(body.reason.as_ref(), "reason", 500, &mut errors);
+    let reason = optional_text(F, body.reason.as_ref(), "reason", 500, &mut errors);
     errors.into_result(F)?;
     let invoice = payment(&gateway, caller, &payment_id).await?;
     let (refund, _) = gateway
@@ -643,13 +623,14 @@ async fn create_link(
 ) -> Result<Json<Value>, ApiError> {
     let mut errors = FieldErrors::new();
     let amount = required_amount(body.amount.as_ref(), &mut errors);
-    let merchant_order_id = text(
+    let merchant_order_id = optional_text(
+        F,
         body.merchant_order_id.as_ref(),
         "merchant_order_id",
         255,
         &mut errors,
     );
-    let comment = text(body.comment.as_ref(), "comment", 500, &mut errors);
+    let comment = optional_text(F, body.comment.as_ref(), "comment", 500, &mut errors);
     errors.into_result(F)?;
     let Some(amount) = amount else {
         return Err(ApiError::internal(

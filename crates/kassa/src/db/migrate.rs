@@ -46,6 +46,7 @@ migrations! {
     1 "init" "0001_init",
     2 "gateway" "0002_gateway",
     3 "payments" "0003_payments",
+    4 "webhooks" "0004_webhooks",
 }
 
 /// The migrations for `dialect`, in the order they apply.

@@ -164,7 +164,12 @@ impl Gateway {
     /// Brings the organization's history sync forward to within `history_every`: an invoice
     /// is open now.
     pub(crate) async fn history_soon(&self, org_id: i64, now: i64) -> Result<(), GatewayError> {
-        let at = now.saturating_add(ms(self.settings().history_every));
+        let every = self.settings().history_every;
+        if !self.inner.history_pulls.due(org_id, every) {
+            // Pulled forward within the last `history_every`: it is due soon already.
+            return Ok(());
+        }
+        let at = now.saturating_add(ms(every));
         self.store()
             .pull_job_forward(crate::store::JOB_SYNC_HISTORY, org_id, at, now)
             .await?;

@@ -190,6 +190,7 @@ pub struct Gateway {
 }
 
 struct Inner {
+    history_pulls: RecentlyDone,
     store: Store,
     terminals: Terminals,
     sandbox: Option<kaspi_sim::Simulator>,
@@ -215,6 +216,7 @@ impl Gateway {
         );
         Gateway {
             inner: Arc::new(Inner {
+                history_pulls: RecentlyDone::default(),
                 store,
                 terminals,
                 sandbox,
@@ -252,6 +254,28 @@ impl Gateway {
                 reason: t.state_reason,
             })
             .collect())
+    }
+}
+
+/// Remembers, per organization, when something was last done, so that it is done at most once
+/// per interval by this process.
+#[derive(Default)]
+struct RecentlyDone(std::sync::Mutex<std::collections::HashMap<i64, std::time::Instant>>);
+
+impl RecentlyDone {
+    /// Whether it is time to do it again for `org_id` (and if so, notes that it is done now).
+    fn due(&self, org_id: i64, every: Duration) -> bool {
+        let Ok(mut last) = self.0.lock() else {
+            return true;
+        };
+        let now = std::time::Instant::now();
+        match last.get(&org_id) {
+            Some(at) if now.duration_since(*at) < every => false,
+            _ => {
+                last.insert(org_id, now);
+                true
+            }
+        }
     }
 }
 

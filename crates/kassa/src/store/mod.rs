@@ -11,6 +11,7 @@
 //! - `idempotency.rs`: `Idempotency-Key` records.
 //! - `history.rs`: operations synced from Kaspi's history (static QR payments).
 //! - `refunds.rs`: refunds reserved against their invoice, and their ends.
+//! - `webhooks.rs`: webhook endpoints, the dispatch of events into deliveries, attempts.
 
 mod history;
 mod idempotency;
@@ -19,6 +20,7 @@ mod jobs;
 mod orgs;
 mod refunds;
 pub mod types;
+mod webhooks;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -28,6 +30,11 @@ pub use history::KaspiOperation;
 pub use idempotency::RUNNING_LEASE_MS;
 pub use refunds::{NewRefund, RefundCreated, RefundFilter, RefundRefusal};
 pub use types::*;
+pub use webhooks::{
+    AttemptOutcome, AttemptRecord, BodyBuilder, DeliveryStatus, EndpointHealth, NewWebhookEndpoint,
+    PendingEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEndpointUpdate,
+    WebhookFormat,
+};
 
 /// Job kind: poll Kaspi for the status of a sent invoice (`ref_id` is the invoice id).
 pub const JOB_POLL_INVOICE: &str = "poll_invoice";

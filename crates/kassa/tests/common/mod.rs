@@ -2,6 +2,8 @@
 //! keys and wait for things. Used by the API tests.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -61,6 +63,14 @@ pub struct Options {
     /// `None`: sandbox mode. `Some(base)`: live mode against a simulator at `base`.
     pub live_kaspi: Option<String>,
     pub settings: GatewaySettings,
+    /// Webhook targets on loopback are allowed unless a test turns this off.
+    pub webhook_allow_private: bool,
+    /// A fast webhook retry schedule (`--webhook-retry-schedule`).
+    pub webhook_retry_schedule: String,
+    /// `--webhook-timeout-secs`.
+    pub webhook_timeout_secs: u64,
+    /// `--webhook-disable-after`, when a test needs it short.
+    pub webhook_disable_after: Option<String>,
 }
 
 impl Options {
@@ -71,6 +81,10 @@ impl Options {
             rate_limit_per_minute: 0,
             live_kaspi: None,
             settings: fast_settings(),
+            webhook_allow_private: true,
+            webhook_retry_schedule: "100ms,200ms,300ms,300ms,300ms".into(),
+            webhook_timeout_secs: 5,
+            webhook_disable_after: None,
         }
     }
 }
@@ -95,6 +109,10 @@ impl Kassa {
         let mut serve = ServeArgs {
             listen: Some("127.0.0.1:0".parse().expect("addr")),
             rate_limit_per_minute: Some(options.rate_limit_per_minute),
+            webhook_allow_private: Some(options.webhook_allow_private),
+            webhook_retry_schedule: Some(options.webhook_retry_schedule.clone()),
+            webhook_timeout_secs: Some(options.webhook_timeout_secs),
+            webhook_disable_after: options.webhook_disable_after.clone(),
             ..ServeArgs::default()
         };
         if let Some(base) = &options.live_kaspi {
@@ -281,6 +299,46 @@ pub async fn connect(kassa: &Kassa, sim: &kaspi_sim::Simulator, slug: &str, cash
     .await
     .expect("cashier logs in");
     org.id
+}
+
+/// Starts `kassa serve` as a process on `database_url` against the simulator at `base`; its
+/// address once it listens. Webhook targets on loopback allowed, a fast retry schedule.
+pub async fn serve_process(
+    dir: &std::path::Path,
+    database_url: &str,
+    base: &str,
+) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kassa"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--kaspi", "live"])
+        .env("KASSA_DATA_DIR", dir)
+        .env("KASSA_DATABASE_URL", database_url)
+        .env("KASSA_KASPI_ENTRANCE_URL", format!("{base}/entrance-pay"))
+        .env("KASSA_KASPI_MTOKEN_URL", format!("{base}/mtoken"))
+        .env("KASSA_KASPI_QRPAY_URL", format!("{base}/qrpay"))
+        .env("KASSA_RATE_LIMIT_PER_MINUTE", "0")
+        .env("KASSA_WEBHOOK_ALLOW_PRIVATE", "1")
+        .env("KASSA_WEBHOOK_RETRY_SCHEDULE", "100ms,200ms,300ms")
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kassa starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(addr) = line.strip_prefix("kassa listening on ") {
+                return addr.trim().trim_start_matches("http://").to_owned();
+            }
+        }
+        panic!("kassa exited before listening");
+    })
+    .await
+    .expect("kassa listens in time");
+    // Keep draining its log so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
 }
 
 /// The master key of a data dir, as the gateway loads it.

@@ -1,0 +1,220 @@
+//! What each format calls an event and what its body holds, built with the API's own
+//! builders (`api::apipay::invoice_json`, `api::xpayment::payment_json`/`refund_json`) so a
+//! webhook shows an invoice exactly as the API does.
+//!
+//! | outbox event | apipay | xpayment |
+//! | --- | --- | --- |
+//! | `invoice.status_changed` to paid | `invoice.status_changed` | `payment.completed` |
+//! | … to expired | `invoice.status_changed` | `payment.expired` |
+//! | … to cancelled | `invoice.status_changed` | `payment.cancelled` |
+//! | … to failed | `invoice.status_changed` (status `cancelled`) | `payment.failed` |
+//! | `invoice.refunded` | `invoice.refunded` | `payment.refunded` |
+//! | `invoice.refund_failed` | — | `payment.refund_failed` |
+//!
+//! Bodies: apipay `{event, invoice, source: "api", timestamp}` (plus `refund` for a refund);
+//! xpayment `{event, payment, refund?, delivery_id, timestamp}`. A status change shows the
+//! invoice with the status it changed to (the rest as it is when the delivery is made);
+//! `timestamp` is when the change happened. Simulated events add `"test": true`.
+
+use serde_json::{json, Value};
+
+use crate::api::{apipay, rfc3339_ms, xpayment};
+use crate::store::{
+    CreateState, Invoice, InvoiceKind, InvoiceStatus, PendingEvent, Refund, RefundStatus,
+    WebhookFormat, EVENT_REFUNDED, EVENT_REFUND_FAILED, EVENT_STATUS_CHANGED,
+};
+
+/// The events an apipay endpoint can subscribe to.
+pub const APIPAY_EVENTS: &[&str] = &["invoice.status_changed", "invoice.refunded"];
+/// The events an xpayment endpoint can subscribe to (`domain.WebhookEventType`).
+pub const XPAYMENT_EVENTS: &[&str] = &[
+    "payment.completed",
+    "payment.expired",
+    "payment.cancelled",
+    "payment.failed",
+    "payment.refunded",
+    "payment.refund_failed",
+];
+
+/// The events `format` knows.
+pub fn events_of(format: WebhookFormat) -> &'static [&'static str] {
+    match format {
+        WebhookFormat::ApiPay => APIPAY_EVENTS,
+        WebhookFormat::XPayment => XPAYMENT_EVENTS,
+    }
+}
+
+/// The name `format` gives an outbox event, if it has one.
+pub fn event_type(format: WebhookFormat, kind: &str, to: InvoiceStatus) -> Option<&'static str> {
+    match (format, kind) {
+        (WebhookFormat::ApiPay, EVENT_STATUS_CHANGED) => Some("invoice.status_changed"),
+        (WebhookFormat::ApiPay, EVENT_REFUNDED) => Some("invoice.refunded"),
+        (WebhookFormat::XPayment, EVENT_STATUS_CHANGED) => match to {
+            InvoiceStatus::Paid => Some("payment.completed"),
+            InvoiceStatus::Expired => Some("payment.expired"),
+            InvoiceStatus::Cancelled => Some("payment.cancelled"),
+            InvoiceStatus::Failed => Some("payment.failed"),
+            InvoiceStatus::Pending => None,
+        },
+        (WebhookFormat::XPayment, EVENT_REFUNDED) => Some("payment.refunded"),
+        (WebhookFormat::XPayment, EVENT_REFUND_FAILED) => Some("payment.refund_failed"),
+        _ => None,
+    }
+}
+
+/// The facts an event's bodies are made from.
+#[derive(Debug, Clone)]
+pub struct EventFacts {
+    pub event: PendingEvent,
+    pub invoice: Invoice,
+    pub refund: Option<Refund>,
+    /// xPayment's `user_id` (the organization's slug).
+    pub user_id: String,
+}
+
+/// The event type and body bytes of `facts` for an endpoint of `format`, for delivery
+/// `delivery_id`; `None` when the format has no such event.
+pub fn event_body(
+    format: WebhookFormat,
+    facts: &EventFacts,
+    delivery_id: &str,
+) -> Option<(String, Vec<u8>)> {
+    let to = InvoiceStatus::parse(&facts.event.to_status)?;
+    let name = event_type(format, &facts.event.kind, to)?;
+    let mut invoice = facts.invoice.clone();
+    if facts.event.kind == EVENT_STATUS_CHANGED {
+        invoice.status = to;
+    }
+    let timestamp = rfc3339_ms(facts.event.at);
+    let body = match format {
+        WebhookFormat::ApiPay => {
+            let mut body = json!({
+                "event": name,
+                "invoice": apipay::invoice_json(&invoice),
+                "source": "api",
+                "timestamp": timestamp,
+            });
+            if let Some(refund) = &facts.refund {
+                body["refund"] = apipay::refund_json(refund);
+            }
+            body
+        }
+        WebhookFormat::XPayment => xpayment_body(
+            name,
+            &invoice,
+            facts.refund.as_ref(),
+            &facts.user_id,
+            delivery_id,
+            &timestamp,
+        ),
+    };
+    Some((name.to_owned(), serde_json::to_vec(&body).ok()?))
+}
+
+fn xpayment_body(
+    name: &str,
+    invoice: &Invoice,
+    refund: Option<&Refund>,
+    user_id: &str,
+    delivery_id: &str,
+    timestamp: &str,
+) -> Value {
+    let mut body = json!({
+        "event": name,
+        "payment": xpayment::payment_json(invoice, user_id),
+        "delivery_id": delivery_id,
+        "timestamp": timestamp,
+    });
+    if let Some(refund) = refund {
+        body["refund"] = xpayment::refund_json(refund, &invoice.payment_id, user_id);
+    }
+    body
+}
+
+/// The body of a simulated xPayment event `name` (one of [`XPAYMENT_EVENTS`]): a made-up
+/// payment of 1500 KZT (and refund of 500 KZT for refund events) that exists nowhere, marked
+/// `"test": true`.
+pub fn simulated_body(
+    name: &str,
+    merchant_order_id: Option<&str>,
+    org_id: i64,
+    user_id: &str,
+    delivery_id: &str,
+    now_ms: i64,
+) -> Option<Vec<u8>> {
+    let status = match name {
+        "payment.completed" | "payment.refunded" | "payment.refund_failed" => InvoiceStatus::Paid,
+        "payment.expired" => InvoiceStatus::Expired,
+        "payment.cancelled" => InvoiceStatus::Cancelled,
+        "payment.failed" => InvoiceStatus::Failed,
+        _ => return None,
+    };
+    let paid = status == InvoiceStatus::Paid;
+    let invoice = Invoice {
+        id: 0,
+        payment_id: uuid::Uuid::new_v4().to_string(),
+        org_id,
+        kind: InvoiceKind::Remote,
+        amount: 150_000,
+        phone: Some("7001234567".into()),
+        description: Some("Test payment (webhook simulation)".into()),
+        external_order_id: merchant_order_id.map(str::to_owned),
+        status,
+        kaspi_status: None,
+        kaspi_operation_id: None,
+        client_name: None,
+        total_refunded: if name == "payment.refunded" {
+            50_000
+        } else {
+            0
+        },
+        is_sandbox: true,
+        create_state: CreateState::Sent,
+        last_error: None,
+        created_at: now_ms,
+        updated_at: now_ms,
+        paid_at: paid.then_some(now_ms),
+        cancelled_at: (status == InvoiceStatus::Cancelled).then_some(now_ms),
+        expires_at: None,
+        metadata: None,
+        cancel_reason: None,
+        qr_token: None,
+        ext_tran_id: None,
+        refund_reserved: 0,
+    };
+    let refund = match name {
+        "payment.refunded" | "payment.refund_failed" => {
+            let failed = name == "payment.refund_failed";
+            Some(Refund {
+                id: 0,
+                refund_id: uuid::Uuid::new_v4().to_string(),
+                org_id,
+                invoice_id: 0,
+                amount: 50_000,
+                reason: Some("Test refund (webhook simulation)".into()),
+                status: if failed {
+                    RefundStatus::Failed
+                } else {
+                    RefundStatus::Completed
+                },
+                fail_reason: failed.then(|| "Test failure (webhook simulation)".into()),
+                kaspi_refund_id: None,
+                initiated_by: "simulation".into(),
+                created_at: now_ms,
+                updated_at: now_ms,
+                completed_at: (!failed).then_some(now_ms),
+            })
+        }
+        _ => None,
+    };
+    let mut body = xpayment_body(
+        name,
+        &invoice,
+        refund.as_ref(),
+        user_id,
+        delivery_id,
+        &rfc3339_ms(now_ms),
+    );
+    body["test"] = json!(true);
+    serde_json::to_vec(&body).ok()
+}
