@@ -258,6 +258,31 @@ impl Simulator {
         self.with_state(|st| st.ops.get(&op_id).map(history::info))
     }
 
+    /// Throttles each cashier's qrpay calls above `per_sec` a second (HTTP 429), as Kaspi does;
+    /// `None` turns it off.
+    pub fn set_cashier_rate_limit(&self, per_sec: Option<u32>) {
+        self.with_state(|st| st.cfg.cashier_rate_limit_per_sec = per_sec);
+    }
+
+    /// A remote invoice from the merchant of `cashier_phone` to `client_phone`, made without a
+    /// client call (to set up load tests); its operation id. The payer behaves by its phone
+    /// like any other (see `people.rs`).
+    pub fn create_remote_invoice(
+        &self,
+        cashier_phone: &str,
+        client_phone: &str,
+        amount: Amount,
+        comment: &str,
+    ) -> Result<u64, ControlError> {
+        let cashier = parse_phone(cashier_phone)?;
+        let client = parse_phone(client_phone)?;
+        self.with_state(|st| {
+            let org = people::cashier_profile(st.cfg.seed, &cashier).organization_id;
+            st.create_remote(org, client, amount, comment.to_owned())
+                .map_err(|e| ControlError::BadRequest(e.message))
+        })
+    }
+
     /// Every operation, oldest first, as the control API shows them.
     pub fn operations(&self) -> Vec<OperationInfo> {
         self.with_state(|st| st.ops.values().map(history::info).collect())

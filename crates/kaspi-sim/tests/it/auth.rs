@@ -274,3 +274,46 @@ async fn rate_limit_answers_429_with_an_envelope() {
         "{codes:?}"
     );
 }
+
+#[tokio::test]
+async fn the_throttle_can_be_switched_on_at_run_time() {
+    let env = start_with(SimConfig::default()).await;
+    let login = env.login(CASHIER).await;
+    for _ in 0..5 {
+        assert_eq!(env.history(&login, "").await.status.as_u16(), 200);
+    }
+    env.sim.set_cashier_rate_limit(Some(2));
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(env.history(&login, "").await.status.as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    env.sim.set_cashier_rate_limit(None);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(env.history(&login, "").await.status.as_u16(), 200);
+}
+
+#[tokio::test]
+async fn remote_invoices_can_be_made_from_the_control_side() {
+    let env = start_with(SimConfig::default()).await;
+    let op = env
+        .sim
+        .create_remote_invoice(
+            CASHIER,
+            "87001234567",
+            kaspi::Amount::from_tiyn(150_000),
+            "bulk",
+        )
+        .expect("made");
+    let info = env.sim.operation(op).expect("there");
+    assert_eq!(info.sale_type, "Remote");
+    assert_eq!(info.status, "RemotePaymentCreated");
+    assert_eq!(info.comment, "bulk");
+    env.sim.pay(op).expect("payable like any other");
+    assert!(
+        env.sim
+            .create_remote_invoice(CASHIER, "87005550000", kaspi::Amount::from_tiyn(100), "x")
+            .is_err(),
+        "not a Kaspi client"
+    );
+}
