@@ -149,18 +149,9 @@ impl Default for GatewaySettings {
     fn default() -> GatewaySettings {
         let s = Duration::from_secs;
         GatewaySettings {
-            poll_schedule: vec![
-                s(2),
-                s(2),
-                s(3),
-                s(5),
-                s(5),
-                s(10),
-                s(10),
-                s(15),
-                s(30),
-                s(60),
-            ],
+            // Individual look-ups are the slow safety net for what the history sync has not
+            // settled (it settles open invoices within about `history_every`).
+            poll_schedule: vec![s(60), s(120), s(300), s(600)],
             invoice_ttl: s(24 * 3600),
             tick: Duration::from_millis(250),
             lease: s(60),
