@@ -26,6 +26,11 @@ pub struct DeviceIdentity {
     install_id: String,
     pin_hash: String,
     key: SecretKey,
+    /// Derived from `key` once: deriving it costs a scalar multiplication, and every signed
+    /// request needs it.
+    signing: SigningKey,
+    /// `pk`, derived once for the same reason.
+    pk: String,
 }
 
 /// Why a stored device identity could not be used.
@@ -76,12 +81,12 @@ impl DeviceIdentity {
     pub fn generate() -> Self {
         let mut pin = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut pin);
-        Self {
-            device_id: upper_uuid(),
-            install_id: upper_uuid(),
-            pin_hash: hex::encode(Md5::digest(pin)),
-            key: SecretKey::random(&mut rand::thread_rng()),
-        }
+        Self::from_parts(
+            upper_uuid(),
+            upper_uuid(),
+            hex::encode(Md5::digest(pin)),
+            SecretKey::random(&mut rand::thread_rng()),
+        )
     }
 
     /// An identity from its parts (tests, migrations from other tools).
@@ -91,11 +96,15 @@ impl DeviceIdentity {
         pin_hash: String,
         key: SecretKey,
     ) -> Self {
+        let signing = SigningKey::from(&key);
+        let pk = B64.encode(key.public_key().to_encoded_point(false).as_bytes());
         Self {
             device_id,
             install_id,
             pin_hash,
             key,
+            signing,
+            pk,
         }
     }
 
@@ -111,12 +120,12 @@ impl DeviceIdentity {
 
     /// The ECDSA key that signs requests.
     pub fn signing_key(&self) -> SigningKey {
-        SigningKey::from(&self.key)
+        self.signing.clone()
     }
 
     /// `pk`: base64 of the uncompressed public point (65 bytes).
     pub fn pk(&self) -> String {
-        B64.encode(self.key.public_key().to_encoded_point(false).as_bytes())
+        self.pk.clone()
     }
 
     /// `pkTag`: MD5 hex of the `pk` string.
@@ -144,12 +153,12 @@ impl DeviceIdentity {
     /// Reads the JSON form.
     pub fn from_json(text: &str) -> Result<Self, DeviceError> {
         let json: DeviceJson = serde_json::from_str(text)?;
-        Ok(Self {
-            device_id: json.device_id,
-            install_id: json.install_id,
-            pin_hash: json.pin_hash,
-            key: secret_key_from_pkcs8_b64(&json.private_key)?,
-        })
+        Ok(Self::from_parts(
+            json.device_id,
+            json.install_id,
+            json.pin_hash,
+            secret_key_from_pkcs8_b64(&json.private_key)?,
+        ))
     }
 
     /// Writes the JSON form to `path`, readable and writable by the owner only.

@@ -7,10 +7,10 @@ use kaspi::wire::HistoryOperation;
 use kaspi::Amount;
 
 use super::{now_ms, Gateway, GatewayError};
-use crate::store::{InvoiceStatus, KaspiOperation};
+use crate::store::{InvoiceStatus, KaspiOperation, OperationEnd};
 
 /// At most this many pages per sync run.
-const MAX_PAGES: usize = 20;
+const MAX_PAGES: usize = 100;
 
 fn kept(org_id: i64, op: &HistoryOperation) -> Option<KaspiOperation> {
     Some(KaspiOperation {
@@ -44,6 +44,7 @@ impl Gateway {
         let mut cursor = String::new();
         let mut newest: Option<String> = None;
         let mut saved = 0;
+        let mut complete = false;
         for _ in 0..MAX_PAGES {
             let page_cursor = cursor.clone();
             let page = self
@@ -61,6 +62,7 @@ impl Gateway {
             }
             let mut reached_mark = false;
             let mut rows = Vec::with_capacity(page.operations.len());
+            let mut ends = Vec::new();
             for op in &page.operations {
                 if let (Some(seen), Some(date)) = (mark.as_deref(), op.transaction_date.as_deref())
                 {
@@ -70,58 +72,59 @@ impl Gateway {
                         continue;
                     }
                 }
-                self.settle_from_history(org_id, op).await?;
+                ends.extend(end_of(op));
                 rows.extend(kept(org_id, op));
+            }
+            // The page's ends in one transaction: one commit settles many invoices.
+            if !ends.is_empty() {
+                let changed = self
+                    .store()
+                    .settle_operations(org_id, ends, now_ms())
+                    .await?;
+                if changed > 0 {
+                    tracing::debug!(org_id, changed, "invoice ends found in Kaspi's history");
+                }
             }
             saved += self
                 .store()
-                .save_history(org_id, rows, newest.clone(), now_ms())
+                .save_history(org_id, rows, None, now_ms())
                 .await?;
             match page.next_cursor {
                 Some(next) if !reached_mark && !page.operations.is_empty() => cursor = next,
-                _ => break,
+                _ => {
+                    complete = true;
+                    break;
+                }
             }
+        }
+        // The mark moves only when everything since the last one was read; after a backlog
+        // longer than one run, the next run reads from the newest again.
+        // The first sync of a cashier reads only the newest pages: what is older than them
+        // predates Kassa's invoices there.
+        if complete || mark.is_none() {
+            self.store()
+                .save_history(org_id, Vec::new(), newest, now_ms())
+                .await?;
+        } else {
+            tracing::warn!(
+                org_id,
+                "history backlog longer than {MAX_PAGES} pages; continuing next run"
+            );
         }
         Ok(saved)
     }
+}
 
-    /// Records the end of an open invoice of ours that `op` shows as final (paid, declined,
-    /// expired); a payment also ends a cancelled or expired one (it wins).
-    async fn settle_from_history(
-        &self,
-        org_id: i64,
-        op: &HistoryOperation,
-    ) -> Result<(), GatewayError> {
-        let (Some(id), Some(status)) = (op.operation_id(), op.status.as_ref()) else {
-            return Ok(());
-        };
-        let Some(to) = super::invoices::status_of(status) else {
-            return Ok(());
-        };
-        let Some(invoice) = self
-            .store()
-            .invoice_by_operation_id(org_id, &id.to_string())
-            .await?
-        else {
-            return Ok(());
-        };
-        if !invoice.status.can_move_to(to) {
-            return Ok(());
-        }
-        let client_name = (to == InvoiceStatus::Paid)
-            .then_some(op.client_short_name.as_deref())
-            .flatten();
-        let changed = self
-            .store()
-            .apply_status(invoice.id, to, Some(status.as_str()), now_ms(), client_name)
-            .await?;
-        if changed.is_some() {
-            tracing::info!(
-                invoice = invoice.id,
-                status = to.as_str(),
-                "invoice end found in Kaspi's history"
-            );
-        }
-        Ok(())
-    }
+/// What `op` says of the invoice it belongs to, when its status is final.
+fn end_of(op: &HistoryOperation) -> Option<OperationEnd> {
+    let status = op.status.as_ref()?;
+    let to = super::invoices::status_of(status)?;
+    Some(OperationEnd {
+        kaspi_operation_id: op.operation_id()?.to_string(),
+        to,
+        kaspi_status: Some(status.as_str().to_owned()),
+        client_name: (to == InvoiceStatus::Paid)
+            .then(|| op.client_short_name.clone())
+            .flatten(),
+    })
 }

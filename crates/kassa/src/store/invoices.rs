@@ -60,6 +60,15 @@ pub(super) fn invoice_by_id_tx(tx: &mut dyn Tx, id: i64) -> Result<Option<Invoic
         .transpose()
 }
 
+/// The end of one Kaspi operation, as the history shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationEnd {
+    pub kaspi_operation_id: String,
+    pub to: InvoiceStatus,
+    pub kaspi_status: Option<String>,
+    pub client_name: Option<String>,
+}
+
 /// The status change of one invoice, applied inside a caller's transaction.
 struct Change<'a> {
     to: InvoiceStatus,
@@ -310,6 +319,46 @@ impl Store {
                     at_ms,
                 };
                 Ok(apply_status_tx(tx, invoice_id, &change)?)
+            })
+            .await
+    }
+
+    /// Records the ends of many invoices of `org_id` at once, found by Kaspi operation id (as
+    /// one history page shows them), in one transaction: each allowed change with its event,
+    /// as [`Store::apply_status`] would. How many invoices changed.
+    pub async fn settle_operations(
+        &self,
+        org_id: i64,
+        ends: Vec<OperationEnd>,
+        at_ms: i64,
+    ) -> Result<usize, StoreError> {
+        self.db
+            .write(move |tx| {
+                let mut changed = 0;
+                for end in &ends {
+                    let Some(row) = tx.query_opt(
+                        "SELECT id, status FROM invoices WHERE org_id = $1 AND kaspi_operation_id = $2",
+                        &[org_id.into(), (&end.kaspi_operation_id).into()],
+                    )?
+                    else {
+                        continue;
+                    };
+                    let status = InvoiceStatus::decode("status", &row.text("status")?)?;
+                    if !status.can_move_to(end.to) {
+                        continue;
+                    }
+                    let change = Change {
+                        to: end.to,
+                        kaspi_status: end.kaspi_status.as_deref(),
+                        client_name: end.client_name.as_deref(),
+                        cancel_reason: None,
+                        at_ms,
+                    };
+                    if apply_status_tx(tx, row.i64("id")?, &change)?.is_some() {
+                        changed += 1;
+                    }
+                }
+                Ok(changed)
             })
             .await
     }

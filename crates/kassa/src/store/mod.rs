@@ -28,6 +28,7 @@ use crate::db::{Db, DbError};
 
 pub use history::KaspiOperation;
 pub use idempotency::RUNNING_LEASE_MS;
+pub use invoices::OperationEnd;
 pub use refunds::{NewRefund, RefundCreated, RefundFilter, RefundRefusal};
 pub use types::*;
 pub use webhooks::{
