@@ -354,22 +354,34 @@ pub async fn get_once(
     path: &str,
     api_key: Option<&str>,
 ) -> anyhow::Result<(StatusCode, Bytes)> {
-    let mut sender = connect(addr).await?;
     let mut request = Request::new(Full::new(Bytes::new()));
     *request.uri_mut() = path.parse()?;
-    request.headers_mut().insert(
-        http::header::HOST,
-        http::HeaderValue::from_str(&addr.to_string())?,
-    );
     if let Some(key) = api_key {
         request
             .headers_mut()
             .insert("x-api-key", http::HeaderValue::from_str(key)?);
     }
-    let response = tokio::time::timeout(REQUEST_TIMEOUT, sender.send_request(request)).await??;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, body))
+    send_once(addr, request).await
+}
+
+/// Sends `request` (any method, headers and body; `Host` is added) on a new connection:
+/// the answer's status and body, within [`REQUEST_TIMEOUT`].
+pub async fn send_once(
+    addr: SocketAddr,
+    mut request: Request<Full<Bytes>>,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let mut sender = connect(addr).await?;
+    request.headers_mut().insert(
+        http::header::HOST,
+        http::HeaderValue::from_str(&addr.to_string())?,
+    );
+    tokio::time::timeout(REQUEST_TIMEOUT, async move {
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    })
+    .await?
 }
 
 async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {

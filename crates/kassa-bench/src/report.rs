@@ -181,7 +181,8 @@ impl Report {
 /// with two decimals, shares of a core with two.
 pub fn format_value(value: f64, unit: &str) -> String {
     match unit {
-        "req/s" | "requests" | "invoices" | "invoices/s" => group_thousands(value.round()),
+        "req/s" | "requests" | "invoices" | "invoices/s" | "deliveries" | "deliveries/s"
+        | "changes/s" | "events/s" => group_thousands(value.round()),
         "%" => format!("{value:.0}"),
         "MiB" => format!("{value:.1}"),
         _ => format!("{value:.2}"),

@@ -104,6 +104,17 @@ impl InProcess {
     /// Starts Kassa on `storage` with `settings` for its background work, waits for the
     /// sandbox's demo organization and makes a key.
     pub async fn start(storage: Storage, settings: GatewaySettings) -> anyhow::Result<InProcess> {
+        InProcess::start_with_args(storage, settings, ServeArgs::default()).await
+    }
+
+    /// Like [`InProcess::start`], with `serve_args` as `kassa serve`'s flags (e.g.
+    /// `webhook_allow_private`); where it leaves them unset, the listen address is
+    /// 127.0.0.1 on a free port and the rate limit is off.
+    pub async fn start_with_args(
+        storage: Storage,
+        settings: GatewaySettings,
+        serve_args: ServeArgs,
+    ) -> anyhow::Result<InProcess> {
         let config = Config::resolve(
             &StorageArgs {
                 data_dir: Some(storage.data_dir().to_owned()),
@@ -111,9 +122,11 @@ impl InProcess {
                 config: None,
             },
             &ServeArgs {
-                listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-                rate_limit_per_minute: Some(0),
-                ..ServeArgs::default()
+                listen: serve_args
+                    .listen
+                    .or(Some(SocketAddr::from(([127, 0, 0, 1], 0)))),
+                rate_limit_per_minute: serve_args.rate_limit_per_minute.or(Some(0)),
+                ..serve_args
             },
         )?;
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Ready>();

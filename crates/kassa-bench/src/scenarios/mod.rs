@@ -7,10 +7,12 @@
 //! too (`<label>.of_floor`, in %).
 
 mod create;
+mod depth;
 mod detection;
 mod floor;
 mod footprint;
 mod read;
+mod webhooks;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,6 +23,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::Full;
 use kassa::gateway::GatewaySettings;
+use kassa::store::{InvoiceKind, NewInvoice};
 
 use crate::cpu;
 use crate::load::{Load, MakeRequest, Summary, Window};
@@ -44,16 +47,8 @@ pub const ALL: &[Scenario] = &[
     floor::SCENARIO,
     create::SCENARIO,
     read::SCENARIO,
-    Scenario {
-        name: "depth",
-        about: "1,000,000 invoices: cursor and page costs at depth (not yet implemented)",
-        run: None,
-    },
-    Scenario {
-        name: "webhooks",
-        about: "a burst of 20,000 status changes delivered to a receiver (not yet implemented)",
-        run: None,
-    },
+    depth::SCENARIO,
+    webhooks::SCENARIO,
     detection::SCENARIO,
     footprint::SCENARIO,
 ];
@@ -133,6 +128,16 @@ impl Ctx {
         settings: GatewaySettings,
     ) -> anyhow::Result<InProcess> {
         InProcess::start(self.storage()?, settings).await
+    }
+
+    /// Kassa in this process, on fresh storage, with `settings` and `serve` as its
+    /// `kassa serve` flags (see [`InProcess::start_with_args`]).
+    pub async fn start_in_process_with_args(
+        &self,
+        settings: GatewaySettings,
+        serve: kassa::config::ServeArgs,
+    ) -> anyhow::Result<InProcess> {
+        InProcess::start_with_args(self.storage()?, settings, serve).await
     }
 
     pub fn figure(&mut self, metric: &str, value: f64, unit: &str) {
@@ -229,14 +234,26 @@ pub fn get(uri: Uri, key: Option<HeaderValue>) -> Arc<MakeRequest> {
 /// `GET` one of `uris` per request, spread over all of them (a fixed stride, so neighbours
 /// in time are far apart in the list).
 pub fn get_each(uris: Vec<Uri>, key: Option<HeaderValue>) -> Arc<MakeRequest> {
+    get_each_header(uris, key.map(|key| ("x-api-key", key)))
+}
+
+/// Like [`get_each`] with `header: value` on every request (e.g. `authorization: Bearer …`).
+pub fn get_each_with(uris: Vec<Uri>, header: &'static str, value: HeaderValue) -> Arc<MakeRequest> {
+    get_each_header(uris, Some((header, value)))
+}
+
+fn get_each_header(
+    uris: Vec<Uri>,
+    header: Option<(&'static str, HeaderValue)>,
+) -> Arc<MakeRequest> {
     Arc::new(move |seq| {
         let index = (seq.wrapping_mul(7_919) % uris.len().max(1) as u64) as usize;
         let mut request = Request::new(Full::new(Bytes::new()));
         if let Some(uri) = uris.get(index) {
             *request.uri_mut() = uri.clone();
         }
-        if let Some(key) = &key {
-            request.headers_mut().insert("x-api-key", key.clone());
+        if let Some((name, value)) = &header {
+            request.headers_mut().insert(*name, value.clone());
         }
         request
     })
@@ -257,6 +274,30 @@ pub fn post_json(uri: Uri, key: HeaderValue, body: &'static [u8]) -> Arc<MakeReq
         headers.insert("idempotency-key", HeaderValue::from(seq));
         request
     })
+}
+
+/// Invoice number `n` of a seeded set, made at `created_at`, expiring `expires_in_ms` later.
+pub fn bench_invoice(org_id: i64, n: usize, created_at: i64, expires_in_ms: i64) -> NewInvoice {
+    NewInvoice {
+        payment_id: uuid::Uuid::new_v4().to_string(),
+        org_id,
+        kind: InvoiceKind::Remote,
+        amount: 100 * (1 + (n as i64 % 500)) * 100,
+        phone: Some(format!("700{:07}", n % 10_000_000)),
+        description: Some(format!("Order #{n}")),
+        external_order_id: Some(format!("bench-{n}")),
+        is_sandbox: true,
+        created_at,
+        expires_at: Some(created_at + expires_in_ms),
+        metadata: None,
+    }
+}
+
+/// Now, in unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// An API key as a header value.

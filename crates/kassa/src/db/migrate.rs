@@ -47,6 +47,7 @@ migrations! {
     2 "gateway" "0002_gateway",
     3 "payments" "0003_payments",
     4 "webhooks" "0004_webhooks",
+    5 "invoice_keyset" "0005_invoice_keyset",
 }
 
 /// The migrations for `dialect`, in the order they apply.

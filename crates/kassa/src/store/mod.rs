@@ -11,8 +11,10 @@
 //! - `idempotency.rs`: `Idempotency-Key` records.
 //! - `history.rs`: operations synced from Kaspi's history (static QR payments).
 //! - `refunds.rs`: refunds reserved against their invoice, and their ends.
+//! - `bulk.rs`: invoices seeded in bulk (load tests), many rows per statement.
 //! - `webhooks.rs`: webhook endpoints, the dispatch of events into deliveries, attempts.
 
+mod bulk;
 mod history;
 mod idempotency;
 mod invoices;
@@ -26,6 +28,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::db::{Db, DbError};
 
+pub use bulk::BulkInvoice;
 pub use history::KaspiOperation;
 pub use idempotency::RUNNING_LEASE_MS;
 pub use invoices::OperationEnd;
