@@ -26,18 +26,73 @@ pub struct TestDb {
     /// `None` only while dropping, so the handle closes before the database goes.
     db: Option<Db>,
     url: String,
-    cleanup: Cleanup,
+    /// Dropped after `db` (fields drop in order, after `Drop::drop`).
+    _cleanup: Cleanup,
 }
 
 enum Cleanup {
     /// The file goes with its directory.
-    Sqlite {
-        _dir: tempfile::TempDir,
-    },
-    Postgres {
-        admin_url: String,
-        database: String,
-    },
+    Sqlite { _dir: tempfile::TempDir },
+    /// Dropped with the test.
+    Postgres { _scratch: ScratchDatabase },
+}
+
+/// A PostgreSQL database made for one test or measurement, `<prefix>_<random>` on the server
+/// at an administration URL, dropped (with `FORCE`) when this is dropped, on error paths too.
+/// Shared by [`TestDb`] and the benchmark harness.
+pub struct ScratchDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl ScratchDatabase {
+    /// Creates `<prefix>_<random>`; the error as text (the URL's password never in it).
+    pub fn create(admin_url: &str, prefix: &str) -> Result<ScratchDatabase, String> {
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        off_runtime(|| {
+            admin_connect(admin_url)?
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .map_err(|e| e.to_string())
+        })?;
+        Ok(ScratchDatabase {
+            admin_url: admin_url.to_owned(),
+            url: with_database(admin_url, &name),
+            name,
+        })
+    }
+
+    /// The URL of the new database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        // FORCE ends connections still open (a task or a server that did not stop cleanly).
+        let dropped = off_runtime(|| {
+            admin_connect(&self.admin_url)?
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = dropped {
+            eprintln!("could not drop the scratch database {}: {e}", self.name);
+        }
+    }
+}
+
+/// Whether the PostgreSQL server at `admin_url` answers; the error as text when not.
+pub fn check_server(admin_url: &str) -> Result<(), String> {
+    off_runtime(|| {
+        admin_connect(admin_url)?
+            .simple_query("SELECT 1")
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
 }
 
 impl TestDb {
@@ -53,38 +108,26 @@ impl TestDb {
     pub async fn postgres() -> Option<TestDb> {
         let admin_url = std::env::var("KASSA_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
-        let database = format!("kassa_test_{}", uuid::Uuid::new_v4().simple());
-        let created = off_runtime(|| {
-            admin_connect(&admin_url)?
-                .batch_execute(&format!("CREATE DATABASE {database}"))
-                .map_err(|e| e.to_string())
-        });
-        if let Err(e) = created {
-            let shown = redact(&admin_url);
-            if std::env::var_os("CI").is_some() {
-                panic!("PostgreSQL tests must run in CI: cannot use {shown}: {e}");
+        let scratch = match ScratchDatabase::create(&admin_url, "kassa_test") {
+            Ok(scratch) => scratch,
+            Err(e) => {
+                let shown = redact(&admin_url);
+                if std::env::var_os("CI").is_some() {
+                    panic!("PostgreSQL tests must run in CI: cannot use {shown}: {e}");
+                }
+                static SAID: Once = Once::new();
+                SAID.call_once(|| {
+                    // Straight to stderr: libtest would hide `eprintln!` of a passing test.
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "PostgreSQL not reachable at {shown}: skipping PostgreSQL tests"
+                    );
+                });
+                return None;
             }
-            static SAID: Once = Once::new();
-            SAID.call_once(|| {
-                // Straight to stderr: libtest would hide `eprintln!` of a passing test.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "PostgreSQL not reachable at {shown}: skipping PostgreSQL tests"
-                );
-            });
-            return None;
-        }
-        let url = with_database(&admin_url, &database);
-        Some(
-            TestDb::open(
-                url,
-                Cleanup::Postgres {
-                    admin_url,
-                    database,
-                },
-            )
-            .await,
-        )
+        };
+        let url = scratch.url().to_owned();
+        Some(TestDb::open(url, Cleanup::Postgres { _scratch: scratch }).await)
     }
 
     async fn open(url: String, cleanup: Cleanup) -> TestDb {
@@ -92,7 +135,7 @@ impl TestDb {
         let mut test = TestDb {
             db: None,
             url,
-            cleanup,
+            _cleanup: cleanup,
         };
         let db = Db::open(&test.url, DbOptions::default())
             .await
@@ -119,22 +162,8 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        // The handle closes first; `cleanup` (a scratch database) goes after, as a field.
         drop(self.db.take());
-        if let Cleanup::Postgres {
-            admin_url,
-            database,
-        } = &self.cleanup
-        {
-            // FORCE ends connections a test left open (for example in a spawned task).
-            let dropped = off_runtime(|| {
-                admin_connect(admin_url)?
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-                    .map_err(|e| e.to_string())
-            });
-            if let Err(e) = dropped {
-                eprintln!("could not drop the test database {database}: {e}");
-            }
-        }
     }
 }
 
@@ -169,7 +198,7 @@ fn with_database(url: &str, database: &str) -> String {
 }
 
 /// `url` without its password, for messages.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
