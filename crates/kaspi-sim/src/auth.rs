@@ -116,7 +116,7 @@ pub(crate) enum Host {
 
 /// Checks the headers named in `X-SH` are signed by `key` over `url` (and `body`).
 pub(crate) fn verify_signature(
-    key: &p256::ecdsa::VerifyingKey,
+    key: &sign::VerifyKey,
     req: &KaspiRequest,
     body: Option<&[u8]>,
     required: &[&str],

@@ -18,8 +18,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use kaspi::{sign, Phone};
-use p256::ecdsa::VerifyingKey;
+use kaspi::sign::{self, VerifyKey};
+use kaspi::Phone;
 use p256::SecretKey;
 use rand::Rng as _;
 use serde::Deserialize;
@@ -104,7 +104,7 @@ fn cookies(req: &KaspiRequest) -> HashMap<String, String> {
 
 /// The device of the `pk`/`pkTag`/`installId` cookies.
 struct Device {
-    key: VerifyingKey,
+    key: VerifyKey,
     pk_tag: String,
     install_id: String,
 }
@@ -126,7 +126,7 @@ fn device(cookies: &HashMap<String, String>) -> Result<Device, Answer> {
         return Err(bad("pkTag не равен md5(pk)"));
     }
     let point = B64.decode(pk).map_err(|_| bad("pk не base64"))?;
-    let key = VerifyingKey::from_sec1_bytes(&point).map_err(|_| bad("pk не точка P-256"))?;
+    let key = VerifyKey::from_sec1_bytes(&point).ok_or_else(|| bad("pk не точка P-256"))?;
     let install_id = cookies
         .get("installId")
         .filter(|v| !v.is_empty())

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
+use kaspi::sign::VerifyKey;
 use kaspi::{Amount, Phone, Status};
-use p256::ecdsa::VerifyingKey;
 use p256::PublicKey;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
@@ -140,7 +140,7 @@ pub(crate) enum LoginStage {
 pub(crate) struct LoginProcess {
     pub user_token: String,
     /// The device key from the `pk` cookie, with its `pk` and `pkTag` strings.
-    pub device_key: VerifyingKey,
+    pub device_key: VerifyKey,
     pub pk_tag: String,
     pub install_id: String,
     pub phone: Option<Phone>,
@@ -166,7 +166,7 @@ pub(crate) struct Session {
     pub token_sn: String,
     pub vtoken_secret: [u8; 32],
     /// The device signing key registered at login.
-    pub device_key: VerifyingKey,
+    pub device_key: VerifyKey,
     /// The client's ECDH key from `finish` (`guard.x509`), reused by sign-in-lite.
     pub client_ecdh: PublicKey,
     pub phone: Phone,

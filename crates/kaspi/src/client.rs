@@ -153,7 +153,7 @@ impl Client {
         );
         h.push((
             "X-Sign",
-            sign::x_sign(&self.device.signing_key(), &canonical),
+            sign::x_sign(self.device.signing_key(), &canonical)?,
         ));
         if body_bytes.is_some() {
             h.push(("Content-Type", "application/json".into()));
@@ -208,7 +208,7 @@ impl Client {
         let canonical = sign::canonical_string(&url, signed_list, |n| lookup(&h, n), None);
         h.push((
             "X-Sign",
-            sign::x_sign(&self.device.signing_key(), &canonical),
+            sign::x_sign(self.device.signing_key(), &canonical)?,
         ));
         let bytes = serde_json::to_vec(body).expect("JSON values serialize");
         let answer = self

@@ -6,18 +6,17 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use md5::{Digest as _, Md5};
-use p256::ecdsa::SigningKey;
-use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
 use p256::SecretKey;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 
-use crate::sign;
+use crate::sign::{self, SigningKeyPair};
 
 /// Identity of the virtual device.
 #[derive(Clone)]
@@ -26,9 +25,9 @@ pub struct DeviceIdentity {
     install_id: String,
     pin_hash: String,
     key: SecretKey,
-    /// Derived from `key` once: deriving it costs a scalar multiplication, and every signed
-    /// request needs it.
-    signing: SigningKey,
+    /// Built from `key` once: building it costs a scalar multiplication, and every signed
+    /// request needs it. Shared by the clones of the identity.
+    signing: Arc<SigningKeyPair>,
     /// `pk`, derived once for the same reason.
     pk: String,
 }
@@ -42,6 +41,8 @@ pub enum DeviceError {
     Json(#[from] serde_json::Error),
     #[error("device private key is not a base64 PKCS#8 P-256 key")]
     Key,
+    #[error("device signing key: {0}")]
+    Signing(#[from] sign::SignError),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -90,22 +91,38 @@ impl DeviceIdentity {
     }
 
     /// An identity from its parts (tests, migrations from other tools).
+    ///
+    /// Panics only if the operating system's random source fails while the signing key pair
+    /// is built ([`DeviceIdentity::generate`] needs that source anyway);
+    /// [`DeviceIdentity::from_json`] returns an error instead.
     pub fn from_parts(
         device_id: String,
         install_id: String,
         pin_hash: String,
         key: SecretKey,
     ) -> Self {
-        let signing = SigningKey::from(&key);
-        let pk = B64.encode(key.public_key().to_encoded_point(false).as_bytes());
-        Self {
+        Self::try_from_parts(device_id, install_id, pin_hash, key)
+            .expect("the system random source works and ring takes every P-256 secret key")
+    }
+
+    /// [`DeviceIdentity::from_parts`], returning an error instead of panicking if the signing
+    /// key pair cannot be built.
+    fn try_from_parts(
+        device_id: String,
+        install_id: String,
+        pin_hash: String,
+        key: SecretKey,
+    ) -> Result<Self, DeviceError> {
+        let signing = Arc::new(SigningKeyPair::from_secret_key(&key)?);
+        let pk = B64.encode(signing.verify_key().as_sec1_bytes());
+        Ok(Self {
             device_id,
             install_id,
             pin_hash,
             key,
             signing,
             pk,
-        }
+        })
     }
 
     pub fn device_id(&self) -> &str {
@@ -118,9 +135,9 @@ impl DeviceIdentity {
         &self.pin_hash
     }
 
-    /// The ECDSA key that signs requests.
-    pub fn signing_key(&self) -> SigningKey {
-        self.signing.clone()
+    /// The ECDSA key pair that signs requests (built once, with the identity).
+    pub fn signing_key(&self) -> &SigningKeyPair {
+        &self.signing
     }
 
     /// `pk`: base64 of the uncompressed public point (65 bytes).
@@ -153,12 +170,12 @@ impl DeviceIdentity {
     /// Reads the JSON form.
     pub fn from_json(text: &str) -> Result<Self, DeviceError> {
         let json: DeviceJson = serde_json::from_str(text)?;
-        Ok(Self::from_parts(
+        Self::try_from_parts(
             json.device_id,
             json.install_id,
             json.pin_hash,
             secret_key_from_pkcs8_b64(&json.private_key)?,
-        ))
+        )
     }
 
     /// Writes the JSON form to `path`, readable and writable by the owner only.

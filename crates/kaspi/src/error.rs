@@ -106,6 +106,17 @@ impl Error {
     }
 }
 
+/// A request that could not be signed was never sent, so it is safe to retry: it reads as a
+/// transport failure ([`TransportKind::Other`]).
+impl From<crate::sign::SignError> for Error {
+    fn from(e: crate::sign::SignError) -> Self {
+        Error::Transport {
+            kind: TransportKind::Other,
+            detail: format!("the request could not be signed: {e}"),
+        }
+    }
+}
+
 /// Why a login did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {

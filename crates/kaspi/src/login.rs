@@ -372,7 +372,7 @@ impl Client {
         let signed_b64 = B64.encode(serde_json::to_vec(&signed).expect("JSON values serialize"));
         let key = self.device.signing_key();
         let body = json!({
-            "signed": {"sign": sign::sign_bytes(&key, signed_b64.as_bytes()), "data": signed_b64},
+            "signed": {"sign": sign::sign_bytes(key, signed_b64.as_bytes())?, "data": signed_b64},
             "guard": {"pinHash": self.device.pin_hash(), "x509": sign::public_x509_b64(&ecdh.public_key())},
             "processId": entrance.process_id,
         });
@@ -408,7 +408,7 @@ impl Client {
             },
             None,
         );
-        h.push(("X-Sign", sign::x_sign(&key, &canonical)));
+        h.push(("X-Sign", sign::x_sign(key, &canonical)?));
         let bytes = serde_json::to_vec(&body).expect("JSON values serialize");
         let answer = self
             .send(Method::POST, &url, &h, Some(bytes), Effect::Read)

@@ -83,7 +83,7 @@ async fn x_sh_must_name_url_token_and_mac() {
     let url = env.url("/qrpay/v02/remote/details?operationId=1");
     // Signed correctly, but the MAC header is left out of the signed list.
     let headers = signed(
-        &login.device.signing_key(),
+        login.device.signing_key(),
         &url,
         vec![
             ("X-Kb-TokenSn", login.token_sn.clone()),
@@ -140,7 +140,7 @@ async fn a_wrong_or_stale_mac_is_invalid_token_mac() {
     ] {
         let mac = sign::token_sn_mac(&login.token_sn, &login.secret, now() + offset);
         let headers = signed(
-            &login.device.signing_key(),
+            login.device.signing_key(),
             &url,
             vec![
                 ("X-PI", login.profile_id.clone()),

@@ -4,9 +4,8 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use kaspi::sign;
+use kaspi::sign::{self, SigningKeyPair};
 use kaspi::DeviceIdentity;
-use p256::ecdsa::SigningKey;
 use p256::SecretKey;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::StatusCode;
@@ -105,7 +104,7 @@ fn now_ms() -> i64 {
 
 /// Signs `pairs` (all of them, after `url`) and adds `X-SH` and `X-Sign`.
 pub fn signed(
-    key: &SigningKey,
+    key: &SigningKeyPair,
     url: &str,
     mut pairs: Vec<(&str, String)>,
     body: Option<&[u8]>,
@@ -121,7 +120,7 @@ pub fn signed(
         };
         sign::canonical_string(url, &xsh, lookup, body)
     };
-    let x_sign = sign::x_sign(key, &canonical);
+    let x_sign = sign::x_sign(key, &canonical).expect("signed");
     pairs.push(("X-SH", xsh));
     pairs.push(("X-Sign", x_sign));
     header_map(&pairs)
@@ -216,7 +215,7 @@ impl Env {
     pub async fn finish(
         &self,
         device: &DeviceIdentity,
-        key: &SigningKey,
+        key: &SigningKeyPair,
         pid: &str,
         ecdh: &SecretKey,
     ) -> Reply {
@@ -241,7 +240,7 @@ impl Env {
             None,
         );
         let body = json!({
-            "signed": {"data": data, "sign": sign::sign_bytes(key, data.as_bytes())},
+            "signed": {"data": data, "sign": sign::sign_bytes(key, data.as_bytes()).expect("signed")},
             "guard": {"pinHash": device.pin_hash(), "x509": sign::public_x509_b64(&ecdh.public_key())},
             "processId": pid,
         });
@@ -276,9 +275,7 @@ impl Env {
     /// `finish` then org context, for a verified process.
     pub async fn finish_login(&self, device: DeviceIdentity, pid: &str) -> Login {
         let ecdh = SecretKey::random(&mut rand::thread_rng());
-        let done = self
-            .finish(&device, &device.signing_key(), pid, &ecdh)
-            .await;
+        let done = self.finish(&device, device.signing_key(), pid, &ecdh).await;
         let data = &done.body["data"];
         let token_sn = data["tokenSN"].as_str().expect("tokenSN").to_owned();
         let server = sign::public_from_x509_b64(data["x509"].as_str().expect("x509")).expect("key");
@@ -304,7 +301,7 @@ impl Env {
     pub fn qrpay_headers(&self, login: &Login, url: &str, body: Option<&[u8]>) -> HeaderMap {
         let mac = sign::token_sn_mac(&login.token_sn, &login.secret, now_ms());
         signed(
-            &login.device.signing_key(),
+            login.device.signing_key(),
             url,
             vec![
                 ("X-Install-ID", login.device.install_id().to_owned()),
@@ -369,7 +366,7 @@ impl Env {
         let url = self.url(&format!("/mtoken{path}"));
         let mac = sign::token_sn_mac(&login.token_sn, &login.secret, now_ms());
         let headers = signed(
-            &login.device.signing_key(),
+            login.device.signing_key(),
             &url,
             vec![
                 ("X-Kb-Client-Ip", "192.168.1.96".into()),

@@ -110,9 +110,7 @@ async fn app_confirmation_is_needed_before_finish() {
     let (pid, _token, asked) = env.start_login(&device, "87019990000").await;
     assert_eq!(asked.body["view"]["code"], "KPMobileCall");
     let ecdh = SecretKey::random(&mut rand::thread_rng());
-    let early = env
-        .finish(&device, &device.signing_key(), &pid, &ecdh)
-        .await;
+    let early = env.finish(&device, device.signing_key(), &pid, &ecdh).await;
     assert!(early.body["data"]["tokenSN"].is_null());
     assert_eq!(
         early.body["error"]["code"], "ConfirmationPending",
@@ -134,9 +132,7 @@ async fn finish_refuses_a_signature_of_another_key_and_needs_a_verified_process(
     let device = DeviceIdentity::generate();
     let (pid, token, _) = env.start_login(&device, CASHIER).await;
     let ecdh = SecretKey::random(&mut rand::thread_rng());
-    let r = env
-        .finish(&device, &device.signing_key(), &pid, &ecdh)
-        .await;
+    let r = env.finish(&device, device.signing_key(), &pid, &ecdh).await;
     assert_eq!(
         r.body["error"]["code"], "ProcessNotVerified",
         "{:?}",
@@ -146,7 +142,7 @@ async fn finish_refuses_a_signature_of_another_key_and_needs_a_verified_process(
     let code = env.sim.last_sms(CASHIER).expect("sms");
     env.send_otp(&device, &pid, &token, &code).await;
     let other = DeviceIdentity::generate();
-    let r = env.finish(&device, &other.signing_key(), &pid, &ecdh).await;
+    let r = env.finish(&device, other.signing_key(), &pid, &ecdh).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body["data"]["tokenSN"].is_null(), "{:?}", r.body);
     // The right key still works afterwards.
