@@ -264,6 +264,11 @@ impl Simulator {
         self.with_state(|st| st.cfg.cashier_rate_limit_per_sec = per_sec);
     }
 
+    /// Sets how many operations one history page lists (at least 1).
+    pub fn set_history_page_size(&self, size: usize) {
+        self.with_state(|st| st.cfg.history_page_size = size.max(1));
+    }
+
     /// A remote invoice from the merchant of `cashier_phone` to `client_phone`, made without a
     /// client call (to set up load tests); its operation id. The payer behaves by its phone
     /// like any other (see `people.rs`).

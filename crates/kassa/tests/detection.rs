@@ -8,6 +8,28 @@ use common::{wait_for, Kassa, Options};
 use kassa::db::testing::TestDb;
 use serde_json::json;
 
+/// Creates `n` invoices through the API; their ids and Kaspi operation ids.
+async fn open_invoices(kassa: &Kassa, key: &str, n: i64) -> Vec<(i64, u64)> {
+    let mut made = Vec::new();
+    for i in 0..n {
+        let created = kassa
+            .post(
+                key,
+                "/invoices",
+                json!({"amount": 100 + i, "phone_number": "87001234567"}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{:?}", created.json);
+        let op: u64 = created.json["kaspi_invoice_id"]
+            .as_str()
+            .expect("op")
+            .parse()
+            .expect("numeric");
+        made.push((created.json["id"].as_i64().expect("id"), op));
+    }
+    made
+}
+
 on_both_databases!(
     history_settles_many_invoices_with_few_calls,
     |test: TestDb| async move {
@@ -18,23 +40,7 @@ on_both_databases!(
         let kassa = Kassa::start(options).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
-        let mut ops = Vec::new();
-        for i in 0..40 {
-            let created = kassa
-                .post(
-                    &key,
-                    "/invoices",
-                    json!({"amount": 100 + i, "phone_number": "87001234567"}),
-                )
-                .await;
-            assert_eq!(created.status, 201, "{:?}", created.json);
-            let op: u64 = created.json["kaspi_invoice_id"]
-                .as_str()
-                .expect("op")
-                .parse()
-                .expect("numeric");
-            ops.push((created.json["id"].as_i64().expect("id"), op));
-        }
+        let ops = open_invoices(&kassa, &key, 40).await;
         let calls_before = kassa.sim().call_count();
         // Payers pay at the simulator; declines end up there too.
         for (i, (_, op)) in ops.iter().enumerate() {
@@ -62,6 +68,34 @@ on_both_databases!(
             calls < 40,
             "40 invoices settled with {calls} Kaspi calls: fewer than one per invoice"
         );
+        kassa.stop().await;
+    }
+);
+
+on_both_databases!(
+    a_backlog_deeper_than_one_run_is_read_by_the_next_runs,
+    |test: TestDb| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut options = Options::new(test.url(), dir.path());
+        options.settings.poll_schedule = vec![Duration::from_secs(3600)];
+        let kassa = Kassa::start(options).await;
+        let org = kassa.demo_org().await;
+        let key = kassa.api_key(org).await;
+        let ops = open_invoices(&kassa, &key, 30).await;
+        // Two operations a page: 30 payments at once are 15 pages, more than one sync run
+        // reads from the top (10); the rest is a gap the following runs read.
+        kassa.sim().set_history_page_size(2);
+        for (_, op) in &ops {
+            kassa.sim().pay(*op).expect("pay");
+        }
+        let settled = wait_for(Duration::from_secs(30), || async {
+            let pending = kassa.get(&key, "/invoices?status[]=pending").await;
+            (pending.json["meta"]["total"] == 0).then_some(())
+        })
+        .await;
+        assert!(settled.is_some(), "every payment found, the oldest too");
+        let paid = kassa.get(&key, "/invoices?status[]=paid").await;
+        assert_eq!(paid.json["meta"]["total"], 30);
         kassa.stop().await;
     }
 );

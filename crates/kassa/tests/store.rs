@@ -9,9 +9,9 @@ use std::collections::HashSet;
 use kassa::both_databases;
 use kassa::db::Db;
 use kassa::store::{
-    Begin, CreateState, Invoice, InvoiceFilter, InvoiceKind, InvoiceSent, InvoiceSort,
-    InvoiceStatus, NewInvoice, SortOrder, Store, StoreError, TerminalState, JOB_POLL_INVOICE,
-    JOB_RECONCILE_INVOICE,
+    Begin, BulkInvoice, CreateState, Invoice, InvoiceFilter, InvoiceKind, InvoiceSent, InvoiceSort,
+    InvoiceStatus, KaspiOperation, NewInvoice, OperationEnd, SortOrder, Store, StoreError,
+    TerminalState, JOB_POLL_INVOICE, JOB_RECONCILE_INVOICE,
 };
 
 const T0: i64 = 1_750_000_000_000;
@@ -756,3 +756,143 @@ both_databases!(idempotency, |db: Db| async move {
     }
     assert_eq!(new, 1);
 });
+
+both_databases!(unfiltered_total_is_the_kept_count, |db: Db| async move {
+    let (store, a) = store_with_org(db.clone(), "acme").await;
+    let b = store.create_org("beta", "Beta").await.unwrap().id;
+    // The count an unfiltered list answers, and the count of every row: always the same.
+    let totals = |org: i64| {
+        let store = store.clone();
+        let db = db.clone();
+        async move {
+            let (_, kept) = store
+                .list_invoices(org, &InvoiceFilter::default())
+                .await
+                .unwrap();
+            let counted = db
+                .read(move |tx| {
+                    tx.query_one(
+                        "SELECT COUNT(*) AS n FROM invoices WHERE org_id = $1",
+                        &[org.into()],
+                    )?
+                    .i64("n")
+                })
+                .await
+                .unwrap();
+            (kept, counted)
+        }
+    };
+    assert_eq!(totals(a).await, (0, 0));
+    for i in 0..20 {
+        sent_invoice(&store, a, 100 + i, &format!("op-{i}")).await;
+    }
+    let unsent = store.insert_invoice(new_invoice(a, 500, T0)).await.unwrap();
+    assert_eq!(totals(a).await, (21, 21));
+    // A create Kaspi refused is removed, and uncounted.
+    assert!(store.delete_unsent_invoice(unsent.id).await.unwrap());
+    assert!(!store.delete_unsent_invoice(unsent.id).await.unwrap());
+    assert_eq!(totals(a).await, (20, 20));
+    // Bulk seeding counts too, per organization.
+    let rows = (0..1_500)
+        .map(|i| {
+            let org = if i % 3 == 0 { b } else { a };
+            BulkInvoice::pending(new_invoice(org, 100, T0 + i), format!("bulk-{i}"))
+        })
+        .collect();
+    assert_eq!(store.bulk_insert_invoices(rows).await.unwrap(), 1_500);
+    assert_eq!(totals(a).await, (1_020, 1_020));
+    assert_eq!(totals(b).await, (500, 500));
+    // A filtered list still counts its rows.
+    let pending_a = InvoiceFilter {
+        statuses: vec![InvoiceStatus::Pending],
+        ..InvoiceFilter::default()
+    };
+    assert_eq!(store.list_invoices(a, &pending_a).await.unwrap().1, 1_020);
+});
+
+both_databases!(
+    history_page_settles_and_saves_in_one_go,
+    |db: Db| async move {
+        let (store, org) = store_with_org(db, "acme").await;
+        let paid = sent_invoice(&store, org, 100, "7001").await;
+        let declined = sent_invoice(&store, org, 200, "7002").await;
+        let open = sent_invoice(&store, org, 300, "7003").await;
+        let end = |op: &str, to: InvoiceStatus| OperationEnd {
+            kaspi_operation_id: op.into(),
+            to,
+            kaspi_status: Some("Processed".into()),
+            client_name: Some("Айгерим Б.".into()),
+        };
+        let operation = |id: i64, status: &str| KaspiOperation {
+            org_id: org,
+            kaspi_operation_id: id,
+            status: Some(status.into()),
+            amount: Some(100),
+            transaction_date: Some(format!("2026-11-23T10:00:0{}.000+05:00", id % 10)),
+            ..KaspiOperation::default()
+        };
+        let ends = vec![
+            end("7001", InvoiceStatus::Paid),
+            end("7002", InvoiceStatus::Failed),
+            // An operation of no invoice of Kassa's (a static QR payment) settles nothing.
+            end("9999", InvoiceStatus::Paid),
+        ];
+        let ops = vec![
+            operation(7001, "Processed"),
+            operation(7002, "Declined"),
+            operation(7003, "RemotePaymentCreated"),
+            operation(9999, "Processed"),
+        ];
+        let (settled, new) = store
+            .record_history_page(org, ends.clone(), ops.clone(), T0 + 10)
+            .await
+            .unwrap();
+        assert_eq!((settled, new), (2, 4));
+        let status = |id: i64| {
+            let store = store.clone();
+            async move { store.invoice(org, id).await.unwrap().unwrap().status }
+        };
+        assert_eq!(status(paid.id).await, InvoiceStatus::Paid);
+        assert_eq!(status(declined.id).await, InvoiceStatus::Failed);
+        assert_eq!(status(open.id).await, InvoiceStatus::Pending);
+        assert_eq!(
+            store
+                .invoice(org, paid.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .client_name
+                .as_deref(),
+            Some("Айгерим Б.")
+        );
+        // One event per change, and the settled invoices are no longer polled.
+        assert_eq!(store.invoice_events(org, paid.id).await.unwrap().len(), 1);
+        assert_eq!(
+            store.invoice_events(org, declined.id).await.unwrap().len(),
+            1
+        );
+        assert_eq!(store.invoice_events(org, open.id).await.unwrap().len(), 0);
+        assert!(store
+            .job(JOB_POLL_INVOICE, paid.id)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .job(JOB_POLL_INVOICE, declined.id)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .job(JOB_POLL_INVOICE, open.id)
+            .await
+            .unwrap()
+            .is_some());
+        // The same page again changes nothing and finds nothing new.
+        let again = store
+            .record_history_page(org, ends, ops, T0 + 20)
+            .await
+            .unwrap();
+        assert_eq!(again, (0, 0));
+        assert_eq!(store.invoice_events(org, paid.id).await.unwrap().len(), 1);
+    }
+);

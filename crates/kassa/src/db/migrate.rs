@@ -48,6 +48,8 @@ migrations! {
     3 "payments" "0003_payments",
     4 "webhooks" "0004_webhooks",
     5 "invoice_keyset" "0005_invoice_keyset",
+    6 "history_gap" "0006_history_gap",
+    7 "invoice_counts" "0007_invoice_counts",
 }
 
 /// The migrations for `dialect`, in the order they apply.

@@ -7,10 +7,12 @@ use kaspi::wire::HistoryOperation;
 use kaspi::Amount;
 
 use super::{now_ms, Gateway, GatewayError};
-use crate::store::{InvoiceStatus, KaspiOperation, OperationEnd};
+use crate::store::{HistoryGap, InvoiceStatus, KaspiOperation, OperationEnd};
 
-/// At most this many pages per sync run.
-const MAX_PAGES: usize = 100;
+/// At most this many of the newest pages per sync run.
+const TOP_PAGES: usize = 10;
+/// At most this many pages of an unread stretch per sync run, after the newest.
+const GAP_PAGES: usize = 5;
 
 fn kept(org_id: i64, op: &HistoryOperation) -> Option<KaspiOperation> {
     Some(KaspiOperation {
@@ -34,18 +36,94 @@ fn kept(org_id: i64, op: &HistoryOperation) -> Option<KaspiOperation> {
     })
 }
 
+/// What reading one stretch of the history gave.
+#[derive(Default)]
+struct Read {
+    /// The newest transaction date of the first page.
+    newest: Option<String>,
+    /// Kaspi's cursor where reading stopped before the end of the stretch, if it did.
+    unread_from: Option<String>,
+    pages: usize,
+    new: usize,
+    settled: usize,
+}
+
 impl Gateway {
     /// Syncs `org_id`'s history since the last mark; how many operations were new.
+    ///
+    /// A run reads the newest pages down to the mark (at most [`TOP_PAGES`]), so what was
+    /// paid a moment ago is found first however much is unread below it. What the run could
+    /// not reach is kept as a gap, read [`GAP_PAGES`] at a time by the following runs after
+    /// their newest pages. A new gap while one is open becomes one gap down to the older end
+    /// (the stretch between is read twice; reading is idempotent).
     pub async fn sync_history(&self, org_id: i64) -> Result<usize, GatewayError> {
+        let started = std::time::Instant::now();
         let mark = self.store().history_mark(org_id).await?;
+        let top = self
+            .read_history(org_id, String::new(), mark.newest.as_deref(), TOP_PAGES)
+            .await?;
+        let mut gap = mark.gap;
+        let mut below = Read::default();
+        match (&top.unread_from, &mark.newest) {
+            (Some(cursor), Some(until)) => {
+                let until = gap.take().map_or_else(|| until.clone(), |old| old.until);
+                gap = Some(HistoryGap {
+                    cursor: cursor.clone(),
+                    until,
+                });
+            }
+            // The first sync of a cashier (no mark) leaves no gap: what is older than its
+            // newest pages predates Kassa's invoices there.
+            (Some(_), None) => {}
+            (None, _) => {
+                if let Some(open) = gap.take() {
+                    below = self
+                        .read_history(org_id, open.cursor, Some(&open.until), GAP_PAGES)
+                        .await?;
+                    gap = below.unread_from.clone().map(|cursor| HistoryGap {
+                        cursor,
+                        until: open.until,
+                    });
+                }
+            }
+        }
+        let gap_open = gap.is_some();
+        self.store()
+            .save_history_mark(org_id, top.newest, gap, now_ms())
+            .await?;
+        tracing::debug!(
+            org_id,
+            pages = top.pages,
+            gap_pages = below.pages,
+            new = top.new + below.new,
+            settled = top.settled + below.settled,
+            gap_open,
+            ms = started.elapsed().as_millis(),
+            "history synced"
+        );
+        Ok(top.new + below.new)
+    }
+
+    /// Reads `org_id`'s history from `cursor` (empty: the newest) down to the transaction
+    /// date `until` (exclusive; `None`: to the end), at most `max_pages` pages, recording
+    /// each page's operations and settling the invoices they end in one transaction.
+    async fn read_history(
+        &self,
+        org_id: i64,
+        mut cursor: String,
+        until: Option<&str>,
+        max_pages: usize,
+    ) -> Result<Read, GatewayError> {
         let today = time::OffsetDateTime::now_utc()
             .to_offset(time::UtcOffset::from_hms(5, 0, 0).unwrap_or(time::UtcOffset::UTC))
             .date();
-        let mut cursor = String::new();
-        let mut newest: Option<String> = None;
-        let mut saved = 0;
-        let mut complete = false;
-        for _ in 0..MAX_PAGES {
+        let mut read = Read::default();
+        loop {
+            if read.pages == max_pages {
+                read.unread_from = Some(cursor);
+                return Ok(read);
+            }
+            read.pages += 1;
             let page_cursor = cursor.clone();
             let page = self
                 .terminals()
@@ -54,64 +132,38 @@ impl Gateway {
                     async move { k.client.operations(&k.session, today, &cursor).await }
                 })
                 .await?;
-            if newest.is_none() {
-                newest = page
+            if read.pages == 1 {
+                read.newest = page
                     .operations
                     .first()
                     .and_then(|op| op.transaction_date.clone());
             }
-            let mut reached_mark = false;
+            let mut reached_end = false;
             let mut rows = Vec::with_capacity(page.operations.len());
             let mut ends = Vec::new();
             for op in &page.operations {
-                if let (Some(seen), Some(date)) = (mark.as_deref(), op.transaction_date.as_deref())
-                {
+                if let (Some(until), Some(date)) = (until, op.transaction_date.as_deref()) {
                     // ISO 8601 dates of one zone compare as text.
-                    if date < seen {
-                        reached_mark = true;
+                    if date < until {
+                        reached_end = true;
                         continue;
                     }
                 }
                 ends.extend(end_of(op));
                 rows.extend(kept(org_id, op));
             }
-            // The page's ends in one transaction: one commit settles many invoices.
-            if !ends.is_empty() {
-                let changed = self
-                    .store()
-                    .settle_operations(org_id, ends, now_ms())
-                    .await?;
-                if changed > 0 {
-                    tracing::debug!(org_id, changed, "invoice ends found in Kaspi's history");
-                }
-            }
-            saved += self
+            // The page in one transaction: one commit settles many invoices.
+            let (settled, new) = self
                 .store()
-                .save_history(org_id, rows, None, now_ms())
+                .record_history_page(org_id, ends, rows, now_ms())
                 .await?;
+            read.settled += settled;
+            read.new += new;
             match page.next_cursor {
-                Some(next) if !reached_mark && !page.operations.is_empty() => cursor = next,
-                _ => {
-                    complete = true;
-                    break;
-                }
+                Some(next) if !reached_end && !page.operations.is_empty() => cursor = next,
+                _ => return Ok(read),
             }
         }
-        // The mark moves only when everything since the last one was read; after a backlog
-        // longer than one run, the next run reads from the newest again.
-        // The first sync of a cashier reads only the newest pages: what is older than them
-        // predates Kassa's invoices there.
-        if complete || mark.is_none() {
-            self.store()
-                .save_history(org_id, Vec::new(), newest, now_ms())
-                .await?;
-        } else {
-            tracing::warn!(
-                org_id,
-                "history backlog longer than {MAX_PAGES} pages; continuing next run"
-            );
-        }
-        Ok(saved)
     }
 }
 

@@ -5,9 +5,12 @@
 //! Kaspi's history (at once, then by the reconcile job) and is failed only when history shows
 //! Kaspi never received it.
 
+use std::sync::Arc;
+
 use kaspi::wire::RemoteInvoice;
 use kaspi::{Amount, Outcome, Phone, Status};
 
+use super::terminals::Loaded;
 use super::{ms, now_ms, Gateway, GatewayError};
 use crate::store::{
     CreateState, Invoice, InvoiceKind, InvoiceSent, InvoiceStatus, NewInvoice, JOB_POLL_INVOICE,
@@ -22,6 +25,17 @@ pub struct NewRemoteInvoice {
     pub external_order_id: Option<String>,
     /// A JSON object, as text (xPayment's `metadata`).
     pub metadata: Option<String>,
+}
+
+/// What a status check found.
+#[derive(Debug)]
+pub(crate) enum Checked {
+    /// A final status was recorded: the invoice as it is now.
+    Changed(Box<Invoice>),
+    /// Kaspi has nothing new, or the invoice has no Kaspi operation yet.
+    Unchanged,
+    /// Not asked: the cashier's calls are spaced out (only for [`Gateway::poll_status`]).
+    Busy,
 }
 
 /// What the sandbox payer can do to an open operation.
@@ -318,34 +332,50 @@ impl Gateway {
     /// Asks Kaspi for the invoice's status and records a change; the changed invoice, or
     /// `None` when nothing changed.
     pub async fn check_status(&self, invoice: &Invoice) -> Result<Option<Invoice>, GatewayError> {
+        match self.check_status_in(invoice, false).await? {
+            Checked::Changed(changed) => Ok(Some(*changed)),
+            Checked::Unchanged | Checked::Busy => Ok(None),
+        }
+    }
+
+    /// [`Gateway::check_status`] for the poller: only on a Kaspi call slot that creates and
+    /// history pages do not need now, else [`Checked::Busy`] and no call.
+    pub(crate) async fn poll_status(&self, invoice: &Invoice) -> Result<Checked, GatewayError> {
+        self.check_status_in(invoice, true).await
+    }
+
+    async fn check_status_in(
+        &self,
+        invoice: &Invoice,
+        spare_only: bool,
+    ) -> Result<Checked, GatewayError> {
         let Some(op) = operation_id(invoice) else {
-            return Ok(None);
+            return Ok(Checked::Unchanged);
         };
-        let (kaspi_status, client_name) = match invoice.kind {
+        let org_id = invoice.org_id;
+        let answer = match invoice.kind {
             InvoiceKind::Remote => {
-                let details = self
-                    .terminals()
-                    .call(invoice.org_id, |k| async move {
-                        k.client.invoice_details(&k.session, op).await
-                    })
-                    .await?;
-                (details.status, details.client_name)
+                self.ask(org_id, spare_only, |k: Arc<Loaded>| async move {
+                    let details = k.client.invoice_details(&k.session, op).await?;
+                    Ok((details.status, details.client_name))
+                })
+                .await?
             }
             InvoiceKind::Qr => {
-                let status = self
-                    .terminals()
-                    .call(invoice.org_id, |k| async move {
-                        k.client.qr_status(&k.session, op).await
-                    })
-                    .await?;
-                (status.status, None)
+                self.ask(org_id, spare_only, |k: Arc<Loaded>| async move {
+                    Ok((k.client.qr_status(&k.session, op).await?.status, None))
+                })
+                .await?
             }
         };
+        let Some((kaspi_status, client_name)) = answer else {
+            return Ok(Checked::Busy);
+        };
         let Some(kaspi_status) = kaspi_status.as_ref() else {
-            return Ok(None);
+            return Ok(Checked::Unchanged);
         };
         let Some(to) = status_of(kaspi_status) else {
-            return Ok(None);
+            return Ok(Checked::Unchanged);
         };
         let now = now_ms();
         let changed = self
@@ -368,7 +398,26 @@ impl Gateway {
                 self.schedule_late_check(changed.id, now).await?;
             }
         }
-        Ok(changed)
+        Ok(changed.map_or(Checked::Unchanged, |c| Checked::Changed(Box::new(c))))
+    }
+
+    /// Makes a Kaspi call for `org_id`: on the next slot, or with `spare_only` only on a slot
+    /// nobody else needs now (`None` then, and no call).
+    async fn ask<T, F, Fut>(
+        &self,
+        org_id: i64,
+        spare_only: bool,
+        call: F,
+    ) -> Result<Option<T>, GatewayError>
+    where
+        F: Fn(Arc<Loaded>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, kaspi::Error>>,
+    {
+        if spare_only {
+            self.terminals().call_spare(org_id, call).await
+        } else {
+            self.terminals().call(org_id, call).await.map(Some)
+        }
     }
 
     /// Sandbox only: the payer pays, declines, or lets the invoice expire, and the gateway

@@ -57,13 +57,19 @@ impl Budget {
             .map_or(now, |t| t.max(now))
     }
 
-    /// Whether a call of `org_id` would have to wait now.
-    fn busy(&self, org_id: i64, now: Instant) -> bool {
-        let Ok(next) = self.next.lock() else {
+    /// Reserves a call of `org_id` only if one may go now at the steady rate, without using
+    /// the burst: what can wait (polling one invoice) takes only slots nobody else needs, and
+    /// never pushes a create or a history page back.
+    fn try_reserve(&self, org_id: i64, now: Instant) -> bool {
+        let Ok(mut next) = self.next.lock() else {
             return false;
         };
-        next.get(&org_id)
-            .is_some_and(|tat| tat.checked_sub(self.burst_window).is_some_and(|t| t > now))
+        let tat = next.entry(org_id).or_insert(now);
+        if *tat > now {
+            return false;
+        }
+        *tat = now + self.interval;
+        true
     }
 }
 
@@ -198,12 +204,6 @@ impl Terminals {
         }
     }
 
-    /// Whether the cashier's calls are spaced out right now: work that can wait (polling one
-    /// invoice) yields to what cannot (creates, history).
-    pub fn busy(&self, org_id: i64) -> bool {
-        self.budget.busy(org_id, Instant::now())
-    }
-
     /// How Kaspi is reached.
     pub fn client_config(&self) -> &ClientConfig {
         &self.client_config
@@ -269,6 +269,38 @@ impl Terminals {
     {
         let loaded = self.load(org_id).await?;
         self.pace(org_id).await;
+        self.call_loaded(org_id, loaded, call).await
+    }
+
+    /// Like [`Terminals::call`], but only on a call slot nobody else needs now: `None` (and
+    /// no call) when the cashier's calls are spaced out, for work that can come back later.
+    pub async fn call_spare<T, F, Fut>(
+        &self,
+        org_id: i64,
+        call: F,
+    ) -> Result<Option<T>, GatewayError>
+    where
+        F: Fn(Arc<Loaded>) -> Fut,
+        Fut: Future<Output = Result<T, kaspi::Error>>,
+    {
+        let loaded = self.load(org_id).await?;
+        if !self.budget.try_reserve(org_id, Instant::now()) {
+            return Ok(None);
+        }
+        self.call_loaded(org_id, loaded, call).await.map(Some)
+    }
+
+    /// Makes `call` now with `loaded`; refreshes the session once if Kaspi says it is dead.
+    async fn call_loaded<T, F, Fut>(
+        &self,
+        org_id: i64,
+        loaded: Arc<Loaded>,
+        call: F,
+    ) -> Result<T, GatewayError>
+    where
+        F: Fn(Arc<Loaded>) -> Fut,
+        Fut: Future<Output = Result<T, kaspi::Error>>,
+    {
         match call(loaded.clone()).await {
             Err(e) if e.is_session() => {
                 tracing::info!(org_id, error = %e, "Kaspi session rejected; refreshing");

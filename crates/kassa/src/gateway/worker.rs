@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::invoices::Checked;
 use super::refunds::RefundStep;
 use super::{ms, now_ms, Gateway, GatewayError};
 use crate::store::{
@@ -23,8 +24,6 @@ use crate::store::{
 
 /// How long to wait before checking again while the cashier cannot work.
 const NO_SESSION_RETRY: Duration = Duration::from_secs(30);
-/// How long a poll waits when the cashier's call budget is taken.
-const BUSY_RETRY: Duration = Duration::from_secs(2);
 /// How long after its expiry an invoice Kaspi still calls open is given up locally.
 const EXPIRY_GRACE: Duration = Duration::from_secs(3600);
 
@@ -43,41 +42,74 @@ impl WorkerHandle {
 }
 
 impl Gateway {
-    /// Starts the workers of this process under `worker_id` (unique per process).
+    /// Starts the workers of this process under `worker_id` (unique per process): one loop
+    /// for the history syncs and one for every other job, so that a batch of slow polls never
+    /// holds up the next history page (which settles open invoices in bulk).
     pub fn start_workers(&self, worker_id: String) -> WorkerHandle {
-        let (stop, mut stopped) = watch::channel(false);
+        let (stop, stopped) = watch::channel(false);
         let gateway = self.clone();
         let task = tokio::spawn(async move {
             if let Err(e) = gateway.schedule_history_syncs().await {
                 tracing::error!(error = %e, "cannot schedule history syncs");
             }
-            loop {
-                let handled = gateway.run_due_jobs(&worker_id).await;
-                if *stopped.borrow() {
-                    break;
-                }
-                if handled == 0 {
-                    tokio::select! {
-                        () = tokio::time::sleep(gateway.settings().tick) => {}
-                        _ = stopped.changed() => break,
-                    }
-                }
-            }
+            let history = tokio::spawn(gateway.clone().job_loop(
+                worker_id.clone(),
+                &[JOB_SYNC_HISTORY],
+                stopped.clone(),
+            ));
+            gateway
+                .job_loop(
+                    worker_id,
+                    &[JOB_POLL_INVOICE, JOB_RECONCILE_INVOICE, JOB_REFUND],
+                    stopped,
+                )
+                .await;
+            let _ = history.await;
         });
         WorkerHandle { stop, task }
     }
 
-    /// Claims and handles the jobs due now; how many were handled.
+    /// Handles due jobs of `kinds` until `stopped` turns true.
+    async fn job_loop(
+        self,
+        worker_id: String,
+        kinds: &'static [&'static str],
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        loop {
+            let handled = self.run_due_jobs_of(&worker_id, kinds).await;
+            if *stopped.borrow() {
+                break;
+            }
+            if handled == 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(self.settings().tick) => {}
+                    _ = stopped.changed() => break,
+                }
+            }
+        }
+    }
+
+    /// Claims and handles the jobs due now, of every kind; how many were handled.
     pub async fn run_due_jobs(&self, worker_id: &str) -> usize {
+        self.run_due_jobs_of(
+            worker_id,
+            &[
+                JOB_POLL_INVOICE,
+                JOB_RECONCILE_INVOICE,
+                JOB_REFUND,
+                JOB_SYNC_HISTORY,
+            ],
+        )
+        .await
+    }
+
+    /// Claims and handles the jobs of `kinds` due now; how many were handled.
+    async fn run_due_jobs_of(&self, worker_id: &str, kinds: &[&str]) -> usize {
         let settings = self.settings();
         let mut set = JoinSet::new();
         let mut handled = 0;
-        for kind in [
-            JOB_POLL_INVOICE,
-            JOB_RECONCILE_INVOICE,
-            JOB_REFUND,
-            JOB_SYNC_HISTORY,
-        ] {
+        for &kind in kinds {
             let jobs = match self
                 .store()
                 .claim_jobs(
@@ -131,23 +163,22 @@ impl Gateway {
             return Ok(());
         };
         let late_check = invoice.status != InvoiceStatus::Pending;
-        if self.terminals().busy(invoice.org_id) {
-            // The cashier's calls are spaced out: history and creates go first.
-            return self
-                .again_after(worker, job, job.attempt, BUSY_RETRY, None)
-                .await;
-        }
-        match self.check_status(&invoice).await {
-            Ok(Some(_)) => {
+        match self.poll_status(&invoice).await {
+            Ok(Checked::Busy) => {
+                // The cashier's calls are spaced out: creates and history pages (which settle
+                // open invoices in bulk) go first; this check waits for its step again.
+                self.again(worker, job, job.attempt, None).await
+            }
+            Ok(Checked::Changed(_)) => {
                 // A final status was recorded; its transaction ended this job (and may have
                 // scheduled a late check, which is another row now).
                 Ok(())
             }
-            Ok(None) if late_check => {
+            Ok(Checked::Unchanged) if late_check => {
                 self.store().finish_job(job.id).await?;
                 Ok(())
             }
-            Ok(None) => {
+            Ok(Checked::Unchanged) => {
                 let now = now_ms();
                 let given_up = invoice
                     .expires_at
@@ -253,10 +284,7 @@ impl Gateway {
     async fn history_job(&self, worker: &str, job: &Job) -> Result<(), GatewayError> {
         let every = self.settings().history_every;
         match self.sync_history(job.ref_id).await {
-            Ok(new) => {
-                if new > 0 {
-                    tracing::debug!(org_id = job.ref_id, new, "history synced");
-                }
+            Ok(_) => {
                 // Often while invoices are open (history settles them in bulk), rarely when
                 // only static QR payments can appear.
                 let open = self.store().has_pending_invoices(job.ref_id).await?;

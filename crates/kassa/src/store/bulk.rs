@@ -5,8 +5,9 @@
 //! One statement holds [`ROWS_PER_STATEMENT`] rows (19 parameters each: under SQLite's 32,766
 //! bound parameters and PostgreSQL's 65,535); one transaction holds [`ROWS_PER_TRANSACTION`].
 
-use crate::db::Value;
+use crate::db::{DbError, Value};
 
+use super::invoices::add_to_counts_tx;
 use super::{conflict_on_unique, CreateState, InvoiceStatus, NewInvoice, Store, StoreError};
 
 /// Rows of one `INSERT` statement: 1,000 × 19 = 19,000 parameters.
@@ -96,23 +97,11 @@ impl BulkInvoice {
 
 /// `INSERT INTO invoices (…) VALUES ($1, …), (…)` for `rows` rows.
 fn insert_sql(rows: usize) -> String {
-    let width = COLUMNS.len();
-    let mut sql = format!("INSERT INTO invoices ({}) VALUES ", COLUMNS.join(", "));
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for column in 0..width {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('$');
-            sql.push_str(&(row * width + column + 1).to_string());
-        }
-        sql.push(')');
-    }
-    sql
+    format!(
+        "INSERT INTO invoices ({}) VALUES {}",
+        COLUMNS.join(", "),
+        super::value_rows(1, rows, COLUMNS.len())
+    )
 }
 
 impl Store {
@@ -143,7 +132,13 @@ impl Store {
                         } else {
                             &insert_sql(statement.len())
                         };
-                        written += tx.execute(sql, &params)?;
+                        let rows = tx.query(&format!("{sql} RETURNING org_id, id"), &params)?;
+                        let made = rows
+                            .iter()
+                            .map(|r| Ok((r.i64("org_id")?, r.i64("id")?)))
+                            .collect::<Result<Vec<_>, DbError>>()?;
+                        add_to_counts_tx(tx, &made, 1)?;
+                        written += made.len() as u64;
                     }
                     Ok::<_, StoreError>(written)
                 })

@@ -2,7 +2,10 @@
 //! organization's sync stands (`history_sync`). Rows are upserted by Kaspi's operation id, so a
 //! sync that reads an operation again (its status changed) updates it.
 
-use crate::db::{DbError, Row, Value};
+use crate::db::{DbError, Row, Tx, Value};
+
+use super::invoices::settle_operations_tx;
+use super::OperationEnd;
 
 use super::{Store, StoreError};
 
@@ -28,6 +31,23 @@ pub struct KaspiOperation {
     /// Set by the store when written; the row's id too.
     pub synced_at: i64,
     pub id: i64,
+}
+
+/// Where an organization's history sync stands.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HistoryMark {
+    /// The newest transaction date read: everything newer is new.
+    pub newest: Option<String>,
+    /// A stretch older than that still to read.
+    pub gap: Option<HistoryGap>,
+}
+
+/// A stretch of the history not read yet: from Kaspi's paging `cursor` down to the
+/// transaction date `until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryGap {
+    pub cursor: String,
+    pub until: String,
 }
 
 const COLUMNS: &str = "id, org_id, kaspi_operation_id, order_number, amount, status, sale_id, \
@@ -57,80 +77,80 @@ fn from_row(row: &Row) -> Result<KaspiOperation, DbError> {
 }
 
 impl Store {
-    /// Writes `operations` of `org_id` (new ones inserted, known ones updated) and moves the
-    /// organization's sync mark to `newest_date`, in one transaction; how many were new.
-    pub async fn save_history(
+    /// Records one page of `org_id`'s history in one transaction: the invoices it ends are
+    /// settled (as [`Store::settle_operations`] does) and its operations written (new ones
+    /// inserted, known ones updated). How many invoices changed, and how many operations were
+    /// new.
+    pub async fn record_history_page(
         &self,
         org_id: i64,
+        ends: Vec<OperationEnd>,
         operations: Vec<KaspiOperation>,
-        newest_date: Option<String>,
         now_ms: i64,
-    ) -> Result<usize, StoreError> {
-        let upsert = "INSERT INTO kaspi_operations (org_id, kaspi_operation_id, order_number, \
-             amount, status, sale_id, sale_type, source_type, operation_method, operation_type, \
-             features, client_short_name, comment, order_reg_date, transaction_date, synced_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-             ON CONFLICT (org_id, kaspi_operation_id) DO UPDATE SET \
-             status = excluded.status, amount = excluded.amount, \
-             transaction_date = excluded.transaction_date, synced_at = excluded.synced_at";
+    ) -> Result<(usize, usize), StoreError> {
         self.db
             .write(move |tx| {
-                let mut new = 0;
-                for op in &operations {
-                    let known = tx
-                        .query_opt(
-                            "SELECT id FROM kaspi_operations \
-                             WHERE org_id = $1 AND kaspi_operation_id = $2",
-                            &[org_id.into(), op.kaspi_operation_id.into()],
-                        )?
-                        .is_some();
-                    let params: [Value; 16] = [
-                        org_id.into(),
-                        op.kaspi_operation_id.into(),
-                        op.order_number.as_ref().into(),
-                        op.amount.into(),
-                        op.status.as_ref().into(),
-                        op.sale_id.into(),
-                        op.sale_type.as_ref().into(),
-                        op.source_type.as_ref().into(),
-                        op.operation_method.into(),
-                        op.operation_type.into(),
-                        op.features.into(),
-                        op.client_short_name.as_ref().into(),
-                        op.comment.as_ref().into(),
-                        op.order_reg_date.as_ref().into(),
-                        op.transaction_date.as_ref().into(),
-                        now_ms.into(),
-                    ];
-                    tx.execute(upsert, &params)?;
-                    if !known {
-                        new += 1;
-                    }
-                }
-                tx.execute(
-                    "INSERT INTO history_sync (org_id, newest_date, synced_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (org_id) DO UPDATE SET \
-                     newest_date = COALESCE(excluded.newest_date, history_sync.newest_date), \
-                     synced_at = excluded.synced_at",
-                    &[org_id.into(), newest_date.as_ref().into(), now_ms.into()],
-                )?;
-                Ok(new)
+                let settled = settle_operations_tx(tx, org_id, &ends, now_ms)?;
+                let new = save_operations_tx(tx, org_id, &operations, now_ms)?;
+                Ok((settled, new))
             })
             .await
     }
 
-    /// The newest transaction date the organization's history sync has seen.
-    pub async fn history_mark(&self, org_id: i64) -> Result<Option<String>, StoreError> {
+    /// Where the organization's history sync stands.
+    pub async fn history_mark(&self, org_id: i64) -> Result<HistoryMark, StoreError> {
         self.db
             .read(move |tx| {
                 let row = tx.query_opt(
-                    "SELECT newest_date FROM history_sync WHERE org_id = $1",
+                    "SELECT newest_date, gap_cursor, gap_until FROM history_sync \
+                     WHERE org_id = $1",
                     &[org_id.into()],
                 )?;
-                Ok(match row {
-                    Some(row) => row.opt_text("newest_date")?,
-                    None => None,
+                let Some(row) = row else {
+                    return Ok(HistoryMark::default());
+                };
+                let gap = match (row.opt_text("gap_cursor")?, row.opt_text("gap_until")?) {
+                    (Some(cursor), Some(until)) => Some(HistoryGap { cursor, until }),
+                    _ => None,
+                };
+                Ok(HistoryMark {
+                    newest: row.opt_text("newest_date")?,
+                    gap,
                 })
+            })
+            .await
+    }
+
+    /// Moves the organization's sync mark to `mark` (the newest transaction date read; `None`
+    /// keeps the current one) and records the stretch left to read, if any.
+    pub async fn save_history_mark(
+        &self,
+        org_id: i64,
+        mark: Option<String>,
+        gap: Option<HistoryGap>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx| {
+                let (cursor, until) = match &gap {
+                    Some(gap) => (Some(gap.cursor.as_str()), Some(gap.until.as_str())),
+                    None => (None, None),
+                };
+                tx.execute(
+                    "INSERT INTO history_sync (org_id, newest_date, gap_cursor, gap_until, synced_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id) DO UPDATE SET \
+                     newest_date = COALESCE(excluded.newest_date, history_sync.newest_date), \
+                     gap_cursor = excluded.gap_cursor, gap_until = excluded.gap_until, \
+                     synced_at = excluded.synced_at",
+                    &[
+                        org_id.into(),
+                        mark.as_ref().into(),
+                        cursor.into(),
+                        until.into(),
+                        now_ms.into(),
+                    ],
+                )?;
+                Ok(())
             })
             .await
     }
@@ -156,4 +176,94 @@ impl Store {
             })
             .await
     }
+}
+
+/// Columns written per operation by [`save_operations_tx`].
+const WRITTEN: [&str; 16] = [
+    "org_id",
+    "kaspi_operation_id",
+    "order_number",
+    "amount",
+    "status",
+    "sale_id",
+    "sale_type",
+    "source_type",
+    "operation_method",
+    "operation_type",
+    "features",
+    "client_short_name",
+    "comment",
+    "order_reg_date",
+    "transaction_date",
+    "synced_at",
+];
+
+/// Upserts `operations` of `org_id` by Kaspi's operation id (one statement to find the known
+/// ones, one to write them all); how many were new. An operation listed twice is written once,
+/// as its last listing says.
+fn save_operations_tx(
+    tx: &mut dyn Tx,
+    org_id: i64,
+    operations: &[KaspiOperation],
+    now_ms: i64,
+) -> Result<usize, DbError> {
+    let mut latest: Vec<&KaspiOperation> = Vec::with_capacity(operations.len());
+    for op in operations {
+        match latest
+            .iter_mut()
+            .find(|o| o.kaspi_operation_id == op.kaspi_operation_id)
+        {
+            Some(seen) => *seen = op,
+            None => latest.push(op),
+        }
+    }
+    if latest.is_empty() {
+        return Ok(0);
+    }
+    let mut params: Vec<Value> = Vec::with_capacity(latest.len() + 1);
+    params.push(org_id.into());
+    params.extend(latest.iter().map(|op| Value::from(op.kaspi_operation_id)));
+    let known = tx
+        .query(
+            &format!(
+                "SELECT kaspi_operation_id FROM kaspi_operations \
+                 WHERE org_id = $1 AND kaspi_operation_id IN ({})",
+                super::placeholders(2, latest.len())
+            ),
+            &params,
+        )?
+        .len();
+    let mut params: Vec<Value> = Vec::with_capacity(latest.len() * WRITTEN.len());
+    for op in &latest {
+        params.extend([
+            org_id.into(),
+            op.kaspi_operation_id.into(),
+            op.order_number.as_ref().into(),
+            op.amount.into(),
+            op.status.as_ref().into(),
+            op.sale_id.into(),
+            op.sale_type.as_ref().into(),
+            op.source_type.as_ref().into(),
+            op.operation_method.into(),
+            op.operation_type.into(),
+            op.features.into(),
+            op.client_short_name.as_ref().into(),
+            op.comment.as_ref().into(),
+            op.order_reg_date.as_ref().into(),
+            op.transaction_date.as_ref().into(),
+            now_ms.into(),
+        ]);
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO kaspi_operations ({}) VALUES {} \
+             ON CONFLICT (org_id, kaspi_operation_id) DO UPDATE SET \
+             status = excluded.status, amount = excluded.amount, \
+             transaction_date = excluded.transaction_date, synced_at = excluded.synced_at",
+            WRITTEN.join(", "),
+            super::value_rows(1, latest.len(), WRITTEN.len())
+        ),
+        &params,
+    )?;
+    Ok(latest.len() - known)
 }

@@ -5,7 +5,7 @@
 
 use crate::db::{DbError, Row, Tx, Value};
 
-use super::jobs::{delete_job, schedule_job};
+use super::jobs::{delete_job, delete_jobs, schedule_job};
 use super::{
     conflict_on_unique, CreateState, Invoice, InvoiceFilter, InvoiceKind, InvoiceSent, InvoiceSort,
     InvoiceStats, InvoiceStatus, NewInvoice, StatusTotals, Store, StoreError, EVENT_STATUS_CHANGED,
@@ -60,6 +60,34 @@ pub(super) fn invoice_by_id_tx(tx: &mut dyn Tx, id: i64) -> Result<Option<Invoic
         .transpose()
 }
 
+/// Shards of an organization's count in `invoice_counts`.
+const COUNT_SHARDS: i64 = 16;
+
+/// Adds `delta` to the kept count of each `(org_id, invoice_id)` in `invoices` (one statement
+/// per shard touched), in the caller's transaction.
+pub(super) fn add_to_counts_tx(
+    tx: &mut dyn Tx,
+    invoices: &[(i64, i64)],
+    delta: i64,
+) -> Result<(), DbError> {
+    let mut tally: Vec<((i64, i64), i64)> = Vec::new();
+    for &(org_id, id) in invoices {
+        let key = (org_id, id.rem_euclid(COUNT_SHARDS));
+        match tally.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += delta,
+            None => tally.push((key, delta)),
+        }
+    }
+    for ((org_id, shard), n) in tally {
+        tx.execute(
+            "INSERT INTO invoice_counts (org_id, shard, n) VALUES ($1, $2, $3) \
+             ON CONFLICT (org_id, shard) DO UPDATE SET n = invoice_counts.n + excluded.n",
+            &[org_id.into(), shard.into(), n.into()],
+        )?;
+    }
+    Ok(())
+}
+
 /// The end of one Kaspi operation, as the history shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperationEnd {
@@ -92,6 +120,21 @@ fn apply_status_tx(
     let Some(current) = invoice_by_id_tx(tx, invoice_id)? else {
         return Ok(None);
     };
+    let Some(updated) = update_status_tx(tx, &current, change)? else {
+        return Ok(None);
+    };
+    record_changes_tx(tx, &[(&current, change)])?;
+    Ok(Some(updated))
+}
+
+/// The UPDATE of [`apply_status_tx`] from `current` (as read in this transaction); `None`
+/// when the move is not allowed or the row is no longer in `current`'s status. The caller
+/// records the change with [`record_changes_tx`].
+fn update_status_tx(
+    tx: &mut dyn Tx,
+    current: &Invoice,
+    change: &Change<'_>,
+) -> Result<Option<Invoice>, DbError> {
     if !current.status.can_move_to(change.to) {
         return Ok(None);
     }
@@ -107,7 +150,7 @@ fn apply_status_tx(
     let row = tx.query_opt(
         &sql,
         &[
-            invoice_id.into(),
+            current.id.into(),
             current.status.as_str().into(),
             change.to.as_str().into(),
             change.kaspi_status.into(),
@@ -118,26 +161,89 @@ fn apply_status_tx(
             change.cancel_reason.into(),
         ],
     )?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let updated = invoice_from_row(&row)?;
-    tx.execute(
-        "INSERT INTO invoice_events (org_id, invoice_id, kind, from_status, to_status, at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[
-            updated.org_id.into(),
-            invoice_id.into(),
+    row.as_ref().map(invoice_from_row).transpose()
+}
+
+/// Writes the event row of each change made by [`update_status_tx`] (one statement), and
+/// ends the poll jobs of the invoices that reached a final status (one more).
+fn record_changes_tx(tx: &mut dyn Tx, changes: &[(&Invoice, &Change<'_>)]) -> Result<(), DbError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    const WIDTH: usize = 6;
+    let mut params: Vec<Value> = Vec::with_capacity(changes.len() * WIDTH);
+    for (before, change) in changes {
+        params.extend([
+            before.org_id.into(),
+            before.id.into(),
             EVENT_STATUS_CHANGED.into(),
-            current.status.as_str().into(),
+            before.status.as_str().into(),
             change.to.as_str().into(),
             change.at_ms.into(),
-        ],
-    )?;
-    if change.to.is_final() {
-        delete_job(tx, JOB_POLL_INVOICE, invoice_id)?;
+        ]);
     }
-    Ok(Some(updated))
+    tx.execute(
+        &format!(
+            "INSERT INTO invoice_events (org_id, invoice_id, kind, from_status, to_status, at) \
+             VALUES {}",
+            super::value_rows(1, changes.len(), WIDTH)
+        ),
+        &params,
+    )?;
+    let ended: Vec<i64> = changes
+        .iter()
+        .filter(|(_, change)| change.to.is_final())
+        .map(|(before, _)| before.id)
+        .collect();
+    delete_jobs(tx, JOB_POLL_INVOICE, &ended)
+}
+
+/// [`Store::settle_operations`] inside the caller's transaction: the invoices are read with
+/// one statement, their events written with one, their poll jobs ended with one; each change
+/// is its own conditional UPDATE.
+pub(super) fn settle_operations_tx(
+    tx: &mut dyn Tx,
+    org_id: i64,
+    ends: &[OperationEnd],
+    at_ms: i64,
+) -> Result<usize, DbError> {
+    if ends.is_empty() {
+        return Ok(0);
+    }
+    let sql = format!(
+        "SELECT {INVOICE_COLUMNS} FROM invoices WHERE org_id = $1 AND kaspi_operation_id IN ({})",
+        super::placeholders(2, ends.len())
+    );
+    let mut params: Vec<Value> = Vec::with_capacity(ends.len() + 1);
+    params.push(org_id.into());
+    params.extend(ends.iter().map(|end| (&end.kaspi_operation_id).into()));
+    let current: Vec<Invoice> = tx
+        .query(&sql, &params)?
+        .iter()
+        .map(invoice_from_row)
+        .collect::<Result<_, _>>()?;
+    let mut changed = Vec::new();
+    for end in ends {
+        let Some(before) = current
+            .iter()
+            .find(|i| i.kaspi_operation_id.as_deref() == Some(end.kaspi_operation_id.as_str()))
+        else {
+            continue;
+        };
+        let change = Change {
+            to: end.to,
+            kaspi_status: end.kaspi_status.as_deref(),
+            client_name: end.client_name.as_deref(),
+            cancel_reason: None,
+            at_ms,
+        };
+        if update_status_tx(tx, before, &change)?.is_some() {
+            changed.push((before, change));
+        }
+    }
+    let records: Vec<(&Invoice, &Change<'_>)> = changed.iter().map(|(b, c)| (*b, c)).collect();
+    record_changes_tx(tx, &records)?;
+    Ok(changed.len())
 }
 
 impl Store {
@@ -169,7 +275,9 @@ impl Store {
                     new.expires_at.into(),
                     new.metadata.as_ref().into(),
                 ];
-                Ok(invoice_from_row(&tx.query_one(&sql, &params)?)?)
+                let invoice = invoice_from_row(&tx.query_one(&sql, &params)?)?;
+                add_to_counts_tx(tx, &[(invoice.org_id, invoice.id)], 1)?;
+                Ok(invoice)
             })
             .await;
         conflict_on_unique(inserted, "an invoice with this payment id exists")
@@ -333,33 +441,7 @@ impl Store {
         at_ms: i64,
     ) -> Result<usize, StoreError> {
         self.db
-            .write(move |tx| {
-                let mut changed = 0;
-                for end in &ends {
-                    let Some(row) = tx.query_opt(
-                        "SELECT id, status FROM invoices WHERE org_id = $1 AND kaspi_operation_id = $2",
-                        &[org_id.into(), (&end.kaspi_operation_id).into()],
-                    )?
-                    else {
-                        continue;
-                    };
-                    let status = InvoiceStatus::decode("status", &row.text("status")?)?;
-                    if !status.can_move_to(end.to) {
-                        continue;
-                    }
-                    let change = Change {
-                        to: end.to,
-                        kaspi_status: end.kaspi_status.as_deref(),
-                        client_name: end.client_name.as_deref(),
-                        cancel_reason: None,
-                        at_ms,
-                    };
-                    if apply_status_tx(tx, row.i64("id")?, &change)?.is_some() {
-                        changed += 1;
-                    }
-                }
-                Ok(changed)
-            })
+            .write(move |tx| Ok(settle_operations_tx(tx, org_id, &ends, at_ms)?))
             .await
     }
 
@@ -426,12 +508,17 @@ impl Store {
     pub async fn delete_unsent_invoice(&self, id: i64) -> Result<bool, StoreError> {
         self.db
             .write(move |tx| {
-                let n = tx.execute(
+                let deleted = tx.query_opt(
                     "DELETE FROM invoices WHERE id = $1 AND create_state = 'sending' \
-                     AND NOT EXISTS (SELECT 1 FROM invoice_events e WHERE e.invoice_id = $1)",
+                     AND NOT EXISTS (SELECT 1 FROM invoice_events e WHERE e.invoice_id = $1) \
+                     RETURNING org_id",
                     &[id.into()],
                 )?;
-                Ok(n == 1)
+                let Some(row) = deleted else {
+                    return Ok(false);
+                };
+                add_to_counts_tx(tx, &[(row.i64("org_id")?, id)], -1)?;
+                Ok(true)
             })
             .await
     }
@@ -525,6 +612,13 @@ impl Store {
             params.len() + 1,
             params.len() + 2,
         );
+        // Only the organization: its kept count answers without counting every invoice.
+        let count_sql = if params.len() == 1 {
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM invoice_counts WHERE org_id = $1"
+                .to_owned()
+        } else {
+            count_sql
+        };
         self.db
             .read(move |tx| {
                 let total = tx.query_one(&count_sql, &params)?.i64("n")?;

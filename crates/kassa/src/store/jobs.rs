@@ -4,7 +4,7 @@
 //! instead of waiting for each other; SQLite has one writer, which is exclusive already.
 //! A lease that runs out makes the job claimable again: work survives a crashed worker.
 
-use crate::db::{DbError, Row, Tx};
+use crate::db::{DbError, Row, Tx, Value};
 
 use super::{Job, Store, StoreError};
 
@@ -44,12 +44,26 @@ pub(crate) fn schedule_job(
 }
 
 /// Removes job `(kind, ref_id)`, if any, inside the caller's transaction.
-pub(crate) fn delete_job(tx: &mut dyn Tx, kind: &str, ref_id: i64) -> Result<(), DbError> {
+/// Ends the jobs `(kind, id)` of every id in `ref_ids`, with one statement.
+pub(crate) fn delete_jobs(tx: &mut dyn Tx, kind: &str, ref_ids: &[i64]) -> Result<(), DbError> {
+    if ref_ids.is_empty() {
+        return Ok(());
+    }
+    let mut params: Vec<Value> = Vec::with_capacity(ref_ids.len() + 1);
+    params.push(kind.into());
+    params.extend(ref_ids.iter().map(|&id| Value::from(id)));
     tx.execute(
-        "DELETE FROM jobs WHERE kind = $1 AND ref_id = $2",
-        &[kind.into(), ref_id.into()],
+        &format!(
+            "DELETE FROM jobs WHERE kind = $1 AND ref_id IN ({})",
+            super::placeholders(2, ref_ids.len())
+        ),
+        &params,
     )?;
     Ok(())
+}
+
+pub(crate) fn delete_job(tx: &mut dyn Tx, kind: &str, ref_id: i64) -> Result<(), DbError> {
+    delete_jobs(tx, kind, &[ref_id])
 }
 
 impl Store {

@@ -29,7 +29,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::db::{Db, DbError};
 
 pub use bulk::BulkInvoice;
-pub use history::KaspiOperation;
+pub use history::{HistoryGap, HistoryMark, KaspiOperation};
 pub use idempotency::RUNNING_LEASE_MS;
 pub use invoices::OperationEnd;
 pub use refunds::{NewRefund, RefundCreated, RefundFilter, RefundRefusal};
@@ -102,4 +102,21 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `$from, $from+1, …`: `n` placeholders, for `IN (…)` lists.
+pub(crate) fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($from, …), (…), …`: `rows` rows of `width` placeholders each, numbered from `from`, for
+/// multi-row `VALUES`.
+pub(crate) fn value_rows(from: usize, rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|row| format!("({})", placeholders(from + row * width, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
