@@ -49,7 +49,11 @@ pub struct App {
 impl App {
     /// Opens and migrates the database, prepares secrets, binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        App::build_with(config, GatewaySettings::default()).await
+        let settings = GatewaySettings {
+            kaspi_calls_per_sec: config.kaspi_calls_per_sec,
+            ..GatewaySettings::default()
+        };
+        App::build_with(config, settings).await
     }
 
     /// [`App::build`] with the background work tuned (tests shorten the schedules).

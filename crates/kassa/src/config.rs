@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// Requests a minute per API key (0 turns the limit off).
     #[arg(long, env = "KASSA_RATE_LIMIT_PER_MINUTE")]
     pub rate_limit_per_minute: Option<u32>,
+    /// The most Kaspi calls a second Kassa makes for one cashier (default 15; Kaspi throttles
+    /// at about 20). Creates and history pages wait for a slot; polls take only spare ones.
+    #[arg(long, env = "KASSA_KASPI_CALLS_PER_SEC")]
+    pub kaspi_calls_per_sec: Option<u32>,
     /// Allow webhook URLs that resolve to loopback, private, link-local or other internal
     /// addresses (local development and tests only).
     #[arg(long, env = "KASSA_WEBHOOK_ALLOW_PRIVATE", num_args = 0..=1,
@@ -86,6 +90,7 @@ struct FileConfig {
     kaspi_mtoken_url: Option<String>,
     kaspi_qrpay_url: Option<String>,
     rate_limit_per_minute: Option<u32>,
+    kaspi_calls_per_sec: Option<u32>,
     kaspi_app_version: Option<String>,
     kaspi_app_build: Option<String>,
     webhook_allow_private: Option<bool>,
@@ -107,6 +112,8 @@ pub struct Config {
     /// The app fingerprint presented to Kaspi; version and build settable without a release.
     pub kaspi_app: kaspi::AppFingerprint,
     pub rate_limit_per_minute: u32,
+    /// The most Kaspi calls a second for one cashier (at least 1).
+    pub kaspi_calls_per_sec: u32,
     /// Webhook delivery.
     pub webhooks: WebhookConfig,
 }
@@ -125,6 +132,9 @@ pub struct WebhookConfig {
     /// An endpoint failing for this long without a success is disabled.
     pub disable_after: Duration,
 }
+
+/// Kaspi calls a second per cashier unless configured: under Kaspi's throttle of about 20.
+pub const DEFAULT_KASPI_CALLS_PER_SEC: u32 = 15;
 
 /// The retry schedule of the webhooks issue: about 3 days in all.
 pub const DEFAULT_WEBHOOK_RETRY_SCHEDULE: &str = "5s,1m,5m,30m,2h,5h,10h,14h,20h,24h";
@@ -219,6 +229,15 @@ impl Config {
                 )));
             }
         }
+        let kaspi_calls_per_sec = serve
+            .kaspi_calls_per_sec
+            .or(file.kaspi_calls_per_sec)
+            .unwrap_or(DEFAULT_KASPI_CALLS_PER_SEC);
+        if kaspi_calls_per_sec == 0 {
+            return Err(ConfigError(
+                "kaspi_calls_per_sec must be at least 1 (Kaspi throttles at about 20)".into(),
+            ));
+        }
         let mut kaspi_app = kaspi::AppFingerprint::default();
         let version = std::env::var("KASSA_KASPI_APP_VERSION")
             .ok()
@@ -251,6 +270,7 @@ impl Config {
                 .rate_limit_per_minute
                 .or(file.rate_limit_per_minute)
                 .unwrap_or(60),
+            kaspi_calls_per_sec,
         })
     }
 }
@@ -360,6 +380,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.kaspi, KaspiMode::Sandbox);
         assert_eq!(c.rate_limit_per_minute, 60);
+        assert_eq!(c.kaspi_calls_per_sec, 15);
         assert!(c.database_url.starts_with("sqlite://") && c.database_url.ends_with("kassa.db"));
 
         std::fs::write(
@@ -373,10 +394,18 @@ mod tests {
 
         let flags = ServeArgs {
             rate_limit_per_minute: Some(0),
+            kaspi_calls_per_sec: Some(8),
             ..Default::default()
         };
         let c = Config::resolve(&storage, &flags).expect("flags");
         assert_eq!(c.rate_limit_per_minute, 0);
+        assert_eq!(c.kaspi_calls_per_sec, 8);
+        let none = ServeArgs {
+            kaspi_calls_per_sec: Some(0),
+            ..Default::default()
+        };
+        let err = Config::resolve(&storage, &none).expect_err("refused");
+        assert!(err.to_string().contains("kaspi_calls_per_sec"), "{err}");
         assert_eq!(c.listen.to_string(), "127.0.0.1:9090");
     }
 

@@ -160,7 +160,7 @@ impl Default for GatewaySettings {
             late_check: s(10),
             history_every: Duration::from_secs(1),
             history_idle_every: s(30),
-            kaspi_calls_per_sec: 15,
+            kaspi_calls_per_sec: crate::config::DEFAULT_KASPI_CALLS_PER_SEC,
         }
     }
 }
