@@ -213,12 +213,11 @@ fn store_error(e: crate::store::StoreError) -> ApiError {
 
 /// The organization's slug, shown as `user_id`.
 async fn user_id(gateway: &Gateway, org_id: i64) -> Result<String, ApiError> {
-    Ok(gateway
-        .store()
-        .org_by_id(org_id)
-        .await
-        .map_err(store_error)?
-        .map_or_else(|| org_id.to_string(), |o| o.slug))
+    match gateway.org_slug(org_id).await {
+        Ok(slug) => Ok(slug.to_string()),
+        Err(GatewayError::NotFound) => Ok(org_id.to_string()),
+        Err(e) => Err(gateway_error(e)),
+    }
 }
 
 /// The payment `payment_id` of the caller, or 404.

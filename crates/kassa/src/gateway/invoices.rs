@@ -79,7 +79,7 @@ impl Gateway {
         new: NewRemoteInvoice,
     ) -> Result<Invoice, GatewayError> {
         // No usable cashier: answer before anything is stored.
-        self.terminals().load(org_id).await?;
+        let terminal = self.terminals().load(org_id).await?;
         let store = self.store();
         let now = now_ms();
         let invoice = store
@@ -101,7 +101,7 @@ impl Gateway {
         let (phone, amount) = (&new.phone, new.amount);
         let sent = self
             .terminals()
-            .call(org_id, |k| async move {
+            .call_with(org_id, terminal, |k| async move {
                 k.client
                     .create_invoice(&k.session, phone, amount, comment)
                     .await

@@ -182,6 +182,8 @@ pub struct Gateway {
 
 struct Inner {
     history_pulls: RecentlyDone,
+    /// Organizations' slugs by id (a slug never changes).
+    slugs: std::sync::Mutex<std::collections::HashMap<i64, Arc<str>>>,
     store: Store,
     terminals: Terminals,
     sandbox: Option<kaspi_sim::Simulator>,
@@ -208,6 +210,7 @@ impl Gateway {
         Gateway {
             inner: Arc::new(Inner {
                 history_pulls: RecentlyDone::default(),
+                slugs: std::sync::Mutex::default(),
                 store,
                 terminals,
                 sandbox,
@@ -232,6 +235,31 @@ impl Gateway {
 
     pub fn settings(&self) -> &GatewaySettings {
         &self.inner.settings
+    }
+
+    /// The slug of organization `org_id` (read once per process: slugs never change);
+    /// `NotFound` when there is no such organization.
+    pub async fn org_slug(&self, org_id: i64) -> Result<Arc<str>, GatewayError> {
+        if let Some(slug) = self
+            .inner
+            .slugs
+            .lock()
+            .ok()
+            .and_then(|slugs| slugs.get(&org_id).cloned())
+        {
+            return Ok(slug);
+        }
+        let org = self
+            .inner
+            .store
+            .org_by_id(org_id)
+            .await?
+            .ok_or(GatewayError::NotFound)?;
+        let slug: Arc<str> = org.slug.into();
+        if let Ok(mut slugs) = self.inner.slugs.lock() {
+            slugs.insert(org_id, slug.clone());
+        }
+        Ok(slug)
     }
 
     /// The health of every organization's cashier session.

@@ -268,6 +268,20 @@ impl Terminals {
         Fut: Future<Output = Result<T, kaspi::Error>>,
     {
         let loaded = self.load(org_id).await?;
+        self.call_with(org_id, loaded, call).await
+    }
+
+    /// [`Terminals::call`] with a terminal already loaded by [`Terminals::load`].
+    pub async fn call_with<T, F, Fut>(
+        &self,
+        org_id: i64,
+        loaded: Arc<Loaded>,
+        call: F,
+    ) -> Result<T, GatewayError>
+    where
+        F: Fn(Arc<Loaded>) -> Fut,
+        Fut: Future<Output = Result<T, kaspi::Error>>,
+    {
         self.pace(org_id).await;
         self.call_loaded(org_id, loaded, call).await
     }
