@@ -65,7 +65,7 @@ pub fn create_load(
     })
 }
 
-/// Create runs longer than the reads: 2 s of warm-up, 15 s measured (the poller's work
+/// Create runs longer than the reads: 2 s of warm-up, 10 s measured (the background work
 /// grows during it).
 pub fn create_window(ctx: &Ctx) -> Window {
     if ctx.quick {
@@ -73,7 +73,7 @@ pub fn create_window(ctx: &Ctx) -> Window {
     } else {
         Window {
             warmup: Duration::from_secs(2),
-            measure: Duration::from_secs(15),
+            measure: Duration::from_secs(10),
         }
     }
 }

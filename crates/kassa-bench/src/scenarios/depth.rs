@@ -92,7 +92,7 @@ fn depth_window(ctx: &Ctx) -> Window {
     } else {
         Window {
             warmup: Duration::from_millis(500),
-            measure: Duration::from_millis(2_500),
+            measure: Duration::from_millis(2_000),
         }
     }
 }

@@ -30,6 +30,8 @@ const SPREAD_QUICK: Duration = Duration::from_secs(3);
 /// How long after the last payment Kassa is given to see it.
 const GRACE: Duration = Duration::from_secs(30);
 const GOAL_P99_MS: f64 = 5_000.0;
+/// Tasks making the invoices at once.
+const SEED_TASKS: usize = 16;
 
 fn start(ctx: &mut Ctx) -> Running<'_> {
     Box::pin(run(ctx))
@@ -56,48 +58,63 @@ async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let sim_for_seed = sim.clone();
     let invoices: Vec<(i64, u64)> = server
         .on_server(async move {
+            // Made by several tasks at once: the writes of a create group-commit on SQLite
+            // and spread over the pool on PostgreSQL, as concurrent creates would.
+            let mut tasks = tokio::task::JoinSet::new();
+            for task in 0..SEED_TASKS {
+                let store = store.clone();
+                let sim_for_seed = sim_for_seed.clone();
+                tasks.spawn(async move {
+                    let mut made = Vec::with_capacity(count / SEED_TASKS + 1);
+                    for n in (task..count).step_by(SEED_TASKS) {
+                        let amount = Amount::from_tiyn(100 * (1 + (n as i64 % 500)));
+                        let op = sim_for_seed.create_remote_invoice(
+                            kassa::gateway::DEMO_CASHIER_PHONE,
+                            "87001234567",
+                            amount,
+                            "bench",
+                        )?;
+                        let now = now_ms();
+                        let invoice = store
+                            .insert_invoice(NewInvoice {
+                                payment_id: uuid::Uuid::new_v4().to_string(),
+                                org_id,
+                                kind: InvoiceKind::Remote,
+                                amount: amount.tiyn(),
+                                phone: Some("7001234567".into()),
+                                description: Some("bench".into()),
+                                external_order_id: None,
+                                is_sandbox: true,
+                                created_at: now,
+                                expires_at: Some(now + 24 * 3600 * 1000),
+                                metadata: None,
+                            })
+                            .await?;
+                        let first_poll =
+                            kassa::gateway::GatewaySettings::default().poll_schedule[0];
+                        store
+                            .mark_invoice_sent(
+                                invoice.id,
+                                InvoiceSent {
+                                    kaspi_operation_id: op.to_string(),
+                                    kaspi_status: Some("RemotePaymentCreated".into()),
+                                    client_name: None,
+                                    at_ms: now,
+                                    poll_at_ms: now + i64::try_from(first_poll.as_millis())?,
+                                    qr_token: None,
+                                    ext_tran_id: None,
+                                    expires_at: None,
+                                },
+                            )
+                            .await?;
+                        made.push((invoice.id, op));
+                    }
+                    Ok::<_, anyhow::Error>(made)
+                });
+            }
             let mut made = Vec::with_capacity(count);
-            for n in 0..count {
-                let amount = Amount::from_tiyn(100 * (1 + (n as i64 % 500)));
-                let op = sim_for_seed.create_remote_invoice(
-                    kassa::gateway::DEMO_CASHIER_PHONE,
-                    "87001234567",
-                    amount,
-                    "bench",
-                )?;
-                let now = now_ms();
-                let invoice = store
-                    .insert_invoice(NewInvoice {
-                        payment_id: uuid::Uuid::new_v4().to_string(),
-                        org_id,
-                        kind: InvoiceKind::Remote,
-                        amount: amount.tiyn(),
-                        phone: Some("7001234567".into()),
-                        description: Some("bench".into()),
-                        external_order_id: None,
-                        is_sandbox: true,
-                        created_at: now,
-                        expires_at: Some(now + 24 * 3600 * 1000),
-                        metadata: None,
-                    })
-                    .await?;
-                let first_poll = kassa::gateway::GatewaySettings::default().poll_schedule[0];
-                store
-                    .mark_invoice_sent(
-                        invoice.id,
-                        InvoiceSent {
-                            kaspi_operation_id: op.to_string(),
-                            kaspi_status: Some("RemotePaymentCreated".into()),
-                            client_name: None,
-                            at_ms: now,
-                            poll_at_ms: now + i64::try_from(first_poll.as_millis())?,
-                            qr_token: None,
-                            ext_tran_id: None,
-                            expires_at: None,
-                        },
-                    )
-                    .await?;
-                made.push((invoice.id, op));
+            while let Some(done) = tasks.join_next().await {
+                made.extend(done??);
             }
             // The history sync is due now (an invoice is open).
             store

@@ -87,7 +87,7 @@ impl Ctx {
         }
     }
 
-    /// Warm-up and measured time of one round of one load: 1 s + 5 s, or a blink with
+    /// Warm-up and measured time of one round of one load: 1 s + 4 s, or a blink with
     /// `--quick`.
     pub fn window(&self) -> Window {
         if self.quick {
@@ -98,12 +98,12 @@ impl Ctx {
         } else {
             Window {
                 warmup: Duration::from_secs(1),
-                measure: Duration::from_secs(5),
+                measure: Duration::from_secs(4),
             }
         }
     }
 
-    /// Rounds of interleaved loads: two (10 s of measurement per figure), one with `--quick`.
+    /// Rounds of interleaved loads: two (8 s of measurement per figure), one with `--quick`.
     pub fn rounds(&self) -> u32 {
         if self.quick {
             1
