@@ -6,8 +6,9 @@
 //!   returned once), list, get, update, delete, rotate the secret, the delivery log,
 //!   redelivery, simulation.
 //! - `worker.rs`: the dispatcher (committed `invoice_events` → one delivery per matching
-//!   endpoint, exactly once, see `store/webhooks.rs`) and the delivery worker (leased rows, a
-//!   timeout per attempt, the retry schedule with jitter, `Retry-After`, 410, no redirects).
+//!   endpoint, exactly once, a batch per transaction, see `store/webhooks`) and the delivery
+//!   loop (leased rows, many attempts at once, records written in batches, a timeout per
+//!   attempt, the retry schedule with jitter, `Retry-After`, 410, no redirects).
 //! - `signing.rs`: secrets and the ApiPay, xPayment and Standard Webhooks signatures.
 //! - `ssrf.rs`: which targets are refused, at saving and after resolution at delivery.
 //! - `payloads.rs`: event names and bodies per format.
@@ -116,7 +117,8 @@ struct Inner {
     config: WebhookConfig,
     /// Redirects off, no proxy, the SSRF-guarded resolver, the attempt timeout.
     client: reqwest::Client,
-    /// How often the worker looks for work.
+    /// How often the delivery loop looks for deliveries come due (retries, and those no
+    /// dispatcher leased).
     tick: Duration,
 }
 

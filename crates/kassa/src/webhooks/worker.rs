@@ -1,10 +1,32 @@
 //! The dispatcher and the delivery worker, and the one function that makes an attempt.
 //!
-//! Every tick: committed `invoice_events` not yet dispatched become deliveries
-//! ([`Webhooks::dispatch_pending`]), then due deliveries are leased and attempted
-//! ([`Webhooks::deliver_due`]). Both are safe with several processes on one database: an
-//! event is dispatched by the one transaction that flips its mark, a delivery is attempted by
-//! the worker holding its lease (longer than the attempt timeout).
+//! [`Webhooks::start_worker`] runs two loops side by side in each process, sharing
+//! [`IN_FLIGHT`] slots (a slot is held from a delivery's lease until its attempt ends):
+//!
+//! - The dispatcher turns committed `invoice_events` not yet dispatched into deliveries at
+//!   the pace slots come free. It reads events [`DISPATCH_BATCH`] at a time, with their
+//!   invoices and organizations in one go; then, as slots come free, dispatches as many events
+//!   as it got slots in ONE transaction, in which each event makes deliveries only if that
+//!   transaction flips its mark (see `store/webhooks`), and the new deliveries are leased to
+//!   this worker as they are inserted and handed straight to the delivery loop. So the outbox
+//!   is the queue, and a delivery is written twice (made, attempted) rather than leased again
+//!   in between. Deliveries beyond its slots (several endpoints), and the whole rest when no
+//!   slot came free within [`SLOT_WAIT`] (slow receivers), are left for any worker to lease,
+//!   and the delivery loop is woken. It goes on at once while events are waiting, and looks
+//!   again every [`DISPATCH_POLL`] otherwise.
+//! - The delivery loop starts an attempt for each delivery handed over, and whenever at least
+//!   [`CLAIM_AT_ONCE`] slots are free (or none is busy) and deliveries may be due it leases
+//!   more (with their endpoints, in one transaction), without waiting for the attempts under
+//!   way. Finished attempts queue their records (at most [`RECORD_BATCH`] waiting) for a
+//!   recorder task that writes whatever has queued up in one transaction, each record (log row,
+//!   delivery state, endpoint health) only while its worker still holds the lease. It looks
+//!   for due deliveries when woken by the dispatcher, while its leases come full, and every
+//!   tick (retries coming due, deliveries other processes made).
+//!
+//! Both are safe with several processes on one database: an event is dispatched by the one
+//! transaction that flips its mark, a delivery is attempted by the worker holding its lease
+//! (longer than the attempt timeout). [`WebhookWorker::stop`] ends both loops and waits for the
+//! attempts in hand and their records.
 //!
 //! An attempt: 2xx is delivered; 410 gives up and disables the endpoint; 429 and 503 with
 //! `Retry-After` (seconds) retry after that long; anything else (3xx included: redirects are
@@ -12,11 +34,13 @@
 //! with ±10 % jitter, and gives up when the schedule is spent. An endpoint whose attempts all
 //! failed for `disable_after` is disabled with the reason. Every attempt is logged.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::payloads::{self, EventFacts};
@@ -27,10 +51,21 @@ use crate::store::{
     WebhookFormat,
 };
 
-/// Events dispatched per round.
-const DISPATCH_BATCH: u32 = 100;
-/// Deliveries attempted at once per process.
-const DELIVERY_BATCH: u32 = 32;
+/// Events read at a time by the dispatcher (dispatched as slots come free).
+const DISPATCH_BATCH: u32 = 256;
+/// How often the dispatcher looks for new events when the last batch was not full.
+const DISPATCH_POLL: Duration = Duration::from_millis(50);
+/// Attempts in hand at once per process, from the lease until the attempt ends (also the
+/// most requests one endpoint gets at once from one process).
+const IN_FLIGHT: usize = 128;
+/// Deliveries are leased when at least this many slots are free (or none is busy), so leases
+/// come in batches rather than one transaction per finished attempt.
+const CLAIM_AT_ONCE: usize = 32;
+/// How long the dispatcher waits for free slots before it dispatches without leasing (slow
+/// receivers hold them all).
+const SLOT_WAIT: Duration = Duration::from_millis(500);
+/// Attempts' records waiting to be written, and written in one transaction, at most.
+const RECORD_BATCH: usize = IN_FLIGHT;
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -41,7 +76,7 @@ pub struct WebhookWorker {
 }
 
 impl WebhookWorker {
-    /// Stops the worker and waits for the attempts in hand.
+    /// Stops the worker and waits for the attempts in hand and their records.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
@@ -64,29 +99,344 @@ impl Sent {
     }
 }
 
+/// A delivery leased to this worker, its endpoint (`None`: gone) and the slot it holds.
+type Leased = (
+    WebhookDelivery,
+    Option<WebhookEndpoint>,
+    OwnedSemaphorePermit,
+);
+
+/// An event ready to dispatch: its id, its organization, the builder of its bodies.
+type Prepared = (i64, i64, BodyBuilder);
+
+/// Whether the delivery loop should look for due deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// Nothing is known to be due.
+    No,
+    /// Something may have come due (a tick): a cheap read first.
+    Maybe,
+    /// New deliveries were left to lease, or the last lease came full: lease at once.
+    Yes,
+}
+
+/// What the two loops of one worker share.
+struct Pipeline {
+    worker_id: String,
+    /// One permit per attempt in hand.
+    slots: Arc<Semaphore>,
+    /// Rung by the dispatcher when it left deliveries to lease.
+    wake: Notify,
+}
+
+/// Whether `stopped` says stop (or its sender is gone).
+fn stopping(stopped: &watch::Receiver<bool>) -> bool {
+    *stopped.borrow() || stopped.has_changed().is_err()
+}
+
+/// Up to `n` of the free slots, if any.
+fn take_slots(slots: &Arc<Semaphore>, n: usize) -> Option<OwnedSemaphorePermit> {
+    let n = n.min(slots.available_permits());
+    let n = u32::try_from(n).ok().filter(|&n| n > 0)?;
+    slots.clone().try_acquire_many_owned(n).ok()
+}
+
+/// Waits (at most [`SLOT_WAIT`]) for a few free slots for `events` events to dispatch, then
+/// takes every free one (an event may make several deliveries); `None` when none came free.
+async fn wait_for_slots(slots: &Arc<Semaphore>, events: usize) -> Option<OwnedSemaphorePermit> {
+    let want = u32::try_from(events.clamp(1, CLAIM_AT_ONCE)).ok()?;
+    let mut permits = tokio::time::timeout(SLOT_WAIT, slots.clone().acquire_many_owned(want))
+        .await
+        .ok()?
+        .ok()?;
+    if let Some(more) = take_slots(slots, IN_FLIGHT) {
+        permits.merge(more);
+    }
+    Some(permits)
+}
+
+/// Splits `permits` into one per delivery of `leased`; the permits left over are released.
+fn with_slots(
+    leased: Vec<(WebhookDelivery, Option<WebhookEndpoint>)>,
+    mut permits: OwnedSemaphorePermit,
+) -> Vec<Leased> {
+    leased
+        .into_iter()
+        .filter_map(|(delivery, endpoint)| {
+            // There are never more deliveries than permits taken; should there be, the extra
+            // ones stay leased until their lease runs out and are attempted then.
+            let slot = permits.split(1)?;
+            Some((delivery, endpoint, slot))
+        })
+        .collect()
+}
+
 impl Webhooks {
     /// Starts this process's dispatcher and delivery worker under `worker_id`.
     pub fn start_worker(&self, worker_id: String) -> WebhookWorker {
-        let (stop, mut stopped) = watch::channel(false);
+        let (stop, stopped) = watch::channel(false);
         let webhooks = self.clone();
         let task = tokio::spawn(async move {
-            loop {
-                let worked = webhooks.run_once(&worker_id).await;
-                if *stopped.borrow() {
-                    break;
-                }
-                if worked == 0 {
-                    tokio::select! {
-                        () = tokio::time::sleep(webhooks.inner.tick) => {}
-                        _ = stopped.changed() => break,
-                    }
-                }
-            }
+            let pipeline = Arc::new(Pipeline {
+                worker_id,
+                slots: Arc::new(Semaphore::new(IN_FLIGHT)),
+                wake: Notify::new(),
+            });
+            let (handed, handed_over) = mpsc::unbounded_channel();
+            let dispatcher = tokio::spawn({
+                let (webhooks, pipeline, stopped) =
+                    (webhooks.clone(), pipeline.clone(), stopped.clone());
+                async move { webhooks.dispatch_loop(&pipeline, &handed, stopped).await }
+            });
+            webhooks
+                .delivery_loop(&pipeline, handed_over, dispatcher, stopped)
+                .await;
         });
         WebhookWorker { stop, task }
     }
 
-    /// One round: dispatch what is new, attempt what is due; how much was done.
+    /// Dispatches while events are waiting, then polls. Events are read (with what their
+    /// bodies are made from) [`DISPATCH_BATCH`] at a time into `ready`, and dispatched as
+    /// slots come free. Deliveries leased in the dispatch go to `handed`; if some were left to
+    /// lease, the delivery loop is woken.
+    async fn dispatch_loop(
+        &self,
+        pipeline: &Pipeline,
+        handed: &mpsc::UnboundedSender<Vec<Leased>>,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        let mut ready: VecDeque<Prepared> = VecDeque::new();
+        let mut more = false;
+        while !stopping(&stopped) {
+            if ready.is_empty() {
+                match self.prepare_events().await {
+                    Ok(events) => {
+                        more = events.len() >= usize::try_from(DISPATCH_BATCH).unwrap_or(0);
+                        ready.extend(events);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "webhook dispatch failed");
+                        more = false;
+                    }
+                }
+            }
+            if !ready.is_empty() {
+                // As many events as slots came free (each usually makes one delivery), their
+                // deliveries leased as they are made; all of them, unleased, if none did.
+                let permits = wait_for_slots(&pipeline.slots, ready.len()).await;
+                let n = permits
+                    .as_ref()
+                    .map_or(ready.len(), |p| p.num_permits().min(ready.len()));
+                let batch: Vec<Prepared> = ready.drain(..n).collect();
+                match self
+                    .dispatch_prepared(batch, permits.map(|p| (pipeline, p)))
+                    .await
+                {
+                    Ok((made, leased)) => {
+                        let handed_over = leased.len();
+                        if handed_over > 0 {
+                            // The delivery loop outlives this one: the send does not fail.
+                            let _ = handed.send(leased);
+                        }
+                        if made > handed_over {
+                            pipeline.wake.notify_one();
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "webhook dispatch failed"),
+                }
+            }
+            if ready.is_empty() && !more {
+                tokio::select! {
+                    () = tokio::time::sleep(DISPATCH_POLL) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+        }
+    }
+
+    /// Attempts what the dispatcher hands over and leases more while slots are free, until
+    /// stopped; then waits for the dispatcher, attempts what it handed over last, and waits
+    /// for every attempt in hand and its record.
+    async fn delivery_loop(
+        &self,
+        pipeline: &Pipeline,
+        mut handed_over: mpsc::UnboundedReceiver<Vec<Leased>>,
+        dispatcher: tokio::task::JoinHandle<()>,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        let (records, queue) = mpsc::channel::<AttemptRecord>(RECORD_BATCH);
+        let recorder = tokio::spawn(self.clone().record_loop(queue));
+        let mut attempts: JoinSet<()> = JoinSet::new();
+        let start = |attempts: &mut JoinSet<()>, leased: Vec<Leased>| {
+            for (delivery, endpoint, slot) in leased {
+                attempts.spawn(self.clone().attempt_and_record(
+                    pipeline.worker_id.clone(),
+                    delivery,
+                    endpoint,
+                    records.clone(),
+                    slot,
+                ));
+            }
+        };
+        let mut look = Look::Maybe;
+        let tick = self.inner.tick;
+        let mut next_tick = tokio::time::Instant::now() + tick;
+        while !stopping(&stopped) {
+            let free = pipeline.slots.available_permits();
+            if look != Look::No && free > 0 && (free >= CLAIM_AT_ONCE || attempts.is_empty()) {
+                look = match self.claim(pipeline, free, look).await {
+                    Ok(Some((leased, full))) => {
+                        start(&mut attempts, leased);
+                        if full {
+                            Look::Yes
+                        } else {
+                            Look::No
+                        }
+                    }
+                    // The dispatcher holds the free slots for a moment: it hands over or
+                    // releases them soon.
+                    Ok(None) => look,
+                    Err(e) => {
+                        tracing::error!(error = %e, "leasing webhook deliveries failed");
+                        Look::No
+                    }
+                };
+                if look == Look::Yes && pipeline.slots.available_permits() > 0 {
+                    continue;
+                }
+            }
+            tokio::select! {
+                Some(leased) = handed_over.recv() => start(&mut attempts, leased),
+                Some(_) = attempts.join_next(), if !attempts.is_empty() => {}
+                () = pipeline.wake.notified() => look = Look::Yes,
+                () = tokio::time::sleep_until(next_tick) => {
+                    next_tick = tokio::time::Instant::now() + tick;
+                    if look == Look::No {
+                        look = Look::Maybe;
+                    }
+                }
+                _ = stopped.changed() => {}
+            }
+        }
+        // The dispatcher stops too; what it leased last is attempted before the end.
+        let _ = dispatcher.await;
+        while let Some(leased) = handed_over.recv().await {
+            start(&mut attempts, leased);
+        }
+        while attempts.join_next().await.is_some() {}
+        drop(records);
+        let _ = recorder.await;
+    }
+
+    /// How long a lease lasts: longer than an attempt may take.
+    fn lease_ms(&self) -> i64 {
+        let lease = self
+            .inner
+            .config
+            .timeout
+            .saturating_add(Duration::from_secs(60));
+        i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Leases up to `free` due deliveries (as many slots as it can take) to this worker,
+    /// with their endpoints; when `look` is only [`Look::Maybe`], a cheap read first says
+    /// whether anything is due. Also whether the lease came full (more may be due). `None`
+    /// when no slot could be taken.
+    async fn claim(
+        &self,
+        pipeline: &Pipeline,
+        free: usize,
+        look: Look,
+    ) -> Result<Option<(Vec<Leased>, bool)>, WebhookError> {
+        let now = now_ms();
+        if look == Look::Maybe && !self.store().webhook_deliveries_due(now).await? {
+            return Ok(Some((Vec::new(), false)));
+        }
+        let Some(permits) = take_slots(&pipeline.slots, free) else {
+            return Ok(None);
+        };
+        let limit = permits.num_permits();
+        let leased = self
+            .store()
+            .lease_webhook_deliveries(
+                &pipeline.worker_id,
+                now,
+                self.lease_ms(),
+                u32::try_from(limit).unwrap_or(u32::MAX),
+            )
+            .await?;
+        let full = leased.len() >= limit;
+        Ok(Some((with_slots(leased, permits), full)))
+    }
+
+    /// Makes one attempt and queues its record for the recorder; ends (freeing its `slot`) once
+    /// the record is queued.
+    async fn attempt_and_record(
+        self,
+        worker: String,
+        delivery: WebhookDelivery,
+        endpoint: Option<WebhookEndpoint>,
+        records: mpsc::Sender<AttemptRecord>,
+        slot: OwnedSemaphorePermit,
+    ) {
+        let id = delivery.id;
+        match self.attempt(&worker, delivery, endpoint).await {
+            Ok(Some(record)) => {
+                // Queued (waiting while the queue is full), the slot is free: the record is
+                // written behind, still under the lease.
+                let _ = records.send(record).await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(delivery = id, error = %e, "webhook attempt not recorded"),
+        }
+        drop(slot);
+    }
+
+    /// Writes the records that queue up, as many as have (up to [`RECORD_BATCH`]) in one
+    /// transaction, until every sender is gone.
+    async fn record_loop(self, mut queue: mpsc::Receiver<AttemptRecord>) {
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        while queue.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            self.record(std::mem::take(&mut batch)).await;
+        }
+    }
+
+    /// Writes `records` in one transaction; if that fails, one by one (one bad record does
+    /// not lose the others).
+    async fn record(&self, records: Vec<AttemptRecord>) {
+        let ids: Vec<i64> = records.iter().map(|r| r.delivery).collect();
+        let failed = match self.store().record_webhook_attempts(records.clone()).await {
+            Ok(recorded) => {
+                for (id, recorded) in ids.iter().zip(recorded) {
+                    if !recorded {
+                        tracing::warn!(delivery = id, "webhook attempt not recorded: lease lost");
+                    }
+                }
+                return;
+            }
+            Err(e) => e,
+        };
+        if records.len() == 1 {
+            tracing::error!(delivery = ids.first(), error = %failed, "webhook attempt not recorded");
+            return;
+        }
+        tracing::warn!(error = %failed, attempts = records.len(), "recording webhook attempts together failed; one by one");
+        for record in records {
+            let id = record.delivery;
+            match self.store().record_webhook_attempt(record).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(delivery = id, "webhook attempt not recorded: lease lost");
+                }
+                Err(e) => {
+                    tracing::error!(delivery = id, error = %e, "webhook attempt not recorded");
+                }
+            }
+        }
+    }
+
+    /// One round, for tools and tests: dispatch what is new, attempt what is due; how much
+    /// was done.
     pub async fn run_once(&self, worker_id: &str) -> usize {
         let dispatched = match self.dispatch_pending().await {
             Ok(n) => n,
@@ -105,98 +455,197 @@ impl Webhooks {
         dispatched + delivered
     }
 
-    /// Turns undispatched events into deliveries; how many events were dispatched here.
+    /// Turns one batch of undispatched events into deliveries (leasing none); how many events
+    /// were dispatched here.
     pub async fn dispatch_pending(&self) -> Result<usize, WebhookError> {
-        let events = self.store().undispatched_events(DISPATCH_BATCH).await?;
-        let mut slugs: HashMap<i64, String> = HashMap::new();
-        let mut dispatched = 0;
-        for event in events {
-            let invoice = self.store().invoice_by_id(event.invoice_id).await?;
-            let refund = match event.refund_id {
-                Some(id) => self.store().refund_by_id(id).await?,
-                None => None,
-            };
-            let user_id = match slugs.get(&event.org_id) {
-                Some(slug) => slug.clone(),
-                None => {
-                    let slug = self
-                        .store()
-                        .org_by_id(event.org_id)
-                        .await?
-                        .map_or_else(|| event.org_id.to_string(), |o| o.slug);
-                    slugs.insert(event.org_id, slug.clone());
-                    slug
-                }
-            };
-            let (org_id, event_id) = (event.org_id, event.id);
-            // An event whose invoice is gone is marked dispatched with nothing to send.
-            let facts = invoice.map(|invoice| EventFacts {
-                event,
-                invoice,
-                refund,
-                user_id,
-            });
-            let body: BodyBuilder = std::sync::Arc::new(move |delivery_id, endpoint| {
-                let facts = facts.as_ref()?;
-                payloads::event_body(endpoint.format, facts, delivery_id)
-            });
-            if let Some(made) = self
-                .store()
-                .dispatch_event(org_id, event_id, now_ms(), body)
-                .await?
-            {
-                dispatched += 1;
-                if made > 0 {
-                    tracing::debug!(event = event_id, deliveries = made, "event dispatched");
-                }
-            }
-        }
+        let batch = self.prepare_events().await?;
+        let (dispatched, _, _) = self.dispatch_events(batch, None).await?;
         Ok(dispatched)
     }
 
-    /// Leases due deliveries and attempts them; how many were attempted.
+    /// Up to [`DISPATCH_BATCH`] undispatched events, oldest first, each with the builder of its
+    /// bodies: their invoices and organizations are read in one go.
+    async fn prepare_events(&self) -> Result<Vec<Prepared>, WebhookError> {
+        let events = self.store().undispatched_events(DISPATCH_BATCH).await?;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (invoices, slugs) = self
+            .store()
+            .webhook_event_rows(
+                events.iter().map(|e| e.invoice_id).collect(),
+                events.iter().map(|e| e.org_id).collect(),
+            )
+            .await?;
+        // Refund events are few: their refunds are read one by one.
+        let mut refunds = HashMap::new();
+        for id in events.iter().filter_map(|e| e.refund_id) {
+            if let Entry::Vacant(slot) = refunds.entry(id) {
+                slot.insert(self.store().refund_by_id(id).await?);
+            }
+        }
+        Ok(events
+            .into_iter()
+            .map(|event| {
+                let (event_id, org_id) = (event.id, event.org_id);
+                let refund = event
+                    .refund_id
+                    .and_then(|id| refunds.get(&id).cloned().flatten());
+                let user_id = slugs
+                    .get(&org_id)
+                    .cloned()
+                    .unwrap_or_else(|| org_id.to_string());
+                // An event whose invoice is gone is marked dispatched with nothing to send.
+                let facts = invoices.get(&event.invoice_id).map(|invoice| EventFacts {
+                    event,
+                    invoice: invoice.clone(),
+                    refund,
+                    user_id,
+                });
+                let body: BodyBuilder = Arc::new(move |delivery_id, endpoint| {
+                    let facts = facts.as_ref()?;
+                    payloads::event_body(endpoint.format, facts, delivery_id)
+                });
+                (event_id, org_id, body)
+            })
+            .collect())
+    }
+
+    /// Dispatches `batch` in one transaction (one by one if that fails); with `slots`, as
+    /// many of the new deliveries as there are slots are leased to the pipeline's worker.
+    /// How many deliveries were made, and those leased, each with its slot.
+    async fn dispatch_prepared(
+        &self,
+        batch: Vec<Prepared>,
+        slots: Option<(&Pipeline, OwnedSemaphorePermit)>,
+    ) -> Result<(usize, Vec<Leased>), WebhookError> {
+        let now = now_ms();
+        let lease = slots.as_ref().map(|(pipeline, permits)| {
+            (
+                pipeline.worker_id.clone(),
+                now.saturating_add(self.lease_ms()),
+                permits.num_permits(),
+            )
+        });
+        let (_, made, leased) = self.dispatch_events(batch, lease).await?;
+        let leased = match slots {
+            Some((_, permits)) => with_slots(
+                leased.into_iter().map(|(d, e)| (d, Some(e))).collect(),
+                permits,
+            ),
+            None => Vec::new(),
+        };
+        Ok((made, leased))
+    }
+
+    /// Dispatches `batch` in one transaction, leasing up to `lease` = `(worker, until, max)`
+    /// of the new deliveries; if that fails, event by event (leasing none), so that one event
+    /// that cannot be dispatched does not hold up the others. Events dispatched here,
+    /// deliveries made, deliveries leased.
+    async fn dispatch_events(
+        &self,
+        batch: Vec<Prepared>,
+        lease: Option<(String, i64, usize)>,
+    ) -> Result<(usize, usize, Vec<(WebhookDelivery, WebhookEndpoint)>), WebhookError> {
+        let done = match self
+            .store()
+            .dispatch_events(batch.clone(), now_ms(), lease)
+            .await
+        {
+            Ok(done) => done,
+            Err(e) if batch.len() > 1 => {
+                tracing::warn!(error = %e, events = batch.len(), "dispatching webhook events together failed; one by one");
+                let mut done = (0, 0, Vec::new());
+                let mut first_error = None;
+                for (event_id, org_id, body) in batch {
+                    match self
+                        .store()
+                        .dispatch_event(org_id, event_id, now_ms(), body)
+                        .await
+                    {
+                        Ok(Some(made)) => {
+                            done.0 += 1;
+                            done.1 += made;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(event = event_id, error = %e, "webhook event not dispatched");
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                match first_error {
+                    Some(e) if done.0 == 0 => return Err(e.into()),
+                    _ => done,
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if done.1 > 0 {
+            tracing::debug!(
+                events = done.0,
+                deliveries = done.1,
+                "webhook events dispatched"
+            );
+        }
+        Ok(done)
+    }
+
+    /// Leases due deliveries (up to [`IN_FLIGHT`]), attempts them and records them, all before
+    /// returning; how many were attempted. For tools and tests: the worker runs
+    /// [`Webhooks::start_worker`]'s continuous loops instead.
     pub async fn deliver_due(&self, worker_id: &str) -> Result<usize, WebhookError> {
         let now = now_ms();
         if !self.store().webhook_deliveries_due(now).await? {
             return Ok(0);
         }
-        let lease = self
-            .inner
-            .config
-            .timeout
-            .saturating_add(Duration::from_secs(60));
-        let deliveries = self
+        let leased = self
             .store()
-            .claim_webhook_deliveries(
+            .lease_webhook_deliveries(
                 worker_id,
                 now,
-                i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
-                DELIVERY_BATCH,
+                self.lease_ms(),
+                u32::try_from(IN_FLIGHT).unwrap_or(u32::MAX),
             )
             .await?;
-        let count = deliveries.len();
+        let count = leased.len();
         let mut set = JoinSet::new();
-        for delivery in deliveries {
+        for (delivery, endpoint) in leased {
             let webhooks = self.clone();
             let worker = worker_id.to_owned();
             set.spawn(async move {
                 let id = delivery.id;
-                if let Err(e) = webhooks.attempt(&worker, delivery).await {
-                    tracing::error!(delivery = id, error = %e, "webhook attempt not recorded");
+                match webhooks.attempt(&worker, delivery, endpoint).await {
+                    Ok(record) => record,
+                    Err(e) => {
+                        tracing::error!(delivery = id, error = %e, "webhook attempt not recorded");
+                        None
+                    }
                 }
             });
         }
-        while set.join_next().await.is_some() {}
+        let mut records = Vec::with_capacity(count);
+        while let Some(joined) = set.join_next().await {
+            if let Ok(Some(record)) = joined {
+                records.push(record);
+            }
+        }
+        if !records.is_empty() {
+            self.record(records).await;
+        }
         Ok(count)
     }
 
-    /// Makes one attempt of a leased delivery and records it.
-    async fn attempt(&self, worker: &str, delivery: WebhookDelivery) -> Result<(), WebhookError> {
-        let endpoint = match self
-            .store()
-            .webhook_endpoint_by_id(delivery.endpoint_id)
-            .await?
-        {
+    /// Makes one attempt of a leased delivery to `endpoint` (as read after the lease; `None`
+    /// when it is gone); its record, to be written while the lease is held. A delivery whose
+    /// endpoint is gone or disabled is given up here without an attempt (`None`).
+    async fn attempt(
+        &self,
+        worker: &str,
+        delivery: WebhookDelivery,
+        endpoint: Option<WebhookEndpoint>,
+    ) -> Result<Option<AttemptRecord>, WebhookError> {
+        let endpoint = match endpoint {
             Some(endpoint) if endpoint.is_active => endpoint,
             found => {
                 let reason = if found.is_some() {
@@ -207,7 +656,7 @@ impl Webhooks {
                 self.store()
                     .abandon_webhook_delivery(delivery.id, worker, reason, now_ms())
                     .await?;
-                return Ok(());
+                return Ok(None);
             }
         };
         let at = now_ms();
@@ -248,20 +697,17 @@ impl Webhooks {
                 "webhook delivery given up"
             );
         }
-        self.store()
-            .record_webhook_attempt(AttemptRecord {
-                delivery: delivery.id,
-                worker: Some(worker.to_owned()),
-                at,
-                status_code: sent.status.map(i64::from),
-                latency_ms: sent.latency_ms,
-                response_excerpt: sent.excerpt,
-                error: sent.error,
-                outcome,
-                health,
-            })
-            .await?;
-        Ok(())
+        Ok(Some(AttemptRecord {
+            delivery: delivery.id,
+            worker: Some(worker.to_owned()),
+            at,
+            status_code: sent.status.map(i64::from),
+            latency_ms: sent.latency_ms,
+            response_excerpt: sent.excerpt,
+            error: sent.error,
+            outcome,
+            health,
+        }))
     }
 
     /// Sends `delivery`'s bytes to `endpoint`, signed; never fails for the receiver's sake

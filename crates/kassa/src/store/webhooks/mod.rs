@@ -1,20 +1,28 @@
 //! Webhooks: endpoints, deliveries and their attempts (tables of `0004_webhooks.sql`).
 //!
 //! - The outbox: `invoice_events` rows are written with every change (invoices.rs,
-//!   refunds.rs); [`Store::dispatch_event`] turns one into its deliveries in ONE transaction
-//!   that also sets the event's `dispatched_at` with a conditional UPDATE. Only the
-//!   transaction that flips the mark inserts, and `(endpoint_id, event_id)` is unique, so an
-//!   event makes each endpoint's delivery exactly once however many processes dispatch.
-//! - Deliveries are leased like jobs ([`Store::claim_webhook_deliveries`]: `UPDATE …
-//!   RETURNING`, SKIP LOCKED on PostgreSQL); the outcome of an attempt, its log row and the
-//!   endpoint's health change are one transaction ([`Store::record_webhook_attempt`]).
+//!   refunds.rs); [`Store::dispatch_events`] turns a batch of them into their deliveries in
+//!   ONE transaction that first marks the events dispatched with a conditional UPDATE
+//!   (`dispatched_at IS NULL`, SKIP LOCKED on PostgreSQL). Only the transaction that flips an
+//!   event's mark inserts its deliveries, and `(endpoint_id, event_id)` is unique, so an event
+//!   makes each endpoint's delivery exactly once however many processes dispatch. What the
+//!   bodies are made from is read for the whole batch at once ([`Store::webhook_event_rows`]).
+//! - Deliveries are leased like jobs ([`Store::lease_webhook_deliveries`]: `UPDATE …
+//!   RETURNING`, SKIP LOCKED on PostgreSQL), or leased to the dispatching worker as they are
+//!   made (as many as it has room for); the outcome of an attempt, its log row and the
+//!   endpoint's health change are one transaction ([`Store::record_webhook_attempts`] writes
+//!   several attempts' records in one, each checking its own lease).
 //!
-//! Every read by the API takes the organization: another organization's endpoint is simply
-//! not found. The plain types are in `types.rs`.
+//! Lists of ids are bound in chunks padded to a few sizes, so the statements' texts repeat
+//! and stay prepared. Every read by the API takes the organization: another organization's
+//! endpoint is simply not found. The plain types are in `types.rs`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::db::{DbError, Row, Tx, Value};
 
-use super::{Store, StoreError};
+use super::invoices::{invoice_from_row, INVOICE_COLUMNS};
+use super::{Invoice, Store, StoreError};
 
 mod types;
 
@@ -34,6 +42,143 @@ const ATTEMPT_COLUMNS: &str = "id, delivery_id, endpoint_id, attempt, at, status
 /// The stored form of an event list: names joined with `,` (names never contain one).
 fn events_text(events: &[String]) -> String {
     events.join(",")
+}
+
+/// The most ids bound by one `IN (…)`.
+const IDS_PER_STATEMENT: usize = 256;
+/// Row counts of one multi-row `INSERT`, largest first: a batch is written with the fewest
+/// statements of these sizes (13 parameters a delivery row, 8 an attempt row).
+const ROWS_PER_INSERT: [usize; 4] = [64, 16, 4, 1];
+
+/// `ids` (deduplicated) in chunks of at most [`IDS_PER_STATEMENT`], each padded with its last
+/// id to a power of two: few distinct statement texts, and a repeated id changes nothing in
+/// an `IN (…)`.
+fn id_chunks(ids: impl IntoIterator<Item = i64>) -> Vec<Vec<i64>> {
+    let mut seen = HashSet::new();
+    let unique: Vec<i64> = ids.into_iter().filter(|id| seen.insert(*id)).collect();
+    unique
+        .chunks(IDS_PER_STATEMENT)
+        .map(|chunk| {
+            let mut chunk = chunk.to_vec();
+            if let Some(&last) = chunk.last() {
+                chunk.resize(chunk.len().next_power_of_two(), last);
+            }
+            chunk
+        })
+        .collect()
+}
+
+/// Splits `n` rows into statements of the sizes of [`ROWS_PER_INSERT`].
+fn insert_sizes(mut n: usize) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    for size in ROWS_PER_INSERT {
+        while n >= size {
+            sizes.push(size);
+            n -= size;
+        }
+    }
+    sizes
+}
+
+/// Inserts `rows` (each `columns.len()` values) into `table` with the fewest multi-row
+/// statements, each ending with `tail` (e.g. `ON CONFLICT … DO NOTHING`); how many rows went
+/// in, and the rows `returning` (e.g. `RETURNING id`) gave.
+fn insert_rows(
+    tx: &mut dyn Tx,
+    table: &str,
+    columns: &[&str],
+    tail: &str,
+    returning: Option<&str>,
+    rows: Vec<Vec<Value>>,
+) -> Result<(u64, Vec<Row>), DbError> {
+    let width = columns.len();
+    let mut rows = rows.into_iter();
+    let mut inserted = 0;
+    let mut returned = Vec::new();
+    for size in insert_sizes(rows.len()) {
+        let values = super::value_rows(1, size, width);
+        let mut sql = format!(
+            "INSERT INTO {table} ({}) VALUES {values}{tail}",
+            columns.join(", ")
+        );
+        let params: Vec<Value> = rows.by_ref().take(size).flatten().collect();
+        match returning {
+            Some(returning) => {
+                sql.push(' ');
+                sql.push_str(returning);
+                let got = tx.query(&sql, &params)?;
+                inserted += u64::try_from(got.len()).unwrap_or(u64::MAX);
+                returned.extend(got);
+            }
+            None => inserted += tx.execute(&sql, &params)?,
+        }
+    }
+    Ok((inserted, returned))
+}
+
+/// The columns of a delivery row made by the dispatcher, in the order of its parameters.
+const NEW_DELIVERY_COLUMNS: &[&str] = &[
+    "delivery_id",
+    "org_id",
+    "endpoint_id",
+    "event_id",
+    "event_type",
+    "payload",
+    "is_test",
+    "status",
+    "next_attempt_at",
+    "created_at",
+    "updated_at",
+    "locked_until",
+    "locked_by",
+];
+
+/// The columns of an attempt's log row, in the order of its parameters.
+const NEW_ATTEMPT_COLUMNS: &[&str] = &[
+    "delivery_id",
+    "endpoint_id",
+    "attempt",
+    "at",
+    "status_code",
+    "latency_ms",
+    "response_excerpt",
+    "error",
+];
+
+/// Parameters of one attempt's record in [`record_sql`].
+const RECORD_WIDTH: usize = 9;
+
+/// Records `rows` attempts in one statement: per row (`$1…$9` of the first) the delivery, the
+/// worker that must hold its lease (NULL: none must), its new status, the schedule steps
+/// moved, the next attempt, the HTTP status, the error, when, when delivered. Returns the id,
+/// endpoint and attempt count of each delivery changed. Both databases name the columns of
+/// `VALUES` `column1…`; the casts type them for PostgreSQL.
+fn record_sql(rows: usize) -> String {
+    const TYPES: [&str; RECORD_WIDTH] = [
+        "BIGINT", "TEXT", "TEXT", "BIGINT", "BIGINT", "BIGINT", "TEXT", "BIGINT", "BIGINT",
+    ];
+    let values = (0..rows)
+        .map(|r| {
+            let row = TYPES
+                .iter()
+                .enumerate()
+                .map(|(c, ty)| format!("CAST(${} AS {ty})", r * RECORD_WIDTH + c + 1))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({row})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "UPDATE webhook_deliveries AS d SET status = v.column3, attempts = d.attempts + 1, \
+         schedule_step = d.schedule_step + v.column4, next_attempt_at = v.column5, \
+         last_status = v.column6, last_error = v.column7, updated_at = v.column8, \
+         delivered_at = COALESCE(v.column9, d.delivered_at), locked_until = NULL, \
+         locked_by = NULL FROM (VALUES {values}) AS v \
+         WHERE d.id = v.column1 \
+         AND (d.locked_by = v.column2 OR (v.column2 IS NULL AND d.locked_by IS NULL)) \
+         RETURNING id, endpoint_id, attempts"
+    )
 }
 
 fn endpoint_from_row(row: &Row) -> Result<WebhookEndpoint, DbError> {
@@ -386,10 +531,188 @@ impl Store {
             .await
     }
 
-    /// Dispatches event `event_id` of `org_id`: marks it dispatched and, in the same
-    /// transaction, makes one pending delivery per active endpoint of the organization that
-    /// `body` has a body for. `None` when another dispatcher got there first (nothing made);
-    /// else how many deliveries were made.
+    /// What the bodies of events are made from, in one read: the invoices `invoice_ids` by id
+    /// (one that is gone is absent) and the slugs of the organizations `org_ids` by id.
+    pub async fn webhook_event_rows(
+        &self,
+        invoice_ids: Vec<i64>,
+        org_ids: Vec<i64>,
+    ) -> Result<(HashMap<i64, Invoice>, HashMap<i64, String>), StoreError> {
+        self.db
+            .read(move |tx| {
+                let mut invoices = HashMap::with_capacity(invoice_ids.len());
+                for chunk in id_chunks(invoice_ids) {
+                    let sql = format!(
+                        "SELECT {INVOICE_COLUMNS} FROM invoices WHERE id IN ({})",
+                        super::placeholders(1, chunk.len())
+                    );
+                    let params: Vec<Value> = chunk.iter().map(|&id| id.into()).collect();
+                    for row in &tx.query(&sql, &params)? {
+                        let invoice = invoice_from_row(row)?;
+                        invoices.insert(invoice.id, invoice);
+                    }
+                }
+                let mut slugs = HashMap::with_capacity(org_ids.len());
+                for chunk in id_chunks(org_ids) {
+                    let sql = format!(
+                        "SELECT id, slug FROM organizations WHERE id IN ({})",
+                        super::placeholders(1, chunk.len())
+                    );
+                    let params: Vec<Value> = chunk.iter().map(|&id| id.into()).collect();
+                    for row in &tx.query(&sql, &params)? {
+                        slugs.insert(row.i64("id")?, row.text("slug")?);
+                    }
+                }
+                Ok((invoices, slugs))
+            })
+            .await
+    }
+
+    /// Dispatches a batch of events, each `(event_id, org_id, body)`, in ONE transaction:
+    /// marks those not dispatched yet as dispatched (a conditional UPDATE; on PostgreSQL an
+    /// event another dispatcher is dispatching right now is skipped, not waited for), and for
+    /// each event this transaction marked makes one pending delivery per active endpoint of its
+    /// organization that `body` has a body for and that wants the event. The endpoints of each
+    /// organization are read once.
+    ///
+    /// With `lease` = `(worker, until, max)` the first `max` deliveries made are leased to
+    /// `worker` until `until` as they are inserted (the dispatching process attempts them
+    /// without leasing them again) and returned with their endpoints; the others are left for
+    /// [`Store::claim_webhook_deliveries`].
+    ///
+    /// Returns how many events this transaction marked, how many deliveries it made, and the
+    /// deliveries leased; an event another dispatcher got first makes nothing here.
+    pub async fn dispatch_events(
+        &self,
+        events: Vec<(i64, i64, BodyBuilder)>,
+        now: i64,
+        lease: Option<(String, i64, usize)>,
+    ) -> Result<(usize, usize, Vec<(WebhookDelivery, WebhookEndpoint)>), StoreError> {
+        if events.is_empty() {
+            return Ok((0, 0, Vec::new()));
+        }
+        let skip_locked = self.db.dialect().skip_locked();
+        self.db
+            .write(move |tx| {
+                let mut claimed = HashSet::with_capacity(events.len());
+                for chunk in id_chunks(events.iter().map(|(id, _, _)| *id)) {
+                    let sql = format!(
+                        "UPDATE invoice_events SET dispatched_at = $1 \
+                         WHERE dispatched_at IS NULL AND id IN (SELECT id FROM invoice_events \
+                         WHERE dispatched_at IS NULL AND id IN ({}) ORDER BY id{skip_locked}) \
+                         RETURNING id",
+                        super::placeholders(2, chunk.len())
+                    );
+                    let mut params: Vec<Value> = vec![now.into()];
+                    params.extend(chunk.iter().map(|&id| Value::from(id)));
+                    for row in &tx.query(&sql, &params)? {
+                        claimed.insert(row.i64("id")?);
+                    }
+                }
+                if claimed.is_empty() {
+                    return Ok((0, 0, Vec::new()));
+                }
+                let mut endpoints: HashMap<i64, Vec<WebhookEndpoint>> = HashMap::new();
+                let orgs = events
+                    .iter()
+                    .filter(|(id, _, _)| claimed.contains(id))
+                    .map(|(_, org, _)| *org);
+                for chunk in id_chunks(orgs) {
+                    let sql = format!(
+                        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
+                         WHERE is_active = 1 AND org_id IN ({}) ORDER BY id",
+                        super::placeholders(1, chunk.len())
+                    );
+                    let params: Vec<Value> = chunk.iter().map(|&id| id.into()).collect();
+                    for row in &tx.query(&sql, &params)? {
+                        let endpoint = endpoint_from_row(row)?;
+                        endpoints.entry(endpoint.org_id).or_default().push(endpoint);
+                    }
+                }
+                let (worker, until, max) = match &lease {
+                    Some((worker, until, max)) => (Some(worker.as_str()), Some(*until), *max),
+                    None => (None, None, 0),
+                };
+                let mut leased_rows: Vec<Vec<Value>> = Vec::new();
+                let mut rows: Vec<Vec<Value>> = Vec::new();
+                let mut dispatched = 0;
+                for (event_id, org_id, body) in &events {
+                    // An id listed twice is dispatched once.
+                    if !claimed.remove(event_id) {
+                        continue;
+                    }
+                    dispatched += 1;
+                    for endpoint in endpoints.get(org_id).map_or(&[][..], Vec::as_slice) {
+                        let delivery_id = uuid::Uuid::new_v4().to_string();
+                        let Some((event_type, payload)) = body(&delivery_id, endpoint) else {
+                            continue;
+                        };
+                        if !endpoint.wants(&event_type) {
+                            continue;
+                        }
+                        let leased = leased_rows.len() < max;
+                        let row = vec![
+                            delivery_id.into(),
+                            endpoint.org_id.into(),
+                            endpoint.id.into(),
+                            (*event_id).into(),
+                            event_type.into(),
+                            payload.into(),
+                            false.into(),
+                            DeliveryStatus::Pending.as_str().into(),
+                            now.into(),
+                            now.into(),
+                            now.into(),
+                            until.filter(|_| leased).into(),
+                            worker.filter(|_| leased).into(),
+                        ];
+                        if leased {
+                            leased_rows.push(row);
+                        } else {
+                            rows.push(row);
+                        }
+                    }
+                }
+                let conflict = " ON CONFLICT (endpoint_id, event_id) DO NOTHING";
+                let returning = format!("RETURNING {DELIVERY_COLUMNS}");
+                let (made_leased, returned) = insert_rows(
+                    tx,
+                    "webhook_deliveries",
+                    NEW_DELIVERY_COLUMNS,
+                    conflict,
+                    Some(&returning),
+                    leased_rows,
+                )?;
+                let (made, _) = insert_rows(
+                    tx,
+                    "webhook_deliveries",
+                    NEW_DELIVERY_COLUMNS,
+                    conflict,
+                    None,
+                    rows,
+                )?;
+                let mut leased = Vec::with_capacity(returned.len());
+                for row in &returned {
+                    let delivery = delivery_from_row(row)?;
+                    let endpoint = endpoints
+                        .values()
+                        .flatten()
+                        .find(|e| e.id == delivery.endpoint_id)
+                        .cloned();
+                    if let Some(endpoint) = endpoint {
+                        leased.push((delivery, endpoint));
+                    }
+                }
+                leased.sort_by_key(|(d, _)| d.id);
+                let made = usize::try_from(made_leased.saturating_add(made)).unwrap_or(usize::MAX);
+                Ok((dispatched, made, leased))
+            })
+            .await
+    }
+
+    /// Dispatches event `event_id` of `org_id` alone, as [`Store::dispatch_events`] does a
+    /// batch. `None` when another dispatcher got there first (nothing made); else how many
+    /// deliveries were made.
     pub async fn dispatch_event(
         &self,
         org_id: i64,
@@ -397,48 +720,10 @@ impl Store {
         now: i64,
         body: BodyBuilder,
     ) -> Result<Option<usize>, StoreError> {
-        let sql = format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
-             WHERE org_id = $1 AND is_active = 1 ORDER BY id"
-        );
-        self.db
-            .write(move |tx| {
-                let claimed = tx.execute(
-                    "UPDATE invoice_events SET dispatched_at = $2 \
-                     WHERE id = $1 AND dispatched_at IS NULL",
-                    &[event_id.into(), now.into()],
-                )?;
-                if claimed != 1 {
-                    return Ok(None);
-                }
-                let endpoints = tx
-                    .query(&sql, &[org_id.into()])?
-                    .iter()
-                    .map(endpoint_from_row)
-                    .collect::<Result<Vec<_>, _>>()?;
-                let mut made = 0;
-                for endpoint in &endpoints {
-                    let delivery_id = uuid::Uuid::new_v4().to_string();
-                    let Some((event_type, payload)) = body(&delivery_id, endpoint) else {
-                        continue;
-                    };
-                    if !endpoint.wants(&event_type) {
-                        continue;
-                    }
-                    let new = NewDelivery {
-                        endpoint,
-                        event_id: Some(event_id),
-                        delivery_id: &delivery_id,
-                        event_type: &event_type,
-                        payload,
-                        status: DeliveryStatus::Pending,
-                    };
-                    let inserted = insert_delivery_tx(tx, new, now)?;
-                    made += usize::from(inserted.is_some());
-                }
-                Ok(Some(made))
-            })
-            .await
+        let (events, made, _) = self
+            .dispatch_events(vec![(event_id, org_id, body)], now, None)
+            .await?;
+        Ok((events == 1).then_some(made))
     }
 
     /// Records a simulated (test) delivery to `endpoint`, in flight (`sending`): the worker
@@ -498,6 +783,21 @@ impl Store {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        let leased = self
+            .lease_webhook_deliveries(worker, now, lease_ms, limit)
+            .await?;
+        Ok(leased.into_iter().map(|(delivery, _)| delivery).collect())
+    }
+
+    /// Like [`Store::claim_webhook_deliveries`], each delivery with its endpoint (`None` when
+    /// it is gone) read in the same transaction.
+    pub async fn lease_webhook_deliveries(
+        &self,
+        worker: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(WebhookDelivery, Option<WebhookEndpoint>)>, StoreError> {
         let worker = worker.to_owned();
         let skip_locked = self.db.dialect().skip_locked();
         let sql = format!(
@@ -518,65 +818,130 @@ impl Store {
                     .map(delivery_from_row)
                     .collect::<Result<Vec<_>, _>>()?;
                 deliveries.sort_by_key(|d| (d.next_attempt_at, d.id));
-                Ok(deliveries)
+                let mut endpoints = HashMap::new();
+                for chunk in id_chunks(deliveries.iter().map(|d| d.endpoint_id)) {
+                    let sql = format!(
+                        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id IN ({})",
+                        super::placeholders(1, chunk.len())
+                    );
+                    let params: Vec<Value> = chunk.iter().map(|&id| id.into()).collect();
+                    for row in &tx.query(&sql, &params)? {
+                        let endpoint = endpoint_from_row(row)?;
+                        endpoints.insert(endpoint.id, endpoint);
+                    }
+                }
+                Ok(deliveries
+                    .into_iter()
+                    .map(|delivery| {
+                        let endpoint = endpoints.get(&delivery.endpoint_id).cloned();
+                        (delivery, endpoint)
+                    })
+                    .collect())
             })
             .await
     }
 
-    /// Records one attempt: the log row, the delivery's new state and the endpoint's health,
-    /// in one transaction; only while `record.worker` still holds the lease (a simulated
-    /// delivery has none). `false` when the delivery is gone or leased to another worker.
+    /// Records one attempt, as [`Store::record_webhook_attempts`] does several. `false` when
+    /// the delivery is gone or leased to another worker.
     pub async fn record_webhook_attempt(&self, record: AttemptRecord) -> Result<bool, StoreError> {
-        let sql = format!(
-            "UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1, \
-             schedule_step = schedule_step + $4, next_attempt_at = $5, last_status = $6, \
-             last_error = $7, updated_at = $8, delivered_at = COALESCE($9, delivered_at), \
-             locked_until = NULL, locked_by = NULL \
-             WHERE id = $1 AND (locked_by = $2 OR ($2 IS NULL AND locked_by IS NULL)) \
-             RETURNING {DELIVERY_COLUMNS}"
-        );
+        let recorded = self.record_webhook_attempts(vec![record]).await?;
+        Ok(recorded.first().copied().unwrap_or(false))
+    }
+
+    /// Records attempts in one transaction: for each, its log row, the delivery's new state and
+    /// the endpoint's health, only while `record.worker` still holds the delivery's lease (a
+    /// simulated delivery has none). Whether each was recorded, in order: `false` when the
+    /// delivery is gone or leased to another worker (nothing of that attempt is written).
+    ///
+    /// The health changes are applied per endpoint in the order of the records, endpoints in
+    /// id order (two processes' batches lock endpoint rows in the same order).
+    pub async fn record_webhook_attempts(
+        &self,
+        records: Vec<AttemptRecord>,
+    ) -> Result<Vec<bool>, StoreError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
         self.db
             .write(move |tx| {
-                let (status, step, next, delivered_at) = match record.outcome {
-                    AttemptOutcome::Delivered => {
-                        (DeliveryStatus::Delivered, 0_i64, None, Some(record.at))
+                // Each chunk is one UPDATE … FROM (VALUES …): the lease check is per row.
+                let mut changed: HashMap<i64, (i64, i64)> = HashMap::with_capacity(records.len());
+                let mut rest = &records[..];
+                for size in insert_sizes(records.len()) {
+                    let (chunk, after) = rest.split_at(size);
+                    rest = after;
+                    let mut params: Vec<Value> = Vec::with_capacity(size * RECORD_WIDTH);
+                    for record in chunk {
+                        let (status, step, next, delivered_at) = match record.outcome {
+                            AttemptOutcome::Delivered => {
+                                (DeliveryStatus::Delivered, 0_i64, None, Some(record.at))
+                            }
+                            AttemptOutcome::RetryAt(at) => {
+                                (DeliveryStatus::Pending, 1, Some(at), None)
+                            }
+                            AttemptOutcome::GiveUp => (DeliveryStatus::Failed, 0, None, None),
+                        };
+                        params.extend([
+                            record.delivery.into(),
+                            record.worker.as_ref().into(),
+                            status.as_str().into(),
+                            step.into(),
+                            next.into(),
+                            record.status_code.into(),
+                            record.error.as_ref().into(),
+                            record.at.into(),
+                            delivered_at.into(),
+                        ]);
                     }
-                    AttemptOutcome::RetryAt(at) => (DeliveryStatus::Pending, 1, Some(at), None),
-                    AttemptOutcome::GiveUp => (DeliveryStatus::Failed, 0, None, None),
-                };
-                let params: [Value; 9] = [
-                    record.delivery.into(),
-                    record.worker.as_ref().into(),
-                    status.as_str().into(),
-                    step.into(),
-                    next.into(),
-                    record.status_code.into(),
-                    record.error.as_ref().into(),
-                    record.at.into(),
-                    delivered_at.into(),
-                ];
-                let Some(row) = tx.query_opt(&sql, &params)? else {
-                    return Ok(false);
-                };
-                let delivery = delivery_from_row(&row)?;
-                tx.execute(
-                    &format!(
-                        "INSERT INTO webhook_attempts ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                        ATTEMPT_COLUMNS.trim_start_matches("id, ")
-                    ),
-                    &[
-                        delivery.id.into(),
-                        delivery.endpoint_id.into(),
-                        delivery.attempts.into(),
+                    for row in &tx.query(&record_sql(size), &params)? {
+                        changed.insert(
+                            row.i64("id")?,
+                            (row.i64("endpoint_id")?, row.i64("attempts")?),
+                        );
+                    }
+                }
+                let mut recorded = Vec::with_capacity(records.len());
+                let mut logs: Vec<Vec<Value>> = Vec::with_capacity(records.len());
+                let mut health: BTreeMap<i64, Vec<(&EndpointHealth, i64)>> = BTreeMap::new();
+                for record in &records {
+                    let Some(&(endpoint_id, attempts)) = changed.get(&record.delivery) else {
+                        recorded.push(false);
+                        continue;
+                    };
+                    logs.push(vec![
+                        record.delivery.into(),
+                        endpoint_id.into(),
+                        attempts.into(),
                         record.at.into(),
                         record.status_code.into(),
                         record.latency_ms.into(),
                         record.response_excerpt.as_ref().into(),
                         record.error.as_ref().into(),
-                    ],
-                )?;
-                apply_health_tx(tx, delivery.endpoint_id, &record.health, record.at)?;
-                Ok(true)
+                    ]);
+                    health
+                        .entry(endpoint_id)
+                        .or_default()
+                        .push((&record.health, record.at));
+                    recorded.push(true);
+                }
+                insert_rows(tx, "webhook_attempts", NEW_ATTEMPT_COLUMNS, "", None, logs)?;
+                for (endpoint_id, changes) in health {
+                    let mut last: Option<&EndpointHealth> = None;
+                    for (change, at) in changes {
+                        // Healthy twice in a row changes nothing the second time.
+                        let again = matches!(
+                            (last, change),
+                            (Some(EndpointHealth::Healthy), EndpointHealth::Healthy)
+                        );
+                        if !again {
+                            apply_health_tx(tx, endpoint_id, change, at)?;
+                        }
+                        if !matches!(change, EndpointHealth::Untouched) {
+                            last = Some(change);
+                        }
+                    }
+                }
+                Ok(recorded)
             })
             .await
     }
@@ -679,10 +1044,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders = (1..=ids.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let placeholders = super::placeholders(1, ids.len());
         let sql = format!(
             "SELECT {ATTEMPT_COLUMNS} FROM webhook_attempts WHERE delivery_id IN ({placeholders}) \
              ORDER BY id"
