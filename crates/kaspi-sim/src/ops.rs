@@ -107,13 +107,14 @@ impl State {
         };
         let needs_name = change == Change::Pay && op.client_name.is_none();
         let name = needs_name.then(|| people::random_client_name(&mut self.rng));
+        let last_tx = self.last_tx;
         let tx = self.stamp(at_ms);
         let Some(op) = self.ops.get_mut(&id) else {
             return Err(ChangeError::NotFound);
         };
         if op.status == status {
             // Scanning twice changes nothing.
-            self.used_tx.remove(&tx);
+            self.last_tx = last_tx;
             return Ok(());
         }
         op.status = status;

@@ -4,7 +4,7 @@
 //! The types here are plain data; the rules that change them live in `ops` (payments),
 //! `entrance` (login), `auth` (request checks) and `faults`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
 use kaspi::sign::VerifyKey;
@@ -36,8 +36,8 @@ pub(crate) struct State {
     pub agenda: BTreeSet<(i64, u64)>,
     /// The next operation id (11 digits).
     pub next_id: u64,
-    /// Every `TransactionDate` handed out, so no two changes share one.
-    pub used_tx: HashSet<i64>,
+    /// The latest `TransactionDate` handed out: stamps only grow, so no two changes share one.
+    pub last_tx: i64,
     pub faults: Faults,
     /// Recent qrpay/mtoken calls per cashier phone (rate limit window).
     pub rate: HashMap<String, VecDeque<Instant>>,
@@ -60,7 +60,7 @@ impl State {
             ops: BTreeMap::new(),
             agenda: BTreeSet::new(),
             next_id,
-            used_tx: HashSet::new(),
+            last_tx: i64::MIN,
             faults: Faults::default(),
             rate: HashMap::new(),
             last_login: None,
@@ -90,12 +90,11 @@ impl State {
         hex::encode_upper(raw)
     }
 
-    /// A `TransactionDate` at `at_ms` that no other change has (bumped by 1 ms on ties).
+    /// A `TransactionDate` at `at_ms` that no other change has: 1 ms after the latest one
+    /// when that is not earlier (many changes in one millisecond).
     pub(crate) fn stamp(&mut self, at_ms: i64) -> i64 {
-        let mut t = at_ms;
-        while !self.used_tx.insert(t) {
-            t += 1;
-        }
+        let t = at_ms.max(self.last_tx.saturating_add(1));
+        self.last_tx = t;
         t
     }
 
