@@ -49,14 +49,15 @@ struct Read {
 }
 
 impl Gateway {
-    /// Syncs `org_id`'s history since the last mark; how many operations were new.
+    /// Syncs `org_id`'s history since the last mark. `true` when there is more to do soon: the
+    /// run settled invoices (payments are flowing) or left a gap to read.
     ///
     /// A run reads the newest pages down to the mark (at most [`TOP_PAGES`]), so what was
     /// paid a moment ago is found first however much is unread below it. What the run could
     /// not reach is kept as a gap, read [`GAP_PAGES`] at a time by the following runs after
     /// their newest pages. A new gap while one is open becomes one gap down to the older end
     /// (the stretch between is read twice; reading is idempotent).
-    pub async fn sync_history(&self, org_id: i64) -> Result<usize, GatewayError> {
+    pub async fn sync_history(&self, org_id: i64) -> Result<bool, GatewayError> {
         let started = std::time::Instant::now();
         let mark = self.store().history_mark(org_id).await?;
         let top = self
@@ -101,7 +102,7 @@ impl Gateway {
             ms = started.elapsed().as_millis(),
             "history synced"
         );
-        Ok(top.new + below.new)
+        Ok(gap_open || top.settled + below.settled > 0)
     }
 
     /// Reads `org_id`'s history from `cursor` (empty: the newest) down to the transaction

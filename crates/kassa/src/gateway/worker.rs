@@ -284,11 +284,13 @@ impl Gateway {
     async fn history_job(&self, worker: &str, job: &Job) -> Result<(), GatewayError> {
         let every = self.settings().history_every;
         match self.sync_history(job.ref_id).await {
-            Ok(_) => {
-                // Often while invoices are open (history settles them in bulk), rarely when
-                // only static QR payments can appear.
-                let open = self.store().has_pending_invoices(job.ref_id).await?;
-                let next = if open {
+            Ok(busy) => {
+                // Again at once while payments are flowing or a gap is left (the cashier's
+                // call budget still spaces the pages), often while invoices are open (history
+                // settles them in bulk), rarely when only static QR payments can appear.
+                let next = if busy {
+                    self.settings().tick
+                } else if self.store().has_pending_invoices(job.ref_id).await? {
                     every
                 } else {
                     self.settings().history_idle_every
