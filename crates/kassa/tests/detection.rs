@@ -8,6 +8,17 @@ use common::{wait_for, Kassa, Options};
 use kassa::db::testing::TestDb;
 use serde_json::json;
 
+/// Kassa whose individual look-ups come so late that only the history sync can settle
+/// anything, and an API key of its demo organization.
+async fn start_history_only(test: &TestDb, dir: &std::path::Path) -> (Kassa, String) {
+    let mut options = Options::new(test.url(), dir);
+    options.settings.poll_schedule = vec![Duration::from_secs(3600)];
+    let kassa = Kassa::start(options).await;
+    let org = kassa.demo_org().await;
+    let key = kassa.api_key(org).await;
+    (kassa, key)
+}
+
 /// Creates `n` invoices through the API; their ids and Kaspi operation ids.
 async fn open_invoices(kassa: &Kassa, key: &str, n: i64) -> Vec<(i64, u64)> {
     let mut made = Vec::new();
@@ -34,12 +45,7 @@ on_both_databases!(
     history_settles_many_invoices_with_few_calls,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut options = Options::new(test.url(), dir.path());
-        // Individual look-ups so late that only the history sync can settle anything here.
-        options.settings.poll_schedule = vec![Duration::from_secs(3600)];
-        let kassa = Kassa::start(options).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, key) = start_history_only(&test, dir.path()).await;
         let ops = open_invoices(&kassa, &key, 40).await;
         let calls_before = kassa.sim().call_count();
         // Payers pay at the simulator; declines end up there too.
@@ -76,11 +82,7 @@ on_both_databases!(
     a_backlog_deeper_than_one_run_is_read_by_the_next_runs,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut options = Options::new(test.url(), dir.path());
-        options.settings.poll_schedule = vec![Duration::from_secs(3600)];
-        let kassa = Kassa::start(options).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, key) = start_history_only(&test, dir.path()).await;
         let ops = open_invoices(&kassa, &key, 30).await;
         // Two operations a page: 30 payments at once are 15 pages, more than one sync run
         // reads from the top (10); the rest is a gap the following runs read.

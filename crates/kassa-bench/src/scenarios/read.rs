@@ -14,9 +14,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use http::{StatusCode, Uri};
-use kassa::store::{InvoiceKind, InvoiceSent, NewInvoice};
+use kassa::store::InvoiceSent;
 
-use super::{get, get_each, key_header, status_load, Ctx, Running, Scenario, CONNECTIONS};
+use super::{
+    bench_invoice, get, get_each, key_header, status_load, Ctx, Running, Scenario, CONNECTIONS,
+};
 use crate::cpu;
 use crate::load::{get_once, interleave, Load};
 use crate::target::InProcess;
@@ -126,19 +128,7 @@ async fn seed(server: &InProcess, count: usize) -> anyhow::Result<Vec<i64>> {
                         let now = now_ms();
                         let day = 24 * 3600 * 1000;
                         let invoice = store
-                            .insert_invoice(NewInvoice {
-                                payment_id: uuid::Uuid::new_v4().to_string(),
-                                org_id,
-                                kind: InvoiceKind::Remote,
-                                amount: 100 * (1 + (n as i64 % 500)) * 100,
-                                phone: Some(format!("700{:07}", n % 10_000_000)),
-                                description: Some(format!("Order #{n}")),
-                                external_order_id: Some(format!("bench-{n}")),
-                                is_sandbox: true,
-                                created_at: now,
-                                expires_at: Some(now + day),
-                                metadata: None,
-                            })
+                            .insert_invoice(bench_invoice(org_id, n, now, day))
                             .await?;
                         store
                             .mark_invoice_sent(

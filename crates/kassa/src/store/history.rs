@@ -78,7 +78,7 @@ fn from_row(row: &Row) -> Result<KaspiOperation, DbError> {
 
 impl Store {
     /// Records one page of `org_id`'s history in one transaction: the invoices it ends are
-    /// settled (as [`Store::settle_operations`] does) and its operations written (new ones
+    /// settled (each allowed change with its event, as [`Store::apply_status`] would) and its operations written (new ones
     /// inserted, known ones updated). How many invoices changed, and how many operations were
     /// new.
     pub async fn record_history_page(

@@ -198,9 +198,11 @@ fn record_changes_tx(tx: &mut dyn Tx, changes: &[(&Invoice, &Change<'_>)]) -> Re
     delete_jobs(tx, JOB_POLL_INVOICE, &ended)
 }
 
-/// [`Store::settle_operations`] inside the caller's transaction: the invoices are read with
-/// one statement, their events written with one, their poll jobs ended with one; each change
-/// is its own conditional UPDATE.
+/// Records the ends of many invoices of `org_id` at once, found by Kaspi operation id (as one
+/// history page shows them), inside the caller's transaction: each allowed change with its
+/// event, as [`Store::apply_status`] would. The invoices are read with one statement, their
+/// events written with one, their poll jobs ended with one; each change is its own conditional
+/// UPDATE. How many invoices changed.
 pub(super) fn settle_operations_tx(
     tx: &mut dyn Tx,
     org_id: i64,
@@ -428,20 +430,6 @@ impl Store {
                 };
                 Ok(apply_status_tx(tx, invoice_id, &change)?)
             })
-            .await
-    }
-
-    /// Records the ends of many invoices of `org_id` at once, found by Kaspi operation id (as
-    /// one history page shows them), in one transaction: each allowed change with its event,
-    /// as [`Store::apply_status`] would. How many invoices changed.
-    pub async fn settle_operations(
-        &self,
-        org_id: i64,
-        ends: Vec<OperationEnd>,
-        at_ms: i64,
-    ) -> Result<usize, StoreError> {
-        self.db
-            .write(move |tx| Ok(settle_operations_tx(tx, org_id, &ends, at_ms)?))
             .await
     }
 

@@ -435,34 +435,6 @@ impl Webhooks {
         }
     }
 
-    /// One round, for tools and tests: dispatch what is new, attempt what is due; how much
-    /// was done.
-    pub async fn run_once(&self, worker_id: &str) -> usize {
-        let dispatched = match self.dispatch_pending().await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::error!(error = %e, "webhook dispatch failed");
-                0
-            }
-        };
-        let delivered = match self.deliver_due(worker_id).await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::error!(error = %e, "webhook delivery round failed");
-                0
-            }
-        };
-        dispatched + delivered
-    }
-
-    /// Turns one batch of undispatched events into deliveries (leasing none); how many events
-    /// were dispatched here.
-    pub async fn dispatch_pending(&self) -> Result<usize, WebhookError> {
-        let batch = self.prepare_events().await?;
-        let (dispatched, _, _) = self.dispatch_events(batch, None).await?;
-        Ok(dispatched)
-    }
-
     /// Up to [`DISPATCH_BATCH`] undispatched events, oldest first, each with the builder of its
     /// bodies: their invoices and organizations are read in one go.
     async fn prepare_events(&self) -> Result<Vec<Prepared>, WebhookError> {
@@ -589,51 +561,6 @@ impl Webhooks {
             );
         }
         Ok(done)
-    }
-
-    /// Leases due deliveries (up to [`IN_FLIGHT`]), attempts them and records them, all before
-    /// returning; how many were attempted. For tools and tests: the worker runs
-    /// [`Webhooks::start_worker`]'s continuous loops instead.
-    pub async fn deliver_due(&self, worker_id: &str) -> Result<usize, WebhookError> {
-        let now = now_ms();
-        if !self.store().webhook_deliveries_due(now).await? {
-            return Ok(0);
-        }
-        let leased = self
-            .store()
-            .lease_webhook_deliveries(
-                worker_id,
-                now,
-                self.lease_ms(),
-                u32::try_from(IN_FLIGHT).unwrap_or(u32::MAX),
-            )
-            .await?;
-        let count = leased.len();
-        let mut set = JoinSet::new();
-        for (delivery, endpoint) in leased {
-            let webhooks = self.clone();
-            let worker = worker_id.to_owned();
-            set.spawn(async move {
-                let id = delivery.id;
-                match webhooks.attempt(&worker, delivery, endpoint).await {
-                    Ok(record) => record,
-                    Err(e) => {
-                        tracing::error!(delivery = id, error = %e, "webhook attempt not recorded");
-                        None
-                    }
-                }
-            });
-        }
-        let mut records = Vec::with_capacity(count);
-        while let Some(joined) = set.join_next().await {
-            if let Ok(Some(record)) = joined {
-                records.push(record);
-            }
-        }
-        if !records.is_empty() {
-            self.record(records).await;
-        }
-        Ok(count)
     }
 
     /// Makes one attempt of a leased delivery to `endpoint` (as read after the lease; `None`
