@@ -70,6 +70,9 @@ pub struct RemoteInvoice {
     pub receipt_url: Option<String>,
     #[serde(default, deserialize_with = "lenient_string")]
     pub order_number: Option<String>,
+    /// The comment the invoice was made with, where the answer carries it.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub comment: Option<String>,
 }
 
 impl RemoteInvoice {

@@ -30,6 +30,9 @@ fn row(org_id: i64, n: usize) -> BulkInvoice {
             created_at: T0 + n as i64,
             expires_at: Some(T0 + 86_400_000),
             metadata: None,
+            kaspi_ref: None,
+            reconcile_at: None,
+            idempotency: None,
         },
         format!("op-{n}"),
     );

@@ -25,6 +25,22 @@ fn operations_for(sim: &Simulator, phone: &str) -> Vec<kaspi_sim::OperationInfo>
         .collect()
 }
 
+/// Waits (up to 10 s) until ApiPay's view of invoice `id` has `field` equal to `value`; that
+/// view, or `None`.
+async fn invoice_reaches(
+    kassa: &Kassa,
+    key: &str,
+    id: i64,
+    field: &str,
+    value: &str,
+) -> Option<serde_json::Value> {
+    wait_for(Duration::from_secs(10), || async {
+        let got = kassa.get(key, &format!("/invoices/{id}")).await;
+        (got.json[field] == value).then_some(got.json)
+    })
+    .await
+}
+
 on_both_databases!(
     a_lost_create_answer_is_reconciled_not_repeated,
     |test: TestDb| async move {
@@ -56,11 +72,7 @@ on_both_databases!(
         let ops = operations_for(&sim, "7011112233");
         assert_eq!(ops.len(), 1, "sent to Kaspi exactly once: {ops:?}");
         let op_id = ops[0].id.to_string();
-        let linked = wait_for(Duration::from_secs(10), || async {
-            let got = kassa.get(&key, &format!("/invoices/{id}")).await;
-            (got.json["kaspi_invoice_id"] == op_id.as_str()).then_some(())
-        })
-        .await;
+        let linked = invoice_reaches(&kassa, &key, id, "kaspi_invoice_id", &op_id).await;
         assert!(linked.is_some(), "the invoice is found in Kaspi's history");
         // And it is followed like any other.
         let paid = kassa
@@ -86,12 +98,9 @@ on_both_databases!(
             .await;
         assert_eq!(unsent.status, 201, "{:?}", unsent.json);
         let unsent_id = unsent.json["id"].as_i64().expect("id");
-        let ended = wait_for(Duration::from_secs(10), || async {
-            let got = kassa.get(&key, &format!("/invoices/{unsent_id}")).await;
-            (got.json["status"] == "cancelled").then_some(got.json)
-        })
-        .await
-        .expect("an invoice Kaspi never received ends");
+        let ended = invoice_reaches(&kassa, &key, unsent_id, "status", "cancelled")
+            .await
+            .expect("an invoice Kaspi never received ends");
         assert!(ended.get("kaspi_invoice_id").is_none());
         assert!(
             operations_for(&sim, "7012223344").is_empty(),
@@ -363,5 +372,78 @@ on_both_databases!(
             after.json
         );
         again.stop().await;
+    }
+);
+
+on_both_databases!(
+    a_create_whose_process_died_is_finished_by_the_next,
+    |test: TestDb| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let org = kassa.demo_org().await;
+        let key = kassa.api_key(org).await;
+        let sim = kassa.sim().clone();
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_millis(),
+        )
+        .expect("fits");
+        // What a process that died in the middle of a create leaves: the invoice stored with
+        // its marker and its reconciliation (as the create stores them, in one transaction)...
+        let stranded = |amount: i64, marker: &str| kassa::store::NewInvoice {
+            payment_id: uuid::Uuid::new_v4().to_string(),
+            org_id: org,
+            kind: kassa::store::InvoiceKind::Remote,
+            amount,
+            phone: Some("7011112233".into()),
+            description: Some("Order 7".into()),
+            external_order_id: None,
+            is_sandbox: true,
+            created_at: now,
+            expires_at: Some(now + 3_600_000),
+            metadata: None,
+            kaspi_ref: Some(marker.into()),
+            reconcile_at: Some(now),
+            idempotency: None,
+        };
+        let received = kassa
+            .store()
+            .insert_invoice(stranded(150_000, "00000000000a"))
+            .await
+            .expect("stored");
+        // ...and Kaspi, which got the request, has the invoice with the marker in its comment.
+        let op = sim
+            .create_remote_invoice(
+                kassa::gateway::DEMO_CASHIER_PHONE,
+                "7011112233",
+                kaspi::Amount::from_tiyn(150_000),
+                "Order 7 [kassa:00000000000a]",
+            )
+            .expect("made at Kaspi");
+        // A second one that Kaspi never received.
+        let lost = kassa
+            .store()
+            .insert_invoice(stranded(90_000, "00000000000b"))
+            .await
+            .expect("stored");
+
+        let op_id = op.to_string();
+        let linked = invoice_reaches(&kassa, &key, received.id, "kaspi_invoice_id", &op_id).await;
+        assert!(linked.is_some(), "the operation is found by its marker");
+        sim.pay(op).expect("the payer pays");
+        let paid = invoice_reaches(&kassa, &key, received.id, "status", "paid").await;
+        assert!(paid.is_some(), "the payment is recorded");
+        let ended = invoice_reaches(&kassa, &key, lost.id, "status", "cancelled")
+            .await
+            .expect("an invoice Kaspi never received ends");
+        assert!(ended.get("kaspi_invoice_id").is_none());
+        assert_eq!(
+            operations_for(&sim, "7011112233").len(),
+            1,
+            "nothing was sent again"
+        );
+        kassa.stop().await;
     }
 );

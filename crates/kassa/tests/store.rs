@@ -9,9 +9,9 @@ use std::collections::HashSet;
 use kassa::both_databases;
 use kassa::db::Db;
 use kassa::store::{
-    Begin, BulkInvoice, CreateState, Invoice, InvoiceFilter, InvoiceKind, InvoiceSent, InvoiceSort,
-    InvoiceStatus, KaspiOperation, NewInvoice, OperationEnd, SortOrder, Store, StoreError,
-    TerminalState, JOB_POLL_INVOICE, JOB_RECONCILE_INVOICE,
+    Begin, BulkInvoice, CreateState, IdemLink, Invoice, InvoiceFilter, InvoiceKind, InvoiceSent,
+    InvoiceSort, InvoiceStatus, KaspiOperation, NewInvoice, OperationEnd, Resource, SortOrder,
+    Store, StoreError, TerminalState, JOB_POLL_INVOICE, JOB_RECONCILE_INVOICE,
 };
 
 const T0: i64 = 1_750_000_000_000;
@@ -29,6 +29,9 @@ fn new_invoice(org_id: i64, amount: i64, created_at: i64) -> NewInvoice {
         created_at,
         expires_at: Some(created_at + 300_000),
         metadata: None,
+        kaspi_ref: None,
+        reconcile_at: None,
+        idempotency: None,
     }
 }
 
@@ -894,5 +897,198 @@ both_databases!(
             .unwrap();
         assert_eq!(again, (0, 0));
         assert_eq!(store.invoice_events(org, paid.id).await.unwrap().len(), 1);
+    }
+);
+
+both_databases!(
+    a_stranded_create_is_found_by_its_marker,
+    |db: Db| async move {
+        let (store, org) = store_with_org(db, "acme").await;
+        // A create whose process died while Kaspi was asked: stored with its marker and its
+        // reconciliation scheduled in the same transaction, never marked sent.
+        let stranded = store
+            .insert_invoice(NewInvoice {
+                kaspi_ref: Some("0123456789ab".into()),
+                reconcile_at: Some(T0 + 30_000),
+                ..new_invoice(org, 500, T0)
+            })
+            .await
+            .unwrap();
+        let job = store.job(JOB_RECONCILE_INVOICE, stranded.id).await.unwrap();
+        assert_eq!(job.map(|j| j.run_at), Some(T0 + 30_000));
+        // Another invoice's operation that quotes a marker of nobody's claims nothing.
+        let other = store
+            .insert_invoice(NewInvoice {
+                kaspi_ref: Some("ba9876543210".into()),
+                ..new_invoice(org, 700, T0)
+            })
+            .await
+            .unwrap();
+        let op = |id: i64, comment: &str| KaspiOperation {
+            org_id: org,
+            kaspi_operation_id: id,
+            status: Some("Processed".into()),
+            amount: Some(500),
+            comment: Some(comment.into()),
+            transaction_date: Some(format!("2026-11-23T10:00:0{}.000+05:00", id % 10)),
+            ..KaspiOperation::default()
+        };
+        let ends = vec![OperationEnd {
+            kaspi_operation_id: "8001".into(),
+            to: InvoiceStatus::Paid,
+            kaspi_status: Some("Processed".into()),
+            client_name: None,
+        }];
+        let ops = vec![
+            op(8001, "Order 5 [kassa:0123456789ab]"),
+            op(8002, "[kassa:fffffffffff0]"),
+        ];
+        let (settled, _) = store
+            .record_history_page(org, ends, ops, T0 + 40_000)
+            .await
+            .unwrap();
+        assert_eq!(settled, 1);
+        let found = store.invoice(org, stranded.id).await.unwrap().unwrap();
+        assert_eq!(found.kaspi_operation_id.as_deref(), Some("8001"));
+        assert_eq!(found.create_state, CreateState::Sent);
+        assert_eq!(found.status, InvoiceStatus::Paid);
+        // Its reconciliation is over; the other invoice is untouched.
+        assert_eq!(
+            store.job(JOB_RECONCILE_INVOICE, stranded.id).await.unwrap(),
+            None
+        );
+        let untouched = store.invoice(org, other.id).await.unwrap().unwrap();
+        assert_eq!(untouched.kaspi_operation_id, None);
+        assert_eq!(untouched.create_state, CreateState::Sending);
+        // Deleting an unsent invoice (Kaspi refused it) ends its scheduled reconciliation too.
+        let refused = store
+            .insert_invoice(NewInvoice {
+                reconcile_at: Some(T0 + 30_000),
+                ..new_invoice(org, 900, T0)
+            })
+            .await
+            .unwrap();
+        assert!(store.delete_unsent_invoice(refused.id).await.unwrap());
+        assert_eq!(
+            store.job(JOB_RECONCILE_INVOICE, refused.id).await.unwrap(),
+            None
+        );
+    }
+);
+
+both_databases!(
+    an_idempotent_request_after_a_crash_answers_from_what_it_made,
+    |db: Db| async move {
+        let (store, org) = store_with_org(db, "acme").await;
+        let lease = kassa::store::RUNNING_LEASE_MS;
+        let day = 24 * 3600 * 1000;
+        let begin = |key: &'static str, now: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .idempotency_begin(7, key, "h", now, day)
+                    .await
+                    .unwrap()
+            }
+        };
+        let link = |key: &str| IdemLink {
+            api_key_id: 7,
+            key: key.into(),
+            recovered: None,
+        };
+        // The first run makes an invoice (the record names it in the same transaction), then
+        // its process dies before answering.
+        assert_eq!(begin("create", T0).await, Begin::New);
+        let made = store
+            .insert_invoice(NewInvoice {
+                idempotency: Some(link("create")),
+                ..new_invoice(org, 500, T0)
+            })
+            .await
+            .unwrap();
+        // While the lease runs the retry waits; after it, it answers from the invoice.
+        assert_eq!(begin("create", T0 + lease - 1).await, Begin::InFlight);
+        assert_eq!(
+            begin("create", T0 + lease).await,
+            Begin::Recover(Resource::Invoice(made.id))
+        );
+        // The retry holds the record now: a third request waits for it.
+        assert_eq!(begin("create", T0 + lease + 1).await, Begin::InFlight);
+
+        // A renewed lease keeps the record with its live request.
+        assert_eq!(begin("slow", T0).await, Begin::New);
+        store
+            .idempotency_renew(7, "slow", T0 + 3 * lease)
+            .await
+            .unwrap();
+        assert_eq!(begin("slow", T0 + 2 * lease).await, Begin::InFlight);
+
+        // A request that failed after making something is not run again: the next retry
+        // answers from what it made; one that made nothing runs afresh.
+        assert_eq!(begin("failed", T0).await, Begin::New);
+        let made = store
+            .insert_invoice(NewInvoice {
+                idempotency: Some(link("failed")),
+                ..new_invoice(org, 600, T0)
+            })
+            .await
+            .unwrap();
+        store.idempotency_abandon(7, "failed").await.unwrap();
+        assert_eq!(
+            begin("failed", T0 + 1).await,
+            Begin::Recover(Resource::Invoice(made.id))
+        );
+        assert_eq!(begin("nothing", T0).await, Begin::New);
+        store.idempotency_abandon(7, "nothing").await.unwrap();
+        assert_eq!(begin("nothing", T0 + 1).await, Begin::New);
+    }
+);
+
+both_databases!(
+    job_leases_are_renewed_by_their_holder,
+    |db: Db| async move {
+        let store = Store::new(db);
+        store
+            .schedule_job(JOB_POLL_INVOICE, 1, T0, T0)
+            .await
+            .unwrap();
+        store
+            .schedule_job(JOB_POLL_INVOICE, 2, T0, T0)
+            .await
+            .unwrap();
+        let held = store
+            .claim_jobs(JOB_POLL_INVOICE, "w1", T0, 1_000, 1)
+            .await
+            .unwrap();
+        assert_eq!(held.len(), 1);
+        let ids: Vec<i64> = held.iter().map(|j| j.id).collect();
+        // Another worker cannot renew it; its holder can.
+        assert_eq!(
+            store
+                .renew_job_leases("w2", &ids, T0 + 60_000)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .renew_job_leases("w1", &ids, T0 + 10_000)
+                .await
+                .unwrap(),
+            1
+        );
+        // Past the first lease, only the job nobody holds is claimed; past the renewed one, the
+        // renewed job is claimable again.
+        let later = store
+            .claim_jobs(JOB_POLL_INVOICE, "w2", T0 + 5_000, 1_000, 10)
+            .await
+            .unwrap();
+        assert_eq!(later.len(), 1);
+        assert_ne!(later[0].id, ids[0]);
+        let much_later = store
+            .claim_jobs(JOB_POLL_INVOICE, "w2", T0 + 10_001, 1_000, 10)
+            .await
+            .unwrap();
+        assert!(much_later.iter().any(|j| j.id == ids[0]));
     }
 );

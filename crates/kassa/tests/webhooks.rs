@@ -952,6 +952,9 @@ async fn store_with_events(test: &TestDb, count: usize) -> (Store, i64, Vec<i64>
                     created_at: now,
                     expires_at: Some(now + 3_600_000),
                     metadata: None,
+                    kaspi_ref: None,
+                    reconcile_at: None,
+                    idempotency: None,
                 },
                 (900_000_000 + n).to_string(),
             )

@@ -88,6 +88,9 @@ async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
                                 created_at: now,
                                 expires_at: Some(now + 24 * 3600 * 1000),
                                 metadata: None,
+                                kaspi_ref: None,
+                                reconcile_at: None,
+                                idempotency: None,
                             })
                             .await?;
                         let first_poll =

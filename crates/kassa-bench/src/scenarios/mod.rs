@@ -290,6 +290,9 @@ pub fn bench_invoice(org_id: i64, n: usize, created_at: i64, expires_in_ms: i64)
         created_at,
         expires_at: Some(created_at + expires_in_ms),
         metadata: None,
+        kaspi_ref: None,
+        reconcile_at: None,
+        idempotency: None,
     }
 }
 

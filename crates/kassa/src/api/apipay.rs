@@ -22,8 +22,8 @@ use super::extract::{ApiJson, ApiPay, IdPath, QueryPairs};
 use super::{amount_string, optional_text, rfc3339_ms};
 use crate::gateway::{Gateway, GatewayError, NewRemoteInvoice, RefundRequest, SandboxAction};
 use crate::store::{
-    Invoice, InvoiceFilter, InvoiceSort, InvoiceStatus, Refund, RefundFilter, RefundStatus,
-    SortOrder,
+    IdemLink, Invoice, InvoiceFilter, InvoiceSort, InvoiceStatus, Refund, RefundFilter,
+    RefundStatus, SortOrder,
 };
 
 const F: ErrorFormat = ErrorFormat::ApiPay;
@@ -210,6 +210,7 @@ pub fn parse_amount(value: &Value, field: &str, errors: &mut FieldErrors) -> Opt
 async fn create_invoice(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
+    idem: Option<Extension<IdemLink>>,
     ApiJson(body): ApiJson<CreateInvoiceBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mut errors = FieldErrors::new();
@@ -283,6 +284,7 @@ async fn create_invoice(
                 description,
                 external_order_id,
                 metadata: None,
+                idempotency: idem.map(|Extension(link)| link),
             },
         )
         .await
@@ -624,6 +626,7 @@ struct RefundBody {
 async fn refund_invoice(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
+    idem: Option<Extension<IdemLink>>,
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<RefundBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -642,6 +645,7 @@ async fn refund_invoice(
                 amount,
                 reason,
                 initiated_by: "api",
+                idempotency: idem.map(|Extension(link)| link),
             },
         )
         .await

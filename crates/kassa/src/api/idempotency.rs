@@ -15,9 +15,16 @@
 //!
 //! The handler runs in its own task: a client that disconnects does not cancel it, so the
 //! effect and its record complete together and the client's retry gets the replay. If the
-//! handler panics, a guard abandons the record. Only a process that dies mid-request (or a
-//! store failure while recording) leaves a record "running", and then its key answers 409
-//! until the record expires (24 h): the store has no lease on running records.
+//! handler panics, a guard abandons the record.
+//!
+//! A running record is leased to its request, which renews the lease while it runs
+//! ([`RUNNING_LEASE_MS`](crate::store::RUNNING_LEASE_MS)). A process that dies mid-request
+//! leaves the record running with a lease that runs out: until then a retry answers 409, after
+//! it the retry takes the record over. Handlers that make something (an invoice, a refund)
+//! name it in the record in the same transaction (the request extension [`IdemLink`], passed
+//! down to the store); a retry that takes over such a record gets [`IdemLink::recovered`] and
+//! answers from what was made, so a
+//! crash at any instant never makes it twice.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{OriginalUri, Request, State};
@@ -30,7 +37,7 @@ use sha2::{Digest as _, Sha256};
 use super::auth::{AuthState, Caller};
 use super::error::{ApiError, ErrorFormat};
 use super::extract::read_body;
-use crate::store::{Begin, Store};
+use crate::store::{Begin, IdemLink, Store, RUNNING_LEASE_MS};
 
 /// How long a key's answer is kept for replays.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 60 * 60 * 1000;
@@ -94,8 +101,17 @@ pub async fn idempotency(State(auth): State<AuthState>, req: Request, next: Next
         )
         .into_response(),
         Ok(Begin::InFlight) => in_flight(format).into_response(),
-        Ok(Begin::New) => {
-            let req = Request::from_parts(parts, Body::from(body));
+        Ok(begun @ (Begin::New | Begin::Recover(_))) => {
+            let recovered = match begun {
+                Begin::Recover(resource) => Some(resource),
+                _ => None,
+            };
+            let mut req = Request::from_parts(parts, Body::from(body));
+            req.extensions_mut().insert(IdemLink {
+                api_key_id: caller.key_id,
+                key: key.clone(),
+                recovered,
+            });
             let guard = AbandonGuard {
                 store,
                 key_id: caller.key_id,
@@ -189,6 +205,22 @@ async fn run_and_record(
     req: Request,
     mut guard: AbandonGuard,
 ) -> Response {
+    // Renew the record's lease while the handler runs: only a dead process lets it run out.
+    let _renewal = AbortOnDrop({
+        let (store, key_id, key) = (guard.store.clone(), guard.key_id, guard.key.clone());
+        tokio::spawn(async move {
+            let every = std::time::Duration::from_millis(
+                u64::try_from(RUNNING_LEASE_MS / 3).unwrap_or(1000),
+            );
+            loop {
+                tokio::time::sleep(every).await;
+                let until = unix_ms_now().saturating_add(RUNNING_LEASE_MS);
+                if let Err(err) = store.idempotency_renew(key_id, &key, until).await {
+                    tracing::warn!(key_id, error = %err, "could not renew an idempotency lease");
+                }
+            }
+        })
+    });
     let response = next.run(req).await;
     let (parts, body) = response.into_parts();
     let body: Bytes = match axum::body::to_bytes(body, usize::MAX).await {
@@ -218,6 +250,15 @@ async fn run_and_record(
         }
     }
     Response::from_parts(parts, Body::from(body))
+}
+
+/// Ends a background task when dropped (also when the handler panics).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Abandons the idempotency record when dropped armed (the handler panicked or its task was

@@ -29,8 +29,8 @@ use super::extract::{QueryPairs, XJson, XPayment};
 use super::{amount_number, optional_text, rfc3339_ms};
 use crate::gateway::{Gateway, GatewayError, NewQrPayment, NewRemoteInvoice, RefundRequest};
 use crate::store::{
-    Invoice, InvoiceFilter, InvoiceStatus, KaspiOperation, Refund, RefundFilter, RefundRefusal,
-    RefundStatus,
+    IdemLink, Invoice, InvoiceFilter, InvoiceStatus, KaspiOperation, Refund, RefundFilter,
+    RefundRefusal, RefundStatus,
 };
 
 const F: ErrorFormat = ErrorFormat::XPayment;
@@ -257,6 +257,7 @@ fn required_amount(value: Option<&Value>, errors: &mut FieldErrors) -> Option<ka
 async fn create_payment(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
+    idem: Option<Extension<IdemLink>>,
     XJson(body): XJson<CreatePaymentBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mut errors = FieldErrors::new();
@@ -322,6 +323,7 @@ async fn create_payment(
                 description: comment,
                 external_order_id: merchant_order_id,
                 metadata,
+                idempotency: idem.map(|Extension(link)| link),
             },
         )
         .await
@@ -475,6 +477,7 @@ struct RefundBody {
 async fn refund_payment(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
+    idem: Option<Extension<IdemLink>>,
     Path(payment_id): Path<String>,
     XJson(body): XJson<RefundBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -494,6 +497,7 @@ async fn refund_payment(
                 amount,
                 reason,
                 initiated_by: "xpayment",
+                idempotency: idem.map(|Extension(link)| link),
             },
         )
         .await

@@ -13,7 +13,8 @@ use kaspi::{Amount, Outcome, Phone, Status};
 use super::terminals::Loaded;
 use super::{ms, now_ms, Gateway, GatewayError};
 use crate::store::{
-    CreateState, Invoice, InvoiceKind, InvoiceSent, InvoiceStatus, NewInvoice, JOB_POLL_INVOICE,
+    kaspi_comment, kaspi_ref_of, new_kaspi_ref, CreateState, IdemLink, Invoice, InvoiceKind,
+    InvoiceSent, InvoiceStatus, NewInvoice, StoreError, JOB_POLL_INVOICE,
 };
 
 /// What a surface asks for when it invoices a customer by phone.
@@ -25,6 +26,8 @@ pub struct NewRemoteInvoice {
     pub external_order_id: Option<String>,
     /// A JSON object, as text (xPayment's `metadata`).
     pub metadata: Option<String>,
+    /// The idempotent request asking, if any: it will name the invoice.
+    pub idempotency: Option<IdemLink>,
 }
 
 /// What a status check found.
@@ -78,10 +81,25 @@ impl Gateway {
         org_id: i64,
         new: NewRemoteInvoice,
     ) -> Result<Invoice, GatewayError> {
+        if let Some(id) = new
+            .idempotency
+            .as_ref()
+            .and_then(IdemLink::recovered_invoice)
+        {
+            // An earlier run of this request made it, then its process died: that invoice is
+            // the answer (its reconciliation finishes the create at Kaspi).
+            if let Some(made) = self.store().invoice(org_id, id).await? {
+                return Ok(made);
+            }
+        }
         // No usable cashier: answer before anything is stored.
         let terminal = self.terminals().load(org_id).await?;
         let store = self.store();
         let now = now_ms();
+        let kaspi_ref = new_kaspi_ref();
+        let comment = kaspi_comment(new.description.as_deref(), &kaspi_ref);
+        // Stored with its reconciliation already scheduled and its marker: if this process
+        // dies while Kaspi is asked, a later one finds the operation by the marker.
         let invoice = store
             .insert_invoice(NewInvoice {
                 payment_id: uuid::Uuid::new_v4().to_string(),
@@ -95,9 +113,12 @@ impl Gateway {
                 created_at: now,
                 expires_at: Some(now.saturating_add(ms(self.settings().invoice_ttl))),
                 metadata: new.metadata.clone(),
+                kaspi_ref: Some(kaspi_ref),
+                reconcile_at: Some(now.saturating_add(ms(self.settings().create_grace))),
+                idempotency: new.idempotency.clone(),
             })
             .await?;
-        let comment = new.description.as_deref().unwrap_or_default();
+        let comment = comment.as_str();
         let (phone, amount) = (&new.phone, new.amount);
         let sent = self
             .terminals()
@@ -155,7 +176,7 @@ impl Gateway {
             .first()
             .copied()
             .unwrap_or_default();
-        let sent = self
+        let marked = self
             .store()
             .mark_invoice_sent(
                 invoice.id,
@@ -170,7 +191,27 @@ impl Gateway {
                     expires_at: None,
                 },
             )
-            .await?;
+            .await;
+        let sent = match marked {
+            Ok(sent) => sent,
+            Err(StoreError::NotFound) => {
+                // Someone else recorded it first (the history sync or a reconciliation found
+                // the operation by its marker): the invoice as it is, if it is this operation.
+                let current = self
+                    .store()
+                    .invoice_by_id(invoice.id)
+                    .await?
+                    .ok_or(GatewayError::NotFound)?;
+                if current.kaspi_operation_id.as_deref() != Some(op.to_string().as_str()) {
+                    return Err(GatewayError::Internal(format!(
+                        "invoice {} was settled with another Kaspi operation than {op}",
+                        invoice.id
+                    )));
+                }
+                return Ok(current);
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.history_soon(invoice.org_id, now).await?;
         Ok(sent)
     }
@@ -190,12 +231,11 @@ impl Gateway {
         Ok(())
     }
 
-    /// Looks for `invoice` among Kaspi's newest remote invoices: the same phone and amount,
-    /// an operation no other invoice of the organization holds. `Ok(None)` when it is not
-    /// there; an error when history could not be read.
-    ///
-    /// Two invoices to one phone for one amount are told apart only by which operation is
-    /// still unclaimed; they are interchangeable at Kaspi except for the comment.
+    /// Looks for `invoice` among Kaspi's newest remote invoices: the one whose comment carries
+    /// the invoice's marker; where Kaspi's answer has no comments (or the invoice predates
+    /// markers), the same phone and amount and an operation no other invoice of the
+    /// organization holds. `Ok(None)` when it is not there; an error when history could not
+    /// be read.
     pub(crate) async fn find_in_history(
         &self,
         invoice: &Invoice,
@@ -206,6 +246,13 @@ impl Gateway {
                 k.client.invoice_history(&k.session, HISTORY_WINDOW).await
             })
             .await?;
+        let has_comments = history.iter().any(|remote| remote.comment.is_some());
+        if let (Some(marker), true) = (invoice.kaspi_ref.as_deref(), has_comments) {
+            return Ok(history.into_iter().find(|remote| {
+                remote.comment.as_deref().and_then(kaspi_ref_of) == Some(marker)
+                    && remote.operation_id().is_some()
+            }));
+        }
         let Some(phone) = invoice.phone.as_deref() else {
             return Ok(None);
         };

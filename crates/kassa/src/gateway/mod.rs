@@ -124,13 +124,18 @@ pub struct GatewaySettings {
     pub invoice_ttl: Duration,
     /// How often the workers look for due jobs.
     pub tick: Duration,
-    /// How long a claimed job is leased.
+    /// How long a claimed job is leased; the worker renews the lease every third of this
+    /// while the job runs, so a job whose process died is taken up again within one lease.
     pub lease: Duration,
     /// Jobs claimed at once.
     pub batch: u32,
     /// Delays between history look-ups of a create whose answer was lost; after the last one
     /// the invoice is failed (Kaspi never received it).
     pub reconcile_schedule: Vec<Duration>,
+    /// How long after a create starts its reconciliation first runs if the create itself
+    /// never got to record an outcome (its process died while Kaspi was asked): longer than a
+    /// create takes.
+    pub create_grace: Duration,
     /// After a cancel or an expiry, one more check this much later, so a payment made in the
     /// meantime is still recorded.
     pub late_check: Duration,
@@ -154,9 +159,10 @@ impl Default for GatewaySettings {
             poll_schedule: vec![s(60), s(120), s(300), s(600)],
             invoice_ttl: s(24 * 3600),
             tick: Duration::from_millis(250),
-            lease: s(60),
+            lease: s(3),
             batch: 64,
             reconcile_schedule: vec![s(2), s(5), s(15), s(30), s(60)],
+            create_grace: s(30),
             late_check: s(10),
             history_every: Duration::from_secs(1),
             history_idle_every: s(30),

@@ -51,6 +51,11 @@ impl Gateway {
                 created_at: now,
                 expires_at: None,
                 metadata: new.metadata.clone(),
+                kaspi_ref: None,
+                // If this process dies while Kaspi is asked, the reconciliation removes the
+                // unsent payment: nobody ever saw its link.
+                reconcile_at: Some(now.saturating_add(ms(self.settings().create_grace))),
+                idempotency: None,
             })
             .await?;
         let amount = new.amount;

@@ -6,7 +6,7 @@
 use kaspi::Amount;
 
 use super::{now_ms, Gateway, GatewayError};
-use crate::store::{Invoice, NewRefund, Refund, RefundCreated, RefundStatus};
+use crate::store::{IdemLink, Invoice, NewRefund, Refund, RefundCreated, RefundStatus};
 
 /// How many times a refund whose answer was lost is checked before it is failed.
 const UNCONFIRMED_CHECKS: i64 = 5;
@@ -19,6 +19,8 @@ pub struct RefundRequest {
     pub reason: Option<String>,
     /// Which surface asked (`apipay`, `xpayment`).
     pub initiated_by: &'static str,
+    /// The idempotent request asking, if any: it will name the refund.
+    pub idempotency: Option<IdemLink>,
 }
 
 /// What one attempt of the refund job achieved.
@@ -41,6 +43,19 @@ impl Gateway {
         invoice_id: i64,
         request: RefundRequest,
     ) -> Result<(Refund, Invoice), GatewayError> {
+        if let Some(id) = request
+            .idempotency
+            .as_ref()
+            .and_then(IdemLink::recovered_refund)
+        {
+            // An earlier run of this request made it, then its process died: that refund is
+            // the answer (its job sends it).
+            let refund = self.store().refund(org_id, id).await?;
+            let invoice = self.store().invoice(org_id, invoice_id).await?;
+            if let (Some(refund), Some(invoice)) = (refund, invoice) {
+                return Ok((refund, invoice));
+            }
+        }
         // No usable cashier: answer before anything is stored.
         self.terminals().load(org_id).await?;
         let now = now_ms();
@@ -55,6 +70,7 @@ impl Gateway {
                 initiated_by: request.initiated_by.to_owned(),
                 at_ms: now,
                 job_at_ms: now,
+                idempotency: request.idempotency,
             })
             .await;
         match created {

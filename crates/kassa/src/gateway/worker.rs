@@ -18,8 +18,8 @@ use super::invoices::Checked;
 use super::refunds::RefundStep;
 use super::{ms, now_ms, Gateway, GatewayError};
 use crate::store::{
-    CreateState, InvoiceStatus, Job, JOB_POLL_INVOICE, JOB_RECONCILE_INVOICE, JOB_REFUND,
-    JOB_SYNC_HISTORY,
+    CreateState, InvoiceKind, InvoiceStatus, Job, JOB_POLL_INVOICE, JOB_RECONCILE_INVOICE,
+    JOB_REFUND, JOB_SYNC_HISTORY,
 };
 
 /// How long to wait before checking again while the cashier cannot work.
@@ -109,6 +109,7 @@ impl Gateway {
         let settings = self.settings();
         let mut set = JoinSet::new();
         let mut handled = 0;
+        let mut held = Vec::new();
         for &kind in kinds {
             let jobs = match self
                 .store()
@@ -128,6 +129,7 @@ impl Gateway {
                 }
             };
             handled += jobs.len();
+            held.extend(jobs.iter().map(|job| job.id));
             for job in jobs {
                 let gateway = self.clone();
                 let worker = worker_id.to_owned();
@@ -139,7 +141,26 @@ impl Gateway {
                 });
             }
         }
-        while set.join_next().await.is_some() {}
+        // Leases are short: renew them while the jobs run, so that only a dead process's
+        // jobs wait for their lease to run out.
+        let mut renew =
+            tokio::time::interval((settings.lease / 3).max(std::time::Duration::from_millis(10)));
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                next = set.join_next() => {
+                    if next.is_none() {
+                        break;
+                    }
+                }
+                _ = renew.tick() => {
+                    let until = now_ms().saturating_add(ms(settings.lease));
+                    if let Err(e) = self.store().renew_job_leases(worker_id, &held, until).await {
+                        tracing::warn!(error = %e, "cannot renew job leases");
+                    }
+                }
+            }
+        }
         handled
     }
 
@@ -205,15 +226,32 @@ impl Gateway {
             self.store().finish_job(job.id).await?;
             return Ok(());
         };
-        if invoice.create_state != CreateState::Unknown {
-            self.store().finish_job(job.id).await?;
-            return Ok(());
+        match (invoice.create_state, invoice.kind) {
+            (CreateState::Sending | CreateState::Unknown, InvoiceKind::Remote) => {}
+            (CreateState::Sending | CreateState::Unknown, InvoiceKind::Qr) => {
+                // Its create never recorded an outcome (the process died while Kaspi was
+                // asked): nobody saw the link, so the unsent payment goes (Kaspi discards an
+                // unused token by itself).
+                tracing::warn!(
+                    invoice = invoice.id,
+                    "a QR payment's create never finished; removing it"
+                );
+                self.store().delete_unsent_invoice(invoice.id).await?;
+                self.store().finish_job(job.id).await?;
+                return Ok(());
+            }
+            _ => {
+                self.store().finish_job(job.id).await?;
+                return Ok(());
+            }
         }
         let schedule = &self.settings().reconcile_schedule;
         match self.find_in_history(&invoice).await {
             Ok(Some(found)) => {
                 tracing::info!(invoice = invoice.id, "lost create found in Kaspi's history");
                 self.record_sent(&invoice, &found).await?;
+                // Recorded (or found recorded by someone else): the job is done either way.
+                self.store().finish_job(job.id).await?;
                 Ok(())
             }
             Ok(None)
@@ -223,14 +261,22 @@ impl Gateway {
                     invoice = invoice.id,
                     "Kaspi never received the invoice; failing it"
                 );
-                self.store()
+                let failed = self
+                    .store()
                     .mark_invoice_create_failed(
                         invoice.id,
                         "Kaspi never received the invoice (its answer was lost and history does not show it)",
                         now_ms(),
                     )
-                    .await?;
-                Ok(())
+                    .await;
+                match failed {
+                    // The history sync found it meanwhile: nothing to fail.
+                    Ok(_) | Err(crate::store::StoreError::NotFound) => {
+                        self.store().finish_job(job.id).await?;
+                        Ok(())
+                    }
+                    Err(e) => Err(e.into()),
+                }
             }
             Ok(None) => {
                 let delay = delay_at(schedule, job.attempt + 1);

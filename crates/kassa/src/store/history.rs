@@ -4,7 +4,7 @@
 
 use crate::db::{DbError, Row, Tx, Value};
 
-use super::invoices::settle_operations_tx;
+use super::invoices::{claim_operations_tx, settle_operations_tx};
 use super::OperationEnd;
 
 use super::{Store, StoreError};
@@ -77,7 +77,9 @@ fn from_row(row: &Row) -> Result<KaspiOperation, DbError> {
 }
 
 impl Store {
-    /// Records one page of `org_id`'s history in one transaction: the invoices it ends are
+    /// Records one page of `org_id`'s history in one transaction: operations whose comment
+    /// carries the marker of an invoice without an operation are given to it first (see
+    /// `claim_operations_tx`), then the invoices the page ends are
     /// settled (each allowed change with its event, as [`Store::apply_status`] would) and its operations written (new ones
     /// inserted, known ones updated). How many invoices changed, and how many operations were
     /// new.
@@ -90,6 +92,21 @@ impl Store {
     ) -> Result<(usize, usize), StoreError> {
         self.db
             .write(move |tx| {
+                let marked: Vec<(&str, i64)> = operations
+                    .iter()
+                    .filter_map(|op| {
+                        let marker = super::kaspi_ref_of(op.comment.as_deref()?)?;
+                        Some((marker, op.kaspi_operation_id))
+                    })
+                    .collect();
+                let claimed = claim_operations_tx(tx, org_id, &marked, now_ms)?;
+                if claimed > 0 {
+                    tracing::info!(
+                        org_id,
+                        claimed,
+                        "creates whose answer was lost found in the history by their marker"
+                    );
+                }
                 let settled = settle_operations_tx(tx, org_id, &ends, now_ms)?;
                 let new = save_operations_tx(tx, org_id, &operations, now_ms)?;
                 Ok((settled, new))

@@ -5,18 +5,18 @@
 
 use crate::db::{DbError, Row, Tx, Value};
 
-use super::jobs::{delete_job, delete_jobs, schedule_job};
+use super::jobs::{delete_job, delete_jobs, schedule_job, schedule_job_at};
 use super::{
     conflict_on_unique, CreateState, Invoice, InvoiceFilter, InvoiceKind, InvoiceSent, InvoiceSort,
-    InvoiceStats, InvoiceStatus, NewInvoice, StatusTotals, Store, StoreError, EVENT_STATUS_CHANGED,
-    JOB_POLL_INVOICE, JOB_RECONCILE_INVOICE,
+    InvoiceStats, InvoiceStatus, NewInvoice, Resource, StatusTotals, Store, StoreError,
+    EVENT_STATUS_CHANGED, JOB_POLL_INVOICE, JOB_RECONCILE_INVOICE,
 };
 
 pub(super) const INVOICE_COLUMNS: &str =
     "id, payment_id, org_id, kind, amount, phone, description, \
      external_order_id, status, kaspi_status, kaspi_operation_id, client_name, total_refunded, \
      is_sandbox, create_state, last_error, created_at, updated_at, paid_at, cancelled_at, \
-     expires_at, metadata, cancel_reason, qr_token, ext_tran_id, refund_reserved";
+     expires_at, metadata, cancel_reason, qr_token, ext_tran_id, refund_reserved, kaspi_ref";
 
 /// The most a page holds.
 const MAX_PER_PAGE: u32 = 100;
@@ -49,6 +49,7 @@ pub(super) fn invoice_from_row(row: &Row) -> Result<Invoice, DbError> {
         qr_token: row.opt_text("qr_token")?,
         ext_tran_id: row.opt_text("ext_tran_id")?,
         refund_reserved: row.i64("refund_reserved")?,
+        kaspi_ref: row.opt_text("kaspi_ref")?,
     })
 }
 
@@ -198,6 +199,56 @@ fn record_changes_tx(tx: &mut dyn Tx, changes: &[(&Invoice, &Change<'_>)]) -> Re
     delete_jobs(tx, JOB_POLL_INVOICE, &ended)
 }
 
+/// Gives the operations of `operations` whose comment carries a Kassa marker to the invoice
+/// of `org_id` with that marker that has no operation yet (its create's answer was lost, also
+/// across a crash): the operation id is recorded, the create is `sent`, its reconciliation
+/// ends and a status poll is due. One read finds them (usually none); how many were given.
+pub(super) fn claim_operations_tx(
+    tx: &mut dyn Tx,
+    org_id: i64,
+    operations: &[(&str, i64)],
+    at_ms: i64,
+) -> Result<usize, DbError> {
+    if operations.is_empty() {
+        return Ok(0);
+    }
+    let sql = format!(
+        "SELECT id, kaspi_ref FROM invoices WHERE org_id = $1 AND kaspi_operation_id IS NULL \
+         AND kaspi_ref IN ({})",
+        super::placeholders(2, operations.len())
+    );
+    let mut params: Vec<Value> = Vec::with_capacity(operations.len() + 1);
+    params.push(org_id.into());
+    params.extend(operations.iter().map(|(marker, _)| Value::from(*marker)));
+    let stranded = tx.query(&sql, &params)?;
+    let mut claimed = 0;
+    for row in &stranded {
+        let (id, marker) = (row.i64("id")?, row.text("kaspi_ref")?);
+        let Some(&(_, op)) = operations.iter().find(|(m, _)| *m == marker) else {
+            continue;
+        };
+        let op = op.to_string();
+        let changed = tx.execute(
+            "UPDATE invoices SET kaspi_operation_id = $2, create_state = $3, last_error = NULL, \
+             updated_at = $4 WHERE id = $1 AND kaspi_operation_id IS NULL AND NOT EXISTS \
+             (SELECT 1 FROM invoices o WHERE o.org_id = $5 AND o.kaspi_operation_id = $2)",
+            &[
+                id.into(),
+                (&op).into(),
+                CreateState::Sent.as_str().into(),
+                at_ms.into(),
+                org_id.into(),
+            ],
+        )?;
+        if changed == 1 {
+            delete_job(tx, JOB_RECONCILE_INVOICE, id)?;
+            schedule_job(tx, JOB_POLL_INVOICE, id, at_ms, at_ms)?;
+            claimed += 1;
+        }
+    }
+    Ok(claimed)
+}
+
 /// Records the ends of many invoices of `org_id` at once, found by Kaspi operation id (as one
 /// history page shows them), inside the caller's transaction: each allowed change with its
 /// event, as [`Store::apply_status`] would. The invoices are read with one statement, their
@@ -249,20 +300,22 @@ pub(super) fn settle_operations_tx(
 }
 
 impl Store {
-    /// Records a new invoice as `pending`, `sending` (no job yet: that comes with the outcome
-    /// of the request to Kaspi). `Conflict` when the payment id exists.
+    /// Records a new invoice as `pending`, `sending`; with `reconcile_at`, its reconciliation
+    /// job is scheduled in the same transaction (so a create whose process dies while Kaspi is
+    /// asked is finished by a later one), and with `idempotency` the request's record names
+    /// the invoice. `Conflict` when the payment id exists.
     pub async fn insert_invoice(&self, new: NewInvoice) -> Result<Invoice, StoreError> {
         let sql = format!(
             "INSERT INTO invoices (payment_id, org_id, kind, amount, phone, description, \
              external_order_id, status, is_sandbox, create_state, created_at, updated_at, \
-             expires_at, metadata) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13) \
+             expires_at, metadata, kaspi_ref) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14) \
              RETURNING {INVOICE_COLUMNS}"
         );
         let inserted = self
             .db
             .write(move |tx| {
-                let params: [Value; 13] = [
+                let params: [Value; 14] = [
                     (&new.payment_id).into(),
                     new.org_id.into(),
                     new.kind.as_str().into(),
@@ -276,9 +329,16 @@ impl Store {
                     new.created_at.into(),
                     new.expires_at.into(),
                     new.metadata.as_ref().into(),
+                    new.kaspi_ref.as_ref().into(),
                 ];
                 let invoice = invoice_from_row(&tx.query_one(&sql, &params)?)?;
                 add_to_counts_tx(tx, &[(invoice.org_id, invoice.id)], 1)?;
+                if let Some(at) = new.reconcile_at {
+                    schedule_job(tx, JOB_RECONCILE_INVOICE, invoice.id, at, new.created_at)?;
+                }
+                if let Some(link) = &new.idempotency {
+                    super::idempotency::link_tx(tx, link, Resource::Invoice(invoice.id))?;
+                }
                 Ok(invoice)
             })
             .await;
@@ -356,7 +416,8 @@ impl Store {
                     at_ms.into(),
                 ];
                 let row = tx.query_opt(&sql, &params)?.ok_or(StoreError::NotFound)?;
-                schedule_job(
+                // The insert scheduled it for later (in case this process died): sooner now.
+                schedule_job_at(
                     tx,
                     JOB_RECONCILE_INVOICE,
                     invoice_id,
@@ -506,6 +567,7 @@ impl Store {
                     return Ok(false);
                 };
                 add_to_counts_tx(tx, &[(row.i64("org_id")?, id)], -1)?;
+                delete_job(tx, JOB_RECONCILE_INVOICE, id)?;
                 Ok(true)
             })
             .await

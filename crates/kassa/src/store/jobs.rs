@@ -43,7 +43,26 @@ pub(crate) fn schedule_job(
     Ok(made == 1)
 }
 
-/// Removes job `(kind, ref_id)`, if any, inside the caller's transaction.
+/// Makes job `(kind, ref_id)` due at `run_at`, inside the caller's transaction: made if
+/// missing, moved if it exists and is not leased (a leased one is running and reschedules
+/// itself).
+pub(crate) fn schedule_job_at(
+    tx: &mut dyn Tx,
+    kind: &str,
+    ref_id: i64,
+    run_at: i64,
+    now_ms: i64,
+) -> Result<(), DbError> {
+    if !schedule_job(tx, kind, ref_id, run_at, now_ms)? {
+        tx.execute(
+            "UPDATE jobs SET run_at = $3 WHERE kind = $1 AND ref_id = $2 \
+             AND locked_until IS NULL",
+            &[kind.into(), ref_id.into(), run_at.into()],
+        )?;
+    }
+    Ok(())
+}
+
 /// Ends the jobs `(kind, id)` of every id in `ref_ids`, with one statement.
 pub(crate) fn delete_jobs(tx: &mut dyn Tx, kind: &str, ref_ids: &[i64]) -> Result<(), DbError> {
     if ref_ids.is_empty() {
@@ -62,6 +81,7 @@ pub(crate) fn delete_jobs(tx: &mut dyn Tx, kind: &str, ref_ids: &[i64]) -> Resul
     Ok(())
 }
 
+/// Removes job `(kind, ref_id)`, if any, inside the caller's transaction.
 pub(crate) fn delete_job(tx: &mut dyn Tx, kind: &str, ref_id: i64) -> Result<(), DbError> {
     delete_jobs(tx, kind, &[ref_id])
 }
@@ -189,6 +209,32 @@ impl Store {
                 )?;
                 Ok(changed == 1)
             })
+            .await
+    }
+
+    /// Extends the leases `worker_id` holds on the jobs `ids` to `locked_until`: a worker
+    /// renews its jobs while they run, so leases can be short and a job whose process died is
+    /// claimed again within one lease. How many leases were renewed.
+    pub async fn renew_job_leases(
+        &self,
+        worker_id: &str,
+        ids: &[i64],
+        locked_until: i64,
+    ) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut params: Vec<Value> = Vec::with_capacity(ids.len() + 2);
+        params.push(worker_id.into());
+        params.push(locked_until.into());
+        params.extend(ids.iter().map(|&id| Value::from(id)));
+        let sql = format!(
+            "UPDATE jobs SET locked_until = $2 WHERE locked_by = $1 AND locked_until IS NOT NULL \
+             AND id IN ({})",
+            super::placeholders(3, ids.len())
+        );
+        self.db
+            .write(move |tx| Ok(tx.execute(&sql, &params)?))
             .await
     }
 

@@ -54,6 +54,8 @@ pub struct NewRefund {
     pub at_ms: i64,
     /// When the refund job runs if the caller does not finish the refund first.
     pub job_at_ms: i64,
+    /// The idempotent request asking for the refund: linked to it in the same transaction.
+    pub idempotency: Option<super::IdemLink>,
 }
 
 /// Why a refund was not recorded.
@@ -150,6 +152,9 @@ impl Store {
                 ];
                 let refund = refund_from_row(&tx.query_one(&insert, &params)?)?;
                 schedule_job(tx, JOB_REFUND, refund.id, new.job_at_ms, new.at_ms)?;
+                if let Some(link) = &new.idempotency {
+                    super::idempotency::link_tx(tx, link, super::Resource::Refund(refund.id))?;
+                }
                 Ok(RefundCreated::Created {
                     refund: Box::new(refund),
                     invoice: Box::new(invoice),

@@ -223,6 +223,9 @@ pub struct Invoice {
     pub ext_tran_id: Option<String>,
     /// In tiyn: refunds pending, processing or completed.
     pub refund_reserved: i64,
+    /// The marker Kassa put in the Kaspi comment of an invoice by phone (see
+    /// [`kaspi_comment`]); `None` for QR payments and invoices made before markers.
+    pub kaspi_ref: Option<String>,
 }
 
 impl Invoice {
@@ -252,6 +255,97 @@ pub struct NewInvoice {
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub metadata: Option<String>,
+    /// The marker for the Kaspi comment ([`new_kaspi_ref`]), for invoices by phone.
+    pub kaspi_ref: Option<String>,
+    /// When set, the invoice's reconciliation is scheduled then, in the same transaction as
+    /// the insert: if the process dies while Kaspi is asked, a later one finishes the create.
+    pub reconcile_at: Option<i64>,
+    /// The idempotent request making the invoice: linked to it in the same transaction, so a
+    /// retry after a crash answers from this invoice instead of making another.
+    pub idempotency: Option<IdemLink>,
+}
+
+/// An idempotent request in progress: the API key and the `Idempotency-Key` it sent (the API
+/// puts it in the request's extensions; handlers pass it down to what they make).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdemLink {
+    pub api_key_id: i64,
+    pub key: String,
+    /// Set when this request took over the record of an earlier run whose process died after
+    /// making this: answer from it instead of making another.
+    pub recovered: Option<Resource>,
+}
+
+impl IdemLink {
+    /// The invoice an earlier run of this request made, if any.
+    pub fn recovered_invoice(&self) -> Option<i64> {
+        match self.recovered? {
+            Resource::Invoice(id) => Some(id),
+            Resource::Refund(_) => None,
+        }
+    }
+
+    /// The refund an earlier run of this request made, if any.
+    pub fn recovered_refund(&self) -> Option<i64> {
+        match self.recovered? {
+            Resource::Refund(id) => Some(id),
+            Resource::Invoice(_) => None,
+        }
+    }
+}
+
+/// What an idempotent request made, as its record names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Invoice(i64),
+    Refund(i64),
+}
+
+impl Resource {
+    pub(crate) fn kind(self) -> &'static str {
+        match self {
+            Resource::Invoice(_) => "invoice",
+            Resource::Refund(_) => "refund",
+        }
+    }
+
+    pub(crate) fn id(self) -> i64 {
+        match self {
+            Resource::Invoice(id) | Resource::Refund(id) => id,
+        }
+    }
+
+    pub(crate) fn decode(kind: &str, id: i64) -> Option<Resource> {
+        match kind {
+            "invoice" => Some(Resource::Invoice(id)),
+            "refund" => Some(Resource::Refund(id)),
+            _ => None,
+        }
+    }
+}
+
+/// A fresh marker for a Kaspi comment: 12 hex digits of a random UUID.
+pub fn new_kaspi_ref() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// The comment Kaspi gets for an invoice: the merchant's description, then the marker
+/// `[kassa:<ref>]` by which the operation is found in Kaspi's histories even when the answer
+/// to the create was lost.
+pub fn kaspi_comment(description: Option<&str>, kaspi_ref: &str) -> String {
+    match description.map(str::trim_end) {
+        Some(text) if !text.is_empty() => format!("{text} [kassa:{kaspi_ref}]"),
+        _ => format!("[kassa:{kaspi_ref}]"),
+    }
+}
+
+/// The marker of a Kaspi comment made by [`kaspi_comment`], if it has one.
+pub fn kaspi_ref_of(comment: &str) -> Option<&str> {
+    let start = comment.rfind("[kassa:")? + "[kassa:".len();
+    let rest = &comment[start..];
+    let end = rest.find(']')?;
+    let marker = &rest[..end];
+    (marker.len() == 12 && marker.bytes().all(|b| b.is_ascii_hexdigit())).then_some(marker)
 }
 
 /// What Kaspi answered when it accepted an invoice.
@@ -423,4 +517,35 @@ pub enum Begin {
     Mismatch,
     /// The same request is still running elsewhere.
     InFlight,
+    /// The first run's process died after it made `Resource` (its lease ran out): the record
+    /// is now this request's; answer from the resource, never make it again.
+    Recover(Resource),
+}
+
+#[cfg(test)]
+mod marker_tests {
+    use super::{kaspi_comment, kaspi_ref_of, new_kaspi_ref};
+
+    #[test]
+    fn a_comment_carries_its_marker_and_gives_it_back() {
+        let marker = new_kaspi_ref();
+        assert_eq!(marker.len(), 12);
+        let comment = kaspi_comment(Some("Order #1 "), &marker);
+        assert_eq!(comment, format!("Order #1 [kassa:{marker}]"));
+        assert_eq!(kaspi_ref_of(&comment), Some(marker.as_str()));
+        assert_eq!(kaspi_comment(None, "0123456789ab"), "[kassa:0123456789ab]");
+        assert_eq!(
+            kaspi_comment(Some("  "), "0123456789ab"),
+            "[kassa:0123456789ab]"
+        );
+        // Only a whole marker counts; the last one wins.
+        assert_eq!(kaspi_ref_of("Order [kassa:0123]"), None);
+        assert_eq!(kaspi_ref_of("Order [kassa:0123456789zz]"), None);
+        assert_eq!(kaspi_ref_of("Order [kassa:0123456789ab"), None);
+        assert_eq!(kaspi_ref_of("no marker"), None);
+        assert_eq!(
+            kaspi_ref_of("[kassa:aaaaaaaaaaaa] quoted [kassa:0123456789ab]"),
+            Some("0123456789ab")
+        );
+    }
 }

@@ -181,6 +181,7 @@ pub fn simulated_body(
         qr_token: None,
         ext_tran_id: None,
         refund_reserved: 0,
+        kaspi_ref: None,
     };
     let refund = match name {
         "payment.refunded" | "payment.refund_failed" => {
