@@ -328,13 +328,15 @@ impl Webhooks {
         let _ = recorder.await;
     }
 
-    /// How long a lease lasts: longer than an attempt may take.
+    /// How long a lease lasts: longer than an attempt may take (its timeout) by a margin for
+    /// recording it, and no longer, so that the deliveries of a process that died are taken up
+    /// by another within about one timeout.
     fn lease_ms(&self) -> i64 {
         let lease = self
             .inner
             .config
             .timeout
-            .saturating_add(Duration::from_secs(60));
+            .saturating_add(Duration::from_secs(5));
         i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
     }
 
