@@ -96,7 +96,10 @@ impl App {
             gateway,
             webhooks,
         };
-        let limiter = Arc::new(RateLimiter::per_minute(state.config.rate_limit_per_minute));
+        let limiter = Arc::new(RateLimiter::per_minute(
+            state.store.clone(),
+            state.config.rate_limit_per_minute,
+        ));
         let auth = AuthState::new(
             state.store.clone(),
             state.master_key.clone(),

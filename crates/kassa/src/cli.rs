@@ -71,7 +71,7 @@ pub enum ApiKeyCommand {
         #[arg(long)]
         org: Slug,
     },
-    /// Revoke an API key at once.
+    /// Revoke an API key; running servers refuse it within half a second.
     Revoke {
         /// The organization's slug.
         #[arg(long)]

@@ -50,6 +50,7 @@ migrations! {
     5 "invoice_keyset" "0005_invoice_keyset",
     6 "history_gap" "0006_history_gap",
     7 "invoice_counts" "0007_invoice_counts",
+    9 "key_limits" "0009_key_limits",
 }
 
 /// The migrations for `dialect`, in the order they apply.
