@@ -1,6 +1,7 @@
-//! The running gateway: `App::build(config)` opens and migrates the database, mounts the
-//! Kaspi simulator in sandbox mode, binds the listener; `run_until_stopped` serves until the
-//! shutdown future resolves, then drains in-flight requests. Tests start it exactly as `main`.
+//! The running gateway: `App::build(config)` locks the data dir (`crate::datadir`, held until
+//! the server stops), opens and migrates the database, mounts the Kaspi simulator in sandbox
+//! mode, binds the listener; `run_until_stopped` serves until the shutdown future resolves,
+//! then drains in-flight requests. Tests start it exactly as `main`.
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use crate::api::{self, ApiPay, AuthState, ErrorFormat, RateLimiter, XPayment};
 use crate::config::{Config, KaspiMode};
+use crate::datadir::DataDirLock;
 use crate::db::{Db, DbOptions};
 use crate::gateway::{Gateway, GatewaySettings};
 use crate::secrets::MasterKey;
@@ -44,6 +46,8 @@ pub struct App {
     listener: tokio::net::TcpListener,
     router: Router,
     state: AppState,
+    /// Held until the server has stopped (see [`crate::datadir`]).
+    lock: DataDirLock,
 }
 
 impl App {
@@ -58,7 +62,8 @@ impl App {
 
     /// [`App::build`] with the background work tuned (tests shorten the schedules).
     pub async fn build_with(config: Config, settings: GatewaySettings) -> anyhow::Result<App> {
-        std::fs::create_dir_all(&config.data_dir)?;
+        crate::datadir::prepare(&config)?;
+        let mut lock = DataDirLock::acquire(&config.data_dir)?;
         let master_key = MasterKey::load_or_create(&config.data_dir)?;
         let db = Db::open(&config.database_url, DbOptions::default()).await?;
         db.migrate().await?;
@@ -72,6 +77,7 @@ impl App {
             KaspiMode::Live => None,
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        lock.record_listen(listener.local_addr()?)?;
         let store = Store::new(db.clone());
         let gateway = Gateway::new(
             store.clone(),
@@ -90,7 +96,10 @@ impl App {
             gateway,
             webhooks,
         };
-        let limiter = Arc::new(RateLimiter::per_minute(state.config.rate_limit_per_minute));
+        let limiter = Arc::new(RateLimiter::per_minute(
+            state.store.clone(),
+            state.config.rate_limit_per_minute,
+        ));
         let auth = AuthState::new(
             state.store.clone(),
             state.master_key.clone(),
@@ -128,6 +137,7 @@ impl App {
             listener,
             router,
             state,
+            lock,
         })
     }
 
@@ -179,6 +189,7 @@ impl App {
             .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         workers.stop().await;
         webhook_worker.stop().await;
+        drop(self.lock);
         served
     }
 }

@@ -71,7 +71,7 @@ pub enum ApiKeyCommand {
         #[arg(long)]
         org: Slug,
     },
-    /// Revoke an API key at once.
+    /// Revoke an API key; running servers refuse it within half a second.
     Revoke {
         /// The organization's slug.
         #[arg(long)]
@@ -480,8 +480,7 @@ pub(crate) async fn open(
     serve: &ServeArgs,
 ) -> anyhow::Result<(Config, Store)> {
     let config = Config::resolve(storage, serve)?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    crate::datadir::prepare(&config)?;
     let db = Db::open(&config.database_url, DbOptions::default())
         .await
         .context("opening the database")?;

@@ -3,6 +3,7 @@
 //! - [`app`]: builds and runs the server (`App::build(config)`, `run_until_stopped`).
 //! - [`cli`]: the binary's administration commands: organizations, API keys, cashier login.
 //! - [`config`]: one typed configuration (defaults, file, environment, flags).
+//! - [`datadir`]: the data dir made owner-only, and the lock `kassa serve` holds on it.
 //! - [`gateway`]: what happens behind the API: invoices sent to Kaspi and followed, cashier
 //!   sessions, background workers, the sandbox payer.
 //! - [`qr`]: payment links rendered as QR codes (SVG or PNG) for a shop's screen.
@@ -18,6 +19,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod datadir;
 pub mod db;
 pub mod gateway;
 pub mod qr;

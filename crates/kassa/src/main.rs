@@ -70,7 +70,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let config = Config::resolve(&cli.storage, &ServeArgs::default())?;
-            std::fs::create_dir_all(&config.data_dir)?;
+            kassa::datadir::prepare(&config)?;
             let db =
                 kassa::db::Db::open(&config.database_url, kassa::db::DbOptions::default()).await?;
             db.migrate().await?;

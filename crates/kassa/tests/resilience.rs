@@ -264,8 +264,8 @@ async fn two_processes_on_one_postgres_share_the_polling() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = Simulator::new(SimConfig::default());
     let base = kaspi_sim::spawn(sim.clone()).await.expect("simulator");
-    // Set up the organization, its cashier and a key in-process, on the same data dir (the
-    // processes read the same master key from it).
+    // Set up the organization, its cashier and a key in-process; the processes then read the
+    // same master key, each from its own data dir.
     let mut options = Options::new(test.url(), dir.path());
     options.live_kaspi = Some(base.clone());
     let setup = Kassa::start(options).await;
@@ -274,7 +274,8 @@ async fn two_processes_on_one_postgres_share_the_polling() {
     setup.stop().await;
 
     let (mut a, addr_a) = common::serve_process(dir.path(), test.url(), &base).await;
-    let (mut b, addr_b) = common::serve_process(dir.path(), test.url(), &base).await;
+    let dir_b = common::sibling_data_dir(dir.path());
+    let (mut b, addr_b) = common::serve_process(dir_b.path(), test.url(), &base).await;
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for i in 0..30 {

@@ -879,7 +879,8 @@ async fn two_processes_on_one_postgres_deliver_each_event_once() {
     setup.stop().await;
 
     let (mut a, addr_a) = common::serve_process(dir.path(), test.url(), &base).await;
-    let (mut b, addr_b) = common::serve_process(dir.path(), test.url(), &base).await;
+    let dir_b = common::sibling_data_dir(dir.path());
+    let (mut b, addr_b) = common::serve_process(dir_b.path(), test.url(), &base).await;
     let http = reqwest::Client::new();
     let mut ops = Vec::new();
     for i in 0..20 {

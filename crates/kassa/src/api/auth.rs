@@ -7,13 +7,20 @@
 //! ([`MasterKey::api_key_hash`]) and looked up by that hash; it is never logged or kept.
 //!
 //! Two in-memory shortcuts keep the database off the hot path:
-//! - a successful lookup is cached by hash for [`AUTH_CACHE_TTL`] (5 s): **a revoked key keeps
-//!   working for up to 5 s** on each process. Failed lookups are not cached, so a new key
-//!   works at once.
+//! - a successful lookup is cached by hash, and trusted only while the revocation generation
+//!   (a counter every revocation raises, in the database: `Store::revoke_api_key`) is the one
+//!   seen when the lookup was made. The generation is read again in the background once the
+//!   last read is [`REVOCATION_REFRESH_AFTER`] old, and a request that finds it older than
+//!   [`REVOCATION_MAX_AGE`] (an idle process) reads it before trusting the cache. So **a key
+//!   revoked by any process is refused everywhere within [`REVOCATION_MAX_AGE`]** (plus one
+//!   read), at the cost of a one-row read every 100 ms per busy process, not one per request;
+//!   a revocation through this process's own store is refused at once. Failed lookups are not
+//!   cached, so a new key works at once.
 //! - `last_used_at` is written at most once per [`TOUCH_INTERVAL`] per key and process, in
 //!   the background, never on every request.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -29,9 +36,14 @@ use super::ratelimit::RateLimiter;
 use crate::secrets::MasterKey;
 use crate::store::{ApiKeyOwner, Store, StoreError};
 
-/// How long a successful key lookup is trusted without asking the database again; also the
-/// longest a revoked key keeps working.
-pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(5);
+/// How long a successful key lookup is kept at most (revocations end it sooner).
+pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(60);
+/// The cache is trusted only while the revocation generation was read at most this long ago:
+/// the longest a key revoked by another process keeps working here.
+pub const REVOCATION_MAX_AGE: Duration = Duration::from_millis(500);
+/// A request that finds the generation read longer ago than this has it read again in the
+/// background, so that under load no request waits for it.
+pub const REVOCATION_REFRESH_AFTER: Duration = Duration::from_millis(100);
 /// `last_used_at` of a key is written at most this often (per process).
 pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 /// The ApiPay key header.
@@ -94,10 +106,39 @@ pub struct AuthState {
 struct KeyBook {
     store: Store,
     master_key: MasterKey,
-    /// Successful lookups by key hash, with when they were made.
-    cache: Mutex<HashMap<String, (Caller, Instant)>>,
+    /// Successful lookups by key hash.
+    cache: Mutex<HashMap<String, CachedKey>>,
+    /// The revocation generation as last read.
+    revocations: Mutex<Revocations>,
+    /// A background read of the generation is under way.
+    refreshing: AtomicBool,
     /// When each key's `last_used_at` was last written by this process.
     touched: Mutex<HashMap<i64, Instant>>,
+}
+
+/// A successful lookup and what it can be trusted under.
+#[derive(Debug, Clone, Copy)]
+struct CachedKey {
+    caller: Caller,
+    at: Instant,
+    /// What the generations were before the lookup was made: a revocation that the lookup
+    /// may have missed has changed one of them since.
+    stamp: Stamp,
+}
+
+/// The revocation generation of the database and the count of this process's own
+/// revocations (`Store::revocations_here`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    generation: i64,
+    here: u64,
+}
+
+#[derive(Debug, Default)]
+struct Revocations {
+    generation: i64,
+    /// When the read that gave `generation` started; `None` before the first read.
+    read_at: Option<Instant>,
 }
 
 impl AuthState {
@@ -114,6 +155,8 @@ impl AuthState {
                 store,
                 master_key,
                 cache: Mutex::new(HashMap::new()),
+                revocations: Mutex::new(Revocations::default()),
+                refreshing: AtomicBool::new(false),
                 touched: Mutex::new(HashMap::new()),
             }),
             limiter,
@@ -144,16 +187,49 @@ impl AuthState {
     /// Who `api_key` authenticates (`None`: unknown or revoked), through the cache.
     pub async fn caller_for_key(&self, api_key: &str) -> Result<Option<Caller>, StoreError> {
         let hash = self.keys.master_key.api_key_hash(api_key);
+        let stamp = self.current_stamp().await?;
         let now = Instant::now();
-        if let Some(caller) = self.keys.cached(&hash, now) {
+        if let Some(caller) = self.keys.cached(&hash, stamp, now) {
             return Ok(Some(caller));
         }
         let Some(owner) = self.keys.store.api_key_by_hash(&hash).await? else {
             return Ok(None);
         };
         let caller = Caller::from(owner);
-        self.keys.remember(hash, caller, now);
+        self.keys.remember(hash, caller, stamp, now);
         Ok(Some(caller))
+    }
+
+    /// The generations a cached lookup must carry to be trusted now: the last read one while
+    /// it is fresh (read again in the background when it ages), else one read now.
+    async fn current_stamp(&self) -> Result<Stamp, StoreError> {
+        // This process's own revocations count first: one made after this read is seen by
+        // the lookup that follows, or changes the count again.
+        let here = self.keys.store.revocations_here();
+        let now = Instant::now();
+        let (generation, read_at) = {
+            let revocations = lock(&self.keys.revocations);
+            (revocations.generation, revocations.read_at)
+        };
+        let age = read_at.map(|at| now.saturating_duration_since(at));
+        let generation = match age {
+            Some(age) if age < REVOCATION_MAX_AGE => {
+                if age >= REVOCATION_REFRESH_AFTER
+                    && !self.keys.refreshing.swap(true, Ordering::AcqRel)
+                {
+                    let keys = self.keys.clone();
+                    tokio::spawn(async move {
+                        if let Err(err) = keys.read_generation().await {
+                            tracing::warn!(error = %err, "could not read the API key revocation generation");
+                        }
+                        keys.refreshing.store(false, Ordering::Release);
+                    });
+                }
+                generation
+            }
+            _ => self.keys.read_generation().await?,
+        };
+        Ok(Stamp { generation, here })
     }
 
     /// Writes the key's `last_used_at` in the background unless this process did so within
@@ -182,18 +258,41 @@ impl AuthState {
 }
 
 impl KeyBook {
-    fn cached(&self, hash: &str, now: Instant) -> Option<Caller> {
+    fn cached(&self, hash: &str, stamp: Stamp, now: Instant) -> Option<Caller> {
         let cache = lock(&self.cache);
-        let (caller, at) = cache.get(hash)?;
-        (now.saturating_duration_since(*at) < AUTH_CACHE_TTL).then_some(*caller)
+        let hit = cache.get(hash)?;
+        (hit.stamp == stamp && now.saturating_duration_since(hit.at) < AUTH_CACHE_TTL)
+            .then_some(hit.caller)
     }
 
-    fn remember(&self, hash: String, caller: Caller, now: Instant) {
+    fn remember(&self, hash: String, caller: Caller, stamp: Stamp, now: Instant) {
         let mut cache = lock(&self.cache);
         if cache.len() >= CACHE_PRUNE_AT {
-            cache.retain(|_, (_, at)| now.saturating_duration_since(*at) < AUTH_CACHE_TTL);
+            cache.retain(|_, hit| {
+                hit.stamp == stamp && now.saturating_duration_since(hit.at) < AUTH_CACHE_TTL
+            });
         }
-        cache.insert(hash, (caller, now));
+        cache.insert(
+            hash,
+            CachedKey {
+                caller,
+                at: now,
+                stamp,
+            },
+        );
+    }
+
+    /// Reads the revocation generation and keeps it, unless a read started later was kept
+    /// meanwhile; the generation this read found.
+    async fn read_generation(&self) -> Result<i64, StoreError> {
+        let started = Instant::now();
+        let generation = self.store.api_key_revocation_generation().await?;
+        let mut revocations = lock(&self.revocations);
+        if revocations.read_at.is_none_or(|at| at < started) {
+            revocations.generation = generation;
+            revocations.read_at = Some(started);
+        }
+        Ok(generation)
     }
 }
 

@@ -4,8 +4,8 @@
 //! - [`error`]: [`ApiError`], the one error type, rendered in each surface's error format.
 //! - [`extract`]: JSON body, query and path-id extractors and router fallbacks that answer in
 //!   that format, never axum's plain text; the body limit [`MAX_BODY_BYTES`].
-//! - [`auth`]: API key → [`Caller`] middleware, with a short success cache.
-//! - [`ratelimit`]: per-key requests-per-minute limit and its headers.
+//! - [`auth`]: API key → [`Caller`] middleware, with a success cache that revocations end.
+//! - [`ratelimit`]: per-key requests-per-minute limit (held across processes) and its headers.
 //! - [`idempotency`]: `Idempotency-Key` replays for `POST`.
 //!
 //! A request to a protected route goes: [`auth::authenticate`] (401, or a `Caller`) →
@@ -192,7 +192,7 @@ mod tests {
             .create_api_key(org.id, "test", &prefix, &master_key.api_key_hash(&api_key))
             .await
             .expect("key");
-        let limiter = Arc::new(RateLimiter::per_minute(per_minute));
+        let limiter = Arc::new(RateLimiter::per_minute(store.clone(), per_minute));
         let auth = AuthState::new(store.clone(), master_key, limiter, format);
         let runs = Arc::new(AtomicUsize::new(0));
         let gate = Gate::default();
@@ -376,7 +376,8 @@ mod tests {
             .expect("ascii")
             .parse()
             .expect("secs");
-        assert!((59..=60).contains(&retry), "{retry}");
+        // The seconds to the end of the fixed window.
+        assert!((1..=60).contains(&retry), "{retry}");
         assert_eq!(body["retry_after"], retry);
         // Unauthenticated requests do not spend the key's budget and get no headers.
         let (status, headers, _) = call(&f.router, "GET", "/me", &[], "").await;

@@ -51,6 +51,7 @@ migrations! {
     6 "history_gap" "0006_history_gap",
     7 "invoice_counts" "0007_invoice_counts",
     8 "crash_safety" "0008_crash_safety",
+    9 "key_limits" "0009_key_limits",
 }
 
 /// The migrations for `dialect`, in the order they apply.

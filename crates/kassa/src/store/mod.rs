@@ -9,6 +9,7 @@
 //! - `invoices.rs`: invoices, status changes and their events, listing and stats.
 //! - `jobs.rs`: scheduling, claiming and finishing jobs.
 //! - `idempotency.rs`: `Idempotency-Key` records.
+//! - `limits.rs`: the API key revocation generation and rate-limit quota leases.
 //! - `history.rs`: operations synced from Kaspi's history (static QR payments).
 //! - `refunds.rs`: refunds reserved against their invoice, and their ends.
 //! - `bulk.rs`: invoices seeded in bulk (load tests), many rows per statement.
@@ -19,11 +20,14 @@ mod history;
 mod idempotency;
 mod invoices;
 mod jobs;
+mod limits;
 mod orgs;
 mod refunds;
 pub mod types;
 mod webhooks;
 
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::db::{Db, DbError};
@@ -32,6 +36,7 @@ pub use bulk::BulkInvoice;
 pub use history::{HistoryGap, HistoryMark, KaspiOperation};
 pub use idempotency::RUNNING_LEASE_MS;
 pub use invoices::OperationEnd;
+pub use limits::QuotaLease;
 pub use refunds::{NewRefund, RefundCreated, RefundFilter, RefundRefusal};
 pub use types::*;
 pub use webhooks::{
@@ -73,12 +78,17 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
+    /// Revocations of API keys made through this handle (see [`Store::revocations_here`]).
+    revocations_here: Arc<AtomicU64>,
 }
 
 impl Store {
     /// A store over `db`, which must be migrated.
     pub fn new(db: Db) -> Store {
-        Store { db }
+        Store {
+            db,
+            revocations_here: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// The database underneath.

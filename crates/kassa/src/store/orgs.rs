@@ -169,20 +169,34 @@ impl Store {
     }
 
     /// Revokes the unrevoked keys of `org_id` whose id (when `key` is numeric) or prefix is
-    /// `key`; returns how many were revoked.
+    /// `key`; returns how many were revoked. The revocation generation grows in the same
+    /// transaction, so every process stops trusting its cached lookups (`api/auth.rs`).
     pub async fn revoke_api_key(&self, org_id: i64, key: &str) -> Result<u64, StoreError> {
         let prefix = key.to_owned();
         let id = key.parse::<i64>().ok();
         let now = now_ms();
-        self.db
+        let revoked = self
+            .db
             .write(move |tx| {
-                Ok(tx.execute(
+                let revoked = tx.execute(
                     "UPDATE api_keys SET revoked_at = $4 \
                      WHERE org_id = $1 AND revoked_at IS NULL AND (id = $2 OR prefix = $3)",
                     &[org_id.into(), id.into(), (&prefix).into(), now.into()],
-                )?)
+                )?;
+                if revoked > 0 {
+                    tx.execute(
+                        "UPDATE api_key_revocations SET generation = generation + 1 WHERE id = 1",
+                        &[],
+                    )?;
+                }
+                Ok::<_, StoreError>(revoked)
             })
-            .await
+            .await?;
+        if revoked > 0 {
+            self.revocations_here
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        Ok(revoked)
     }
 
     /// Notes that the key was used at `at_ms`.

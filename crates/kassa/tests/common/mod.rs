@@ -341,6 +341,14 @@ pub async fn serve_process(
     (child, addr)
 }
 
+/// A new data dir holding `dir`'s master key: each `kassa serve` locks its own data dir, so
+/// processes sharing one database get one each, with the same key.
+pub fn sibling_data_dir(dir: &Path) -> tempfile::TempDir {
+    let other = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(dir.join("master.key"), other.path().join("master.key")).expect("key copied");
+    other
+}
+
 /// The master key of a data dir, as the gateway loads it.
 pub fn master_key(data_dir: &Path) -> MasterKey {
     std::fs::create_dir_all(data_dir).expect("data dir");
