@@ -32,6 +32,7 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/faults", get(faults).post(set_faults).delete(clear_faults))
         .route("/clock", get(clock))
         .route("/clock/advance", post(advance_clock))
+        .route("/operations", get(operations))
         .route("/operations/{id}", get(operation))
         .route("/operations/{id}/{action}", post(operation_action))
         .route("/static-qr-payments", post(static_payment))
@@ -149,6 +150,12 @@ async fn advance_clock(State(sim): State<Simulator>, raw: Bytes) -> Answer {
     Ok(Json(now_json(&sim)))
 }
 
+/// Every operation, oldest first: how a payer outside the process finds an invoice (by its
+/// comment, its client phone) without knowing its id.
+async fn operations(State(sim): State<Simulator>) -> Answer {
+    Ok(Json(json!({ "operations": sim.operations() })))
+}
+
 async fn operation(State(sim): State<Simulator>, Path(id): Path<String>) -> Answer {
     let id = op_id(&id)?;
     let info = sim
@@ -200,5 +207,7 @@ async fn static_payment(State(sim): State<Simulator>, raw: Bytes) -> Answer {
 }
 
 async fn stats(State(sim): State<Simulator>) -> Answer {
-    Ok(Json(json!({ "calls": sim.call_count() })))
+    Ok(Json(
+        json!({ "calls": sim.call_count(), "held": sim.held_answers() }),
+    ))
 }

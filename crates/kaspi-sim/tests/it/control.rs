@@ -139,3 +139,35 @@ async fn sms_codes_are_seeded_and_have_the_configured_length() {
     assert_eq!(a, b);
     assert_eq!(a.len(), 6);
 }
+
+#[tokio::test]
+async fn operations_are_listed_with_their_comments() {
+    let env = start().await;
+    let empty = env.control(Method::GET, "/operations", None).await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert_eq!(empty.body["operations"], json!([]));
+
+    let login = env.login(CASHIER).await;
+    let first = env.invoice(&login, "87011112233", 150.0).await;
+    let second = env.invoice(&login, "87012223344", 250.0).await;
+    env.control(Method::POST, &format!("/operations/{second}/pay"), None)
+        .await;
+    let r = env.control(Method::GET, "/operations", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let ops = r.body["operations"].as_array().expect("a list");
+    let ids: Vec<u64> = ops.iter().filter_map(|op| op["id"].as_u64()).collect();
+    assert_eq!(ids, [first, second], "oldest first");
+    assert_eq!(ops[0]["comment"], "test");
+    assert_eq!(ops[0]["client_mobile"], "7011112233");
+    assert_eq!(ops[1]["status"], "Processed");
+    let one = env
+        .control(Method::GET, &format!("/operations/{first}"), None)
+        .await;
+    assert_eq!(
+        one.body, ops[0],
+        "the list shows what the single route shows"
+    );
+
+    let stats = env.control(Method::GET, "/stats", None).await;
+    assert_eq!(stats.body["held"], 0, "{:?}", stats.body);
+}
