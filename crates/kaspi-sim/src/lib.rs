@@ -146,6 +146,8 @@ struct Inner {
     changed: tokio::sync::Notify,
     /// The state was read from a file at start.
     restored: bool,
+    /// Held while the state is written to its file.
+    writing: Mutex<()>,
 }
 
 /// Counts an answer held back while it lives.
@@ -178,6 +180,7 @@ impl Simulator {
                 held: AtomicUsize::new(0),
                 changed: tokio::sync::Notify::new(),
                 restored,
+                writing: Mutex::new(()),
             }),
         }
     }

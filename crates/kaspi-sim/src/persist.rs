@@ -170,9 +170,8 @@ fn load(path: &Path, cfg: &SimConfig) -> Result<Option<State>, StateFileError> {
     Ok(Some(saved.into_state(cfg.clone())))
 }
 
-/// Writes `bytes` to `path` owner-only, atomically: a temporary file beside it, flushed to
-/// disk, renamed over it; then the directory is flushed so the rename itself lasts.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// The directory of `path` and the prefix of its temporary files (`.{file name}.`).
+fn temp_place(path: &Path) -> (&Path, String) {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -180,10 +179,34 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path
         .file_name()
         .map_or_else(|| "state".into(), |n| n.to_string_lossy());
+    (dir, format!(".{name}."))
+}
+
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Removes temporary files a process killed in the middle of a write left (best effort).
+fn remove_stale_temp_files(path: &Path) {
+    let (dir, prefix) = temp_place(path);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix) && name.ends_with(TEMP_SUFFIX) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Writes `bytes` to `path` owner-only, atomically: a temporary file beside it, flushed to
+/// disk, renamed over it; then the directory is flushed so the rename itself lasts.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let (dir, prefix) = temp_place(path);
     // tempfile makes the file 0600 on Unix, before anything is written to it.
     let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
+        .prefix(&prefix)
+        .suffix(TEMP_SUFFIX)
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_data()?;
@@ -204,6 +227,7 @@ impl Simulator {
             None => (State::new(config), false),
         };
         let sim = Simulator::from_state(state, restored);
+        remove_stale_temp_files(path);
         sim.save(path)?;
         if restored {
             let (operations, sessions) = sim.with_state(|st| (st.ops.len(), st.sessions.len()));
@@ -225,6 +249,12 @@ impl Simulator {
 
     /// Writes the state when something changed since the last snapshot; whether it wrote.
     fn write_snapshot(&self, path: &Path, only_if_changed: bool) -> Result<bool, StateFileError> {
+        // One write at a time, so an older snapshot never lands after a newer one.
+        let _writing = self
+            .inner
+            .writing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let saved = self.with_state(|st| (st.changed || !only_if_changed).then(|| Saved::take(st)));
         let Some(saved) = saved else {
             return Ok(false);
@@ -261,7 +291,7 @@ impl Simulator {
                     () = tokio::time::sleep(pause) => {}
                 }
                 let started = std::time::Instant::now();
-                let saved = sim.save_in_background(&path, true).await;
+                let saved = sim.save_changes(&path).await;
                 // A large state takes a while to write (100,000 operations: ~100 ms); under
                 // steady changes, writing then takes at most a fifth of the time.
                 pause = delay.max(started.elapsed().saturating_mul(4));
@@ -274,7 +304,7 @@ impl Simulator {
                     }
                 }
             }
-            let saved = sim.save_in_background(&path, true).await;
+            let saved = sim.save_changes(&path).await;
             if let Err(e) = &saved {
                 tracing::error!(error = %e, "Kaspi simulator state not saved at shutdown");
             }
@@ -286,14 +316,11 @@ impl Simulator {
         }
     }
 
-    async fn save_in_background(
-        &self,
-        path: &Path,
-        only_if_changed: bool,
-    ) -> Result<bool, StateFileError> {
+    /// Writes what changed since the last write, on a blocking thread.
+    async fn save_changes(&self, path: &Path) -> Result<bool, StateFileError> {
         let sim = self.clone();
         let path_owned = path.to_owned();
-        tokio::task::spawn_blocking(move || sim.write_snapshot(&path_owned, only_if_changed))
+        tokio::task::spawn_blocking(move || sim.write_snapshot(&path_owned, true))
             .await
             .unwrap_or_else(|e| {
                 Err(StateFileError::Write {
@@ -495,6 +522,8 @@ mod tests {
             let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        // A write cut short by a kill leaves a temporary file: the next start removes it.
+        std::fs::write(dir.path().join(".state.json.x1Y2z3.tmp"), "{").expect("write");
         let again = Simulator::open(SimConfig::default(), &path).expect("opens");
         assert!(again.restored());
         // Nothing but the file is left in the directory (no temporary files).
