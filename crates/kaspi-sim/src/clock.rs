@@ -16,8 +16,8 @@ use time::{OffsetDateTime, UtcOffset};
 /// Kazakhstan's offset, in which Kaspi writes every date.
 pub(crate) const KZ: UtcOffset = offset!(+5);
 
-/// Real time plus everything the clock was advanced by.
-#[derive(Debug, Default, Clone)]
+/// Real time plus everything the clock was advanced by (the offset is what a restart keeps).
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Clock {
     advanced: Duration,
 }

@@ -530,6 +530,7 @@ fn finish_process(st: &mut SimState, req: &KaspiRequest, body: &FinishBody) -> A
     };
     st.sessions.insert(token_sn.clone(), session);
     st.last_login = Some(phone.clone());
+    st.touch();
     if let Some(p) = st.processes.get_mut(&body.process_id) {
         p.stage = LoginStage::Closed;
     }

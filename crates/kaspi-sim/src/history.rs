@@ -89,6 +89,7 @@ pub(crate) fn page(
     let mut ops: Vec<&Operation> = st
         .ops
         .values()
+        .map(|op| &**op)
         .filter(|op| op.organization_id == organization_id)
         .filter(|op| cursor.is_none_or(|c| op.tx_ms < c))
         .collect();

@@ -14,6 +14,9 @@
 //!   due on the sim clock (`ops::State::tick`), then the rules in `ops`;
 //! - `control` and the Rust methods below move the world: payers, clock, sessions, faults.
 //!
+//! `persist` keeps the state in a file across restarts ([`Simulator::open`],
+//! [`Simulator::keep_saved`]); without it the state lives in memory only.
+//!
 //! `people` holds the scripted payers (magic phone numbers) and the generated names and
 //! organizations; `clock` the sim clock and date formats; `envelope` the answer envelope.
 
@@ -27,6 +30,7 @@ mod history;
 mod mtoken;
 mod ops;
 mod people;
+mod persist;
 mod qrpay;
 mod state;
 
@@ -42,6 +46,7 @@ use time::OffsetDateTime;
 
 pub use faults::{Faults, LostMode};
 pub use people::CashierProfile;
+pub use persist::{StateFileError, StateSaver, DEFAULT_SAVE_DELAY, STATE_FORMAT_VERSION};
 
 use ops::{Change, ChangeError};
 use state::{CashierSetup, SessionState, State};
@@ -137,6 +142,12 @@ struct Inner {
     calls: AtomicU64,
     /// Answers held back by a `timeout` fault right now.
     held: AtomicUsize,
+    /// Woken when the state changed in a way a restart must keep (the saver waits on it).
+    changed: tokio::sync::Notify,
+    /// The state was read from a file at start.
+    restored: bool,
+    /// Held while the state is written to its file.
+    writing: Mutex<()>,
 }
 
 /// Counts an answer held back while it lives.
@@ -155,12 +166,21 @@ pub struct Simulator {
 }
 
 impl Simulator {
+    /// A simulator that keeps its state in memory only (see [`Simulator::open`] for one that
+    /// survives a restart).
     pub fn new(config: SimConfig) -> Self {
+        Self::from_state(State::new(config), false)
+    }
+
+    fn from_state(state: State, restored: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(State::new(config)),
+                state: Mutex::new(state),
                 calls: AtomicU64::new(0),
                 held: AtomicUsize::new(0),
+                changed: tokio::sync::Notify::new(),
+                restored,
+                writing: Mutex::new(()),
             }),
         }
     }
@@ -193,7 +213,11 @@ impl Simulator {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         state.tick();
-        f(&mut state)
+        let answer = f(&mut state);
+        if state.changed {
+            self.inner.changed.notify_one();
+        }
+        answer
     }
 
     pub(crate) fn count_call(&self) {
@@ -255,7 +279,7 @@ impl Simulator {
 
     /// What the control API shows of an operation.
     pub fn operation(&self, op_id: u64) -> Option<OperationInfo> {
-        self.with_state(|st| st.ops.get(&op_id).map(history::info))
+        self.with_state(|st| st.ops.get(&op_id).map(|op| history::info(op)))
     }
 
     /// Throttles each cashier's qrpay calls above `per_sec` a second (HTTP 429), as Kaspi does;
@@ -290,7 +314,7 @@ impl Simulator {
 
     /// Every operation, oldest first, as the control API shows them.
     pub fn operations(&self) -> Vec<OperationInfo> {
-        self.with_state(|st| st.ops.values().map(history::info).collect())
+        self.with_state(|st| st.ops.values().map(|op| history::info(op)).collect())
     }
 
     /// The last SMS code sent to a cashier phone (any usual form of the number).
@@ -322,6 +346,7 @@ impl Simulator {
                     password,
                 },
             );
+            st.touch();
             Ok(people::cashier_profile(st.cfg.seed, &phone))
         })
     }
@@ -342,6 +367,9 @@ impl Simulator {
                     session.state = to;
                     n += 1;
                 }
+            }
+            if n > 0 {
+                st.touch();
             }
             n
         })
@@ -379,6 +407,7 @@ impl Simulator {
     pub fn advance_clock(&self, by: Duration) {
         self.with_state(|st| {
             st.clock.advance(by);
+            st.touch();
             st.tick();
         });
     }

@@ -138,6 +138,7 @@ fn refresh(st: &mut SimState, req: &KaspiRequest) -> Result<Value, KaspiError> {
     if let Some(previous) = st.sessions.get_mut(&old.token_sn) {
         previous.state = SessionState::Expired;
     }
+    st.touch();
     tracing::info!(cashier = %old.phone, "session refreshed");
     Ok(json!({
         "TokenSn": token_sn,

@@ -4,6 +4,8 @@
 //!
 //! Money is `kaspi::Amount` (tiyn, `i64`); no floating point anywhere.
 
+use std::sync::Arc;
+
 use kaspi::{Amount, Phone, Status};
 
 use crate::clock::duration_ms;
@@ -75,8 +77,8 @@ impl State {
         }
     }
 
-    fn schedule(&mut self, id: u64) {
-        if let Some(due) = self.ops.get(&id).and_then(Operation::next_due) {
+    pub(crate) fn schedule(&mut self, id: u64) {
+        if let Some(due) = self.ops.get(&id).and_then(|op| op.next_due()) {
             self.agenda.insert((due, id));
         }
     }
@@ -109,7 +111,7 @@ impl State {
         let name = needs_name.then(|| people::random_client_name(&mut self.rng));
         let last_tx = self.last_tx;
         let tx = self.stamp(at_ms);
-        let Some(op) = self.ops.get_mut(&id) else {
+        let Some(op) = self.ops.get_mut(&id).map(Arc::make_mut) else {
             return Err(ChangeError::NotFound);
         };
         if op.status == status {
@@ -127,6 +129,7 @@ impl State {
             op.client_name = Some(name);
         }
         tracing::info!(operation = id, status = %op.status, "operation changed");
+        self.touch();
         Ok(())
     }
 
@@ -165,8 +168,9 @@ impl State {
     fn insert(&mut self, op: Operation) -> u64 {
         let id = op.id;
         tracing::info!(operation = id, sale = op.sale.as_str(), status = %op.status, "operation created");
-        self.ops.insert(id, op);
+        self.ops.insert(id, Arc::new(op));
         self.schedule(id);
+        self.touch();
         id
     }
 
@@ -241,6 +245,7 @@ impl State {
     pub(crate) fn op_of(&self, organization_id: u64, id: u64) -> Result<&Operation, KaspiError> {
         self.ops
             .get(&id)
+            .map(|op| &**op)
             .filter(|op| op.organization_id == organization_id)
             .ok_or_else(|| KaspiError::operation_not_found(id))
     }
@@ -318,7 +323,7 @@ impl State {
         op.client_name = client_name;
         op.client_phone = client_phone;
         op.comment = comment;
-        if let Some(parent) = self.ops.get_mut(&parent_id) {
+        if let Some(parent) = self.ops.get_mut(&parent_id).map(Arc::make_mut) {
             parent.returned = parent.returned.checked_add(amount).unwrap_or(parent.amount);
         }
         Ok(self.insert(op))

@@ -9,8 +9,8 @@ use std::time::Duration;
 use kaspi::sign::md5_hex;
 use kaspi::Phone;
 use rand::rngs::StdRng;
-use rand::{Rng as _, SeedableRng as _};
-use serde::Serialize;
+use rand::{Rng, SeedableRng as _};
+use serde::{Deserialize, Serialize};
 
 /// What the owner of a phone number does with a remote invoice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,7 @@ const SHOP_WORDS: &[&str] = &[
 ];
 const SHOP_KINDS: &[&str] = &["Маркет", "Кофе", "Сервис", "Трейд", "Фуд", "Строй"];
 
-fn pick<'a>(rng: &mut StdRng, list: &[&'a str]) -> &'a str {
+fn pick<'a>(rng: &mut impl Rng, list: &[&'a str]) -> &'a str {
     list[rng.gen_range(0..list.len())]
 }
 
@@ -112,12 +112,12 @@ pub(crate) fn client_name(seed: u64, phone: &Phone) -> String {
 }
 
 /// A short name for a payer with no phone (QR payments), drawn from the sim's generator.
-pub(crate) fn random_client_name(rng: &mut StdRng) -> String {
+pub(crate) fn random_client_name(rng: &mut impl Rng) -> String {
     format!("{} {}.", pick(rng, FIRST_NAMES), pick(rng, INITIALS))
 }
 
 /// A cashier's profile and organization, as org-context answers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CashierProfile {
     pub phone: String,
     pub user_id: u64,

@@ -226,6 +226,7 @@ async fn remote_history(State(sim): State<Simulator>, req: KaspiRequest) -> Resp
         let mut ops: Vec<&Operation> = st
             .ops
             .values()
+            .map(|op| &**op)
             .filter(|op| op.organization_id == ctx.org() && op.sale == SaleType::Remote)
             .collect();
         ops.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(b.id.cmp(&a.id)));

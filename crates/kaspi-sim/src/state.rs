@@ -2,26 +2,33 @@
 //! the sim clock, cashiers, login processes, sessions, operations, faults and rate windows.
 //!
 //! The types here are plain data; the rules that change them live in `ops` (payments),
-//! `entrance` (login), `auth` (request checks) and `faults`.
+//! `entrance` (login), `auth` (request checks) and `faults`. What a restart must keep
+//! (operations, sessions, cashiers, ids, the generator and the clock) derives serde, with the
+//! adapters of `persist` for the types that have no serde of their own; `persist` owns the file.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use kaspi::sign::VerifyKey;
 use kaspi::{Amount, Phone, Status};
 use p256::PublicKey;
-use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha12Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::faults::Faults;
 use crate::people::CashierProfile;
+use crate::persist::serde_as;
 use crate::{Challenge, SimConfig};
 
 /// The simulator's whole memory.
 pub(crate) struct State {
     pub cfg: SimConfig,
-    pub rng: StdRng,
+    /// `StdRng`'s algorithm under its own name, whose state serde can save, so a restarted
+    /// simulator goes on with the same sequence.
+    pub rng: ChaCha12Rng,
     pub clock: Clock,
     /// Cashiers set up through the control API; other phones use the defaults.
     pub cashiers: HashMap<String, CashierSetup>,
@@ -31,7 +38,9 @@ pub(crate) struct State {
     pub sms: HashMap<String, String>,
     /// Sessions by `token_sn`.
     pub sessions: HashMap<String, Session>,
-    pub ops: BTreeMap<u64, Operation>,
+    /// Operations by id, each behind an `Arc`: a save copies the map (counts, not
+    /// operations) under the lock, and a change copies only an operation a save still holds.
+    pub ops: BTreeMap<u64, Arc<Operation>>,
     /// Due time-driven changes: (due unix ms, operation id).
     pub agenda: BTreeSet<(i64, u64)>,
     /// The next operation id (11 digits).
@@ -43,11 +52,13 @@ pub(crate) struct State {
     pub rate: HashMap<String, VecDeque<Instant>>,
     /// The cashier who logged in last (the default merchant of static QR payments).
     pub last_login: Option<Phone>,
+    /// Something a restart must keep changed since the state was last saved ([`State::touch`]).
+    pub changed: bool,
 }
 
 impl State {
     pub(crate) fn new(cfg: SimConfig) -> Self {
-        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let mut rng = ChaCha12Rng::seed_from_u64(cfg.seed);
         let next_id = rng.gen_range(14_000_000_000..15_000_000_000);
         Self {
             cfg,
@@ -64,7 +75,13 @@ impl State {
             faults: Faults::default(),
             rate: HashMap::new(),
             last_login: None,
+            changed: false,
         }
+    }
+
+    /// Marks the state as changed in a way a restart must keep (the saver writes it soon).
+    pub(crate) fn touch(&mut self) {
+        self.changed = true;
     }
 
     /// A fresh 11-digit id (operations, sales): increasing, with random gaps.
@@ -111,7 +128,7 @@ impl State {
 }
 
 /// How a cashier logs in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct CashierSetup {
     pub challenge: Challenge,
     pub password: String,
@@ -150,7 +167,7 @@ pub(crate) struct LoginProcess {
 }
 
 /// Whether a session may still be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum SessionState {
     Live,
     /// Expired (control API) or replaced by sign-in-lite: refresh works.
@@ -159,22 +176,27 @@ pub(crate) enum SessionState {
     Revoked,
 }
 
-/// A session made by `finish` or sign-in-lite.
-#[derive(Clone)]
+/// A session made by `finish` or sign-in-lite. Its secret is saved with the state (a file
+/// only its owner reads) and never logged.
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Session {
     pub token_sn: String,
+    #[serde(with = "serde_as::hex32")]
     pub vtoken_secret: [u8; 32],
     /// The device signing key registered at login.
+    #[serde(with = "serde_as::verify_key")]
     pub device_key: VerifyKey,
     /// The client's ECDH key from `finish` (`guard.x509`), reused by sign-in-lite.
+    #[serde(with = "serde_as::public_key")]
     pub client_ecdh: PublicKey,
+    #[serde(with = "serde_as::phone")]
     pub phone: Phone,
     pub profile: CashierProfile,
     pub state: SessionState,
 }
 
 /// How an operation came to be (`SaleType` in the history).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum SaleType {
     /// A remote invoice (payment by phone).
     Remote,
@@ -198,24 +220,28 @@ impl SaleType {
 }
 
 /// A change a scripted payer will make.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Scripted {
     Pay,
     Decline,
     NoFunds,
 }
 
-/// One operation: invoice, QR token, static QR payment or refund.
-#[derive(Debug, Clone)]
+/// One operation: invoice, QR token, static QR payment or refund. Amounts are saved as
+/// whole tiyn.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Operation {
     pub id: u64,
     pub sale_id: u64,
     pub organization_id: u64,
     pub sale: SaleType,
+    #[serde(with = "serde_as::tiyn")]
     pub amount: Amount,
     pub comment: String,
+    #[serde(with = "serde_as::opt_phone")]
     pub client_phone: Option<Phone>,
     pub client_name: Option<String>,
+    #[serde(with = "serde_as::status")]
     pub status: Status,
     pub status_desc: String,
     pub created_ms: i64,
@@ -226,6 +252,7 @@ pub(crate) struct Operation {
     /// What the scripted payer does, and when.
     pub script: Option<(i64, Scripted)>,
     /// Sum of the refunds made of this operation.
+    #[serde(with = "serde_as::tiyn")]
     pub returned: Amount,
     /// The refunded operation (refunds only).
     pub parent: Option<u64>,

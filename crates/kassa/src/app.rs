@@ -1,7 +1,8 @@
 //! The running gateway: `App::build(config)` locks the data dir (`crate::datadir`, held until
 //! the server stops), opens and migrates the database, mounts the Kaspi simulator in sandbox
-//! mode, binds the listener; `run_until_stopped` serves until the shutdown future resolves,
-//! then drains in-flight requests. Tests start it exactly as `main`.
+//! mode (its state kept in the data dir, so a restart changes nothing a user sees), binds the
+//! listener; `run_until_stopped` serves until the shutdown future resolves, then drains
+//! in-flight requests. Tests start it exactly as `main`.
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -27,6 +28,9 @@ use crate::webhooks::Webhooks;
 /// Where the sandbox Kaspi is mounted on the gateway's own listener.
 pub const SANDBOX_PREFIX: &str = "/sandbox/kaspi";
 
+/// The sandbox Kaspi's state in the data dir (owner-only: it holds the cashier's session).
+pub const SANDBOX_STATE_FILE: &str = "sandbox-kaspi.json";
+
 /// What request handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -48,6 +52,8 @@ pub struct App {
     state: AppState,
     /// Held until the server has stopped (see [`crate::datadir`]).
     lock: DataDirLock,
+    /// Keeps the sandbox Kaspi's state file up to date (sandbox mode).
+    sandbox_saver: Option<kaspi_sim::StateSaver>,
 }
 
 impl App {
@@ -67,14 +73,22 @@ impl App {
         let master_key = MasterKey::load_or_create(&config.data_dir)?;
         let db = Db::open(&config.database_url, DbOptions::default()).await?;
         db.migrate().await?;
-        let sandbox = match config.kaspi {
-            // A fresh seed each start: the simulator's operation ids derive from it, and the
-            // database keeps the ids of earlier runs.
-            KaspiMode::Sandbox => Some(kaspi_sim::Simulator::new(kaspi_sim::SimConfig {
-                seed: rand::random(),
-                ..kaspi_sim::SimConfig::default()
-            })),
-            KaspiMode::Live => None,
+        let (sandbox, sandbox_saver) = match config.kaspi {
+            KaspiMode::Sandbox => {
+                let path = config.data_dir.join(SANDBOX_STATE_FILE);
+                // The seed counts only for a new sandbox (a saved one keeps its own): fresh, as
+                // its operation ids derive from it and the database may hold ids of another.
+                let sim = kaspi_sim::Simulator::open(
+                    kaspi_sim::SimConfig {
+                        seed: rand::random(),
+                        ..kaspi_sim::SimConfig::default()
+                    },
+                    &path,
+                )?;
+                let saver = sim.keep_saved(path, kaspi_sim::DEFAULT_SAVE_DELAY);
+                (Some(sim), Some(saver))
+            }
+            KaspiMode::Live => (None, None),
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         lock.record_listen(listener.local_addr()?)?;
@@ -138,6 +152,7 @@ impl App {
             router,
             state,
             lock,
+            sandbox_saver,
         })
     }
 
@@ -189,6 +204,10 @@ impl App {
             .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         workers.stop().await;
         webhook_worker.stop().await;
+        if let Some(saver) = self.sandbox_saver {
+            // The last changes to the sandbox Kaspi; a failure is logged by the saver.
+            let _ = saver.stop().await;
+        }
         drop(self.lock);
         served
     }

@@ -3,6 +3,7 @@
 //! ends the process with `error: …` on stderr and exit code 1.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -34,9 +35,13 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: SocketAddr,
-        /// Seed of the simulator's random choices.
+        /// Seed of the simulator's random choices (a saved state keeps its own).
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Keep the simulator's state in FILE (made owner-only; read back at start), so a
+        /// restart keeps its operations and sessions. Without it the state lives in memory.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
     },
     #[command(flatten)]
     Admin(kassa::cli::AdminCommand),
@@ -76,19 +81,51 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.migrate().await?;
             eprintln!("migrations applied");
         }
-        Command::KaspiSim { listen, seed } => {
-            let sim = kaspi_sim::Simulator::new(kaspi_sim::SimConfig {
-                seed,
-                ..Default::default()
-            });
-            let listener = tokio::net::TcpListener::bind(listen).await?;
-            eprintln!(
-                "Kaspi simulator on http://{0} (hosts {0}/entrance-pay, {0}/mtoken, {0}/qrpay; control {0}/_control)",
-                listener.local_addr()?
-            );
-            kaspi_sim::serve(listener, sim).await?;
-        }
+        Command::KaspiSim {
+            listen,
+            seed,
+            state,
+        } => kaspi_sim_alone(listen, seed, state).await?,
         Command::Admin(command) => kassa::cli::run(&cli.storage, command).await?,
+    }
+    Ok(())
+}
+
+/// `kassa kaspi-sim`: the simulator alone until Ctrl-C or SIGTERM, its state in `state` when
+/// given (written once more on the way out).
+async fn kaspi_sim_alone(
+    listen: SocketAddr,
+    seed: u64,
+    state: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let config = kaspi_sim::SimConfig {
+        seed,
+        ..Default::default()
+    };
+    let (sim, saver) = match state {
+        Some(path) => {
+            let sim = kaspi_sim::Simulator::open(config, &path)?;
+            let verb = if sim.restored() {
+                "restored from"
+            } else {
+                "kept in"
+            };
+            eprintln!("Kaspi simulator state {verb} {}", path.display());
+            let saver = sim.keep_saved(path, kaspi_sim::DEFAULT_SAVE_DELAY);
+            (sim, Some(saver))
+        }
+        None => (kaspi_sim::Simulator::new(config), None),
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    eprintln!(
+        "Kaspi simulator on http://{0} (hosts {0}/entrance-pay, {0}/mtoken, {0}/qrpay; control {0}/_control)",
+        listener.local_addr()?
+    );
+    axum::serve(listener, sim.router())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    if let Some(saver) = saver {
+        saver.stop().await?;
     }
     Ok(())
 }

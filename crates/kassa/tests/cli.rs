@@ -306,3 +306,101 @@ async fn sandbox_connect_without_a_running_server_says_to_start_it() {
         "{err}"
     );
 }
+
+/// `kassa kaspi-sim --state FILE` running; its base URL.
+async fn sim_process(dir: &Path, state: &Path) -> (tokio::process::Child, String) {
+    let state = state.to_str().expect("utf-8 path");
+    let mut child = kassa(
+        dir,
+        &["kaspi-sim", "--listen", "127.0.0.1:0", "--state", state],
+    )
+    .spawn()
+    .expect("kassa kaspi-sim starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+    let base = tokio::time::timeout(RUN_LIMIT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.strip_prefix("Kaspi simulator on ") {
+                return rest.split(' ').next().expect("address").to_owned();
+            }
+        }
+        panic!("kassa kaspi-sim exited before listening");
+    })
+    .await
+    .expect("listens in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}
+
+/// A static QR payment made through the control API; its operation id.
+async fn static_payment(http: &reqwest::Client, base: &str, amount: &str) -> u64 {
+    let r = http
+        .post(format!("{base}/_control/static-qr-payments"))
+        .json(&serde_json::json!({"amount": amount, "comment": "kept", "phone": CASHIER}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.expect("json");
+    body["id"].as_u64().expect("id")
+}
+
+async fn operation(http: &reqwest::Client, base: &str, id: u64) -> serde_json::Value {
+    let r = http
+        .get(format!("{base}/_control/operations/{id}"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 200, "operation {id} is known");
+    r.json().await.expect("json")
+}
+
+#[tokio::test]
+async fn kaspi_sim_with_a_state_file_keeps_its_operations_across_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("sim.json");
+    let http = reqwest::Client::new();
+
+    // Stopped as Ctrl-C or a service manager stops it.
+    let (child, base) = sim_process(dir.path(), &state).await;
+    let first = static_payment(&http, &base, "150.25").await;
+    let pid = child.id().expect("pid").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let out = tokio::time::timeout(RUN_LIMIT, child.wait_with_output())
+        .await
+        .expect("stops in time")
+        .expect("waited");
+    assert!(out.status.success(), "{:?}", out.status);
+
+    // Killed outright once the change is written (shortly after it is made).
+    let (mut child, base) = sim_process(dir.path(), &state).await;
+    assert_eq!(operation(&http, &base, first).await["amount"], 150.25);
+    let second = static_payment(&http, &base, "7").await;
+    let saved = |id: u64| {
+        let text = std::fs::read_to_string(&state).unwrap_or_default();
+        text.contains(&format!("\"id\":{id}"))
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !saved(second) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(saved(second), "saved without a shutdown");
+    child.kill().await.expect("killed");
+
+    let (_child, base) = sim_process(dir.path(), &state).await;
+    assert_eq!(operation(&http, &base, first).await["amount"], 150.25);
+    assert_eq!(operation(&http, &base, second).await["status"], "Processed");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&state)
+            .expect("state")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

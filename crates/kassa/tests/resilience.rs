@@ -332,8 +332,136 @@ async fn two_processes_on_one_postgres_share_the_polling() {
     b.kill().await.expect("stop b");
 }
 
+/// The demo cashier's sealed session as the database holds it.
+async fn demo_session(kassa: &Kassa, org: i64) -> Option<Vec<u8>> {
+    kassa
+        .store()
+        .terminal_for_org(org)
+        .await
+        .expect("read")
+        .expect("the demo cashier")
+        .session_sealed
+}
+
 on_both_databases!(
-    a_sandbox_restart_logs_the_cashier_in_again,
+    a_sandbox_restart_changes_nothing_a_user_sees,
+    |test: TestDb| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let org = kassa.demo_org().await;
+        let key = kassa.api_key(org).await;
+        let pending = kassa
+            .post(
+                &key,
+                "/invoices",
+                json!({"amount": 700, "phone_number": "87001234567", "description": "Before"}),
+            )
+            .await;
+        assert_eq!(pending.status, 201, "{:?}", pending.json);
+        let pending_id = pending.json["id"].as_i64().expect("id");
+        let paid = kassa
+            .post(
+                &key,
+                "/invoices",
+                json!({"amount": 5000, "phone_number": "87001234567"}),
+            )
+            .await;
+        let paid_id = paid.json["id"].as_i64().expect("id");
+        let answer = kassa
+            .post(&key, &format!("/sandbox/invoices/{paid_id}/pay"), json!({}))
+            .await;
+        assert_eq!(answer.json["status"], "paid", "{:?}", answer.json);
+        let session = demo_session(&kassa, org).await;
+        assert!(session.is_some());
+        kassa.stop().await;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let file = dir.path().join(kassa::app::SANDBOX_STATE_FILE);
+            let mode = std::fs::metadata(&file)
+                .expect("state file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "it holds the cashier's session");
+        }
+
+        let again = Kassa::start(Options::new(test.url(), dir.path())).await;
+        assert_eq!(again.demo_org().await, org);
+        let status = common::Answer::read(
+            again
+                .http
+                .get(again.url("/status"))
+                .send()
+                .await
+                .expect("sent"),
+        )
+        .await;
+        assert_eq!(status.json["kaspi"]["sessions"]["needs_login"], 0);
+
+        // The invoice pending before the restart is still pending, and can be paid.
+        let got = again.get(&key, &format!("/invoices/{pending_id}")).await;
+        assert_eq!(got.json["status"], "pending", "{:?}", got.json);
+        let answer = again
+            .post(
+                &key,
+                &format!("/sandbox/invoices/{pending_id}/pay"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{:?}", answer.json);
+        assert_eq!(answer.json["status"], "paid", "{:?}", answer.json);
+        let got = again.get(&key, &format!("/invoices/{pending_id}")).await;
+        assert_eq!(got.json["status"], "paid", "{:?}", got.json);
+
+        // The invoice paid before the restart can be refunded: Kaspi still knows it.
+        let refund = again
+            .post(
+                &key,
+                &format!("/invoices/{paid_id}/refund"),
+                json!({"amount": 2000, "reason": "After a restart"}),
+            )
+            .await;
+        assert_eq!(refund.status, 201, "{:?}", refund.json);
+        let refund_id = refund.json["refund"]["id"].as_i64().expect("refund id");
+        let done = wait_for(Duration::from_secs(15), || async {
+            let list = again
+                .get(&key, &format!("/invoices/{paid_id}/refunds"))
+                .await;
+            list.json["data"]
+                .as_array()?
+                .iter()
+                .find(|r| {
+                    r["id"] == refund_id && (r["status"] == "completed" || r["status"] == "failed")
+                })
+                .cloned()
+        })
+        .await
+        .expect("the refund settles");
+        assert_eq!(done["status"], "completed", "{done:?}");
+
+        // The cashier's session is the one from before: no new login happened.
+        let created = again
+            .post(
+                &key,
+                "/invoices",
+                json!({"amount": 100, "phone_number": "87001234567"}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{:?}", created.json);
+        assert_eq!(demo_session(&again, org).await, session);
+        assert_eq!(again.sim().last_sms("7000000001"), None, "no SMS login");
+        let events = again
+            .store()
+            .invoice_events(org, pending_id)
+            .await
+            .expect("events");
+        assert_eq!(events.len(), 1, "only the payment: {events:?}");
+        again.stop().await;
+    }
+);
+
+on_both_databases!(
+    a_sandbox_that_lost_its_state_logs_the_cashier_in_again,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
         let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
@@ -349,7 +477,8 @@ on_both_databases!(
         let before_id = before.json["id"].as_i64().expect("id");
         kassa.stop().await;
 
-        // A new process has a new sandbox Kaspi, which knows nothing of the last run.
+        // The state file is gone (a data dir from before it was kept, or removed by hand).
+        std::fs::remove_file(dir.path().join(kassa::app::SANDBOX_STATE_FILE)).expect("removed");
         let again = Kassa::start(Options::new(test.url(), dir.path())).await;
         let expired = wait_for(Duration::from_secs(10), || async {
             let got = again.get(&key, &format!("/invoices/{before_id}")).await;
@@ -358,7 +487,7 @@ on_both_databases!(
         .await;
         assert!(
             expired.is_some(),
-            "the last run's pending sandbox invoice ends"
+            "a pending invoice the sandbox no longer knows ends"
         );
         let after = again
             .post(

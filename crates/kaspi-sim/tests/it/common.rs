@@ -26,7 +26,11 @@ pub async fn start() -> Env {
 }
 
 pub async fn start_with(config: SimConfig) -> Env {
-    let sim = Simulator::new(config);
+    serve(Simulator::new(config)).await
+}
+
+/// Serves `sim` on 127.0.0.1:0.
+pub async fn serve(sim: Simulator) -> Env {
     let base = kaspi_sim::spawn(sim.clone())
         .await
         .expect("simulator starts");

@@ -1,5 +1,5 @@
 //! The simulator's own rules over real HTTP: login, request authentication, sessions,
-//! payments and the clock, history paging, faults and the control API. One binary.
+//! payments and the clock, history paging, faults, the control API and the state file. One binary.
 
 mod auth;
 mod common;
@@ -8,3 +8,4 @@ mod faults;
 mod history;
 mod login;
 mod payments;
+mod persist;

@@ -1,5 +1,10 @@
 //! First start in sandbox mode: an empty database gets an organization `demo` whose cashier is
 //! logged in to the sandbox Kaspi, so the API can be tried at once with a new key.
+//!
+//! The sandbox Kaspi keeps its state in the data dir, so a restart needs nothing more: the
+//! cashier's session, pending invoices and paid ones all carry on. Only a sandbox that lost
+//! that state (a data dir from before it was kept, or the file removed) is brought back to
+//! something usable.
 
 use kaspi::LoginPrompt;
 
@@ -37,13 +42,14 @@ impl LoginPrompt for SandboxPrompt {
 }
 
 impl Gateway {
-    /// The sandbox Kaspi lives in memory: after a restart it knows no session and no
-    /// operation of the last run. Every cashier logs in to it again, and invoices still
-    /// pending from the last run are expired (their payer is gone), with their events.
-    async fn restore_sandbox(&self) -> Result<(), GatewayError> {
-        let Some(sim) = self.sandbox() else {
-            return Ok(());
-        };
+    /// The sandbox Kaspi started without its saved state while the database has organizations:
+    /// it knows none of their sessions or operations. Every cashier logs in to it again, and
+    /// invoices still pending are expired (no payer can reach them), with their events.
+    async fn recover_lost_sandbox(&self, sim: &kaspi_sim::Simulator) -> Result<(), GatewayError> {
+        tracing::warn!(
+            "the sandbox Kaspi's saved state is missing: logging its cashiers in again and \
+             expiring the invoices it no longer knows"
+        );
         let started = super::now_ms();
         for terminal in self.store().list_terminals().await? {
             self.sandbox_login(sim, terminal.org_id, &terminal.phone)
@@ -55,7 +61,7 @@ impl Gateway {
                 .apply_status(
                     *id,
                     InvoiceStatus::Expired,
-                    Some("SandboxRestarted"),
+                    Some("SandboxStateLost"),
                     started,
                     None,
                 )
@@ -64,7 +70,7 @@ impl Gateway {
         if !stale.is_empty() {
             tracing::info!(
                 count = stale.len(),
-                "expired pending sandbox invoices of the last run"
+                "expired pending sandbox invoices the sandbox Kaspi no longer knows"
             );
         }
         Ok(())
@@ -104,7 +110,9 @@ impl Gateway {
             return Ok(None);
         };
         if !self.store().list_orgs().await?.is_empty() {
-            self.restore_sandbox().await?;
+            if !sim.restored() {
+                self.recover_lost_sandbox(sim).await?;
+            }
             return Ok(None);
         }
         let org = match self.store().create_org(DEMO_ORG_SLUG, "Demo shop").await {

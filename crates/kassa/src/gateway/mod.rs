@@ -9,7 +9,8 @@
 //! - `refunds.rs`: refunds queued, sent by their job, and confirmed when an answer was lost.
 //! - `qr.rs`: Kaspi QR payment links.
 //! - `history.rs`: each cashier's operations history synced into the store.
-//! - `bootstrap.rs`: the `demo` organization with a logged-in sandbox cashier on first start.
+//! - `bootstrap.rs`: the `demo` organization with a logged-in sandbox cashier on first start;
+//!   cashiers logged in again if the sandbox Kaspi lost its saved state.
 //!
 //! Both API surfaces call the same [`Gateway`] methods, so a payment behaves the same
 //! whichever face created it.

@@ -573,8 +573,8 @@ impl Store {
             .await
     }
 
-    /// Ids of pending sandbox invoices created before `before_ms` (the sandbox Kaspi that knew
-    /// them is gone after a restart).
+    /// Ids of pending sandbox invoices created before `before_ms` (when the sandbox Kaspi lost
+    /// its saved state, it no longer knows them).
     pub async fn pending_sandbox_invoices(&self, before_ms: i64) -> Result<Vec<i64>, StoreError> {
         self.db
             .read(move |tx| {
