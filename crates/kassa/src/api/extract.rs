@@ -27,7 +27,7 @@ use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use http_body_util::BodyExt as _;
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, ErrorFormat};
@@ -91,7 +91,10 @@ pub async fn json_body<T: DeserializeOwned>(
 }
 
 /// The whole body, at most [`MAX_BODY_BYTES`] (else 413, checked against `Content-Length`
-/// first so a large upload is refused before it is read).
+/// first so a large upload is refused before it is read). A 413 closes the connection; the
+/// listener reads and discards what the client still sends for a moment (see
+/// [`crate::server`]), so that a client sending the whole body can read the 413. A body that
+/// stalls past the listener's body timeout answers 408.
 pub async fn read_body(
     format: ErrorFormat,
     headers: &HeaderMap,
@@ -104,20 +107,46 @@ pub async fn read_body(
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return Err(ApiError::payload_too_large(format, MAX_BODY_BYTES));
     }
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::payload_too_large(format, MAX_BODY_BYTES))
+    let mut body = body;
+    let mut read = Vec::with_capacity(declared.map_or(0, |len| len as usize));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| body_error(format, &err))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if read.len() + data.len() > MAX_BODY_BYTES {
+            return Err(ApiError::payload_too_large(format, MAX_BODY_BYTES));
         }
-        Err(err) => {
-            tracing::debug!(error = %err, "request body could not be read");
-            Err(ApiError::validation(
-                format,
-                "body",
-                "The request body could not be read.",
-            ))
-        }
+        read.extend_from_slice(&data);
     }
+    Ok(Bytes::from(read))
+}
+
+/// The answer for a body that could not be read: 408 when it stalled past the body timeout.
+fn body_error(format: ErrorFormat, err: &axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return request_timeout(format);
+        }
+        source = e.source();
+    }
+    tracing::debug!(error = %err, "request body could not be read");
+    ApiError::validation(format, "body", "The request body could not be read.")
+}
+
+/// 408 in `format`: the request (its body, or the whole of it) took longer than allowed.
+pub fn request_timeout(format: ErrorFormat) -> ApiError {
+    let code = match format {
+        ErrorFormat::ApiPay => "request_timeout",
+        ErrorFormat::XPayment => "REQUEST_TIMEOUT",
+    };
+    ApiError::coded(
+        format,
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        code,
+        "The request took too long to arrive or to answer; send it again.",
+    )
 }
 
 /// Parses `bytes` as JSON into `T`, with the error rules of the module docs.

@@ -145,7 +145,7 @@ pub fn idempotency_key(
 
 /// Hex SHA-256 of method, target (path and query) and body, separated so that no two
 /// different requests share an input. A body that parses as JSON is hashed in its canonical
-/// form ([`canonical_json`]); no other body can have those bytes, as they are JSON.
+/// form (`canonical_json`); no other body can have those bytes, as they are JSON.
 pub fn request_hash(method: &Method, target: &str, body: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(method.as_str().as_bytes());
