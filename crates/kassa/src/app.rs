@@ -4,7 +4,7 @@
 //! listener; `run_until_stopped` serves until the shutdown future resolves, then drains
 //! in-flight requests. Tests start it exactly as `main`.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::extract::State;
@@ -177,11 +177,12 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let server = tokio::spawn(
-            axum::serve(self.listener, self.router)
-                .with_graceful_shutdown(shutdown)
-                .into_future(),
-        );
+        let server = tokio::spawn(crate::server::serve(
+            self.listener,
+            self.router,
+            self.state.config.http,
+            shutdown,
+        ));
         let gateway = self.state.gateway.clone();
         match gateway.bootstrap_sandbox().await {
             Ok(Some(org)) => {

@@ -77,6 +77,23 @@ pub struct ServeArgs {
     /// An endpoint whose attempts all failed for this long is disabled (default `5d`).
     #[arg(long, env = "KASSA_WEBHOOK_DISABLE_AFTER")]
     pub webhook_disable_after: Option<String>,
+    /// The longest a client may take to send a request's headers, from its first byte (or
+    /// from connecting) (default `10s`); then the connection is closed.
+    #[arg(long, env = "KASSA_HTTP_HEADER_TIMEOUT")]
+    pub http_header_timeout: Option<String>,
+    /// The longest pause while a request body is sent (default `10s`); then 408.
+    #[arg(long, env = "KASSA_HTTP_BODY_TIMEOUT")]
+    pub http_body_timeout: Option<String>,
+    /// How long a kept-alive connection may wait for its next request (default `60s`).
+    #[arg(long, env = "KASSA_HTTP_IDLE_TIMEOUT")]
+    pub http_idle_timeout: Option<String>,
+    /// The longest one request may take, from its headers to its answer (default `60s`);
+    /// then 408 (work already started, such as a create, still finishes).
+    #[arg(long, env = "KASSA_HTTP_REQUEST_TIMEOUT")]
+    pub http_request_timeout: Option<String>,
+    /// The most client connections served at once (default 1024); more are closed at once.
+    #[arg(long, env = "KASSA_HTTP_MAX_CONNECTIONS")]
+    pub http_max_connections: Option<usize>,
 }
 
 /// The file form: every setting optional.
@@ -98,6 +115,11 @@ struct FileConfig {
     webhook_timeout_secs: Option<u64>,
     webhook_retry_schedule: Option<String>,
     webhook_disable_after: Option<String>,
+    http_header_timeout: Option<String>,
+    http_body_timeout: Option<String>,
+    http_idle_timeout: Option<String>,
+    http_request_timeout: Option<String>,
+    http_max_connections: Option<usize>,
 }
 
 /// The resolved configuration.
@@ -116,6 +138,35 @@ pub struct Config {
     pub kaspi_calls_per_sec: u32,
     /// Webhook delivery.
     pub webhooks: WebhookConfig,
+    /// Timeouts and the connection cap of the HTTP listener.
+    pub http: HttpLimits,
+}
+
+/// How long the HTTP listener waits for clients, and how many it serves at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// From connecting, or from the first byte of a later request, to its last header.
+    pub header_timeout: Duration,
+    /// The longest pause between two parts of a request body.
+    pub body_timeout: Duration,
+    /// A kept-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// From a request's headers to its answer.
+    pub request_timeout: Duration,
+    /// Connections served at once; more are closed as they come.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+        }
+    }
 }
 
 /// How webhooks are delivered.
@@ -191,6 +242,7 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("kassa-data"));
         let file = read_file(storage.config.as_deref(), &data_dir)?;
         let webhooks = resolve_webhooks(serve, &file)?;
+        let http = resolve_http(serve, &file)?;
         let database_url = storage
             .database_url
             .clone()
@@ -253,6 +305,7 @@ impl Config {
         }
         Ok(Config {
             webhooks,
+            http,
             listen: serve
                 .listen
                 .or(file.listen)
@@ -342,6 +395,60 @@ fn resolve_webhooks(serve: &ServeArgs, file: &FileConfig) -> Result<WebhookConfi
         timeout: timeout_secs.map_or(defaults.timeout, Duration::from_secs),
         retry_schedule,
         disable_after,
+    })
+}
+
+fn resolve_http(serve: &ServeArgs, file: &FileConfig) -> Result<HttpLimits, ConfigError> {
+    let defaults = HttpLimits::default();
+    let timeout =
+        |flag: &Option<String>, from_file: &Option<String>, name: &str, default| match flag
+            .as_ref()
+            .or(from_file.as_ref())
+        {
+            None => Ok(default),
+            Some(text) => parse_duration(text)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "--{name} {text:?} must be a duration above zero such as 500ms, 10s or 1m"
+                    ))
+                }),
+        };
+    let max_connections = serve
+        .http_max_connections
+        .or(file.http_max_connections)
+        .unwrap_or(defaults.max_connections);
+    if max_connections == 0 {
+        return Err(ConfigError(
+            "--http-max-connections must be at least 1".into(),
+        ));
+    }
+    Ok(HttpLimits {
+        header_timeout: timeout(
+            &serve.http_header_timeout,
+            &file.http_header_timeout,
+            "http-header-timeout",
+            defaults.header_timeout,
+        )?,
+        body_timeout: timeout(
+            &serve.http_body_timeout,
+            &file.http_body_timeout,
+            "http-body-timeout",
+            defaults.body_timeout,
+        )?,
+        idle_timeout: timeout(
+            &serve.http_idle_timeout,
+            &file.http_idle_timeout,
+            "http-idle-timeout",
+            defaults.idle_timeout,
+        )?,
+        request_timeout: timeout(
+            &serve.http_request_timeout,
+            &file.http_request_timeout,
+            "http-request-timeout",
+            defaults.request_timeout,
+        )?,
+        max_connections,
     })
 }
 
@@ -470,5 +577,58 @@ mod tests {
         assert_eq!(parse_duration("5d"), Some(Duration::from_secs(432_000)));
         assert_eq!(parse_duration("x"), None);
         assert_eq!(parse_duration("5"), None);
+    }
+
+    #[test]
+    fn http_limits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = StorageArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&storage, &ServeArgs::default()).expect("defaults");
+        assert_eq!(c.http, HttpLimits::default());
+        assert_eq!(c.http.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.http.max_connections, 1024);
+        std::fs::write(
+            dir.path().join("kassa.toml"),
+            "http_idle_timeout = \"5s\"\nhttp_max_connections = 10\nhttp_header_timeout = \"3s\"\n",
+        )
+        .expect("write");
+        let flags = ServeArgs {
+            http_header_timeout: Some("250ms".into()),
+            http_request_timeout: Some("2m".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&storage, &flags).expect("file and flags");
+        assert_eq!(
+            c.http,
+            HttpLimits {
+                header_timeout: Duration::from_millis(250),
+                body_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(5),
+                request_timeout: Duration::from_secs(120),
+                max_connections: 10,
+            }
+        );
+        for bad in [
+            ServeArgs {
+                http_body_timeout: Some("0s".into()),
+                ..Default::default()
+            },
+            ServeArgs {
+                http_idle_timeout: Some("soon".into()),
+                ..Default::default()
+            },
+        ] {
+            let err = Config::resolve(&storage, &bad).expect_err("refused");
+            assert!(err.to_string().contains("timeout"), "{err}");
+        }
+        let none = ServeArgs {
+            http_max_connections: Some(0),
+            ..Default::default()
+        };
+        let err = Config::resolve(&storage, &none).expect_err("refused");
+        assert!(err.to_string().contains("--http-max-connections"), "{err}");
     }
 }

@@ -8,6 +8,7 @@
 //!   sessions, background workers, the sandbox payer.
 //! - [`qr`]: payment links rendered as QR codes (SVG or PNG) for a shop's screen.
 //! - [`secrets`]: master key, sealed secrets, API key hashes.
+//! - [`server`]: the HTTP listener: connection cap, header/body/idle/request timeouts, drain.
 //! - [`store`]: all gateway SQL (orgs, API keys, terminals, invoices and their status events,
 //!   leased jobs, idempotency keys), written once over [`db`].
 //! - [`webhooks`]: webhook endpoints, the outbox dispatched into signed, retried, logged
@@ -24,5 +25,6 @@ pub mod db;
 pub mod gateway;
 pub mod qr;
 pub mod secrets;
+pub mod server;
 pub mod store;
 pub mod webhooks;

@@ -24,6 +24,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the largest variant (every serve setting) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway (sandbox Kaspi and SQLite in ./kassa-data unless told otherwise).

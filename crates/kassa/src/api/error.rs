@@ -332,7 +332,14 @@ fn xpayment_validation(errors: &[FieldError]) -> Cow<'static, str> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status(), Json(self.body())).into_response();
+        let status = self.status();
+        let mut response = (status, Json(self.body())).into_response();
+        // The request's body may be left unread: the connection cannot carry another one.
+        if status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::REQUEST_TIMEOUT {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let ErrorKind::TooManyRequests { retry_after_secs } = self.kind {
             response
                 .headers_mut()

@@ -12,6 +12,11 @@
 //! - [`IdPath`]: a numeric path id; anything else is ApiPay's 404.
 //! - [`not_found`] / [`method_not_allowed`]: router fallbacks in a surface's format.
 //!
+//! - [`reject_nul`]: middleware refusing U+0000 in query and path parameters; JSON bodies are
+//!   checked by [`parse_json`]. No text with a NUL reaches a handler or the database
+//!   (PostgreSQL cannot store it), and both databases answer alike: a validation error naming
+//!   the field (`metadata.note`, `cart_items[0].Name`, `search`, `order_number`).
+//!
 //! Which surface's format an extractor answers in is a type: `ApiJson`/`XJson`, and
 //! `QueryPairs<ApiPay>` (the default) / `QueryPairs<XPayment>`.
 
@@ -22,7 +27,7 @@ use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use http_body_util::BodyExt as _;
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, ErrorFormat};
@@ -86,7 +91,10 @@ pub async fn json_body<T: DeserializeOwned>(
 }
 
 /// The whole body, at most [`MAX_BODY_BYTES`] (else 413, checked against `Content-Length`
-/// first so a large upload is refused before it is read).
+/// first so a large upload is refused before it is read). A 413 closes the connection; the
+/// listener reads and discards what the client still sends for a moment (see
+/// [`crate::server`]), so that a client sending the whole body can read the 413. A body that
+/// stalls past the listener's body timeout answers 408.
 pub async fn read_body(
     format: ErrorFormat,
     headers: &HeaderMap,
@@ -99,20 +107,46 @@ pub async fn read_body(
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return Err(ApiError::payload_too_large(format, MAX_BODY_BYTES));
     }
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::payload_too_large(format, MAX_BODY_BYTES))
+    let mut body = body;
+    let mut read = Vec::with_capacity(declared.map_or(0, |len| len as usize));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| body_error(format, &err))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if read.len() + data.len() > MAX_BODY_BYTES {
+            return Err(ApiError::payload_too_large(format, MAX_BODY_BYTES));
         }
-        Err(err) => {
-            tracing::debug!(error = %err, "request body could not be read");
-            Err(ApiError::validation(
-                format,
-                "body",
-                "The request body could not be read.",
-            ))
-        }
+        read.extend_from_slice(&data);
     }
+    Ok(Bytes::from(read))
+}
+
+/// The answer for a body that could not be read: 408 when it stalled past the body timeout.
+fn body_error(format: ErrorFormat, err: &axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return request_timeout(format);
+        }
+        source = e.source();
+    }
+    tracing::debug!(error = %err, "request body could not be read");
+    ApiError::validation(format, "body", "The request body could not be read.")
+}
+
+/// 408 in `format`: the request (its body, or the whole of it) took longer than allowed.
+pub fn request_timeout(format: ErrorFormat) -> ApiError {
+    let code = match format {
+        ErrorFormat::ApiPay => "request_timeout",
+        ErrorFormat::XPayment => "REQUEST_TIMEOUT",
+    };
+    ApiError::coded(
+        format,
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        code,
+        "The request took too long to arrive or to answer; send it again.",
+    )
 }
 
 /// Parses `bytes` as JSON into `T`, with the error rules of the module docs.
@@ -130,6 +164,15 @@ pub fn parse_json<T: DeserializeOwned>(
         ));
     }
     let bytes: &[u8] = if blank { b"{}" } else { bytes };
+    // A NUL can only be written `\u0000` in JSON (raw control characters are a syntax error),
+    // so only a body with that text is walked.
+    if bytes.windows(5).any(|w| w == b"u0000") {
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
+            if let Some(field) = nul_field(&value, "") {
+                return Err(nul_error(format, &field));
+            }
+        }
+    }
     // Both APIs take only objects; serde would also fill a struct from an array, and then
     // name fields `[0]`.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -146,6 +189,85 @@ pub fn parse_json<T: DeserializeOwned>(
     })?;
     de.end().map_err(|err| json_error(format, ".", &err))?;
     Ok(value)
+}
+
+/// The path of the first string in `value` with a NUL (`metadata.note`, `items[0]`), or of
+/// the object whose key has one; `prefix` is the path of `value` (`""` at the root, which is
+/// named `body`).
+fn nul_field(value: &serde_json::Value, prefix: &str) -> Option<String> {
+    use serde_json::Value;
+    let here = || {
+        if prefix.is_empty() {
+            "body".to_owned()
+        } else {
+            prefix.to_owned()
+        }
+    };
+    match value {
+        Value::String(text) if text.contains('\0') => Some(here()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_field(item, &format!("{prefix}[{i}]"))),
+        Value::Object(map) => {
+            if map.keys().any(|key| key.contains('\0')) {
+                return Some(here());
+            }
+            map.iter().find_map(|(key, item)| {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                nul_field(item, &path)
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The validation error for a NUL character in `field`.
+fn nul_error(format: ErrorFormat, field: &str) -> ApiError {
+    ApiError::validation(
+        format,
+        field,
+        format!("The {field} field must not contain a NUL character (U+0000)."),
+    )
+}
+
+/// Middleware (`from_fn_with_state(format, reject_nul)`, on matched routes): a query or path
+/// parameter holding U+0000 (`%00`) is answered with a validation error naming it; the
+/// parameter's name, or `query` when the name itself has the NUL.
+pub async fn reject_nul(
+    axum::extract::State(format): axum::extract::State<ErrorFormat>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+
+    let (mut parts, body) = req.into_parts();
+    let query = parts.uri.query().unwrap_or_default();
+    if query.contains("%00") || query.contains('\0') {
+        let field = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+            .map(|(k, _)| {
+                let name = k.split('[').next().unwrap_or_default();
+                if k.contains('\0') || name.is_empty() {
+                    "query".to_owned()
+                } else {
+                    name.to_owned()
+                }
+            });
+        if let Some(field) = field {
+            return nul_error(format, &field).into_response();
+        }
+    }
+    if let Ok(params) = RawPathParams::from_request_parts(&mut parts, &()).await {
+        if let Some((name, _)) = params.iter().find(|(_, v)| v.contains('\0')) {
+            return nul_error(format, name).into_response();
+        }
+    }
+    next.run(Request::from_parts(parts, body)).await
 }
 
 /// `application/json`, `application/…+json`, or none at all.

@@ -5,7 +5,8 @@
 //! key ([`Caller::key_id`]); the records are the store's (`Store::idempotency_*`).
 //!
 //! "The same request" is SHA-256 over method, path with query (as the client sent it, nest
-//! prefixes included), and the raw body.
+//! prefixes included), and the body: a JSON body as its canonical form (keys sorted, no
+//! whitespace), so key order and spacing do not matter; any other body as its bytes.
 //!
 //! Outcomes of the first run:
 //! - status < 500: kept and replayed (a 4xx is an answer too);
@@ -159,15 +160,56 @@ pub fn idempotency_key(
 }
 
 /// Hex SHA-256 of method, target (path and query) and body, separated so that no two
-/// different requests share an input.
+/// different requests share an input. A body that parses as JSON is hashed in its canonical
+/// form (`canonical_json`); no other body can have those bytes, as they are JSON.
 pub fn request_hash(method: &Method, target: &str, body: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(method.as_str().as_bytes());
     hasher.update(b"\n");
     hasher.update(target.as_bytes());
     hasher.update(b"\n");
-    hasher.update(body);
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value) => {
+            let mut canonical = Vec::with_capacity(body.len());
+            canonical_json(&value, &mut canonical);
+            hasher.update(&canonical);
+        }
+        Err(_) => hasher.update(body),
+    }
     hex::encode(hasher.finalize())
+}
+
+/// `value` as compact JSON with every object's keys in sorted order. Numbers are written as
+/// serde_json reads them (`1.50` and `1.5` are one number).
+fn canonical_json(value: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(Value::String(key.clone()).to_string().as_bytes());
+                out.push(b':');
+                canonical_json(item, out);
+            }
+            out.push(b'}');
+        }
+        scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+    }
 }
 
 fn replay(format: ErrorFormat, status: u16, body: Vec<u8>) -> Response {

@@ -42,7 +42,8 @@ pub use ratelimit::RateLimiter;
 /// `router` (which must already have them; a router without routes is returned as it is).
 /// Only matched routes are protected, so an unknown path answers the fallback's 404, not 401.
 ///
-/// Order, outermost first: authentication, rate limit, idempotency, handler.
+/// Order, outermost first: authentication, rate limit, NUL characters in the query and path
+/// ([`extract::reject_nul`]), idempotency, handler.
 pub fn protect<S>(router: Router<S>, auth: AuthState) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -54,6 +55,7 @@ where
     router
         .route_layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .route_layer(from_fn_with_state(auth.clone(), idempotency::idempotency))
+        .route_layer(from_fn_with_state(auth.format(), extract::reject_nul))
         .route_layer(from_fn_with_state(auth.clone(), ratelimit::enforce))
         .route_layer(from_fn_with_state(auth, auth::authenticate))
 }

@@ -71,6 +71,8 @@ pub struct Options {
     pub webhook_timeout_secs: u64,
     /// `--webhook-disable-after`, when a test needs it short.
     pub webhook_disable_after: Option<String>,
+    /// Sets more `kassa serve` settings (the HTTP limits, …) before they are resolved.
+    pub more_serve_args: Option<fn(&mut ServeArgs)>,
 }
 
 impl Options {
@@ -85,6 +87,7 @@ impl Options {
             webhook_retry_schedule: "100ms,200ms,300ms,300ms,300ms".into(),
             webhook_timeout_secs: 5,
             webhook_disable_after: None,
+            more_serve_args: None,
         }
     }
 }
@@ -120,6 +123,9 @@ impl Kassa {
             serve.kaspi_entrance_url = Some(format!("{base}/entrance-pay"));
             serve.kaspi_mtoken_url = Some(format!("{base}/mtoken"));
             serve.kaspi_qrpay_url = Some(format!("{base}/qrpay"));
+        }
+        if let Some(more) = options.more_serve_args {
+            more(&mut serve);
         }
         let config = Config::resolve(&storage, &serve).expect("config");
         let app = App::build_with(config, options.settings)
