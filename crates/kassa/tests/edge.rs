@@ -199,6 +199,59 @@ async fn post_text(kassa: &Kassa, key: &str, idem: &str, body: &str) -> Answer {
 }
 
 on_both_databases!(
+    a_record_kept_before_parsed_comparison_still_replays,
+    |test: TestDb| async move {
+        use sha2::{Digest as _, Sha256};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let org = kassa.demo_org().await;
+        let key = kassa.api_key(org).await;
+        let owner = kassa
+            .store()
+            .api_key_by_hash(&common::master_key(dir.path()).api_key_hash(&key))
+            .await
+            .expect("read")
+            .expect("the key");
+        // A record an older Kassa kept: the hash of the body's bytes, not of its parsed form.
+        let body = r#"{"phone_number":"87001234567","amount":1000}"#;
+        let mut hasher = Sha256::new();
+        hasher.update(format!("POST\n/api/v1/invoices\n{body}").as_bytes());
+        let old_hash = hex::encode(hasher.finalize());
+        let store = kassa.store();
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_millis(),
+        )
+        .expect("fits");
+        let begun = store
+            .idempotency_begin(owner.key_id, "old-1", &old_hash, now, 3_600_000)
+            .await
+            .expect("begin");
+        assert_eq!(begun, kassa::store::Begin::New);
+        store
+            .idempotency_finish(owner.key_id, "old-1", 201, br#"{"id":424242}"#)
+            .await
+            .expect("finish");
+        // The same bytes again replay it; another body is still another request.
+        let again = post_text(&kassa, &key, "old-1", body).await;
+        assert_eq!(again.status, 201, "{:?}", again.json);
+        assert_eq!(again.json["id"], 424242);
+        assert_eq!(again.header("Idempotent-Replayed"), Some("true"));
+        let other = post_text(
+            &kassa,
+            &key,
+            "old-1",
+            r#"{"phone_number":"87001234567","amount":1001}"#,
+        )
+        .await;
+        assert_eq!(other.status, 422, "{:?}", other.json);
+        kassa.stop().await;
+    }
+);
+
+on_both_databases!(
     idempotency_compares_the_parsed_body,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -83,15 +83,30 @@ pub async fn idempotency(State(auth): State<AuthState>, req: Request, next: Next
         .map_or_else(|| uri.path(), |pq| pq.as_str());
     let hash = request_hash(&parts.method, target, &body);
     let store = auth.store().clone();
-    let begun = store
-        .idempotency_begin(
-            caller.key_id,
-            &key,
-            &hash,
-            unix_ms_now(),
-            IDEMPOTENCY_TTL_MS,
-        )
-        .await;
+    let begin = |hash: String| {
+        let (store, key) = (store.clone(), key.clone());
+        async move {
+            store
+                .idempotency_begin(
+                    caller.key_id,
+                    &key,
+                    &hash,
+                    unix_ms_now(),
+                    IDEMPOTENCY_TTL_MS,
+                )
+                .await
+        }
+    };
+    let mut begun = begin(hash.clone()).await;
+    if matches!(begun, Ok(Begin::Mismatch)) {
+        // A record kept before JSON bodies were compared parsed holds the hash of the bytes:
+        // the same request still matches it (a mismatch writes nothing, so asking again is
+        // safe).
+        let bytes_hash = bytes_hash(&parts.method, target, &body);
+        if bytes_hash != hash {
+            begun = begin(bytes_hash).await;
+        }
+    }
     match begun {
         Err(err) => ApiError::internal(format, err).into_response(),
         Ok(Begin::Replay { status, body }) => replay(format, status, body),
@@ -163,19 +178,24 @@ pub fn idempotency_key(
 /// different requests share an input. A body that parses as JSON is hashed in its canonical
 /// form (`canonical_json`); no other body can have those bytes, as they are JSON.
 pub fn request_hash(method: &Method, target: &str, body: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value) => {
+            let mut canonical = Vec::with_capacity(body.len());
+            canonical_json(&value, &mut canonical);
+            bytes_hash(method, target, &canonical)
+        }
+        Err(_) => bytes_hash(method, target, body),
+    }
+}
+
+/// [`request_hash`] as it was before JSON bodies were compared parsed: over the body's bytes.
+fn bytes_hash(method: &Method, target: &str, body: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(method.as_str().as_bytes());
     hasher.update(b"\n");
     hasher.update(target.as_bytes());
     hasher.update(b"\n");
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(value) => {
-            let mut canonical = Vec::with_capacity(body.len());
-            canonical_json(&value, &mut canonical);
-            hasher.update(&canonical);
-        }
-        Err(_) => hasher.update(body),
-    }
+    hasher.update(body);
     hex::encode(hasher.finalize())
 }
 
