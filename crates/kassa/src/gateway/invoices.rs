@@ -145,14 +145,24 @@ impl Gateway {
                     .first()
                     .copied()
                     .unwrap_or_default();
-                Ok(store
+                let marked = store
                     .mark_invoice_create_unknown(
                         invoice.id,
                         &cause,
                         now_ms(),
                         now_ms().saturating_add(ms(first)),
                     )
-                    .await?)
+                    .await;
+                match marked {
+                    Ok(unknown) => Ok(unknown),
+                    // The history sync found the operation by its marker meanwhile: the
+                    // invoice as it is now.
+                    Err(StoreError::NotFound) => store
+                        .invoice_by_id(invoice.id)
+                        .await?
+                        .ok_or(GatewayError::NotFound),
+                    Err(e) => Err(e.into()),
+                }
             }
             Err(e) => {
                 store.delete_unsent_invoice(invoice.id).await?;
