@@ -102,7 +102,10 @@ impl GatewayError {
     pub fn from_kaspi(e: kaspi::Error) -> GatewayError {
         use kaspi::Error as K;
         match e {
-            K::Session { .. } | K::ReauthRequired(_) => GatewayError::SessionInvalid(e.to_string()),
+            K::Session { .. } | K::ReauthRequired(_) | K::SessionEvicted { .. } => {
+                GatewayError::SessionInvalid(e.to_string())
+            }
+            K::AppBuildOutdated { .. } => GatewayError::KaspiUnavailable(e.to_string()),
             K::Kaspi { ref code, .. } if code.as_deref() == Some("ClientNotFound") => {
                 GatewayError::KaspiClientNotFound
             }
