@@ -79,7 +79,7 @@ pub enum Error {
     #[error("Kaspi ended the session because the cashier's phone signed in on another device; the cashier must log in again (a refresh does not help){}", quoted(.message))]
     SessionEvicted { message: String },
 
-    #[error("Kaspi no longer accepts app build {build} (OldVersionToUpdate{}); a newer app version and build must be set", quoted(.message))]
+    #[error("Kaspi no longer accepts app build {build}: it asks for a newer app{}; a newer app version and build must be set", quoted(.message))]
     AppBuildOutdated { build: String, message: String },
 
     #[error("Kaspi refused: {message} (StatusCode {status_code}{})", code.as_deref().map(|c| format!(", Code {c}")).unwrap_or_default())]

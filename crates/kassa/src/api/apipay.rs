@@ -135,7 +135,7 @@ pub fn gateway_error(e: GatewayError) -> ApiError {
             "phone_number",
             "No Kaspi client has this phone number.",
         ),
-        G::KaspiRefused(message) => coded(
+        G::KaspiRefused(message) | G::LoginFailed(message) => coded(
             StatusCode::BAD_GATEWAY,
             "kaspi_error",
             format!("Kaspi refused the request: {message}"),

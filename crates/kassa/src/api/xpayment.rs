@@ -196,7 +196,7 @@ pub fn gateway_error(e: GatewayError) -> ApiError {
             "KASPI_APP_BUILD_OUTDATED",
             e.to_string(),
         ),
-        G::KaspiRefused(message) => coded(
+        G::KaspiRefused(message) | G::LoginFailed(message) => coded(
             StatusCode::BAD_GATEWAY,
             "KASPI_ERROR",
             format!("Kaspi refused the request: {message}"),

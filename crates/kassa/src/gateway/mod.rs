@@ -80,7 +80,7 @@ pub enum GatewayError {
     #[error("the Kaspi cashier session is no longer valid; the cashier must log in again with `kassa terminal connect` ({0})")]
     SessionInvalid(String),
     /// Kaspi refuses the app build presented (`OldVersionToUpdate`), for every cashier.
-    #[error("Kaspi no longer accepts app build {build} (OldVersionToUpdate); set a newer one with `kassa kaspi app-build set <build> --version <version>` (setting kaspi.app_build), which takes effect without a restart")]
+    #[error("Kaspi no longer accepts app build {build} (it asks for a newer app); set a newer one with `kassa kaspi app-build set <build> --version <version>` (setting kaspi.app_build), which takes effect without a restart")]
     AppBuildOutdated { build: String },
     /// Kaspi knows no client with this phone number.
     #[error("Kaspi has no client with this phone number")]
@@ -88,6 +88,9 @@ pub enum GatewayError {
     /// Kaspi refused the request.
     #[error("Kaspi refused: {0}")]
     KaspiRefused(String),
+    /// The cashier's login did not finish: what happened and what to do.
+    #[error("{0}")]
+    LoginFailed(String),
     /// The request to Kaspi may or may not have taken effect: its answer was lost.
     #[error("{0}")]
     OutcomeUnknown(String),
@@ -130,7 +133,7 @@ impl GatewayError {
                 GatewayError::KaspiClientNotFound
             }
             K::Kaspi { message, .. } => GatewayError::KaspiRefused(message),
-            K::Login(login) => GatewayError::KaspiRefused(login.to_string()),
+            K::Login(login) => GatewayError::LoginFailed(login.to_string()),
             K::OutcomeUnknown { .. } => GatewayError::OutcomeUnknown(e.to_string()),
             K::Transport { .. } | K::Throttled { .. } | K::Http { .. } | K::Decode(_) => {
                 GatewayError::KaspiUnavailable(e.to_string())
