@@ -424,6 +424,42 @@ async fn each_login_error_reaches_the_connect_prompt_as_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("kassa kaspi app-build set"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+
+    // The newer build stored in the database is what `terminal connect` presents too.
+    let out = run_cli(
+        dir.path(),
+        test.url(),
+        &["kaspi", "app-build", "set", "1120"],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut child = kassa_cli(dir.path(), test.url(), &connect_args)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("kassa starts");
+    let code = wait_for(Duration::from_secs(20), || async {
+        sim.last_sms("87071112233")
+    })
+    .await
+    .expect("the login got to the SMS code");
+    let mut stdin = child.stdin.take().expect("stdin");
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, format!("{code}\n").as_bytes())
+        .await
+        .expect("typed");
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("finishes")
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 on_both_databases!(
