@@ -291,6 +291,12 @@ impl Gateway {
                 )
                 .await
             }
+            // No cashier session, or a build Kaspi refuses: history cannot be read until a
+            // person acts; look again at the slower pace.
+            Err(e) if e.waits_for_person() => {
+                self.again_after(worker, job, job.attempt, NO_SESSION_RETRY, Some(&e))
+                    .await
+            }
             Err(e) => {
                 let delay = delay_at(schedule, job.attempt);
                 self.again_after(worker, job, job.attempt, delay, Some(&e))
