@@ -416,6 +416,9 @@ impl Simulator {
                     n += 1;
                 }
             }
+            if n > 0 {
+                st.touch();
+            }
             n
         }))
     }
@@ -448,7 +451,10 @@ impl Simulator {
     /// answers the `OldVersionToUpdate` alarm and mtoken and qrpay calls a non-zero
     /// `StatusCode` with it.
     pub fn set_min_app_build(&self, build: Option<u64>) {
-        self.with_state(|st| st.min_app_build = build);
+        self.with_state(|st| {
+            st.min_app_build = build;
+            st.touch();
+        });
     }
 
     /// The minimum app build in force.
@@ -468,6 +474,7 @@ impl Simulator {
                 let until = st.clock.now_ms().saturating_add(ms);
                 st.blocked_until.insert(phone.as_str().to_owned(), until);
             }
+            st.touch();
         });
         Ok(())
     }

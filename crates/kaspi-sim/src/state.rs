@@ -54,11 +54,12 @@ pub(crate) struct State {
     pub last_login: Option<Phone>,
     /// Something a restart must keep changed since the state was last saved ([`State::touch`]).
     pub changed: bool,
-    /// The lowest app build Kaspi accepts (`X-App-Bld`, `appBuild`); `None`: any.
+    /// The lowest app build Kaspi accepts (`X-App-Bld`, `appBuild`); `None`: any. Saved.
     pub min_app_build: Option<u64>,
-    /// Cashier phones whose account is blocked, until this unix ms of the sim clock.
+    /// Cashier phones whose account is blocked, until this unix ms of the sim clock. Saved.
     pub blocked_until: HashMap<String, i64>,
     /// A login error code the next login of a cashier phone answers at its phone step (once).
+    /// A test's script, like the faults: not saved.
     pub login_refusals: HashMap<String, String>,
 }
 
@@ -206,6 +207,8 @@ pub(crate) struct Session {
     pub profile: CashierProfile,
     pub state: SessionState,
     /// The `installId` of the device that logged in (a login from another one evicts this).
+    /// Empty in a state file written before it was kept.
+    #[serde(default)]
     pub install_id: String,
 }
 

@@ -229,3 +229,30 @@ async fn a_blocked_account_and_scripted_refusals_answer_their_codes_at_the_phone
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn evictions_the_minimum_build_and_blocks_survive_a_restart_of_the_simulator() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sandbox-kaspi.json");
+    let first = serve(Simulator::open(SimConfig::default(), &path).expect("opens")).await;
+    let evicted = first.login(CASHIER).await;
+    let live = first.login(CASHIER).await;
+    first.sim.set_min_app_build(Some(1107));
+    first.sim.block_account("87019990000", 30).expect("blocked");
+    first.sim.save(&path).expect("saved");
+
+    let second = serve(Simulator::open(SimConfig::default(), &path).expect("reopens")).await;
+    assert_eq!(second.sim.min_app_build(), Some(1107));
+    assert_eq!(second.history(&evicted, "").await.status_code(), -101_001);
+    assert!(works(&second, &live).await);
+    let sessions = second.sim.sessions(CASHIER).expect("sessions");
+    assert!(sessions
+        .iter()
+        .any(|s| s.install_id == live.device.install_id() && s.state == "live"));
+    // (The bare test client's login start names no build.)
+    second.sim.set_min_app_build(None);
+    let (_, _, answer) = second
+        .start_login(&DeviceIdentity::generate(), "87019990000")
+        .await;
+    assert_eq!(answer.body["error"]["code"], "AccountTemporaryBlocked");
+}
