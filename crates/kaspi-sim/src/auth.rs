@@ -4,7 +4,8 @@
 //! 2. `X-SH` must name `url`, `X-Kb-TokenSn` and `X-Kb-TokenSnMac`, and `X-Sign` must verify
 //!    with the device key registered at login over the canonical string of those headers and
 //!    the URL as the client sent it (`{proto}://{Host}{original URI}`), plus the body for
-//!    qrpay (not for mtoken) — else 400 `InvalidSign`;
+//!    qrpay; mtoken requests may sign the body or not (both kinds of clients exist) — else
+//!    400 `InvalidSign`;
 //! 3. `X-Kb-TokenSnMac` must match the session's vtoken secret at the real time step, one
 //!    step of slack either side — else 401 `InvalidTokenMac`.
 //!
@@ -135,9 +136,45 @@ pub(crate) fn verify_signature(
         .ok_or_else(|| KaspiError::invalid_sign("Нет заголовка X-Sign"))?;
     let canonical = sign::canonical_string(&req.url, xsh, |name| req.header(name), body);
     if !sign::verify_x_sign(key, &canonical, x_sign) {
-        return Err(KaspiError::invalid_sign("Подпись запроса неверна"));
+        return Err(KaspiError::invalid_sign(BAD_SIGN));
     }
     Ok(())
+}
+
+/// Checks `X-Sign` over the URL and headers alone, or over them and the body: pykaspi signs
+/// mtoken and `finish` requests without the body, some newer clients with it.
+pub(crate) fn verify_with_or_without_body(
+    key: &sign::VerifyKey,
+    req: &KaspiRequest,
+    body: Option<&[u8]>,
+    required: &[&str],
+) -> Result<(), KaspiError> {
+    match verify_signature(key, req, None, required) {
+        Err(e) if body.is_some() && e.message == BAD_SIGN => {
+            verify_signature(key, req, body, required).map_err(|_| {
+                KaspiError::invalid_sign(
+                    "Подпись запроса неверна (проверена по URL и заголовкам X-SH, с телом и без)",
+                )
+            })
+        }
+        other => other,
+    }
+}
+
+/// The message of an `X-Sign` that does not verify.
+const BAD_SIGN: &str = "Подпись запроса неверна";
+
+/// Refuses a request whose app build (`X-App-Bld`) is below the minimum, as Kaspi does.
+pub(crate) fn check_app_build(state: &State, req: &KaspiRequest) -> Result<(), KaspiError> {
+    match state.min_app_build {
+        Some(min) if build_number(req.header("x-app-bld")) < min => Err(KaspiError::old_version()),
+        _ => Ok(()),
+    }
+}
+
+/// An app build as a number; anything unreadable counts as 0 (below every minimum).
+pub(crate) fn build_number(build: Option<&str>) -> u64 {
+    build.and_then(|b| b.trim().parse().ok()).unwrap_or(0)
 }
 
 /// Authenticates a qrpay or mtoken request; returns the session's `token_sn`.
@@ -154,16 +191,12 @@ pub(crate) fn authenticate(
         .sessions
         .get(token)
         .ok_or_else(|| KaspiError::session(codes::SESSION_NOT_FOUND, "Сессия не найдена"))?;
-    let body = match host {
-        Host::Qrpay if !req.body.is_empty() => Some(&req.body[..]),
-        _ => None,
-    };
-    verify_signature(
-        &session.device_key,
-        req,
-        body,
-        &["url", "X-Kb-TokenSn", "X-Kb-TokenSnMac"],
-    )?;
+    let body = (!req.body.is_empty()).then_some(&req.body[..]);
+    let required = &["url", "X-Kb-TokenSn", "X-Kb-TokenSnMac"];
+    match host {
+        Host::Qrpay => verify_signature(&session.device_key, req, body, required)?,
+        Host::Mtoken => verify_with_or_without_body(&session.device_key, req, body, required)?,
+    }
     let mac = req.header("x-kb-tokensnmac").unwrap_or("");
     if !mac_matches(session, mac, real_unix_ms()) {
         return Err(KaspiError::session(
@@ -186,6 +219,7 @@ pub(crate) fn require_live(session: &Session) -> Result<(), KaspiError> {
             codes::SESSION_REVOKED,
             "Сессия отозвана, войдите заново",
         )),
+        SessionState::Evicted => Err(KaspiError::evicted()),
     }
 }
 

@@ -29,6 +29,11 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/cashiers/{phone}", get(cashier))
         .route("/sessions/expire", post(expire_sessions))
         .route("/sessions/revoke", post(revoke_sessions))
+        .route("/sessions/evict", post(evict_sessions))
+        .route("/sessions/{phone}", get(sessions))
+        .route("/app-build", get(app_build).post(set_app_build))
+        .route("/cashiers/{phone}/block", post(block_account))
+        .route("/cashiers/{phone}/refuse-login", post(refuse_login))
         .route("/faults", get(faults).post(set_faults).delete(clear_faults))
         .route("/clock", get(clock))
         .route("/clock/advance", post(advance_clock))
@@ -107,6 +112,69 @@ async fn expire_sessions(State(sim): State<Simulator>) -> Answer {
 
 async fn revoke_sessions(State(sim): State<Simulator>) -> Answer {
     Ok(Json(json!({ "sessions": sim.revoke_sessions() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Evict {
+    phone: String,
+}
+
+async fn evict_sessions(State(sim): State<Simulator>, raw: Bytes) -> Answer {
+    let req: Evict = body(&raw)?;
+    Ok(Json(json!({ "sessions": sim.evict_sessions(&req.phone)? })))
+}
+
+async fn sessions(State(sim): State<Simulator>, Path(phone): Path<String>) -> Answer {
+    Ok(Json(json!({ "sessions": sim.sessions(&phone)? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MinBuild {
+    min_build: Option<u64>,
+}
+
+async fn app_build(State(sim): State<Simulator>) -> Answer {
+    Ok(Json(json!({ "min_build": sim.min_app_build() })))
+}
+
+async fn set_app_build(State(sim): State<Simulator>, raw: Bytes) -> Answer {
+    let req: MinBuild = body(&raw)?;
+    sim.set_min_app_build(req.min_build);
+    Ok(Json(json!({ "min_build": sim.min_app_build() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Block {
+    minutes: u64,
+}
+
+async fn block_account(
+    State(sim): State<Simulator>,
+    Path(phone): Path<String>,
+    raw: Bytes,
+) -> Answer {
+    let req: Block = body(&raw)?;
+    sim.block_account(&phone, req.minutes)?;
+    Ok(Json(json!({ "blocked_minutes": req.minutes })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefuseLogin {
+    code: String,
+}
+
+async fn refuse_login(
+    State(sim): State<Simulator>,
+    Path(phone): Path<String>,
+    raw: Bytes,
+) -> Answer {
+    let req: RefuseLogin = body(&raw)?;
+    sim.refuse_next_login(&phone, &req.code)?;
+    Ok(Json(json!({ "code": req.code })))
 }
 
 async fn faults(State(sim): State<Simulator>) -> Answer {

@@ -4,10 +4,15 @@
 //! `EnterOtp`, `KPEnterLoginPassword` or `KPMobileCall` by the cashier's challenge),
 //! password, SMS code. Every answer sets the process's `user_token` cookie, and every later
 //! step must send it back with the same `pk`/`pkTag` cookies (pkTag = md5(pk)).
-//! `POST /api/v1/kpentrance/finish` checks `X-Sign` (no body) and `signed.sign` with the
-//! device key of the `pk` cookie, does ECDH with `guard.x509`, and makes the session.
+//! `POST /api/v1/kpentrance/finish` checks `X-Sign` (over the URL and headers, with or
+//! without the body: clients of both kinds exist) and `signed.sign` with the device key of
+//! the `pk` cookie, does ECDH with `guard.x509`, and makes the session; it answers
+//! `success: true`, `roles`, `perms` and `data.showSaleScreen` as Kaspi does. A session
+//! made from another device (`installId`) evicts the cashier's other sessions.
 //! Errors come in an `error` object (`code`, `label`, `desc`); `isClosed: true` after too
-//! many wrong answers.
+//! many wrong answers. Below the minimum app build the start answers the
+//! `view.onOpenAlarm` `OldVersionToUpdate`; a blocked account (or a scripted refusal) is
+//! answered at the phone step (`AccountTemporaryBlocked`, …).
 
 use std::collections::HashMap;
 
@@ -25,7 +30,7 @@ use rand::Rng as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::{verify_signature, KaspiRequest};
+use crate::auth::{verify_with_or_without_body, KaspiRequest};
 use crate::state::{LoginProcess, LoginStage, Session, SessionState, State as SimState};
 use crate::{people, Challenge, ControlError, Simulator};
 
@@ -77,6 +82,15 @@ impl Answer {
 
 impl IntoResponse for Answer {
     fn into_response(self) -> Response {
+        if let Some(error) = self.body.get("error") {
+            // Why a login step was refused, for client authors (codes and labels only).
+            tracing::debug!(
+                http = self.http.as_u16(),
+                code = %error["code"],
+                reason = %error["desc"],
+                "kaspi-sim refused a login step"
+            );
+        }
         let mut response = (self.http, Json(self.body)).into_response();
         if let Some(token) = self.user_token {
             let cookie = format!("user_token={token}; Path=/; HttpOnly; SameSite=Lax");
@@ -156,7 +170,24 @@ async fn step(State(sim): State<Simulator>, req: KaspiRequest) -> Answer {
         .pointer("/meta/pId")
         .and_then(Value::as_str)
         .map(str::to_owned);
+    let build = body
+        .pointer("/Data/appBuild")
+        .and_then(Value::as_str)
+        .or_else(|| cookies.get("ma_bld").map(String::as_str));
+    let build = crate::auth::build_number(build);
     sim.with_state(|st| match pid {
+        None if st.min_app_build.is_some_and(|min| build < min) => {
+            tracing::debug!(build, "kaspi-sim refused a login: app build below the minimum");
+            Answer {
+                http: StatusCode::OK,
+                body: json!({
+                    "view": { "code": "KPUniversalEnterPhoneNumber", "onOpenAlarm": crate::envelope::old_version_alarm() },
+                    "data": {},
+                    "isClosed": true,
+                }),
+                user_token: None,
+            }
+        }
         None => start(st, device),
         Some(pid) => next_step(st, &pid, &device, &cookies, &body),
     })
@@ -270,6 +301,9 @@ fn phone_step(st: &mut SimState, pid: &str, raw_phone: &str) -> Answer {
         )
         .with_process(pid, p);
     };
+    if let Some(answer) = refusal(st, pid, &phone) {
+        return answer;
+    }
     let setup = st.setup_of(&phone);
     process(st, pid, |p| p.phone = Some(phone.clone()));
     match setup.challenge {
@@ -290,6 +324,48 @@ fn phone_step(st: &mut SimState, pid: &str, raw_phone: &str) -> Answer {
             "KPMobileCall",
             "mobileCall",
         ),
+    }
+}
+
+/// A scripted refusal or a block of the cashier's account, answered at the phone step (the
+/// process closes).
+fn refusal(st: &mut SimState, pid: &str, phone: &Phone) -> Option<Answer> {
+    let now = st.clock.now_ms();
+    let (code, label) = if let Some(code) = st.login_refusals.remove(phone.as_str()) {
+        let label = login_error_label(&code).to_owned();
+        (code, label)
+    } else {
+        let until = *st.blocked_until.get(phone.as_str())?;
+        if until <= now {
+            st.blocked_until.remove(phone.as_str());
+            return None;
+        }
+        let minutes = (until - now + 59_999) / 60_000;
+        (
+            "AccountTemporaryBlocked".to_owned(),
+            format!("Аккаунт временно заблокирован. Попробуйте через {minutes} мин."),
+        )
+    };
+    tracing::debug!(%code, "kaspi-sim refused a login at the phone step");
+    let p = st.processes.get_mut(pid)?;
+    p.stage = LoginStage::Closed;
+    Some(Answer::error(StatusCode::OK, &code, &label, "").with_process(pid, p))
+}
+
+/// What Kaspi's login shows with each error code.
+fn login_error_label(code: &str) -> &'static str {
+    match code {
+        "AccountTemporaryBlocked" => "Аккаунт временно заблокирован",
+        "AccountAlreadyTemporaryBlocked" => "Аккаунт уже временно заблокирован",
+        "TemporaryBlocked" => "Вход временно недоступен",
+        "OtpAttemptsExceeded" => "Превышено количество отправок SMS",
+        "EnterOtpAttemptsExceeded" => "Превышено количество попыток ввода кода",
+        "PasswordAttemptsExceeded" => "Превышено количество попыток ввода пароля",
+        "PasswordIsEmpty" => "Введите пароль",
+        "KaspiPayCheckSecurityFailed" => "Проверка безопасности не пройдена",
+        "ContextNotFound" => "Процесс входа не найден",
+        "BadIncomingRequest" => "Некорректный запрос",
+        _ => "Вход отклонён",
     }
 }
 
@@ -483,7 +559,9 @@ fn finish_process(st: &mut SimState, req: &KaspiRequest, body: &FinishBody) -> A
             );
         }
     }
-    if verify_signature(&p.device_key, req, None, &["url"]).is_err() {
+    let body_bytes = (!req.body.is_empty()).then_some(&req.body[..]);
+    if let Err(e) = verify_with_or_without_body(&p.device_key, req, body_bytes, &["url"]) {
+        tracing::debug!(reason = %e.message, "kaspi-sim refused a finish: X-Sign");
         return invalid("InvalidSign", "X-Sign неверен");
     }
     if req.header("x-pktag").is_some_and(|tag| tag != p.pk_tag) {
@@ -517,6 +595,7 @@ fn finish_process(st: &mut SimState, req: &KaspiRequest, body: &FinishBody) -> A
         return invalid("ProcessNotVerified", "нет телефона");
     };
     let device_key = p.device_key;
+    let install_id = p.install_id.clone();
     let server = SecretKey::random(&mut st.rng);
     let token_sn = st.hex_token(16);
     let session = Session {
@@ -527,7 +606,22 @@ fn finish_process(st: &mut SimState, req: &KaspiRequest, body: &FinishBody) -> A
         profile: people::cashier_profile(st.cfg.seed, &phone),
         phone: phone.clone(),
         state: SessionState::Live,
+        install_id: install_id.clone(),
     };
+    // Kaspi binds a cashier to one device: a login from another one ends the others.
+    let mut evicted = 0;
+    for other in st.sessions.values_mut() {
+        if other.phone == phone
+            && other.install_id != install_id
+            && matches!(other.state, SessionState::Live | SessionState::Expired)
+        {
+            other.state = SessionState::Evicted;
+            evicted += 1;
+        }
+    }
+    if evicted > 0 {
+        tracing::info!(cashier = %phone, evicted, "a login on another device evicted sessions");
+    }
     st.sessions.insert(token_sn.clone(), session);
     st.last_login = Some(phone.clone());
     st.touch();
@@ -538,10 +632,14 @@ fn finish_process(st: &mut SimState, req: &KaspiRequest, body: &FinishBody) -> A
     Answer {
         http: StatusCode::OK,
         body: json!({
+            "success": true,
             "data": {
                 "tokenSN": token_sn,
                 "x509": sign::public_x509_b64(&server.public_key()),
+                "showSaleScreen": true,
             },
+            "roles": ["Cashier"],
+            "perms": ["RemotePayment", "QrPayment", "History", "Return"],
             "isClosed": true,
         }),
         user_token: None,

@@ -19,6 +19,8 @@ pub mod codes {
     pub const SESSION_NOT_FOUND: &str = "SessionNotFound";
     pub const SESSION_EXPIRED: &str = "SessionExpired";
     pub const SESSION_REVOKED: &str = "SessionRevoked";
+    pub const SESSION_EVICTED: &str = "SessionEvicted";
+    pub const OLD_VERSION_TO_UPDATE: &str = super::OLD_VERSION_TO_UPDATE;
     pub const INVALID_PROFILE: &str = "InvalidProfile";
     pub const TOO_MANY_REQUESTS: &str = "TooManyRequests";
     pub const SERVICE_UNAVAILABLE: &str = "ServiceUnavailable";
@@ -42,6 +44,10 @@ pub const STATUS_INVALID_SIGN: i32 = -2;
 pub const STATUS_INVALID_PROFILE: i32 = -3;
 /// `StatusCode` of every session failure (unknown, expired, revoked, bad MAC).
 pub const STATUS_SESSION: i32 = -10;
+/// `StatusCode` of a session ended by a login of the same phone on another device.
+pub const STATUS_SESSION_EVICTED: i32 = -101_001;
+/// The alarm code of an app build below the minimum.
+pub const OLD_VERSION_TO_UPDATE: &str = "OldVersionToUpdate";
 
 /// A refusal, as qrpay and mtoken answer it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +103,26 @@ impl KaspiError {
         Self::new(StatusCode::UNAUTHORIZED, STATUS_SESSION, code, message)
     }
 
+    /// The session was ended by a login on another device: HTTP 200, `StatusCode` -101001.
+    pub(crate) fn evicted() -> Self {
+        Self::new(
+            StatusCode::OK,
+            STATUS_SESSION_EVICTED,
+            codes::SESSION_EVICTED,
+            "Сессия завершена: выполнен вход с другого устройства",
+        )
+    }
+
+    /// The app build is below the minimum: HTTP 200, `StatusCode` -1 and the alarm.
+    pub(crate) fn old_version() -> Self {
+        Self::new(
+            StatusCode::OK,
+            STATUS_ERROR,
+            codes::OLD_VERSION_TO_UPDATE,
+            OLD_VERSION_LABEL,
+        )
+    }
+
     pub(crate) fn operation_not_found(id: u64) -> Self {
         Self::refused(
             codes::OPERATION_NOT_FOUND,
@@ -106,6 +132,17 @@ impl KaspiError {
 
     /// The envelope body of this error.
     pub(crate) fn body(&self) -> Value {
+        if self.code == codes::OLD_VERSION_TO_UPDATE {
+            return json!({
+                "StatusCode": self.status_code,
+                "Message": self.message,
+                "Code": self.code,
+                "ErrorDisplayType": "Alarm",
+                "CodeSubsystem": "KaspiPaySimulator",
+                "Data": Value::Null,
+                "view": {"onOpenAlarm": old_version_alarm()},
+            });
+        }
         json!({
             "StatusCode": self.status_code,
             "Message": self.message,
@@ -117,8 +154,29 @@ impl KaspiError {
     }
 }
 
+/// The label Kaspi shows with `OldVersionToUpdate`.
+pub const OLD_VERSION_LABEL: &str = "Обновите приложение, чтобы войти";
+
+/// `view.onOpenAlarm` of an app build below the minimum.
+pub(crate) fn old_version_alarm() -> Value {
+    json!({"error": {
+        "code": OLD_VERSION_TO_UPDATE,
+        "label": OLD_VERSION_LABEL,
+        "desc": "Эта версия приложения устарела. Установите новую версию Kaspi Pay",
+    }})
+}
+
 impl IntoResponse for KaspiError {
     fn into_response(self) -> Response {
+        // Why a request was refused, for client authors (never a secret: messages name the
+        // header or the check, not values).
+        tracing::debug!(
+            http = self.http.as_u16(),
+            status_code = self.status_code,
+            code = self.code,
+            reason = %self.message,
+            "kaspi-sim refused a request"
+        );
         (self.http, Json(self.body())).into_response()
     }
 }

@@ -51,6 +51,30 @@ pub use persist::{StateFileError, StateSaver, DEFAULT_SAVE_DELAY, STATE_FORMAT_V
 use ops::{Change, ChangeError};
 use state::{CashierSetup, SessionState, State};
 
+/// The login error codes Kaspi was seen to answer (2026), which
+/// [`Simulator::refuse_next_login`] can script.
+pub const LOGIN_ERROR_CODES: &[&str] = &[
+    "AccountTemporaryBlocked",
+    "AccountAlreadyTemporaryBlocked",
+    "TemporaryBlocked",
+    "OtpAttemptsExceeded",
+    "EnterOtpAttemptsExceeded",
+    "PasswordAttemptsExceeded",
+    "PasswordIsEmpty",
+    "KaspiPayCheckSecurityFailed",
+    "ContextNotFound",
+    "BadIncomingRequest",
+];
+
+/// What the control API shows of one session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionInfo {
+    /// The `installId` of the device that logged in.
+    pub install_id: String,
+    /// `live`, `expired`, `revoked` or `evicted`.
+    pub state: String,
+}
+
 /// The password of cashiers whose password was not set through the control API.
 pub const DEFAULT_PASSWORD: &str = "sandbox";
 
@@ -193,7 +217,9 @@ impl Simulator {
             } else {
                 routes
             };
-            routes.layer(from_fn_with_state(self.clone(), faults::count_calls))
+            routes
+                .layer(from_fn_with_state(self.clone(), faults::count_calls))
+                .layer(axum::middleware::from_fn(request_span))
         };
         Router::new()
             .route("/qrpay/receipt/{id}", axum::routing::get(qrpay::receipt))
@@ -375,6 +401,101 @@ impl Simulator {
         })
     }
 
+    /// The cashier of `phone` logs in on another device, as Kaspi sees it: every session of
+    /// that phone ends (qrpay `StatusCode` -101001; refresh answers the same). Returns how
+    /// many changed.
+    pub fn evict_sessions(&self, phone: &str) -> Result<usize, ControlError> {
+        let phone = parse_phone(phone)?;
+        Ok(self.with_state(|st| {
+            let mut n = 0;
+            for session in st.sessions.values_mut() {
+                if session.phone == phone
+                    && matches!(session.state, SessionState::Live | SessionState::Expired)
+                {
+                    session.state = SessionState::Evicted;
+                    n += 1;
+                }
+            }
+            if n > 0 {
+                st.touch();
+            }
+            n
+        }))
+    }
+
+    /// The sessions of a cashier phone, oldest first as far as the simulator knows.
+    pub fn sessions(&self, phone: &str) -> Result<Vec<SessionInfo>, ControlError> {
+        let phone = parse_phone(phone)?;
+        Ok(self.with_state(|st| {
+            let mut found: Vec<SessionInfo> = st
+                .sessions
+                .values()
+                .filter(|s| s.phone == phone)
+                .map(|s| SessionInfo {
+                    install_id: s.install_id.clone(),
+                    state: match s.state {
+                        SessionState::Live => "live",
+                        SessionState::Expired => "expired",
+                        SessionState::Revoked => "revoked",
+                        SessionState::Evicted => "evicted",
+                    }
+                    .to_owned(),
+                })
+                .collect();
+            found.sort_by(|a, b| (&a.install_id, &a.state).cmp(&(&b.install_id, &b.state)));
+            found
+        }))
+    }
+
+    /// Kaspi raises (or with `None` drops) its minimum app build: below it the login start
+    /// answers the `OldVersionToUpdate` alarm and mtoken and qrpay calls a non-zero
+    /// `StatusCode` with it.
+    pub fn set_min_app_build(&self, build: Option<u64>) {
+        self.with_state(|st| {
+            st.min_app_build = build;
+            st.touch();
+        });
+    }
+
+    /// The minimum app build in force.
+    pub fn min_app_build(&self) -> Option<u64> {
+        self.with_state(|st| st.min_app_build)
+    }
+
+    /// Blocks the account of a cashier phone for `minutes` of the sim clock: its logins answer
+    /// `AccountTemporaryBlocked` (with the minutes left) at the phone step. 0 unblocks.
+    pub fn block_account(&self, phone: &str, minutes: u64) -> Result<(), ControlError> {
+        let phone = parse_phone(phone)?;
+        self.with_state(|st| {
+            if minutes == 0 {
+                st.blocked_until.remove(phone.as_str());
+            } else {
+                let ms = i64::try_from(minutes.saturating_mul(60_000)).unwrap_or(i64::MAX);
+                let until = st.clock.now_ms().saturating_add(ms);
+                st.blocked_until.insert(phone.as_str().to_owned(), until);
+            }
+            st.touch();
+        });
+        Ok(())
+    }
+
+    /// The next login of a cashier phone answers the login error `code` (one of
+    /// [`LOGIN_ERROR_CODES`]) at its phone step, once.
+    pub fn refuse_next_login(&self, phone: &str, code: &str) -> Result<(), ControlError> {
+        let phone = parse_phone(phone)?;
+        if !LOGIN_ERROR_CODES.contains(&code) {
+            return Err(ControlError::BadRequest(format!(
+                "unknown login error code {code:?}; use one of {}",
+                LOGIN_ERROR_CODES.join(", ")
+            )));
+        }
+        self.with_state(|st| {
+            st.login_refusals
+                .insert(phone.as_str().to_owned(), code.to_owned())
+        });
+        Ok(())
+    }
+
     /// Every live session expires (qrpay 401 `SessionExpired`; sign-in-lite still works).
     /// Returns how many changed.
     pub fn expire_sessions(&self) -> usize {
@@ -458,6 +579,21 @@ fn add_static(
 
 fn parse_phone(phone: &str) -> Result<Phone, ControlError> {
     kaspi::phone::normalize(phone).map_err(|e| ControlError::BadRequest(e.to_string()))
+}
+
+/// Runs a Kaspi request inside a debug span naming it, so that the debug line of a refused
+/// request (`kaspi-sim refused …`) says which request it was.
+async fn request_span(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument as _;
+    let span = tracing::debug_span!(
+        "kaspi-sim",
+        method = %req.method(),
+        path = %req.uri().path()
+    );
+    next.run(req).instrument(span).await
 }
 
 /// Serves the simulator on `listener` until the task is dropped.

@@ -7,7 +7,9 @@
 //!   for live and expired sessions (the old token then counts as expired); a revoked session
 //!   gets HTTP 200 with a non-zero `StatusCode` and no `Data`.
 //!
-//! mtoken signatures cover the URL and headers only, never the body (as pykaspi signs).
+//! mtoken signatures cover the URL and headers (as pykaspi signs), or those and the body (as
+//! some newer clients sign): both are accepted. Below the minimum app build every call
+//! answers `OldVersionToUpdate`; an evicted session answers `StatusCode` -101001.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -18,7 +20,7 @@ use p256::SecretKey;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::{authenticate, check_profile, require_live, Host, KaspiRequest};
+use crate::auth::{authenticate, check_app_build, check_profile, require_live, Host, KaspiRequest};
 use crate::envelope::{codes, ok, KaspiError, STATUS_SESSION};
 use crate::state::{Session, SessionState, State as SimState};
 use crate::Simulator;
@@ -46,6 +48,7 @@ struct OrgRequest {
 
 /// The session of an authenticated mtoken request.
 fn session_of(st: &SimState, req: &KaspiRequest) -> Result<Session, KaspiError> {
+    check_app_build(st, req)?;
     let token = authenticate(st, req, Host::Mtoken)?;
     st.sessions
         .get(&token)
@@ -117,6 +120,10 @@ async fn sign_in_lite(State(sim): State<Simulator>, req: KaspiRequest) -> Respon
 
 fn refresh(st: &mut SimState, req: &KaspiRequest) -> Result<Value, KaspiError> {
     let old = session_of(st, req)?;
+    if old.state == SessionState::Evicted {
+        // Another device holds the cashier now: refresh cannot bring this one back.
+        return Err(KaspiError::evicted());
+    }
     if old.state == SessionState::Revoked {
         // Kaspi answers HTTP 200 with a non-zero StatusCode and no Data.
         return Err(KaspiError::new(

@@ -1,8 +1,10 @@
 //! The simulator's state in a file, so that a restart changes nothing a client sees: what
 //! Kaspi remembers (operations with their statuses, amounts, comments and refunds; sessions
 //! with their device keys and secrets; cashiers; the id counter and generator; the last
-//! `TransactionDate`; the sim clock's offset) is written to one JSON file and read back at
-//! start. Login processes, SMS codes, rate windows and faults are not kept: a restart ends
+//! `TransactionDate`; the sim clock's offset; the minimum app build and blocked accounts) is
+//! written to one JSON file and read back at start (fields added later read as their defaults
+//! from older files). Login processes, SMS codes, rate windows, faults and scripted login
+//! refusals are not kept: a restart ends
 //! them as it would end a connection. The agenda of time-driven changes is not written
 //! either: it is rebuilt from the operations it derives from (their payer scripts and expiry
 //! times), so the two cannot disagree.
@@ -80,6 +82,12 @@ struct Saved {
     cashiers: BTreeMap<String, CashierSetup>,
     sessions: Vec<Session>,
     operations: Vec<Arc<Operation>>,
+    /// Kaspi's minimum app build (absent in files written before it was kept).
+    #[serde(default)]
+    min_app_build: Option<u64>,
+    /// Blocked cashier accounts: phone → end of the block (sim clock, unix ms).
+    #[serde(default)]
+    blocked_until: BTreeMap<String, i64>,
 }
 
 impl Saved {
@@ -101,6 +109,12 @@ impl Saved {
                 .collect(),
             sessions: st.sessions.values().cloned().collect(),
             operations: st.ops.values().cloned().collect(),
+            min_app_build: st.min_app_build,
+            blocked_until: st
+                .blocked_until
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
         }
     }
 
@@ -114,6 +128,8 @@ impl Saved {
         st.last_tx = self.last_tx;
         st.last_login = self.last_login;
         st.cashiers = self.cashiers.into_iter().collect();
+        st.min_app_build = self.min_app_build;
+        st.blocked_until = self.blocked_until.into_iter().collect();
         st.sessions = self
             .sessions
             .into_iter()

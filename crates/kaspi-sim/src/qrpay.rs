@@ -17,7 +17,7 @@ use kaspi::{Amount, Status};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::{authenticate, check_profile, require_live, Host, KaspiRequest};
+use crate::auth::{authenticate, check_app_build, check_profile, require_live, Host, KaspiRequest};
 use crate::clock::fmt_seconds;
 use crate::envelope::{codes, ok, KaspiError, STATUS_ERROR};
 use crate::history::{self, order_number, HistoryRequest};
@@ -80,6 +80,7 @@ fn call(
 }
 
 fn admit(st: &mut SimState, req: &KaspiRequest) -> Result<Ctx, KaspiError> {
+    check_app_build(st, req)?;
     let token = authenticate(st, req, Host::Qrpay)?;
     let session = st
         .sessions

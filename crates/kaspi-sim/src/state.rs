@@ -54,6 +54,13 @@ pub(crate) struct State {
     pub last_login: Option<Phone>,
     /// Something a restart must keep changed since the state was last saved ([`State::touch`]).
     pub changed: bool,
+    /// The lowest app build Kaspi accepts (`X-App-Bld`, `appBuild`); `None`: any. Saved.
+    pub min_app_build: Option<u64>,
+    /// Cashier phones whose account is blocked, until this unix ms of the sim clock. Saved.
+    pub blocked_until: HashMap<String, i64>,
+    /// A login error code the next login of a cashier phone answers at its phone step (once).
+    /// A test's script, like the faults: not saved.
+    pub login_refusals: HashMap<String, String>,
 }
 
 impl State {
@@ -76,6 +83,9 @@ impl State {
             rate: HashMap::new(),
             last_login: None,
             changed: false,
+            min_app_build: None,
+            blocked_until: HashMap::new(),
+            login_refusals: HashMap::new(),
         }
     }
 
@@ -174,6 +184,9 @@ pub(crate) enum SessionState {
     Expired,
     /// Revoked (control API): a new SMS login is needed.
     Revoked,
+    /// Ended by a login of the same phone on another device (qrpay `StatusCode` -101001):
+    /// a new login is needed, refresh does not help.
+    Evicted,
 }
 
 /// A session made by `finish` or sign-in-lite. Its secret is saved with the state (a file
@@ -193,6 +206,10 @@ pub(crate) struct Session {
     pub phone: Phone,
     pub profile: CashierProfile,
     pub state: SessionState,
+    /// The `installId` of the device that logged in (a login from another one evicts this).
+    /// Empty in a state file written before it was kept.
+    #[serde(default)]
+    pub install_id: String,
 }
 
 /// How an operation came to be (`SaleType` in the history).

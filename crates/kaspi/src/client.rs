@@ -13,7 +13,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::error::{Error, TransportKind, DEAD_SESSION_CODES};
+use crate::error::{
+    Error, TransportKind, DEAD_SESSION_CODES, OLD_VERSION_TO_UPDATE, STATUS_SESSION_EVICTED,
+};
 use crate::session::Session;
 use crate::sign;
 use crate::{ClientConfig, DeviceIdentity, Status};
@@ -119,7 +121,7 @@ impl Client {
         effect: Effect,
     ) -> Result<Envelope, Error> {
         let url = format!("{}{}", self.config.endpoints.qrpay, path_and_query);
-        let app = &self.config.app;
+        let app = &self.config.app.get();
         let body_bytes = body.map(|b| serde_json::to_vec(b).expect("JSON values serialize"));
         let mac = sign::token_sn_mac(&session.token_sn, &session.vtoken_secret, Self::unix_ms());
         let mut h: Vec<(&'static str, String)> = vec![
@@ -171,7 +173,7 @@ impl Client {
         body: &Value,
     ) -> Result<Envelope, Error> {
         let url = format!("{}{}", self.config.endpoints.mtoken, path);
-        let app = &self.config.app;
+        let app = &self.config.app.get();
         let mac = sign::token_sn_mac(&session.token_sn, &session.vtoken_secret, Self::unix_ms());
         let signed_list = if session.org.profile_id.is_some() {
             sign::MTOKEN_SIGNED_WITH_PROFILE
@@ -283,6 +285,24 @@ impl Client {
             _ => None,
         });
         let status = answer.status;
+        let status_code = json
+            .as_ref()
+            .and_then(|j| j.get("StatusCode"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        // Both mean "no call works until a person acts", whatever the HTTP status.
+        if status_code == STATUS_SESSION_EVICTED {
+            return Err(Error::SessionEvicted { message });
+        }
+        if status_code != 0
+            && (code.as_deref() == Some(OLD_VERSION_TO_UPDATE)
+                || json.as_ref().and_then(alarm_code).as_deref() == Some(OLD_VERSION_TO_UPDATE))
+        {
+            return Err(Error::AppBuildOutdated {
+                build: self.config.app.get().build,
+                message,
+            });
+        }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(Error::Session {
                 reason: if message.is_empty() {
@@ -299,11 +319,6 @@ impl Client {
                 retry_after: answer.retry_after,
             });
         }
-        let status_code = json
-            .as_ref()
-            .and_then(|j| j.get("StatusCode"))
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
         if status.is_server_error() {
             if let Effect::Create(call) = answer.effect {
                 return Err(Error::OutcomeUnknown {
@@ -369,6 +384,19 @@ impl Envelope {
     pub(crate) fn data<T: serde::de::DeserializeOwned>(self, what: &str) -> Result<T, Error> {
         serde_json::from_value(self.data).map_err(|e| Error::Decode(format!("{what}: {e}")))
     }
+}
+
+/// The code of an alarm Kaspi shows instead of an answer (`view.onOpenAlarm.error.code`, at
+/// the top of the answer or inside `Data`).
+pub(crate) fn alarm_code(body: &Value) -> Option<String> {
+    [
+        "/view/onOpenAlarm/error/code",
+        "/Data/view/onOpenAlarm/error/code",
+        "/onOpenAlarm/error/code",
+    ]
+    .iter()
+    .find_map(|p| body.pointer(p).and_then(Value::as_str))
+    .map(str::to_owned)
 }
 
 fn lookup<'a>(headers: &'a [(&'static str, String)], name: &str) -> Option<&'a str> {

@@ -1,7 +1,9 @@
 //! What the client is configured with: the app fingerprint it presents, the base URLs of the
 //! three hosts, and timeouts. Every version string is settable, because Kaspi can refuse an
-//! old app version at any time.
+//! old app version at any time; the app version and build can even be changed while clients
+//! run ([`SharedApp`]), since Kaspi raises its minimum build for every cashier at once.
 
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -61,6 +63,43 @@ impl AppFingerprint {
     }
 }
 
+/// The app fingerprint shared by every client made from one [`ClientConfig`] (clones share
+/// it): a new version or build set here is presented from the next request on, without
+/// rebuilding any client.
+#[derive(Debug, Clone, Default)]
+pub struct SharedApp(Arc<RwLock<AppFingerprint>>);
+
+impl SharedApp {
+    pub fn new(app: AppFingerprint) -> Self {
+        Self(Arc::new(RwLock::new(app)))
+    }
+
+    /// The fingerprint as it is now.
+    pub fn get(&self) -> AppFingerprint {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Presents `version` and `build` from the next request on; `true` when they changed.
+    pub fn set_release(&self, version: &str, build: &str) -> bool {
+        let mut app = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        if app.version == version && app.build == build {
+            return false;
+        }
+        version.clone_into(&mut app.version);
+        build.clone_into(&mut app.build);
+        true
+    }
+}
+
+impl From<AppFingerprint> for SharedApp {
+    fn from(app: AppFingerprint) -> Self {
+        Self::new(app)
+    }
+}
+
 /// Base URLs of Kaspi's three hosts, without a trailing slash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoints {
@@ -96,7 +135,8 @@ impl Endpoints {
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub endpoints: Endpoints,
-    pub app: AppFingerprint,
+    /// The app presented to Kaspi; shared with every clone of this configuration.
+    pub app: SharedApp,
     /// Time allowed to open a connection.
     pub connect_timeout: Duration,
     /// Time allowed for a whole request and its answer.
@@ -109,7 +149,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         Self {
             endpoints: Endpoints::default(),
-            app: AppFingerprint::default(),
+            app: SharedApp::default(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(20),
             client_ip: "192.168.1.96".into(),

@@ -5,6 +5,10 @@
 //!   sent but its answer was lost. The operation may exist: look it up, never just retry.
 //! - [`Error::Session`]: Kaspi no longer accepts the session (HTTP 401/403 or a dead-session
 //!   code). Refresh it; [`Error::ReauthRequired`] means refresh failed and the cashier must log in.
+//! - [`Error::SessionEvicted`]: the cashier's phone logged in on another device, which ended
+//!   this session (`StatusCode` -101001). Refresh does not help: the cashier must log in again.
+//! - [`Error::AppBuildOutdated`]: Kaspi no longer accepts the app build presented
+//!   (`OldVersionToUpdate`); a newer build must be set (it affects every cashier at once).
 //! - [`Error::Kaspi`]: a business refusal (non-zero `StatusCode`, with `Message` and `Code`).
 //! - [`Error::Throttled`], [`Error::Http`], [`Error::Decode`], [`Error::Login`].
 //!
@@ -47,6 +51,12 @@ pub const DEAD_SESSION_CODES: &[&str] = &[
     "Unauthorized",
 ];
 
+/// `StatusCode` of a session ended by a login of the same phone on another device.
+pub const STATUS_SESSION_EVICTED: i64 = -101_001;
+
+/// The code of Kaspi's alarm for an app build below its minimum.
+pub const OLD_VERSION_TO_UPDATE: &str = "OldVersionToUpdate";
+
 /// An error of a Kaspi call.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -66,6 +76,12 @@ pub enum Error {
     #[error("the cashier must log in to Kaspi again: {0}")]
     ReauthRequired(String),
 
+    #[error("Kaspi ended the session because the cashier's phone signed in on another device; the cashier must log in again (a refresh does not help){}", quoted(.message))]
+    SessionEvicted { message: String },
+
+    #[error("Kaspi no longer accepts app build {build}: it asks for a newer app{}; a newer app version and build must be set", quoted(.message))]
+    AppBuildOutdated { build: String, message: String },
+
     #[error("Kaspi refused: {message} (StatusCode {status_code}{})", code.as_deref().map(|c| format!(", Code {c}")).unwrap_or_default())]
     Kaspi {
         status_code: i64,
@@ -84,6 +100,15 @@ pub enum Error {
 
     #[error("login: {0}")]
     Login(#[from] LoginError),
+}
+
+/// `: Kaspi says "…"` when Kaspi said something.
+fn quoted(message: &str) -> String {
+    if message.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; Kaspi says \"{}\"", message.trim())
+    }
 }
 
 impl Error {
@@ -122,6 +147,9 @@ impl From<crate::sign::SignError> for Error {
 pub enum LoginError {
     #[error("Kaspi rejected the login: {0}")]
     Rejected(String),
+    /// A refusal Kaspi names with a known code; `said` is its label and description.
+    #[error("{}{}", .refusal.advice(), quoted(.said))]
+    Refused { refusal: LoginRefusal, said: String },
     #[error("Kaspi closed the login process: {0}")]
     Closed(String),
     #[error("Kaspi asked for a login step this client does not support ({0}); finish it in the Kaspi Pay app or use another cashier")]
@@ -130,4 +158,102 @@ pub enum LoginError {
     Abandoned(String),
     #[error("Kaspi's login answer lacks {0}")]
     Missing(&'static str),
+}
+
+/// The login refusals Kaspi names by code (seen in 2026), each with what the cashier can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginRefusal {
+    AccountTemporaryBlocked,
+    AccountAlreadyTemporaryBlocked,
+    TemporaryBlocked,
+    OtpAttemptsExceeded,
+    EnterOtpAttemptsExceeded,
+    PasswordAttemptsExceeded,
+    PasswordIsEmpty,
+    KaspiPayCheckSecurityFailed,
+    ContextNotFound,
+    BadIncomingRequest,
+}
+
+impl LoginRefusal {
+    /// Every refusal, for tests and documentation.
+    pub const ALL: [LoginRefusal; 10] = [
+        LoginRefusal::AccountTemporaryBlocked,
+        LoginRefusal::AccountAlreadyTemporaryBlocked,
+        LoginRefusal::TemporaryBlocked,
+        LoginRefusal::OtpAttemptsExceeded,
+        LoginRefusal::EnterOtpAttemptsExceeded,
+        LoginRefusal::PasswordAttemptsExceeded,
+        LoginRefusal::PasswordIsEmpty,
+        LoginRefusal::KaspiPayCheckSecurityFailed,
+        LoginRefusal::ContextNotFound,
+        LoginRefusal::BadIncomingRequest,
+    ];
+
+    /// Kaspi's code of the refusal.
+    pub fn code(self) -> &'static str {
+        match self {
+            LoginRefusal::AccountTemporaryBlocked => "AccountTemporaryBlocked",
+            LoginRefusal::AccountAlreadyTemporaryBlocked => "AccountAlreadyTemporaryBlocked",
+            LoginRefusal::TemporaryBlocked => "TemporaryBlocked",
+            LoginRefusal::OtpAttemptsExceeded => "OtpAttemptsExceeded",
+            LoginRefusal::EnterOtpAttemptsExceeded => "EnterOtpAttemptsExceeded",
+            LoginRefusal::PasswordAttemptsExceeded => "PasswordAttemptsExceeded",
+            LoginRefusal::PasswordIsEmpty => "PasswordIsEmpty",
+            LoginRefusal::KaspiPayCheckSecurityFailed => "KaspiPayCheckSecurityFailed",
+            LoginRefusal::ContextNotFound => "ContextNotFound",
+            LoginRefusal::BadIncomingRequest => "BadIncomingRequest",
+        }
+    }
+
+    /// The refusal Kaspi names `code`, if it is one of these.
+    pub fn from_code(code: &str) -> Option<LoginRefusal> {
+        LoginRefusal::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    /// What happened and what the cashier can do, for people.
+    pub fn advice(self) -> &'static str {
+        match self {
+            LoginRefusal::AccountTemporaryBlocked => {
+                "Kaspi has temporarily blocked this cashier's account after too many login \
+                 attempts: wait until the block ends (Kaspi's message says how long), then log in \
+                 again; trying earlier can extend the block"
+            }
+            LoginRefusal::AccountAlreadyTemporaryBlocked => {
+                "this cashier's account is still temporarily blocked by Kaspi: wait until the \
+                 block ends (Kaspi's message says how long), then log in again"
+            }
+            LoginRefusal::TemporaryBlocked => {
+                "Kaspi is temporarily refusing logins of this cashier: wait a while (Kaspi's \
+                 message may say how long), then log in again"
+            }
+            LoginRefusal::OtpAttemptsExceeded => {
+                "Kaspi has sent this phone too many SMS codes: wait before asking for a new code \
+                 (Kaspi's message may say how long), then start the login again"
+            }
+            LoginRefusal::EnterOtpAttemptsExceeded => {
+                "a wrong SMS code was entered too many times: start the login again to get a new \
+                 code, and type it carefully"
+            }
+            LoginRefusal::PasswordAttemptsExceeded => {
+                "a wrong Kaspi Pay password was entered too many times: wait, check or reset the \
+                 password in the Kaspi Pay app, then log in again"
+            }
+            LoginRefusal::PasswordIsEmpty => {
+                "the Kaspi Pay password was empty: log in again and type the cashier's password"
+            }
+            LoginRefusal::KaspiPayCheckSecurityFailed => {
+                "Kaspi's security check refused this login: open the Kaspi Pay app on the \
+                 cashier's phone (or call Kaspi support) to clear it, then log in again"
+            }
+            LoginRefusal::ContextNotFound => {
+                "Kaspi no longer knows this login (it took too long or was started again \
+                 elsewhere): start the login again"
+            }
+            LoginRefusal::BadIncomingRequest => {
+                "Kaspi did not accept the login request as sent: check that the app version \
+                 and build presented to Kaspi are current, then try again"
+            }
+        }
+    }
 }

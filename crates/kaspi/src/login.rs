@@ -2,6 +2,13 @@
 //!
 //! The caller answers Kaspi's questions (password, SMS code, confirmation in the app) through
 //! a [`LoginPrompt`]: a terminal prompt in the CLI, the simulator's control API in tests.
+//!
+//! Step names vary between app builds (`EnterPhoneNumber` / `KPUniversalEnterPhoneNumber`,
+//! `KPEnterLoginPassword` / `ViewEnterLoginPassword`, `EnterOtp` / `ViewEnterOtp`,
+//! `KPDeviceRegistration` / `MobileDeviceRegistration`): every known name is accepted. Errors
+//! Kaspi names with a known code become [`LoginError::Refused`] (a clear message, no retry);
+//! `OldVersionToUpdate` becomes [`Error::AppBuildOutdated`]. The `finish` answer is read for
+//! the token and key only: `success`, `roles` and `perms` are not needed.
 
 use std::future::Future;
 
@@ -13,7 +20,7 @@ use serde_json::{json, Value};
 
 use crate::client::{Client, Effect};
 use crate::device::{secret_key_from_pkcs8_b64, secret_key_to_pkcs8_b64};
-use crate::error::{Error, LoginError};
+use crate::error::{Error, LoginError, LoginRefusal};
 use crate::session::{OrgContext, Session};
 use crate::{sign, Phone};
 
@@ -35,7 +42,14 @@ enum Challenge {
     Otp,
     Password,
     AppConfirmation,
+    /// Nothing more to prove: the device may be registered (`finish`).
+    Registered,
 }
+
+/// Names of the phone step.
+const PHONE_STEPS: &[&str] = &["EnterPhoneNumber", "KPUniversalEnterPhoneNumber"];
+/// Names of the device registration step, which `finish` completes.
+const REGISTRATION_STEPS: &[&str] = &["KPDeviceRegistration", "MobileDeviceRegistration"];
 
 /// State of one entrance process.
 struct Entrance {
@@ -53,7 +67,15 @@ impl Client {
         prompt: &mut impl LoginPrompt,
     ) -> Result<Session, Error> {
         let mut entrance = self.entrance_start().await?;
-        let phone_step = json!({"meta": {"pId": entrance.process_id, "sn": "EnterPhoneNumber"}, "data": {"phoneNumber": phone.as_str()}, "actType": "Success"});
+        // The step name the start answer gave, where it is one of the phone step's names.
+        let phone_sn = entrance
+            .meta
+            .get("sn")
+            .and_then(Value::as_str)
+            .filter(|sn| PHONE_STEPS.contains(sn))
+            .unwrap_or(PHONE_STEPS[0])
+            .to_owned();
+        let phone_step = json!({"meta": {"pId": entrance.process_id, "sn": phone_sn}, "data": {"phoneNumber": phone.as_str()}, "actType": "Success"});
         let answer = self.entrance_step(&mut entrance, phone_step).await?;
         let mut challenge = challenge_of(&answer)?;
 
@@ -97,8 +119,7 @@ impl Client {
                     let body = json!({"meta": meta, "data": {"userOtp": code, "inputType": "Manual"}, "actType": "Success"});
                     match self.entrance_step(&mut entrance, body).await {
                         Ok(answer) => {
-                            let registered = answer.pointer("/data/type").and_then(Value::as_str)
-                                == Some("kpDeviceRegistration");
+                            let registered = is_registration(&answer);
                             let app = view_code(&answer) == Some("KPMobileCall");
                             if app {
                                 prompt
@@ -129,6 +150,7 @@ impl Client {
                     .await
                     .map_err(LoginError::Abandoned)?;
             }
+            Challenge::Registered => {}
             Challenge::Password => {
                 return Err(LoginError::Unsupported("a second password step".into()).into());
             }
@@ -231,7 +253,7 @@ impl Client {
 
     /// `DeviceInformation` sent to mtoken.
     fn device_information(&self) -> Value {
-        let app = &self.config.app;
+        let app = &self.config.app.get();
         json!({
             "SdkVersion": "AOTP service",
             "DeviceId": self.device.device_id(),
@@ -253,7 +275,7 @@ impl Client {
     }
 
     fn entrance_cookie(&self, user_token: Option<&str>) -> String {
-        let app = &self.config.app;
+        let app = &self.config.app.get();
         let mut cookie = format!(
             "deviceId={}; installId={}; is_mobile_app=true; locale={}; ma_bld={}; ma_platform_type={}; ma_platform_ver={}; ma_ver={}; pk={}; pkTag={}; xs=R:0|E:0|RH:0|N:0",
             self.device.device_id(),
@@ -279,13 +301,13 @@ impl Client {
             ("Content-Type", "application/json".into()),
             ("Accept-Language", "ru".into()),
             ("Origin", self.config.endpoints.entrance.clone()),
-            ("User-Agent", self.config.app.browser_user_agent()),
+            ("User-Agent", self.config.app.get().browser_user_agent()),
             ("Cookie", self.entrance_cookie(user_token)),
         ]
     }
 
     async fn entrance_start(&self) -> Result<Entrance, Error> {
-        let app = &self.config.app;
+        let app = &self.config.app.get();
         let body = json!({
             "data": {},
             "Data": {
@@ -343,7 +365,7 @@ impl Client {
                 answer.status.as_u16()
             ))
         })?;
-        check_entrance_error(&json, false)?;
+        check_entrance_error(&json, false, &self.config.app.get().build)?;
         if !answer.status.is_success() {
             return Err(Error::Http {
                 status: answer.status.as_u16(),
@@ -376,7 +398,7 @@ impl Client {
             "guard": {"pinHash": self.device.pin_hash(), "x509": sign::public_x509_b64(&ecdh.public_key())},
             "processId": entrance.process_id,
         });
-        let app = &self.config.app;
+        let app = &self.config.app.get();
         let mut h: Vec<(&'static str, String)> = vec![
             ("Content-Type", "application/json".into()),
             ("Accept", "*/*".into()),
@@ -420,7 +442,7 @@ impl Client {
             ))
         })?;
         // A finished process is closed: that is success here, as the app reads it.
-        check_entrance_error(&json, true)?;
+        check_entrance_error(&json, true, &self.config.app.get().build)?;
         let data = json
             .get("data")
             .or_else(|| json.get("Data"))
@@ -454,18 +476,32 @@ fn view_code(answer: &Value) -> Option<&str> {
     answer.pointer("/view/code").and_then(Value::as_str)
 }
 
+/// Whether an answer says the device may now be registered.
+fn is_registration(answer: &Value) -> bool {
+    answer.pointer("/data/type").and_then(Value::as_str) == Some("kpDeviceRegistration")
+        || view_code(answer).is_some_and(|c| REGISTRATION_STEPS.contains(&c))
+        || answer
+            .pointer("/meta/sn")
+            .and_then(Value::as_str)
+            .is_some_and(|sn| REGISTRATION_STEPS.contains(&sn))
+}
+
 fn challenge_of(answer: &Value) -> Result<Challenge, Error> {
     match view_code(answer) {
-        Some("EnterOtp") => Ok(Challenge::Otp),
-        Some("KPEnterLoginPassword") => Ok(Challenge::Password),
+        Some("EnterOtp" | "ViewEnterOtp") => Ok(Challenge::Otp),
+        Some("KPEnterLoginPassword" | "ViewEnterLoginPassword" | "EnterLoginPassword") => {
+            Ok(Challenge::Password)
+        }
         Some("KPMobileCall") => Ok(Challenge::AppConfirmation),
+        _ if is_registration(answer) => Ok(Challenge::Registered),
         other => Err(LoginError::Unsupported(other.unwrap_or("no view").to_owned()).into()),
     }
 }
 
 /// Errors come in `error`, `data.error` or `view.onOpenAlarm.error`; `isClosed` ends the
-/// process, which is an error on every step but the finish.
-fn check_entrance_error(body: &Value, finished_ok: bool) -> Result<(), Error> {
+/// process, which is an error on every step but the finish. `build` is the app build
+/// presented, named when Kaspi says it is too old.
+fn check_entrance_error(body: &Value, finished_ok: bool, build: &str) -> Result<(), Error> {
     let error = ["/error", "/data/error", "/view/onOpenAlarm/error"]
         .iter()
         .find_map(|p| {
@@ -483,6 +519,23 @@ fn check_entrance_error(body: &Value, finished_ok: bool) -> Result<(), Error> {
                 .map(str::to_owned)
                 .or_else(|| c.as_i64().map(|n| n.to_string()))
         });
+        let said = [error.get("label"), error.get("desc")]
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join(". ");
+        if code.as_deref() == Some(crate::error::OLD_VERSION_TO_UPDATE) {
+            return Err(Error::AppBuildOutdated {
+                build: build.to_owned(),
+                message: said,
+            });
+        }
+        if let Some(refusal) = code.as_deref().and_then(LoginRefusal::from_code) {
+            return Err(LoginError::Refused { refusal, said }.into());
+        }
         let message = match code {
             Some(code) => format!("{code}: {label}"),
             None => label.to_owned(),
@@ -512,4 +565,69 @@ fn cookie_value(set_cookie: &str, name: &str) -> Option<String> {
     let first = set_cookie.split(';').next()?;
     let (k, v) = first.split_once('=')?;
     (k.trim() == name).then(|| v.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_known_step_name_is_accepted() {
+        let view = |code: &str| json!({"view": {"code": code}});
+        for code in ["EnterOtp", "ViewEnterOtp"] {
+            assert!(
+                matches!(challenge_of(&view(code)), Ok(Challenge::Otp)),
+                "{code}"
+            );
+        }
+        for code in ["KPEnterLoginPassword", "ViewEnterLoginPassword"] {
+            assert!(
+                matches!(challenge_of(&view(code)), Ok(Challenge::Password)),
+                "{code}"
+            );
+        }
+        for code in ["KPDeviceRegistration", "MobileDeviceRegistration"] {
+            assert!(
+                matches!(challenge_of(&view(code)), Ok(Challenge::Registered)),
+                "{code}"
+            );
+        }
+        let by_step = json!({"meta": {"sn": "MobileDeviceRegistration"}, "view": {}});
+        assert!(is_registration(&by_step));
+        assert!(is_registration(
+            &json!({"data": {"type": "kpDeviceRegistration"}})
+        ));
+        assert!(matches!(
+            challenge_of(&view("FaceCheck")),
+            Err(Error::Login(LoginError::Unsupported(_)))
+        ));
+    }
+
+    #[test]
+    fn named_login_errors_and_the_outdated_build_alarm_are_typed() {
+        let alarm = json!({"view": {"onOpenAlarm": {"error": {"code": "OldVersionToUpdate", "label": "Обновите приложение"}}}});
+        match check_entrance_error(&alarm, false, "1107") {
+            Err(Error::AppBuildOutdated { build, message }) => {
+                assert_eq!(build, "1107");
+                assert_eq!(message, "Обновите приложение");
+            }
+            other => panic!("{other:?}"),
+        }
+        let blocked = json!({"error": {"code": "PasswordAttemptsExceeded", "label": "Превышено", "desc": "через 15 мин"}, "isClosed": true});
+        match check_entrance_error(&blocked, false, "1115") {
+            Err(Error::Login(LoginError::Refused { refusal, said })) => {
+                assert_eq!(refusal, LoginRefusal::PasswordAttemptsExceeded);
+                assert_eq!(said, "Превышено. через 15 мин");
+            }
+            other => panic!("{other:?}"),
+        }
+        let unknown = json!({"error": {"code": "InvalidOtp", "label": "Неверный код"}});
+        assert!(matches!(
+            check_entrance_error(&unknown, false, "1115"),
+            Err(Error::Login(LoginError::Rejected(_)))
+        ));
+        // `success`, `roles`, `perms` are not needed for a finish to count.
+        let finish = json!({"data": {"tokenSN": "T"}, "isClosed": true});
+        assert!(check_entrance_error(&finish, true, "1115").is_ok());
+    }
 }

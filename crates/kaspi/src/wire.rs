@@ -26,12 +26,24 @@ pub(crate) fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<S
 }
 
 /// Reads an amount, ignoring a value that is not one rather than failing the whole answer.
+/// Some answers carry display strings (`" 100 ₸"`, `"1 500,50 ₸"`): read those too.
 pub(crate) fn lenient_amount<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Amount>, D::Error> {
     Ok(match Option::<Value>::deserialize(d)? {
         Some(Value::Number(n)) => Amount::parse(&n.to_string()).ok(),
-        Some(Value::String(s)) => Amount::parse(&s).ok(),
+        Some(Value::String(s)) => Amount::parse(&s).ok().or_else(|| display_amount(&s)),
         _ => None,
     })
+}
+
+/// An amount written for people: spaces (also no-break) between thousands, the tenge sign,
+/// a decimal comma.
+fn display_amount(text: &str) -> Option<Amount> {
+    let plain: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '₸')
+        .map(|c| if c == ',' { '.' } else { c })
+        .collect();
+    Amount::parse(&plain).ok()
 }
 
 fn lenient_status<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Status>, D::Error> {
@@ -227,5 +239,29 @@ pub(crate) fn list_in(data: &Value, preferred: &str) -> Vec<Value> {
             .cloned()
             .unwrap_or_default(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_amounts_are_read() {
+        let op: HistoryOperation =
+            serde_json::from_value(serde_json::json!({"Amount": " 100 ₸"})).expect("decodes");
+        assert_eq!(op.amount, Some(Amount::from_tiyn(10_000)));
+        for (text, tiyn) in [
+            ("1 500,50 ₸", 150_050),
+            ("1\u{a0}500 ₸", 150_000),
+            ("25.5", 2_550),
+        ] {
+            let op: HistoryOperation =
+                serde_json::from_value(serde_json::json!({"Amount": text})).expect("decodes");
+            assert_eq!(op.amount, Some(Amount::from_tiyn(tiyn)), "{text}");
+        }
+        let op: HistoryOperation =
+            serde_json::from_value(serde_json::json!({"Amount": "сто"})).expect("decodes");
+        assert_eq!(op.amount, None);
     }
 }

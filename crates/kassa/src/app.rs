@@ -216,7 +216,9 @@ impl App {
 
 /// `GET /api/v1/status`: no authentication, never a secret. `status` is `ok` while the
 /// gateway answers (as ApiPay's health check); `kaspi.sessions` counts cashier sessions that
-/// work and that need a login, so a monitor can alert on `needs_login > 0`.
+/// work and that need a login (with the distinct reasons, e.g. "signed in on another device"),
+/// so a monitor can alert on `needs_login > 0`; `kaspi.state` is `ok`, `needs_login` or
+/// `app_build_outdated` (Kaspi refuses the app build: `kaspi.app` and `action` say what to set).
 async fn status(State(state): State<AppState>) -> Json<Value> {
     let now = OffsetDateTime::now_utc()
         .format(&Rfc3339)
@@ -229,11 +231,21 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
     match state.gateway.health().await {
         Ok(health) => {
             let healthy = health.iter().filter(|h| h.healthy).count();
+            let mut reasons: Vec<&str> = health
+                .iter()
+                .filter(|h| !h.healthy)
+                .filter_map(|h| h.reason.as_deref())
+                .collect();
+            reasons.sort_unstable();
+            reasons.dedup();
             kaspi["sessions"] = json!({
                 "healthy": healthy,
                 "needs_login": health.len() - healthy,
+                "reasons": reasons,
             });
+            kaspi["state"] = json!("ok");
             if healthy < health.len() {
+                kaspi["state"] = json!("needs_login");
                 kaspi["action"] = json!("a Kaspi cashier must log in again: run `kassa terminal status`, then `kassa terminal connect`");
             }
         }
@@ -241,6 +253,17 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
             tracing::error!(error = %e, "status: cannot read terminals");
             kaspi["sessions"] = Value::Null;
         }
+    }
+    match state.gateway.app_build().await {
+        Ok(app) => {
+            kaspi["app"] =
+                json!({"version": app.version, "build": app.build, "source": app.source});
+            if app.outdated {
+                kaspi["state"] = json!("app_build_outdated");
+                kaspi["action"] = json!(app.action());
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "status: cannot read the settings"),
     }
     Json(json!({"status": "ok", "timestamp": now, "kaspi": kaspi}))
 }

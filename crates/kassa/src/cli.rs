@@ -1,10 +1,12 @@
-//! The administration commands of the `kassa` binary: organizations, their API keys and the
-//! login of their Kaspi Pay cashier, run against the same database and master key as
+//! The administration commands of the `kassa` binary: organizations, their API keys, the
+//! login of their Kaspi Pay cashier and the Kaspi app build (`kaspi_app.rs`), run against the same database and master key as
 //! `kassa serve` (the global `--data-dir`, `--database-url`, `--config`).
 //!
 //! Data goes to stdout, one line per item, so scripts can take it
 //! (`KEY=$(kassa api-key create --org demo)`); prompts, notes and errors go to stderr. Nothing
 //! here prints a secret except a new API key, once; phones are shown masked.
+
+mod kaspi_app;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -38,6 +40,9 @@ pub enum AdminCommand {
     /// update, delete, rotate-secret, attempts, redeliver; the same functions as
     /// `/api/v1/webhooks`.
     Webhook(Box<crate::webhooks::cli::WebhookArgs>),
+    /// Kaspi settings taken up without a restart: `kassa kaspi app-build show|set|reset`.
+    #[command(subcommand)]
+    Kaspi(kaspi_app::KaspiCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +177,7 @@ pub async fn run(storage: &StorageArgs, command: AdminCommand) -> anyhow::Result
         AdminCommand::ApiKey(command) => run_api_key(storage, command).await,
         AdminCommand::Terminal(command) => run_terminal(storage, command).await,
         AdminCommand::Webhook(args) => crate::webhooks::cli::run(storage, *args).await,
+        AdminCommand::Kaspi(command) => kaspi_app::run(storage, command).await,
     }
 }
 

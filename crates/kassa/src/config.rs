@@ -345,7 +345,7 @@ impl Config {
         };
         kaspi::ClientConfig {
             endpoints,
-            app: self.kaspi_app.clone(),
+            app: self.kaspi_app.clone().into(),
             ..kaspi::ClientConfig::default()
         }
     }

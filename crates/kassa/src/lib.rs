@@ -1,7 +1,8 @@
 //! Kassa, a self-hosted Kaspi Pay gateway.
 //!
 //! - [`app`]: builds and runs the server (`App::build(config)`, `run_until_stopped`).
-//! - [`cli`]: the binary's administration commands: organizations, API keys, cashier login.
+//! - [`cli`]: the binary's administration commands: organizations, API keys, cashier login,
+//!   the Kaspi app build (a run-time setting).
 //! - [`config`]: one typed configuration (defaults, file, environment, flags).
 //! - [`datadir`]: the data dir made owner-only, and the lock `kassa serve` holds on it.
 //! - [`gateway`]: what happens behind the API: invoices sent to Kaspi and followed, cashier

@@ -99,7 +99,7 @@ fn header_map(pairs: &[(&str, String)]) -> HeaderMap {
     map
 }
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
@@ -223,11 +223,30 @@ impl Env {
         pid: &str,
         ecdh: &SecretKey,
     ) -> Reply {
+        self.finish_signed(device, key, pid, ecdh, false).await
+    }
+
+    /// The finish request, its `X-Sign` over the body too when `sign_body` (as some newer
+    /// clients sign it).
+    pub async fn finish_signed(
+        &self,
+        device: &DeviceIdentity,
+        key: &SigningKeyPair,
+        pid: &str,
+        ecdh: &SecretKey,
+        sign_body: bool,
+    ) -> Reply {
         let url = self.url("/entrance-pay/api/v1/kpentrance/finish");
         let data = B64.encode(
             json!({"installId": device.install_id(), "time": "2026-01-01T05:00:00.000+0500", "auth": [{"value": "", "type": "pincode"}], "userIdHash": ""})
                 .to_string(),
         );
+        let body = json!({
+            "signed": {"data": data, "sign": sign::sign_bytes(key, data.as_bytes()).expect("signed")},
+            "guard": {"pinHash": device.pin_hash(), "x509": sign::public_x509_b64(&ecdh.public_key())},
+            "processId": pid,
+        });
+        let bytes = body.to_string().into_bytes();
         let headers = signed(
             key,
             &url,
@@ -241,20 +260,16 @@ impl Env {
                 ("X-Time", "2026-01-01T05:00:00.000+0500".into()),
                 ("X-SV", "2".into()),
             ],
-            None,
+            sign_body.then_some(&bytes[..]),
         );
-        let body = json!({
-            "signed": {"data": data, "sign": sign::sign_bytes(key, data.as_bytes()).expect("signed")},
-            "guard": {"pinHash": device.pin_hash(), "x509": sign::public_x509_b64(&ecdh.public_key())},
-            "processId": pid,
-        });
         let r = self
             .http
             .post(&url)
             .headers(headers)
             .header("X-PkTag", device.pk_tag())
             .header("X-SU", sign::x_su(&url))
-            .json(&body)
+            .header("Content-Type", "application/json")
+            .body(bytes)
             .send()
             .await
             .expect("finish");

@@ -9,3 +9,4 @@ mod history;
 mod login;
 mod payments;
 mod persist;
+mod seen_2026;

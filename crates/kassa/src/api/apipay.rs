@@ -120,17 +120,22 @@ pub fn gateway_error(e: GatewayError) -> ApiError {
             "kaspi_not_connected",
             e.to_string(),
         ),
-        G::SessionInvalid(_) => coded(
+        G::SessionInvalid(reason) => coded(
             StatusCode::SERVICE_UNAVAILABLE,
             "kaspi_session_invalid",
-            "The Kaspi cashier session has expired and could not be renewed; the cashier must log in again (kassa terminal connect).".into(),
+            format!("The Kaspi cashier session is no longer valid ({reason}); the cashier must log in again (kassa terminal connect)."),
+        ),
+        e @ G::AppBuildOutdated { .. } => coded(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "kaspi_app_build_outdated",
+            capitalized(&e.to_string()),
         ),
         G::KaspiClientNotFound => ApiError::validation(
             F,
             "phone_number",
             "No Kaspi client has this phone number.",
         ),
-        G::KaspiRefused(message) => coded(
+        G::KaspiRefused(message) | G::LoginFailed(message) => coded(
             StatusCode::BAD_GATEWAY,
             "kaspi_error",
             format!("Kaspi refused the request: {message}"),

@@ -187,11 +187,16 @@ pub fn gateway_error(e: GatewayError) -> ApiError {
             StatusCode::SERVICE_UNAVAILABLE,
             "KASPI_SESSION_INVALID",
             match e {
-                G::NoTerminal => e.to_string(),
-                _ => "The Kaspi cashier session has expired and could not be renewed; the cashier must log in again (kassa terminal connect)".into(),
+                G::SessionInvalid(reason) => format!("The Kaspi cashier session is no longer valid ({reason}); the cashier must log in again (kassa terminal connect)"),
+                other => other.to_string(),
             },
         ),
-        G::KaspiRefused(message) => coded(
+        e @ G::AppBuildOutdated { .. } => coded(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "KASPI_APP_BUILD_OUTDATED",
+            e.to_string(),
+        ),
+        G::KaspiRefused(message) | G::LoginFailed(message) => coded(
             StatusCode::BAD_GATEWAY,
             "KASPI_ERROR",
             format!("Kaspi refused the request: {message}"),

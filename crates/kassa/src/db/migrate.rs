@@ -52,6 +52,7 @@ migrations! {
     7 "invoice_counts" "0007_invoice_counts",
     8 "crash_safety" "0008_crash_safety",
     9 "key_limits" "0009_key_limits",
+    10 "settings" "0010_settings",
 }
 
 /// The migrations for `dialect`, in the order they apply.

@@ -11,10 +11,13 @@
 //! - `history.rs`: each cashier's operations history synced into the store.
 //! - `bootstrap.rs`: the `demo` organization with a logged-in sandbox cashier on first start;
 //!   cashiers logged in again if the sandbox Kaspi lost its saved state.
+//! - `app_build.rs`: the Kaspi app version and build as run-time settings, and the
+//!   `app_build_outdated` state when Kaspi refuses the build in use.
 //!
 //! Both API surfaces call the same [`Gateway`] methods, so a payment behaves the same
 //! whichever face created it.
 
+mod app_build;
 mod bootstrap;
 mod history;
 mod invoices;
@@ -26,11 +29,15 @@ mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use app_build::AppBuild;
+pub use app_build::{
+    AppBuildState, SETTING_APP_BUILD, SETTING_APP_BUILD_REFUSED, SETTING_APP_VERSION,
+};
 pub use bootstrap::{SandboxPrompt, DEMO_CASHIER_PHONE, DEMO_ORG_SLUG};
 pub use invoices::{NewRemoteInvoice, SandboxAction};
 pub use qr::NewQrPayment;
 pub use refunds::RefundRequest;
-pub use terminals::{connect_terminal, Loaded, Terminals};
+pub use terminals::{connect_terminal, Loaded, Terminals, SIGNED_IN_ELSEWHERE};
 pub use worker::WorkerHandle;
 
 use crate::secrets::MasterKey;
@@ -69,15 +76,21 @@ pub enum GatewayError {
     /// The organization has no cashier logged in.
     #[error("no Kaspi cashier is connected for this organization; run `kassa terminal connect`")]
     NoTerminal,
-    /// The cashier's session is dead and could not be refreshed.
+    /// The cashier's session is dead and could not be refreshed; why, for people.
     #[error("the Kaspi cashier session is no longer valid; the cashier must log in again with `kassa terminal connect` ({0})")]
     SessionInvalid(String),
+    /// Kaspi refuses the app build presented (`OldVersionToUpdate`), for every cashier.
+    #[error("Kaspi no longer accepts app build {build} (it asks for a newer app); set a newer one with `kassa kaspi app-build set <build> --version <version>` (setting kaspi.app_build), which takes effect without a restart")]
+    AppBuildOutdated { build: String },
     /// Kaspi knows no client with this phone number.
     #[error("Kaspi has no client with this phone number")]
     KaspiClientNotFound,
     /// Kaspi refused the request.
     #[error("Kaspi refused: {0}")]
     KaspiRefused(String),
+    /// The cashier's login did not finish: what happened and what to do.
+    #[error("{0}")]
+    LoginFailed(String),
     /// The request to Kaspi may or may not have taken effect: its answer was lost.
     #[error("{0}")]
     OutcomeUnknown(String),
@@ -98,16 +111,29 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// Whether the error waits for a person (a cashier login, a newer app build): work that
+    /// met it waits and is tried again later, it is not failed.
+    pub fn waits_for_person(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::SessionInvalid(_)
+                | GatewayError::NoTerminal
+                | GatewayError::AppBuildOutdated { .. }
+        )
+    }
+
     /// Sorts a Kaspi error into what the API surfaces answer.
     pub fn from_kaspi(e: kaspi::Error) -> GatewayError {
         use kaspi::Error as K;
         match e {
             K::Session { .. } | K::ReauthRequired(_) => GatewayError::SessionInvalid(e.to_string()),
+            K::SessionEvicted { .. } => GatewayError::SessionInvalid(SIGNED_IN_ELSEWHERE.into()),
+            K::AppBuildOutdated { build, .. } => GatewayError::AppBuildOutdated { build },
             K::Kaspi { ref code, .. } if code.as_deref() == Some("ClientNotFound") => {
                 GatewayError::KaspiClientNotFound
             }
             K::Kaspi { message, .. } => GatewayError::KaspiRefused(message),
-            K::Login(login) => GatewayError::KaspiRefused(login.to_string()),
+            K::Login(login) => GatewayError::LoginFailed(login.to_string()),
             K::OutcomeUnknown { .. } => GatewayError::OutcomeUnknown(e.to_string()),
             K::Transport { .. } | K::Throttled { .. } | K::Http { .. } | K::Decode(_) => {
                 GatewayError::KaspiUnavailable(e.to_string())
@@ -149,6 +175,8 @@ pub struct GatewaySettings {
     /// The most Kaspi calls a second this process makes for one cashier (Kaspi throttles
     /// above about 20).
     pub kaspi_calls_per_sec: u32,
+    /// How often run-time settings (the Kaspi app build) are read again.
+    pub settings_every: Duration,
 }
 
 impl Default for GatewaySettings {
@@ -168,6 +196,7 @@ impl Default for GatewaySettings {
             history_every: Duration::from_secs(1),
             history_idle_every: s(30),
             kaspi_calls_per_sec: crate::config::DEFAULT_KASPI_CALLS_PER_SEC,
+            settings_every: s(3),
         }
     }
 }
@@ -213,6 +242,7 @@ impl Gateway {
             master_key.clone(),
             client_config,
             settings.kaspi_calls_per_sec,
+            settings.settings_every,
         );
         Gateway {
             inner: Arc::new(Inner {
@@ -267,6 +297,11 @@ impl Gateway {
             slugs.insert(org_id, slug.clone());
         }
         Ok(slug)
+    }
+
+    /// The Kaspi app version and build in use, and whether Kaspi refuses them.
+    pub async fn app_build(&self) -> Result<AppBuildState, GatewayError> {
+        self.inner.terminals.app_build_state().await
     }
 
     /// The health of every organization's cashier session.

@@ -6,7 +6,13 @@
 //! by the next call. A dead session is refreshed once (sign-in-lite) and the refreshed session
 //! stored with compare-and-set on `version`; when refresh is refused the terminal is marked
 //! `needs_login`, the log says which command to run, and calls answer
-//! [`GatewayError::SessionInvalid`] until a person logs in again.
+//! [`GatewayError::SessionInvalid`] until a person logs in again. A session Kaspi ended because
+//! the cashier's phone logged in on another device is not refreshed at all (it cannot be): the
+//! terminal goes `needs_login` with the reason [`SIGNED_IN_ELSEWHERE`]. An app build Kaspi
+//! refuses is noted for the whole gateway (`app_build.rs`).
+//!
+//! Each terminal keeps its own device identity, reused when the same phone logs in again, so
+//! Kaspi sees one device per cashier and one cashier's login never evicts another's.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,9 +21,15 @@ use std::time::{Duration, Instant};
 
 use kaspi::{Client, ClientConfig, DeviceIdentity, LoginPrompt, Phone, Session};
 
+use super::app_build::{AppBuild, AppBuildState};
 use super::GatewayError;
 use crate::secrets::MasterKey;
-use crate::store::{Store, Terminal, TerminalState};
+use crate::store::{Store, Terminal, TerminalState, JOB_SYNC_HISTORY};
+
+/// Why a terminal needs a login when Kaspi ended its session for a login on another device.
+pub const SIGNED_IN_ELSEWHERE: &str = "signed in on another device: Kaspi ended the cashier's \
+     session because the same phone logged in on another device, and a refresh cannot bring it \
+     back";
 
 /// A terminal ready for calls: its client (device) and session, at one version of the row.
 pub struct Loaded {
@@ -83,6 +95,8 @@ pub struct Terminals {
     /// Serialises refreshes per organization within this process.
     refreshing: tokio::sync::Mutex<()>,
     budget: Budget,
+    /// The app version and build presented, as the settings say.
+    app_build: AppBuild,
 }
 
 fn device_context(org_id: i64) -> String {
@@ -104,6 +118,10 @@ pub async fn connect_terminal(
     phone: &Phone,
     prompt: &mut impl LoginPrompt,
 ) -> Result<Terminal, GatewayError> {
+    // The app build stored by `kassa kaspi app-build set`, also in a process that only logs in.
+    AppBuild::new(client_config.app.clone(), Duration::ZERO)
+        .sync(store)
+        .await?;
     let existing = store.terminal_for_org(org_id).await?;
     let device = match existing.filter(|t| t.phone == phone.as_str()) {
         Some(t) => open_device(master_key, org_id, &t.device_sealed)?,
@@ -128,9 +146,11 @@ pub async fn connect_terminal(
             TerminalState::Active,
         )
         .await?;
+    // Work that waited for this login resumes: the history sync (which settles open invoices)
+    // runs at once.
     let now = super::now_ms();
     store
-        .schedule_job(crate::store::JOB_SYNC_HISTORY, org_id, now, now)
+        .pull_job_forward(JOB_SYNC_HISTORY, org_id, now, now)
         .await?;
     tracing::info!(org_id, terminal = terminal.id, "cashier logged in to Kaspi");
     Ok(terminal)
@@ -177,6 +197,7 @@ impl Terminals {
         master_key: MasterKey,
         client_config: ClientConfig,
         calls_per_sec: u32,
+        settings_every: Duration,
     ) -> Terminals {
         let http = reqwest::Client::builder()
             .connect_timeout(client_config.connect_timeout)
@@ -187,12 +208,41 @@ impl Terminals {
         Terminals {
             store,
             master_key,
-            client_config,
             http,
             cache: Mutex::new(HashMap::new()),
             refreshing: tokio::sync::Mutex::new(()),
             budget: Budget::new(calls_per_sec, calls_per_sec.div_ceil(2)),
+            app_build: AppBuild::new(client_config.app.clone(), settings_every),
+            client_config,
         }
+    }
+
+    /// Takes up a newer app version and build set meanwhile (at most every few seconds); when
+    /// they changed, every history sync runs at once, so work stopped by an outdated build
+    /// resumes.
+    pub async fn sync_app_build(&self) {
+        match self.app_build.sync(&self.store).await {
+            Ok(false) => {}
+            Ok(true) => {
+                let now = super::now_ms();
+                let terminals = self.store.list_terminals().await.unwrap_or_default();
+                for t in terminals {
+                    if let Err(e) = self
+                        .store
+                        .pull_job_forward(JOB_SYNC_HISTORY, t.org_id, now, now)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "cannot schedule a history sync");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the settings"),
+        }
+    }
+
+    /// The app version and build in use, and whether Kaspi refuses them.
+    pub(crate) async fn app_build_state(&self) -> Result<AppBuildState, GatewayError> {
+        self.app_build.state(&self.store).await
     }
 
     /// Waits for the cashier's next call slot.
@@ -212,6 +262,7 @@ impl Terminals {
     /// The terminal of `org_id`, ready for calls; an error when there is none or it needs a
     /// login.
     pub async fn load(&self, org_id: i64) -> Result<Arc<Loaded>, GatewayError> {
+        self.sync_app_build().await;
         let terminal = self
             .store
             .terminal_for_org(org_id)
@@ -315,26 +366,86 @@ impl Terminals {
         F: Fn(Arc<Loaded>) -> Fut,
         Fut: Future<Output = Result<T, kaspi::Error>>,
     {
-        match call(loaded.clone()).await {
+        let answer = match call(loaded.clone()).await {
             Err(e) if e.is_session() => {
                 tracing::info!(org_id, error = %e, "Kaspi session rejected; refreshing");
                 let refreshed = self.refresh(org_id, &loaded).await?;
                 self.pace(org_id).await;
-                call(refreshed)
-                    .await
-                    .map_err(|e| self.after_refresh_error(org_id, e))
+                match call(refreshed.clone()).await {
+                    Err(e) if e.is_session() => {
+                        tracing::warn!(org_id, error = %e, "Kaspi rejected a freshly refreshed session");
+                        return Err(GatewayError::SessionInvalid(e.to_string()));
+                    }
+                    other => other.map_err(|e| (e, refreshed.version)),
+                }
             }
-            other => other.map_err(GatewayError::from_kaspi),
+            other => other.map_err(|e| (e, loaded.version)),
+        };
+        match answer {
+            Ok(value) => {
+                self.app_build.accepted(&self.store).await;
+                Ok(value)
+            }
+            Err((e, version)) => Err(self.failed(org_id, version, e).await),
         }
     }
 
-    fn after_refresh_error(&self, org_id: i64, e: kaspi::Error) -> GatewayError {
-        if e.is_session() {
-            tracing::warn!(org_id, error = %e, "Kaspi rejected a freshly refreshed session");
-            GatewayError::SessionInvalid(e.to_string())
-        } else {
-            GatewayError::from_kaspi(e)
+    /// What a failed call means here: an evicted session puts the terminal (at `version`) in
+    /// `needs_login`; a refused app build is noted for the gateway.
+    async fn failed(&self, org_id: i64, version: i64, e: kaspi::Error) -> GatewayError {
+        match e {
+            kaspi::Error::SessionEvicted { .. } => {
+                tracing::warn!(org_id, error = %e, "Kaspi ended the cashier's session: signed in on another device");
+                match self.needs_login(org_id, version, SIGNED_IN_ELSEWHERE).await {
+                    Ok(e) | Err(e) => e,
+                }
+            }
+            kaspi::Error::AppBuildOutdated { build, message } => {
+                self.app_build.refused(&self.store, &build, &message).await;
+                GatewayError::AppBuildOutdated { build }
+            }
+            other => GatewayError::from_kaspi(other),
         }
+    }
+
+    /// Marks the terminal of `org_id` (seen at `version`) as needing a login for `reason`,
+    /// says in the log which command to run, and gives the error calls answer now.
+    async fn needs_login(
+        &self,
+        org_id: i64,
+        version: i64,
+        reason: &str,
+    ) -> Result<GatewayError, GatewayError> {
+        self.store
+            .update_terminal_session(
+                org_id,
+                version,
+                None,
+                TerminalState::NeedsLogin,
+                Some(reason),
+            )
+            .await?;
+        let slug = self
+            .store
+            .org_by_id(org_id)
+            .await
+            .ok()
+            .flatten()
+            .map_or_else(|| org_id.to_string(), |o| o.slug);
+        let phone = self
+            .store
+            .terminal_for_org(org_id)
+            .await
+            .ok()
+            .flatten()
+            .map_or_else(String::new, |t| t.phone);
+        tracing::error!(
+            org_id,
+            reason,
+            "the Kaspi cashier of organization `{slug}` must log in again: run \
+             `kassa terminal connect --org {slug} --phone {phone}`"
+        );
+        Ok(GatewayError::SessionInvalid(reason.to_owned()))
     }
 
     /// Refreshes the session seen at `stale.version`. If another task or process already
@@ -371,31 +482,9 @@ impl Terminals {
             }
             Err(e) if e.is_session() || matches!(e, kaspi::Error::Kaspi { .. }) => {
                 let reason = format!("Kaspi refused to refresh the session: {e}");
-                self.store
-                    .update_terminal_session(
-                        org_id,
-                        stale.version,
-                        None,
-                        TerminalState::NeedsLogin,
-                        Some(&reason),
-                    )
-                    .await?;
-                let slug = self
-                    .store
-                    .org_by_id(org_id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map_or_else(|| org_id.to_string(), |o| o.slug);
-                tracing::error!(
-                    org_id,
-                    "the Kaspi cashier of organization `{slug}` must log in again: run \
-                     `kassa terminal connect --org {slug} --phone {}`",
-                    current.phone
-                );
-                Err(GatewayError::SessionInvalid(reason))
+                Err(self.needs_login(org_id, stale.version, &reason).await?)
             }
-            Err(e) => Err(GatewayError::from_kaspi(e)),
+            Err(e) => Err(self.failed(org_id, stale.version, e).await),
         }
     }
 }

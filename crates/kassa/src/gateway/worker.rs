@@ -77,6 +77,8 @@ impl Gateway {
         mut stopped: watch::Receiver<bool>,
     ) {
         loop {
+            // A newer Kaspi app build set meanwhile is taken up here too, not only by calls.
+            self.terminals().sync_app_build().await;
             let handled = self.run_due_jobs_of(&worker_id, kinds).await;
             if *stopped.borrow() {
                 break;
@@ -213,7 +215,7 @@ impl Gateway {
                 }
                 self.again(worker, job, job.attempt + 1, None).await
             }
-            Err(e @ (GatewayError::SessionInvalid(_) | GatewayError::NoTerminal)) => {
+            Err(e) if e.waits_for_person() => {
                 self.again_after(worker, job, job.attempt, NO_SESSION_RETRY, Some(&e))
                     .await
             }
@@ -289,6 +291,12 @@ impl Gateway {
                 )
                 .await
             }
+            // No cashier session, or a build Kaspi refuses: history cannot be read until a
+            // person acts; look again at the slower pace.
+            Err(e) if e.waits_for_person() => {
+                self.again_after(worker, job, job.attempt, NO_SESSION_RETRY, Some(&e))
+                    .await
+            }
             Err(e) => {
                 let delay = delay_at(schedule, job.attempt);
                 self.again_after(worker, job, job.attempt, delay, Some(&e))
@@ -315,7 +323,7 @@ impl Gateway {
                 self.again_after(worker, job, job.attempt + 1, delay, None)
                     .await
             }
-            Err(e @ (GatewayError::SessionInvalid(_) | GatewayError::NoTerminal)) => {
+            Err(e) if e.waits_for_person() => {
                 self.again_after(worker, job, job.attempt, NO_SESSION_RETRY, Some(&e))
                     .await
             }

@@ -23,6 +23,7 @@ mod jobs;
 mod limits;
 mod orgs;
 mod refunds;
+mod settings;
 pub mod types;
 mod webhooks;
 
