@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{connect, wait_for, Kassa, Options};
 use kaspi_sim::{SimConfig, Simulator};
 use kassa::db::testing::TestDb;
-use kassa::gateway::{connect_terminal, SandboxPrompt, DEMO_CASHIER_PHONE, SIGNED_IN_ELSEWHERE};
+use kassa::gateway::{DEMO_CASHIER_PHONE, SIGNED_IN_ELSEWHERE};
 use kassa::store::TerminalState;
 use serde_json::{json, Value};
 
@@ -42,21 +42,7 @@ async fn status(kassa: &Kassa) -> Value {
 
 /// `kassa terminal connect` as the cashier at the prompt would do it, for the demo cashier.
 async fn login_again(kassa: &Kassa, org: i64) {
-    let phone = kaspi::phone::normalize(DEMO_CASHIER_PHONE).expect("phone");
-    let mut prompt = SandboxPrompt {
-        sim: kassa.sim().clone(),
-        phone: phone.as_str().into(),
-    };
-    connect_terminal(
-        kassa.store(),
-        &kassa.state.master_key,
-        kassa.state.gateway.terminals().client_config().clone(),
-        org,
-        &phone,
-        &mut prompt,
-    )
-    .await
-    .expect("the cashier logs in again");
+    common::login(kassa, kassa.sim(), org, DEMO_CASHIER_PHONE).await;
 }
 
 /// Waits until ApiPay's view of invoice `id` has `status`.
@@ -473,21 +459,7 @@ on_both_databases!(
         let kassa = Kassa::start(options).await;
         let org = connect(&kassa, &sim, "shop", "7000000011").await;
         // The same cashier again: the same device, so its earlier session is not evicted.
-        let phone = kaspi::phone::normalize("7000000011").expect("phone");
-        let mut prompt = SandboxPrompt {
-            sim: sim.clone(),
-            phone: phone.as_str().into(),
-        };
-        connect_terminal(
-            kassa.store(),
-            &kassa.state.master_key,
-            kassa.state.gateway.terminals().client_config().clone(),
-            org,
-            &phone,
-            &mut prompt,
-        )
-        .await
-        .expect("login again");
+        common::login(&kassa, &sim, org, "7000000011").await;
         let first = sim.sessions("7000000011").expect("sessions");
         assert_eq!(first.len(), 2, "{first:?}");
         assert!(first.iter().all(|s| s.install_id == first[0].install_id));
@@ -498,21 +470,7 @@ on_both_databases!(
         let second = sim.sessions("7000000012").expect("sessions");
         assert_ne!(second[0].install_id, first[0].install_id);
         // Another cashier of the same organization (its terminal now): its own device too.
-        let phone = kaspi::phone::normalize("7000000013").expect("phone");
-        let mut prompt = SandboxPrompt {
-            sim: sim.clone(),
-            phone: phone.as_str().into(),
-        };
-        connect_terminal(
-            kassa.store(),
-            &kassa.state.master_key,
-            kassa.state.gateway.terminals().client_config().clone(),
-            org,
-            &phone,
-            &mut prompt,
-        )
-        .await
-        .expect("another cashier");
+        common::login(&kassa, &sim, org, "7000000013").await;
         let third = sim.sessions("7000000013").expect("sessions");
         assert_ne!(third[0].install_id, first[0].install_id);
         assert_ne!(third[0].install_id, second[0].install_id);

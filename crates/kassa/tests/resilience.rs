@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{connect, wait_for, Kassa, Options};
 use kaspi_sim::{Faults, LostMode, SimConfig, Simulator};
 use kassa::db::testing::TestDb;
-use kassa::gateway::{connect_terminal, SandboxPrompt};
+
 use kassa::store::{InvoiceStatus, JOB_POLL_INVOICE};
 use serde_json::json;
 
@@ -174,21 +174,7 @@ on_both_databases!(
 
         // The cashier logs in again (what `kassa terminal connect` does): work resumes without a
         // restart.
-        let phone = kaspi::phone::normalize(kassa::gateway::DEMO_CASHIER_PHONE).expect("phone");
-        let mut prompt = SandboxPrompt {
-            sim: sim.clone(),
-            phone: phone.as_str().into(),
-        };
-        connect_terminal(
-            kassa.store(),
-            &kassa.state.master_key,
-            kassa.state.gateway.terminals().client_config().clone(),
-            org,
-            &phone,
-            &mut prompt,
-        )
-        .await
-        .expect("login again");
+        common::login(&kassa, &sim, org, kassa::gateway::DEMO_CASHIER_PHONE).await;
         let resumed = kassa.post(&key, "/invoices", invoice.clone()).await;
         assert_eq!(resumed.status, 201, "{:?}", resumed.json);
         let cancel = kassa

@@ -289,6 +289,13 @@ where
 /// Logs a cashier of a new organization `slug` in to `sim` through `kassa`'s own settings.
 pub async fn connect(kassa: &Kassa, sim: &kaspi_sim::Simulator, slug: &str, cashier: &str) -> i64 {
     let org = kassa.store().create_org(slug, slug).await.expect("org");
+    login(kassa, sim, org.id, cashier).await;
+    org.id
+}
+
+/// Logs the cashier with phone `cashier` in for `org_id` against `sim`, as `kassa terminal
+/// connect` does with a person at the prompt (the simulator's control side answers it).
+pub async fn login(kassa: &Kassa, sim: &kaspi_sim::Simulator, org_id: i64, cashier: &str) {
     let phone = kaspi::phone::normalize(cashier).expect("phone");
     let mut prompt = kassa::gateway::SandboxPrompt {
         sim: sim.clone(),
@@ -298,13 +305,12 @@ pub async fn connect(kassa: &Kassa, sim: &kaspi_sim::Simulator, slug: &str, cash
         kassa.store(),
         &kassa.state.master_key,
         kassa.state.gateway.terminals().client_config().clone(),
-        org.id,
+        org_id,
         &phone,
         &mut prompt,
     )
     .await
     .expect("cashier logs in");
-    org.id
 }
 
 /// Starts `kassa serve` as a process on `database_url` against the simulator at `base`; its
