@@ -197,7 +197,31 @@ impl App {
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "could not set up the demo organization"),
         }
-        let worker_id = format!("kassa-{}-{}", std::process::id(), uuid::Uuid::new_v4());
+        // Worker ids start with the data dir's id. Holding the data dir's lock, this is the only
+        // server on it, so leases under that prefix belong to a predecessor that died (kill -9,
+        // a crash): released now, its work is taken up at once instead of when they run out.
+        let node = match crate::datadir::node_id(&self.state.config.data_dir) {
+            Ok(node) => {
+                let prefix = format!("kassa-{node}-");
+                match self.state.store.release_leases_of(&prefix).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(leases = n, "took up the work a stopped server held"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot release a stopped server's leases")
+                    }
+                }
+                node
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no data dir id; a stopped server's leases run out by themselves");
+                "nodeless".to_owned()
+            }
+        };
+        let worker_id = format!(
+            "kassa-{node}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
         let webhook_worker = self.state.webhooks.start_worker(worker_id.clone());
         let workers = gateway.start_workers(worker_id);
         let served = server

@@ -24,6 +24,9 @@ use crate::config::Config;
 
 /// The lock file's name in the data dir.
 pub const LOCK_FILE: &str = "kassa.lock";
+/// The data dir's own id, made once: the prefix of the worker ids of every `kassa serve` that
+/// runs on it, so that a server holding the lock knows which leases its dead predecessors held.
+pub const NODE_FILE: &str = "node-id";
 
 /// Why the data dir cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +216,36 @@ fn sqlite_path(database_url: &str) -> Option<PathBuf> {
         .strip_prefix("sqlite://")
         .filter(|path| !path.is_empty())
         .map(PathBuf::from)
+}
+
+/// The id of the data dir `dir` (12 hex digits in [`NODE_FILE`]), made on first use.
+pub fn node_id(dir: &Path) -> Result<String, DataDirError> {
+    let path = dir.join(NODE_FILE);
+    let valid = |text: &str| {
+        let id = text.trim();
+        (id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_owned())
+    };
+    if let Some(id) = std::fs::read_to_string(&path)
+        .ok()
+        .as_deref()
+        .and_then(valid)
+    {
+        return Ok(id);
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(&path)
+        .map_err(io_error("cannot write the data dir's id", &path))?;
+    std::io::Write::write_all(&mut file, id.as_bytes())
+        .map_err(io_error("cannot write the data dir's id", &path))?;
+    Ok(id)
 }
 
 /// Creates an empty file with mode 0600 (SQLite takes an empty file as a new database); one

@@ -1092,3 +1092,50 @@ both_databases!(
         assert!(much_later.iter().any(|j| j.id == ids[0]));
     }
 );
+
+both_databases!(
+    a_dead_predecessors_leases_are_released,
+    |db: Db| async move {
+        let store = Store::new(db);
+        for id in 1..=3 {
+            store
+                .schedule_job(JOB_POLL_INVOICE, id, T0, T0)
+                .await
+                .unwrap();
+        }
+        let lease = 60_000;
+        let dead = store
+            .claim_jobs(JOB_POLL_INVOICE, "kassa-0a0a0a0a0a0a-41-x", T0, lease, 2)
+            .await
+            .unwrap();
+        let other = store
+            .claim_jobs(JOB_POLL_INVOICE, "kassa-0b0b0b0b0b0b-42-y", T0, lease, 1)
+            .await
+            .unwrap();
+        assert_eq!((dead.len(), other.len()), (2, 1));
+        // The server that took over the data dir releases what its dead predecessor held, and
+        // nothing of another data dir's server.
+        assert_eq!(
+            store
+                .release_leases_of("kassa-0a0a0a0a0a0a-")
+                .await
+                .unwrap(),
+            2
+        );
+        let taken = store
+            .claim_jobs(
+                JOB_POLL_INVOICE,
+                "kassa-0a0a0a0a0a0a-43-z",
+                T0 + 1,
+                lease,
+                10,
+            )
+            .await
+            .unwrap();
+        let mut ids: Vec<i64> = taken.iter().map(|j| j.id).collect();
+        ids.sort_unstable();
+        let mut expected: Vec<i64> = dead.iter().map(|j| j.id).collect();
+        expected.sort_unstable();
+        assert_eq!(ids, expected);
+    }
+);

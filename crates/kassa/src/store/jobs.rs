@@ -238,6 +238,27 @@ impl Store {
             .await
     }
 
+    /// Ends every lease (jobs and webhook deliveries) held by a worker whose id starts with
+    /// `prefix`: their process is known to be gone. How many were released.
+    pub async fn release_leases_of(&self, prefix: &str) -> Result<u64, StoreError> {
+        let pattern = format!("{prefix}%");
+        self.db
+            .write(move |tx| {
+                let mut released = 0;
+                for table in ["jobs", "webhook_deliveries"] {
+                    released += tx.execute(
+                        &format!(
+                            "UPDATE {table} SET locked_until = NULL, locked_by = NULL \
+                             WHERE locked_by LIKE $1 AND locked_until IS NOT NULL"
+                        ),
+                        &[(&pattern).into()],
+                    )?;
+                }
+                Ok(released)
+            })
+            .await
+    }
+
     /// Removes job `id`: its work is done. `false` when it was already gone.
     pub async fn finish_job(&self, id: i64) -> Result<bool, StoreError> {
         self.db
