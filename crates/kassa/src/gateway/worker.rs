@@ -355,20 +355,28 @@ impl Gateway {
                 self.store().finish_job(job.id).await?;
                 Ok(())
             }
+            Err(e) if e.waits_for_person() => {
+                self.again_after(worker, job, job.attempt + 1, NO_SESSION_RETRY, Some(&e))
+                    .await
+            }
             Err(e) => {
-                let delay = every.max(NO_SESSION_RETRY);
+                // Kaspi unavailable, throttling, a lost page: payments are waiting to be
+                // found, so soon again, backing off (every, 2×, 4×, … up to 30 s).
+                let delay = history_retry(every, job.attempt);
                 self.again_after(worker, job, job.attempt + 1, delay, Some(&e))
                     .await
             }
         }
     }
 
-    /// Makes sure every organization with a cashier has its history sync job.
+    /// Makes sure every organization with a cashier has its history sync job, due now: a
+    /// server that starts (perhaps after a crash) looks for payments at once, also where the
+    /// last run left the next one for later.
     pub async fn schedule_history_syncs(&self) -> Result<(), GatewayError> {
         let now = now_ms();
         for terminal in self.store().list_terminals().await? {
             self.store()
-                .schedule_job(JOB_SYNC_HISTORY, terminal.org_id, now, now)
+                .pull_job_forward(JOB_SYNC_HISTORY, terminal.org_id, now, now)
                 .await?;
         }
         Ok(())
@@ -408,6 +416,16 @@ impl Gateway {
     }
 }
 
+/// The delay before the history sync tries again after its `attempt`-th failure in a row that
+/// a person need not fix: `every` doubled per failure, at most [`NO_SESSION_RETRY`].
+fn history_retry(every: Duration, attempt: i64) -> Duration {
+    let doublings = u32::try_from(attempt.clamp(0, 16)).unwrap_or(16);
+    every
+        .saturating_mul(1 << doublings)
+        .min(NO_SESSION_RETRY)
+        .max(every)
+}
+
 /// The delay of `attempt` in `schedule`; the last one repeats.
 fn delay_at(schedule: &[Duration], attempt: i64) -> Duration {
     let index = usize::try_from(attempt).unwrap_or(0);
@@ -416,4 +434,25 @@ fn delay_at(schedule: &[Duration], attempt: i64) -> Duration {
         .or_else(|| schedule.last())
         .copied()
         .unwrap_or(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{history_retry, NO_SESSION_RETRY};
+
+    #[test]
+    fn a_failing_history_sync_backs_off_from_its_pace_to_the_slow_one() {
+        let every = Duration::from_secs(1);
+        let delays: Vec<u64> = (0..8)
+            .map(|attempt| history_retry(every, attempt).as_secs())
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(history_retry(every, -3), every);
+        assert_eq!(history_retry(every, i64::MAX), NO_SESSION_RETRY);
+        // A pace slower than the cap is kept.
+        let slow = Duration::from_secs(45);
+        assert_eq!(history_retry(slow, 0), slow);
+    }
 }
