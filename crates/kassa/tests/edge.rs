@@ -199,6 +199,47 @@ async fn post_text(kassa: &Kassa, key: &str, idem: &str, body: &str) -> Answer {
 }
 
 on_both_databases!(
+    a_request_running_elsewhere_answers_409_with_retry_after,
+    |test: TestDb| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let org = kassa.demo_org().await;
+        let key = kassa.api_key(org).await;
+        let owner = kassa
+            .store()
+            .api_key_by_hash(&common::master_key(dir.path()).api_key_hash(&key))
+            .await
+            .expect("read")
+            .expect("the key");
+        // The same request, begun by another process that still holds its lease.
+        let body = r#"{"amount":1000,"phone_number":"87001234567"}"#;
+        let hash = kassa::api::idempotency::request_hash(
+            &axum::http::Method::POST,
+            "/api/v1/invoices",
+            body.as_bytes(),
+        );
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_millis(),
+        )
+        .expect("fits");
+        let begun = kassa
+            .store()
+            .idempotency_begin(owner.key_id, "busy-1", &hash, now, 3_600_000)
+            .await
+            .expect("begin");
+        assert_eq!(begun, kassa::store::Begin::New);
+        let answer = post_text(&kassa, &key, "busy-1", body).await;
+        assert_eq!(answer.status, 409, "{:?}", answer.json);
+        assert_eq!(answer.json["error"], "idempotency_key_in_use");
+        assert_eq!(answer.header("retry-after"), Some("1"));
+        kassa.stop().await;
+    }
+);
+
+on_both_databases!(
     a_record_kept_before_parsed_comparison_still_replays,
     |test: TestDb| async move {
         use sha2::{Digest as _, Sha256};

@@ -29,7 +29,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{OriginalUri, Request, State};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -116,7 +116,15 @@ pub async fn idempotency(State(auth): State<AuthState>, req: Request, next: Next
             "This Idempotency-Key was already used with a different request.",
         )
         .into_response(),
-        Ok(Begin::InFlight) => in_flight(format).into_response(),
+        Ok(Begin::InFlight) => {
+            // The first run usually ends within a second; one whose process died is taken
+            // over when its lease runs out (at most RUNNING_LEASE_MS).
+            let mut answer = in_flight(format).into_response();
+            answer
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            answer
+        }
         Ok(begun @ (Begin::New | Begin::Recover(_))) => {
             let recovered = match begun {
                 Begin::Recover(resource) => Some(resource),
