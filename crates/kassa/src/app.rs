@@ -147,6 +147,7 @@ impl App {
         if let Some(sim) = &state.sandbox {
             router = router.nest(SANDBOX_PREFIX, sim.router());
         }
+        let router = with_request_ids(router);
         Ok(App {
             listener,
             router,
@@ -236,6 +237,70 @@ impl App {
         drop(self.lock);
         served
     }
+}
+
+/// The header that carries a request's id: the client's own when it sends one (a visible
+/// ASCII value of at most 64 characters), else a new UUID; always in the answer.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Gives every request an id and a tracing span (`request`: method, route, id), so the log of
+/// one request can be followed, the jobs it schedules included; the answer carries the id.
+fn with_request_ids(router: Router) -> Router {
+    use axum::extract::MatchedPath;
+    use axum::http::{HeaderName, Request};
+    use tower_http::request_id::{
+        MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+    };
+    use tower_http::trace::TraceLayer;
+
+    /// A new UUID unless the client sent a usable id of its own.
+    #[derive(Clone, Copy)]
+    struct Ids;
+    impl MakeRequestId for Ids {
+        fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+            let id = uuid::Uuid::new_v4().to_string();
+            axum::http::HeaderValue::from_str(&id)
+                .ok()
+                .map(RequestId::new)
+        }
+    }
+
+    let header = HeaderName::from_static(REQUEST_ID_HEADER);
+    let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("(unrouted)", MatchedPath::as_str);
+        let id = request
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        tracing::info_span!("request", method = %request.method(), route, request_id = id)
+    });
+    // Outermost last: an unusable client id is dropped, an id is set, the span opens, and
+    // the answer gets the id.
+    router
+        .layer(PropagateRequestIdLayer::new(header.clone()))
+        .layer(trace)
+        .layer(SetRequestIdLayer::new(header, Ids))
+        .layer(axum::middleware::from_fn(keep_usable_request_id))
+}
+
+/// Drops a client's `x-request-id` that is not a visible ASCII value of at most 64 characters
+/// (it would go into logs as it is), so a new one is made for the request.
+async fn keep_usable_request_id(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let usable = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .map(|v| !v.is_empty() && v.len() <= 64 && v.as_bytes().iter().all(u8::is_ascii_graphic));
+    if usable == Some(false) {
+        request.headers_mut().remove(REQUEST_ID_HEADER);
+    }
+    next.run(request).await
 }
 
 /// `GET /api/v1/status`: no authentication, never a secret. `status` is `ok` while the

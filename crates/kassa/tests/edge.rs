@@ -721,3 +721,54 @@ async fn shutdown_drains_the_request_in_flight() {
         .expect("stopped in time")
         .expect("joined");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_carries_a_request_id() {
+    let test = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+    let org = kassa.demo_org().await;
+    let key = kassa.api_key(org).await;
+    let ask = |path: &'static str, id: Option<String>| {
+        let (http, url, key) = (
+            kassa.http.clone(),
+            format!("http://{}{path}", kassa.addr),
+            key.clone(),
+        );
+        async move {
+            let mut request = http
+                .get(url)
+                .header("X-API-Key", &key)
+                .header("Authorization", format!("Bearer {key}"));
+            if let Some(id) = id {
+                request = request.header("X-Request-Id", id);
+            }
+            let answer = request.send().await.expect("sent");
+            let id = answer
+                .headers()
+                .get("x-request-id")
+                .map(|v| v.to_str().expect("ascii").to_owned());
+            (answer.status().as_u16(), id)
+        }
+    };
+    for path in ["/api/v1/invoices", "/v1/payments", "/api/v1/nowhere"] {
+        // None sent: a new one, a UUID.
+        let (status, id) = ask(path, None).await;
+        assert_ne!(status, 500, "{path}");
+        let id = id.unwrap_or_else(|| panic!("{path}: no request id"));
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{path}: {id}");
+        // The client's own: kept.
+        let (_, same) = ask(path, Some("order-42.try-1".into())).await;
+        assert_eq!(same.as_deref(), Some("order-42.try-1"), "{path}");
+        // Unusable (too long for a log line): replaced.
+        let long = "x".repeat(65);
+        let (_, replaced) = ask(path, Some(long.clone())).await;
+        let replaced = replaced.unwrap_or_else(|| panic!("{path}: no request id"));
+        assert_ne!(replaced, long);
+        assert!(
+            uuid::Uuid::parse_str(&replaced).is_ok(),
+            "{path}: {replaced}"
+        );
+    }
+    kassa.stop().await;
+}
