@@ -12,10 +12,8 @@
 //! - [`IdPath`]: a numeric path id; anything else is ApiPay's 404.
 //! - [`not_found`] / [`method_not_allowed`]: router fallbacks in a surface's format.
 //!
-//! - [`reject_nul`]: middleware refusing U+0000 in query and path parameters; JSON bodies are
-//!   checked by [`parse_json`]. No text with a NUL reaches a handler or the database
-//!   (PostgreSQL cannot store it), and both databases answer alike: a validation error naming
-//!   the field (`metadata.note`, `cart_items[0].Name`, `search`, `order_number`).
+//! - JSON bodies with U+0000 are refused by [`parse_json`] (see [`super::nul`], which also has
+//!   the middleware for query and path parameters).
 //!
 //! Which surface's format an extractor answers in is a type: `ApiJson`/`XJson`, and
 //! `QueryPairs<ApiPay>` (the default) / `QueryPairs<XPayment>`.
@@ -168,8 +166,8 @@ pub fn parse_json<T: DeserializeOwned>(
     // so only a body with that text is walked.
     if bytes.windows(5).any(|w| w == b"u0000") {
         if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
-            if let Some(field) = nul_field(&value, "") {
-                return Err(nul_error(format, &field));
+            if let Some(field) = super::nul::nul_field(&value, "") {
+                return Err(super::nul::nul_error(format, &field));
             }
         }
     }
@@ -185,89 +183,11 @@ pub fn parse_json<T: DeserializeOwned>(
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
-        json_error(format, &path, err.inner())
+        super::json_errors::json_error(format, &path, err.inner())
     })?;
-    de.end().map_err(|err| json_error(format, ".", &err))?;
+    de.end()
+        .map_err(|err| super::json_errors::json_error(format, ".", &err))?;
     Ok(value)
-}
-
-/// The path of the first string in `value` with a NUL (`metadata.note`, `items[0]`), or of
-/// the object whose key has one; `prefix` is the path of `value` (`""` at the root, which is
-/// named `body`).
-fn nul_field(value: &serde_json::Value, prefix: &str) -> Option<String> {
-    use serde_json::Value;
-    let here = || {
-        if prefix.is_empty() {
-            "body".to_owned()
-        } else {
-            prefix.to_owned()
-        }
-    };
-    match value {
-        Value::String(text) if text.contains('\0') => Some(here()),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, item)| nul_field(item, &format!("{prefix}[{i}]"))),
-        Value::Object(map) => {
-            if map.keys().any(|key| key.contains('\0')) {
-                return Some(here());
-            }
-            map.iter().find_map(|(key, item)| {
-                let path = if prefix.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{prefix}.{key}")
-                };
-                nul_field(item, &path)
-            })
-        }
-        _ => None,
-    }
-}
-
-/// The validation error for a NUL character in `field`.
-fn nul_error(format: ErrorFormat, field: &str) -> ApiError {
-    ApiError::validation(
-        format,
-        field,
-        format!("The {field} field must not contain a NUL character (U+0000)."),
-    )
-}
-
-/// Middleware (`from_fn_with_state(format, reject_nul)`, on matched routes): a query or path
-/// parameter holding U+0000 (`%00`) is answered with a validation error naming it; the
-/// parameter's name, or `query` when the name itself has the NUL.
-pub async fn reject_nul(
-    axum::extract::State(format): axum::extract::State<ErrorFormat>,
-    req: Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-
-    let (mut parts, body) = req.into_parts();
-    let query = parts.uri.query().unwrap_or_default();
-    if query.contains("%00") || query.contains('\0') {
-        let field = form_urlencoded::parse(query.as_bytes())
-            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
-            .map(|(k, _)| {
-                let name = k.split('[').next().unwrap_or_default();
-                if k.contains('\0') || name.is_empty() {
-                    "query".to_owned()
-                } else {
-                    name.to_owned()
-                }
-            });
-        if let Some(field) = field {
-            return nul_error(format, &field).into_response();
-        }
-    }
-    if let Ok(params) = RawPathParams::from_request_parts(&mut parts, &()).await {
-        if let Some((name, _)) = params.iter().find(|(_, v)| v.contains('\0')) {
-            return nul_error(format, name).into_response();
-        }
-    }
-    next.run(Request::from_parts(parts, body)).await
 }
 
 /// `application/json`, `application/…+json`, or none at all.
@@ -285,127 +205,6 @@ fn is_json_content_type(content_type: Option<&HeaderValue>) -> bool {
         .trim()
         .to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
-}
-
-/// The validation error for a serde_json error at `path` (`.` is the root).
-fn json_error(format: ErrorFormat, path: &str, err: &serde_json::Error) -> ApiError {
-    use serde_json::error::Category;
-
-    let message = message_without_location(err);
-    match err.classify() {
-        Category::Syntax | Category::Eof | Category::Io => ApiError::validation(
-            format,
-            "body",
-            format!(
-                "The request body is not valid JSON ({message} at line {}, column {}).",
-                err.line(),
-                err.column()
-            ),
-        ),
-        Category::Data => {
-            let (field, sentence) = describe_data_error(path, &message);
-            ApiError::validation(format, field, sentence)
-        }
-    }
-}
-
-/// serde_json appends " at line L column C"; the field path says more to a client.
-fn message_without_location(err: &serde_json::Error) -> String {
-    let text = err.to_string();
-    let suffix = format!(" at line {} column {}", err.line(), err.column());
-    text.strip_suffix(&suffix).unwrap_or(&text).to_owned()
-}
-
-/// The field and the sentence for a data error (right JSON, wrong shape) at `path`.
-fn describe_data_error(path: &str, message: &str) -> (String, String) {
-    let field_at = |name: &str| -> String {
-        if path == "." || path.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{path}.{name}")
-        }
-    };
-    let here = if path == "." || path.is_empty() {
-        "body".to_owned()
-    } else {
-        path.to_owned()
-    };
-
-    if let Some(name) = between_backticks(message, "missing field `") {
-        let field = field_at(name);
-        let sentence = format!("The {field} field is required.");
-        return (field, sentence);
-    }
-    if let Some(name) = between_backticks(message, "unknown field `") {
-        let field = field_at(name);
-        let sentence = format!("The {field} field is not allowed.");
-        return (field, sentence);
-    }
-    if let Some(rest) = message.strip_prefix("unknown variant `") {
-        let (got, expected) = rest.split_once("`, expected ").unwrap_or((rest, ""));
-        // serde writes "`A`", "`A` or `B`", or "one of `A`, `B`, `C`".
-        let expected = expected.replace("` or `", "`, `").replace('`', "");
-        let expected = expected.strip_prefix("one of ").unwrap_or(&expected);
-        let sentence = if expected.is_empty() {
-            format!("The selected {here} is invalid.")
-        } else {
-            format!("The selected {here} ({got}) is invalid; expected one of: {expected}.")
-        };
-        return (here, sentence);
-    }
-    if let Some(rest) = message.strip_prefix("invalid type: ") {
-        let expected = rest.split_once(", expected ").map_or("", |(_, e)| e);
-        let sentence = match kind_of(expected) {
-            Some(kind) => format!("The {here} field must be {kind}."),
-            None => format!("The {here} field must be {expected}."),
-        };
-        return (here, sentence);
-    }
-    if let Some(rest) = message.strip_prefix("invalid value: ") {
-        let (got, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
-        let kind = kind_of(expected).unwrap_or(expected);
-        let sentence = format!(
-            "The {here} field must be {kind} (got {}).",
-            got.replace('`', "")
-        );
-        return (here, sentence);
-    }
-    if let Some(rest) = message.strip_prefix("invalid length ") {
-        let expected = rest.split_once(", expected ").map_or("", |(_, e)| e);
-        let sentence = format!("The {here} field must have {expected}.");
-        return (here, sentence);
-    }
-    // A custom message from a Deserialize impl: a sentence of its own is kept as it is.
-    let starts_upper = message.chars().next().is_some_and(char::is_uppercase);
-    let sentence = if starts_upper && message.ends_with('.') {
-        message.to_owned()
-    } else {
-        format!("The {here} field is invalid: {message}.")
-    };
-    (here, sentence)
-}
-
-/// The text between `prefix` and the next backtick, if `message` starts with `prefix`.
-fn between_backticks<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
-    let rest = message.strip_prefix(prefix)?;
-    rest.split('`').next()
-}
-
-/// A readable kind for serde's "expected …" text (`f64`, `u32`, `a sequence`, `struct X`).
-fn kind_of(expected: &str) -> Option<&'static str> {
-    let kind = match expected {
-        "f64" | "f32" | "a number" | "a JSON number" => "a number",
-        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "an integer" => "an integer",
-        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a non-negative integer",
-        "a string" | "a borrowed string" | "a character" | "char" => "a string",
-        "a boolean" => "true or false",
-        "a sequence" | "an array" => "an array",
-        "a map" | "an object" => "an object",
-        e if e.starts_with("struct ") || e.starts_with("a map") => "an object",
-        e if e.starts_with("a tuple") || e.starts_with("tuple") => "an array",
-        _ => return None,
-    };
-    Some(kind)
 }
 
 /// The query string as decoded pairs, read the way PHP/Laravel (and so ApiPay's clients)

@@ -19,6 +19,8 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+mod json_errors;
+pub mod nul;
 pub mod ratelimit;
 pub mod webhook_simulate;
 pub mod webhooks;
@@ -43,7 +45,7 @@ pub use ratelimit::RateLimiter;
 /// Only matched routes are protected, so an unknown path answers the fallback's 404, not 401.
 ///
 /// Order, outermost first: authentication, rate limit, NUL characters in the query and path
-/// ([`extract::reject_nul`]), idempotency, handler.
+/// ([`nul::reject_nul`]), idempotency, handler.
 pub fn protect<S>(router: Router<S>, auth: AuthState) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -55,7 +57,7 @@ where
     router
         .route_layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .route_layer(from_fn_with_state(auth.clone(), idempotency::idempotency))
-        .route_layer(from_fn_with_state(auth.format(), extract::reject_nul))
+        .route_layer(from_fn_with_state(auth.format(), nul::reject_nul))
         .route_layer(from_fn_with_state(auth.clone(), ratelimit::enforce))
         .route_layer(from_fn_with_state(auth, auth::authenticate))
 }

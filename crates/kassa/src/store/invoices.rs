@@ -199,56 +199,6 @@ fn record_changes_tx(tx: &mut dyn Tx, changes: &[(&Invoice, &Change<'_>)]) -> Re
     delete_jobs(tx, JOB_POLL_INVOICE, &ended)
 }
 
-/// Gives the operations of `operations` whose comment carries a Kassa marker to the invoice
-/// of `org_id` with that marker that has no operation yet (its create's answer was lost, also
-/// across a crash): the operation id is recorded, the create is `sent`, its reconciliation
-/// ends and a status poll is due. One read finds them (usually none); how many were given.
-pub(super) fn claim_operations_tx(
-    tx: &mut dyn Tx,
-    org_id: i64,
-    operations: &[(&str, i64)],
-    at_ms: i64,
-) -> Result<usize, DbError> {
-    if operations.is_empty() {
-        return Ok(0);
-    }
-    let sql = format!(
-        "SELECT id, kaspi_ref FROM invoices WHERE org_id = $1 AND kaspi_operation_id IS NULL \
-         AND kaspi_ref IN ({})",
-        super::placeholders(2, operations.len())
-    );
-    let mut params: Vec<Value> = Vec::with_capacity(operations.len() + 1);
-    params.push(org_id.into());
-    params.extend(operations.iter().map(|(marker, _)| Value::from(*marker)));
-    let stranded = tx.query(&sql, &params)?;
-    let mut claimed = 0;
-    for row in &stranded {
-        let (id, marker) = (row.i64("id")?, row.text("kaspi_ref")?);
-        let Some(&(_, op)) = operations.iter().find(|(m, _)| *m == marker) else {
-            continue;
-        };
-        let op = op.to_string();
-        let changed = tx.execute(
-            "UPDATE invoices SET kaspi_operation_id = $2, create_state = $3, last_error = NULL, \
-             updated_at = $4 WHERE id = $1 AND kaspi_operation_id IS NULL AND NOT EXISTS \
-             (SELECT 1 FROM invoices o WHERE o.org_id = $5 AND o.kaspi_operation_id = $2)",
-            &[
-                id.into(),
-                (&op).into(),
-                CreateState::Sent.as_str().into(),
-                at_ms.into(),
-                org_id.into(),
-            ],
-        )?;
-        if changed == 1 {
-            delete_job(tx, JOB_RECONCILE_INVOICE, id)?;
-            schedule_job(tx, JOB_POLL_INVOICE, id, at_ms, at_ms)?;
-            claimed += 1;
-        }
-    }
-    Ok(claimed)
-}
-
 /// Records the ends of many invoices of `org_id` at once, found by Kaspi operation id (as one
 /// history page shows them), inside the caller's transaction: each allowed change with its
 /// event, as [`Store::apply_status`] would. The invoices are read with one statement, their
