@@ -51,8 +51,11 @@ const DRILL_LIMIT: Duration = Duration::from_secs(240);
 const CLIENTS: usize = 4;
 /// A client's timeout for one request.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a client keeps retrying one logical invoice.
-const TRY_FOR: Duration = Duration::from_secs(30);
+/// How long a client keeps retrying one logical invoice: long enough for a create whose Kaspi
+/// answer is held back past Kassa's own 20 s Kaspi timeout (then looked up in the history),
+/// after a crash's 10 s idempotency lease; its client meets 409s all that time and must still
+/// get its answer.
+const TRY_FOR: Duration = Duration::from_secs(60);
 /// Kill rounds under plain load (the fault round and the final kill come on top).
 const CRASH_ROUNDS: usize = 3;
 /// How long everything may take to settle after the load.
