@@ -8,8 +8,8 @@
 use kassa::both_databases;
 use kassa::db::Db;
 use kassa::store::{
-    BulkInvoice, CreateState, InvoiceFilter, InvoiceKind, InvoiceStatus, NewInvoice, Store,
-    StoreError, JOB_POLL_INVOICE,
+    BulkInvoice, CreateState, InvoiceFilter, InvoiceKind, InvoiceStatus, JobKind, NewInvoice,
+    Store, StoreError,
 };
 
 const T0: i64 = 1_750_000_000_000;
@@ -96,7 +96,7 @@ both_databases!(bulk_rows_all_land, |db: Db| async move {
         .unwrap()
         .is_empty());
     assert!(store
-        .job(JOB_POLL_INVOICE, pending.id)
+        .job(JobKind::PollInvoice, pending.id)
         .await
         .unwrap()
         .is_none());

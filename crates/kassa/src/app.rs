@@ -12,15 +12,16 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use std::sync::Arc;
 
 use crate::api::{self, ApiPay, AuthState, ErrorFormat, RateLimiter, XPayment};
+use crate::clock::Clock;
 use crate::config::{Config, KaspiMode};
 use crate::datadir::DataDirLock;
 use crate::db::{Db, DbOptions};
 use crate::gateway::{Gateway, GatewaySettings};
+use crate::jobs::Jobs;
 use crate::secrets::MasterKey;
 use crate::store::Store;
 use crate::webhooks::Webhooks;
@@ -35,6 +36,8 @@ pub const SANDBOX_STATE_FILE: &str = "sandbox-kaspi.json";
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
+    /// Every "now" of the gateway, its jobs, webhooks and store (see [`crate::clock`]).
+    pub clock: Clock,
     pub config: Config,
     pub master_key: MasterKey,
     /// The simulator, in sandbox mode.
@@ -54,6 +57,9 @@ pub struct App {
     lock: DataDirLock,
     /// Keeps the sandbox Kaspi's state file up to date (sandbox mode).
     sandbox_saver: Option<kaspi_sim::StateSaver>,
+    /// Whether the background work runs (tests that step it with
+    /// [`Jobs::run_until_idle`] turn it off).
+    background: bool,
 }
 
 impl App {
@@ -68,6 +74,15 @@ impl App {
 
     /// [`App::build`] with the background work tuned (tests shorten the schedules).
     pub async fn build_with(config: Config, settings: GatewaySettings) -> anyhow::Result<App> {
+        App::build_with_clock(config, settings, Clock::system()).await
+    }
+
+    /// [`App::build_with`] on `clock` (tests pass a manual clock and step it).
+    pub async fn build_with_clock(
+        config: Config,
+        settings: GatewaySettings,
+        clock: Clock,
+    ) -> anyhow::Result<App> {
         crate::datadir::prepare(&config)?;
         let mut lock = DataDirLock::acquire(&config.data_dir)?;
         let master_key = MasterKey::load_or_create(&config.data_dir)?;
@@ -92,7 +107,7 @@ impl App {
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         lock.record_listen(listener.local_addr()?)?;
-        let store = Store::new(db.clone());
+        let store = Store::with_clock(db.clone(), clock.clone());
         let gateway = Gateway::new(
             store.clone(),
             master_key.clone(),
@@ -103,6 +118,7 @@ impl App {
         let webhooks = Webhooks::new(store.clone(), master_key.clone(), config.webhooks.clone())?;
         let state = AppState {
             db,
+            clock,
             config,
             master_key,
             sandbox,
@@ -154,7 +170,15 @@ impl App {
             state,
             lock,
             sandbox_saver,
+            background: true,
         })
+    }
+
+    /// Serves without background work: no job, no webhook runs unless someone steps them with
+    /// [`Jobs::run_until_idle`] (tests, on a manual clock).
+    pub fn without_background_work(mut self) -> App {
+        self.background = false;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -223,13 +247,16 @@ impl App {
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         );
-        let webhook_worker = self.state.webhooks.start_worker(worker_id.clone());
-        let workers = gateway.start_workers(worker_id);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let jobs = Jobs::new(gateway, self.state.webhooks.clone(), worker_id);
+        let jobs = self.background.then(|| jobs.start(stop.clone()));
         let served = server
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        workers.stop().await;
-        webhook_worker.stop().await;
+        stop.cancel();
+        if let Some(jobs) = jobs {
+            let _ = jobs.await;
+        }
         if let Some(saver) = self.sandbox_saver {
             // The last changes to the sandbox Kaspi; a failure is logged by the saver.
             let _ = saver.stop().await;
@@ -309,9 +336,7 @@ async fn keep_usable_request_id(
 /// so a monitor can alert on `needs_login > 0`; `kaspi.state` is `ok`, `needs_login` or
 /// `app_build_outdated` (Kaspi refuses the app build: `kaspi.app` and `action` say what to set).
 async fn status(State(state): State<AppState>) -> Json<Value> {
-    let now = OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_default();
+    let now = state.clock.now().format(&Rfc3339).unwrap_or_default();
     let mode = match state.config.kaspi {
         KaspiMode::Sandbox => "sandbox",
         KaspiMode::Live => "live",

@@ -20,10 +20,13 @@
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod datadir;
 pub mod db;
+pub mod domain;
 pub mod gateway;
+pub mod jobs;
 pub mod qr;
 pub mod secrets;
 pub mod server;

@@ -10,7 +10,7 @@ use common::{connect, wait_for, Kassa, Options};
 use kaspi_sim::{Faults, LostMode, SimConfig, Simulator};
 use kassa::db::testing::TestDb;
 
-use kassa::store::{InvoiceStatus, JOB_POLL_INVOICE};
+use kassa::store::{InvoiceStatus, JobKind};
 use serde_json::json;
 
 /// Operations the simulator holds for a customer phone (10 digits).
@@ -223,7 +223,7 @@ on_both_databases!(polling_survives_a_restart, |test: TestDb| async move {
     // While Kassa is down the customer pays; the poll job waits in the database.
     sim.pay(op).expect("pay");
     let job = kassa::store::Store::new(test.db())
-        .job(JOB_POLL_INVOICE, id)
+        .job(JobKind::PollInvoice, id)
         .await
         .expect("read");
     assert!(job.is_some(), "the poll job outlives the process");
@@ -309,7 +309,7 @@ async fn two_processes_on_one_postgres_share_the_polling() {
             "invoice {id}: one status change, recorded once: {events:?}"
         );
         assert!(store
-            .job(JOB_POLL_INVOICE, *id)
+            .job(JobKind::PollInvoice, *id)
             .await
             .expect("job")
             .is_none());

@@ -10,8 +10,8 @@ use kassa::both_databases;
 use kassa::db::Db;
 use kassa::store::{
     Begin, BulkInvoice, CreateState, IdemLink, Invoice, InvoiceFilter, InvoiceKind, InvoiceSent,
-    InvoiceSort, InvoiceStatus, KaspiOperation, NewInvoice, OperationEnd, Resource, SortOrder,
-    Store, StoreError, TerminalState, JOB_POLL_INVOICE, JOB_RECONCILE_INVOICE,
+    InvoiceSort, InvoiceStatus, JobKind, KaspiOperation, NewInvoice, OperationEnd, Resource,
+    SortOrder, Store, StoreError, TerminalState,
 };
 
 const T0: i64 = 1_750_000_000_000;
@@ -217,13 +217,17 @@ both_databases!(invoice_lifecycle, |db: Db| async move {
         .unwrap();
     // No job before the outcome of the request to Kaspi is known.
     assert_eq!(
-        store.job(JOB_POLL_INVOICE, inserted.id).await.unwrap(),
+        store.job(JobKind::PollInvoice, inserted.id).await.unwrap(),
         None
     );
     let sent = sent_invoice_of(&store, inserted.id, "op-1").await;
     assert_eq!(sent.create_state, CreateState::Sent);
     assert_eq!(sent.kaspi_operation_id.as_deref(), Some("op-1"));
-    let job = store.job(JOB_POLL_INVOICE, sent.id).await.unwrap().unwrap();
+    let job = store
+        .job(JobKind::PollInvoice, sent.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(job.run_at, T0 + 5_000);
 
     // The same operation id cannot belong to two invoices of one organization.
@@ -280,7 +284,10 @@ both_databases!(invoice_lifecycle, |db: Db| async move {
         vec![(Some(InvoiceStatus::Pending), InvoiceStatus::Paid, T0 + 9)]
     );
     // The final status ended the poll job.
-    assert_eq!(store.job(JOB_POLL_INVOICE, sent.id).await.unwrap(), None);
+    assert_eq!(
+        store.job(JobKind::PollInvoice, sent.id).await.unwrap(),
+        None
+    );
     // Paid is final.
     for status in [
         InvoiceStatus::Cancelled,
@@ -411,7 +418,7 @@ both_databases!(create_unknown_and_failed, |db: Db| async move {
     assert_eq!(unknown.create_state, CreateState::Unknown);
     assert_eq!(unknown.last_error.as_deref(), Some("timeout"));
     let job = store
-        .job(JOB_RECONCILE_INVOICE, invoice.id)
+        .job(JobKind::ReconcileInvoice, invoice.id)
         .await
         .unwrap()
         .unwrap();
@@ -423,7 +430,10 @@ both_databases!(create_unknown_and_failed, |db: Db| async move {
     assert_eq!(failed.status, InvoiceStatus::Failed);
     assert_eq!(failed.create_state, CreateState::Failed);
     assert_eq!(
-        store.job(JOB_RECONCILE_INVOICE, invoice.id).await.unwrap(),
+        store
+            .job(JobKind::ReconcileInvoice, invoice.id)
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
@@ -617,14 +627,17 @@ both_databases!(jobs_are_claimed_once, |db: Db| async move {
     let store = Store::new(db);
     for ref_id in 0..60 {
         assert!(store
-            .schedule_job("test", ref_id, T0 + ref_id, T0)
+            .schedule_job(JobKind::Refund, ref_id, T0 + ref_id, T0)
             .await
             .unwrap());
     }
-    assert!(!store.schedule_job("test", 0, T0, T0).await.unwrap());
+    assert!(!store
+        .schedule_job(JobKind::Refund, 0, T0, T0)
+        .await
+        .unwrap());
     // Not due yet.
     assert!(store
-        .claim_jobs("test", "w", T0 - 1, 1_000, 10)
+        .claim_jobs(JobKind::Refund, "w", T0 - 1, 1_000, 10)
         .await
         .unwrap()
         .is_empty());
@@ -636,7 +649,7 @@ both_databases!(jobs_are_claimed_once, |db: Db| async move {
             let mut claimed = Vec::new();
             loop {
                 let jobs = store
-                    .claim_jobs("test", &format!("w{worker}"), T0 + 100, 60_000, 3)
+                    .claim_jobs(JobKind::Refund, &format!("w{worker}"), T0 + 100, 60_000, 3)
                     .await
                     .unwrap();
                 if jobs.is_empty() {
@@ -655,7 +668,7 @@ both_databases!(jobs_are_claimed_once, |db: Db| async move {
     assert_eq!(unique.len(), 60, "no job claimed twice");
 
     // A lease that runs out makes the job claimable again; reschedule needs the lease.
-    let job = store.job("test", 5).await.unwrap().unwrap();
+    let job = store.job(JobKind::Refund, 5).await.unwrap().unwrap();
     let holder = job.locked_by.clone().unwrap();
     assert!(!store
         .reschedule_job(job.id, "someone-else", T0, 1, None)
@@ -663,7 +676,7 @@ both_databases!(jobs_are_claimed_once, |db: Db| async move {
         .unwrap());
     let later = T0 + 100 + 60_001;
     let reclaimed = store
-        .claim_jobs("test", "late", later, 1_000, 100)
+        .claim_jobs(JobKind::Refund, "late", later, 1_000, 100)
         .await
         .unwrap();
     assert_eq!(reclaimed.len(), 60);
@@ -675,13 +688,13 @@ both_databases!(jobs_are_claimed_once, |db: Db| async move {
         .reschedule_job(job.id, "late", later + 5_000, 1, Some("boom"))
         .await
         .unwrap());
-    let job = store.job("test", 5).await.unwrap().unwrap();
+    let job = store.job(JobKind::Refund, 5).await.unwrap().unwrap();
     assert_eq!((job.attempt, job.run_at), (1, later + 5_000));
     assert_eq!(job.last_error.as_deref(), Some("boom"));
     assert_eq!(job.locked_by, None);
     assert!(store.finish_job(job.id).await.unwrap());
     assert!(!store.finish_job(job.id).await.unwrap());
-    assert_eq!(store.job("test", 5).await.unwrap(), None);
+    assert_eq!(store.job(JobKind::Refund, 5).await.unwrap(), None);
 });
 
 both_databases!(idempotency, |db: Db| async move {
@@ -876,17 +889,17 @@ both_databases!(
         );
         assert_eq!(store.invoice_events(org, open.id).await.unwrap().len(), 0);
         assert!(store
-            .job(JOB_POLL_INVOICE, paid.id)
+            .job(JobKind::PollInvoice, paid.id)
             .await
             .unwrap()
             .is_none());
         assert!(store
-            .job(JOB_POLL_INVOICE, declined.id)
+            .job(JobKind::PollInvoice, declined.id)
             .await
             .unwrap()
             .is_none());
         assert!(store
-            .job(JOB_POLL_INVOICE, open.id)
+            .job(JobKind::PollInvoice, open.id)
             .await
             .unwrap()
             .is_some());
@@ -914,7 +927,10 @@ both_databases!(
             })
             .await
             .unwrap();
-        let job = store.job(JOB_RECONCILE_INVOICE, stranded.id).await.unwrap();
+        let job = store
+            .job(JobKind::ReconcileInvoice, stranded.id)
+            .await
+            .unwrap();
         assert_eq!(job.map(|j| j.run_at), Some(T0 + 30_000));
         // Another invoice's operation that quotes a marker of nobody's claims nothing.
         let other = store
@@ -954,7 +970,10 @@ both_databases!(
         assert_eq!(found.status, InvoiceStatus::Paid);
         // Its reconciliation is over; the other invoice is untouched.
         assert_eq!(
-            store.job(JOB_RECONCILE_INVOICE, stranded.id).await.unwrap(),
+            store
+                .job(JobKind::ReconcileInvoice, stranded.id)
+                .await
+                .unwrap(),
             None
         );
         let untouched = store.invoice(org, other.id).await.unwrap().unwrap();
@@ -970,7 +989,10 @@ both_databases!(
             .unwrap();
         assert!(store.delete_unsent_invoice(refused.id).await.unwrap());
         assert_eq!(
-            store.job(JOB_RECONCILE_INVOICE, refused.id).await.unwrap(),
+            store
+                .job(JobKind::ReconcileInvoice, refused.id)
+                .await
+                .unwrap(),
             None
         );
     }
@@ -1049,15 +1071,15 @@ both_databases!(
     |db: Db| async move {
         let store = Store::new(db);
         store
-            .schedule_job(JOB_POLL_INVOICE, 1, T0, T0)
+            .schedule_job(JobKind::PollInvoice, 1, T0, T0)
             .await
             .unwrap();
         store
-            .schedule_job(JOB_POLL_INVOICE, 2, T0, T0)
+            .schedule_job(JobKind::PollInvoice, 2, T0, T0)
             .await
             .unwrap();
         let held = store
-            .claim_jobs(JOB_POLL_INVOICE, "w1", T0, 1_000, 1)
+            .claim_jobs(JobKind::PollInvoice, "w1", T0, 1_000, 1)
             .await
             .unwrap();
         assert_eq!(held.len(), 1);
@@ -1080,13 +1102,13 @@ both_databases!(
         // Past the first lease, only the job nobody holds is claimed; past the renewed one, the
         // renewed job is claimable again.
         let later = store
-            .claim_jobs(JOB_POLL_INVOICE, "w2", T0 + 5_000, 1_000, 10)
+            .claim_jobs(JobKind::PollInvoice, "w2", T0 + 5_000, 1_000, 10)
             .await
             .unwrap();
         assert_eq!(later.len(), 1);
         assert_ne!(later[0].id, ids[0]);
         let much_later = store
-            .claim_jobs(JOB_POLL_INVOICE, "w2", T0 + 10_001, 1_000, 10)
+            .claim_jobs(JobKind::PollInvoice, "w2", T0 + 10_001, 1_000, 10)
             .await
             .unwrap();
         assert!(much_later.iter().any(|j| j.id == ids[0]));
@@ -1099,17 +1121,29 @@ both_databases!(
         let store = Store::new(db);
         for id in 1..=3 {
             store
-                .schedule_job(JOB_POLL_INVOICE, id, T0, T0)
+                .schedule_job(JobKind::PollInvoice, id, T0, T0)
                 .await
                 .unwrap();
         }
         let lease = 60_000;
         let dead = store
-            .claim_jobs(JOB_POLL_INVOICE, "kassa-0a0a0a0a0a0a-41-x", T0, lease, 2)
+            .claim_jobs(
+                JobKind::PollInvoice,
+                "kassa-0a0a0a0a0a0a-41-x",
+                T0,
+                lease,
+                2,
+            )
             .await
             .unwrap();
         let other = store
-            .claim_jobs(JOB_POLL_INVOICE, "kassa-0b0b0b0b0b0b-42-y", T0, lease, 1)
+            .claim_jobs(
+                JobKind::PollInvoice,
+                "kassa-0b0b0b0b0b0b-42-y",
+                T0,
+                lease,
+                1,
+            )
             .await
             .unwrap();
         assert_eq!((dead.len(), other.len()), (2, 1));
@@ -1124,7 +1158,7 @@ both_databases!(
         );
         let taken = store
             .claim_jobs(
-                JOB_POLL_INVOICE,
+                JobKind::PollInvoice,
                 "kassa-0a0a0a0a0a0a-43-z",
                 T0 + 1,
                 lease,

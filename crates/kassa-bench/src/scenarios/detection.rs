@@ -121,7 +121,12 @@ async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             }
             // The history sync is due now (an invoice is open).
             store
-                .pull_job_forward(kassa::store::JOB_SYNC_HISTORY, org_id, now_ms(), now_ms())
+                .pull_job_forward(
+                    kassa::store::JobKind::SyncHistory,
+                    org_id,
+                    now_ms(),
+                    now_ms(),
+                )
                 .await?;
             Ok::<_, anyhow::Error>(made)
         })

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use time::{Date, Duration as TimeDuration, OffsetDateTime, UtcOffset};
+use time::{Date, Duration as TimeDuration, UtcOffset};
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorFormat, FieldErrors};
@@ -333,9 +333,9 @@ fn almaty_day_start(date: Date) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
-/// Today in Almaty.
-fn almaty_today() -> Date {
-    OffsetDateTime::now_utc().to_offset(ALMATY).date()
+/// Today in Almaty, on `gateway`'s clock.
+fn almaty_today(gateway: &Gateway) -> Date {
+    gateway.clock().now().to_offset(ALMATY).date()
 }
 
 const STATUS_FILTERS: &[&str] = &["pending", "paid", "cancelled", "expired"];
@@ -457,7 +457,7 @@ async fn invoice_stats(
         .flatten();
     let start = errors.take(query.date("start_date"))?.flatten();
     let end = errors.take(query.date("end_date"))?.flatten();
-    let today = almaty_today();
+    let today = almaty_today(&gateway);
     let range = match (period, start, end) {
         (_, Some(start), Some(end)) => {
             if end < start {

@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -249,7 +249,7 @@ impl AuthState {
         if due {
             let store = self.keys.store.clone();
             tokio::spawn(async move {
-                if let Err(err) = store.touch_api_key(key_id, unix_ms_now()).await {
+                if let Err(err) = store.touch_api_key(key_id, store.now_ms()).await {
                     tracing::warn!(key_id, error = %err, "could not record API key use");
                 }
             });
@@ -299,12 +299,6 @@ impl KeyBook {
 /// Every change under these locks is one insert or retain, so a poisoned lock is consistent.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn unix_ms_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The API key of a request: `X-API-Key`, else `Authorization: Bearer <key>` (scheme

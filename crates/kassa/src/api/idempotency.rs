@@ -91,7 +91,7 @@ pub async fn idempotency(State(auth): State<AuthState>, req: Request, next: Next
                     caller.key_id,
                     &key,
                     &hash,
-                    unix_ms_now(),
+                    store.now_ms(),
                     IDEMPOTENCY_TTL_MS,
                 )
                 .await
@@ -284,7 +284,7 @@ async fn run_and_record(
             );
             loop {
                 tokio::time::sleep(every).await;
-                let until = unix_ms_now().saturating_add(RUNNING_LEASE_MS);
+                let until = store.now_ms().saturating_add(RUNNING_LEASE_MS);
                 if let Err(err) = store.idempotency_renew(key_id, &key, until).await {
                     tracing::warn!(key_id, error = %err, "could not renew an idempotency lease");
                 }
@@ -375,10 +375,4 @@ impl Drop for AbandonGuard {
             }
         }
     }
-}
-
-fn unix_ms_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -68,7 +68,8 @@ pub fn webhook_error(e: WebhookError) -> ApiError {
 }
 
 /// An endpoint as the API shows it: never its secret.
-pub fn endpoint_json(endpoint: &WebhookEndpoint) -> Value {
+/// An endpoint as the API shows it; `now_ms` decides whether a previous secret still works.
+pub fn endpoint_json(endpoint: &WebhookEndpoint, now_ms: i64) -> Value {
     json!({
         "id": endpoint.id,
         "subscription_id": endpoint.endpoint_id,
@@ -81,7 +82,7 @@ pub fn endpoint_json(endpoint: &WebhookEndpoint) -> Value {
         "failing_since": endpoint.failing_since.map(rfc3339_ms),
         "previous_secret_expires_at": endpoint
             .previous_secret_until
-            .filter(|until| *until > crate::webhooks::now_ms())
+            .filter(|until| *until > now_ms)
             .map(rfc3339_ms),
         "created_at": rfc3339_ms(endpoint.created_at),
         "updated_at": rfc3339_ms(endpoint.updated_at),
@@ -224,7 +225,7 @@ async fn create(
         .create(caller.org_id, input)
         .await
         .map_err(webhook_error)?;
-    let mut body = endpoint_json(&endpoint);
+    let mut body = endpoint_json(&endpoint, webhooks.now_ms());
     body["secret"] = json!(secret);
     Ok((StatusCode::CREATED, Json(body)))
 }
@@ -235,7 +236,7 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let endpoints = webhooks.list(caller.org_id).await.map_err(webhook_error)?;
     Ok(Json(json!({
-        "data": endpoints.iter().map(endpoint_json).collect::<Vec<_>>(),
+        "data": endpoints.iter().map(|e| endpoint_json(e, webhooks.now_ms())).collect::<Vec<_>>(),
     })))
 }
 
@@ -248,7 +249,7 @@ async fn show(
         .get(caller.org_id, id)
         .await
         .map_err(webhook_error)?;
-    Ok(Json(endpoint_json(&endpoint)))
+    Ok(Json(endpoint_json(&endpoint, webhooks.now_ms())))
 }
 
 async fn update(
@@ -262,7 +263,7 @@ async fn update(
         .update(caller.org_id, id, input)
         .await
         .map_err(webhook_error)?;
-    Ok(Json(endpoint_json(&endpoint)))
+    Ok(Json(endpoint_json(&endpoint, webhooks.now_ms())))
 }
 
 async fn remove(
@@ -306,7 +307,7 @@ async fn rotate(
         .rotate_secret(caller.org_id, id, grace)
         .await
         .map_err(webhook_error)?;
-    let mut body = endpoint_json(&endpoint);
+    let mut body = endpoint_json(&endpoint, webhooks.now_ms());
     body["secret"] = json!(secret);
     Ok(Json(body))
 }

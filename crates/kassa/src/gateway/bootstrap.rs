@@ -50,7 +50,7 @@ impl Gateway {
             "the sandbox Kaspi's saved state is missing: logging its cashiers in again and \
              expiring the invoices it no longer knows"
         );
-        let started = super::now_ms();
+        let started = self.now_ms();
         for terminal in self.store().list_terminals().await? {
             self.sandbox_login(sim, terminal.org_id, &terminal.phone)
                 .await?;

@@ -6,7 +6,7 @@
 use kaspi::wire::HistoryOperation;
 use kaspi::Amount;
 
-use super::{now_ms, Gateway, GatewayError};
+use super::{Gateway, GatewayError};
 use crate::store::{HistoryGap, InvoiceStatus, KaspiOperation, OperationEnd};
 
 /// At most this many of the newest pages per sync run.
@@ -90,7 +90,7 @@ impl Gateway {
         }
         let gap_open = gap.is_some();
         self.store()
-            .save_history_mark(org_id, top.newest, gap, now_ms())
+            .save_history_mark(org_id, top.newest, gap, self.now_ms())
             .await?;
         tracing::debug!(
             org_id,
@@ -115,7 +115,9 @@ impl Gateway {
         until: Option<&str>,
         max_pages: usize,
     ) -> Result<Read, GatewayError> {
-        let today = time::OffsetDateTime::now_utc()
+        let today = self
+            .clock()
+            .now()
             .to_offset(time::UtcOffset::from_hms(5, 0, 0).unwrap_or(time::UtcOffset::UTC))
             .date();
         let mut read = Read::default();
@@ -156,7 +158,7 @@ impl Gateway {
             // The page in one transaction: one commit settles many invoices.
             let (settled, new) = self
                 .store()
-                .record_history_page(org_id, ends, rows, now_ms())
+                .record_history_page(org_id, ends, rows, self.now_ms())
                 .await?;
             read.settled += settled;
             read.new += new;

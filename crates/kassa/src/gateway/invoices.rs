@@ -11,10 +11,10 @@ use kaspi::wire::RemoteInvoice;
 use kaspi::{Amount, Outcome, Phone, Status};
 
 use super::terminals::Loaded;
-use super::{ms, now_ms, Gateway, GatewayError};
+use super::{ms, Gateway, GatewayError};
 use crate::store::{
     kaspi_comment, kaspi_ref_of, new_kaspi_ref, CreateState, IdemLink, Invoice, InvoiceKind,
-    InvoiceSent, InvoiceStatus, NewInvoice, StoreError, JOB_POLL_INVOICE,
+    InvoiceSent, InvoiceStatus, JobKind, NewInvoice, StoreError,
 };
 
 /// What a surface asks for when it invoices a customer by phone.
@@ -95,7 +95,7 @@ impl Gateway {
         // No usable cashier: answer before anything is stored.
         let terminal = self.terminals().load(org_id).await?;
         let store = self.store();
-        let now = now_ms();
+        let now = self.now_ms();
         let kaspi_ref = new_kaspi_ref();
         let comment = kaspi_comment(new.description.as_deref(), &kaspi_ref);
         // Stored with its reconciliation already scheduled and its marker: if this process
@@ -149,8 +149,8 @@ impl Gateway {
                     .mark_invoice_create_unknown(
                         invoice.id,
                         &cause,
-                        now_ms(),
-                        now_ms().saturating_add(ms(first)),
+                        self.now_ms(),
+                        self.now_ms().saturating_add(ms(first)),
                     )
                     .await;
                 match marked {
@@ -179,7 +179,7 @@ impl Gateway {
         let op = remote.operation_id().ok_or_else(|| {
             GatewayError::Internal("Kaspi answered a create without an id".into())
         })?;
-        let now = now_ms();
+        let now = self.now_ms();
         let first_poll = self
             .settings()
             .poll_schedule
@@ -236,7 +236,7 @@ impl Gateway {
         }
         let at = now.saturating_add(ms(every));
         self.store()
-            .pull_job_forward(crate::store::JOB_SYNC_HISTORY, org_id, at, now)
+            .pull_job_forward(JobKind::SyncHistory, org_id, at, now)
             .await?;
         Ok(())
     }
@@ -338,7 +338,7 @@ impl Gateway {
         };
         match cancelled {
             Ok(()) => {
-                let now = now_ms();
+                let now = self.now_ms();
                 let changed = self
                     .store()
                     .cancel_invoice(id, reason.as_deref(), now)
@@ -381,7 +381,7 @@ impl Gateway {
     ) -> Result<(), GatewayError> {
         let at = now.saturating_add(ms(self.settings().late_check));
         self.store()
-            .schedule_job(JOB_POLL_INVOICE, invoice_id, at, now)
+            .schedule_job(JobKind::PollInvoice, invoice_id, at, now)
             .await?;
         Ok(())
     }
@@ -434,7 +434,7 @@ impl Gateway {
         let Some(to) = status_of(kaspi_status) else {
             return Ok(Checked::Unchanged);
         };
-        let now = now_ms();
+        let now = self.now_ms();
         let changed = self
             .store()
             .apply_status(

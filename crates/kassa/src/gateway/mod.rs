@@ -1,11 +1,9 @@
 //! What the gateway does behind its HTTP surfaces: invoices sent to Kaspi and followed to their
-//! end, the cashiers' sessions, the sandbox's payer, and the background workers.
+//! end, the cashiers' sessions, the sandbox's payer. The background work that follows them is in `crate::jobs`.
 //!
 //! - `terminals.rs`: logging a cashier in, sealed sessions, refresh on session death.
 //! - `invoices.rs`: create (stored first, then sent; a lost answer is reconciled, never sent
 //!   twice), cancel, one status check, the sandbox payer's actions.
-//! - `worker.rs`: leased job rows: status polling with backoff and reconciliation of creates
-//!   whose outcome was lost. Several processes share them.
 //! - `refunds.rs`: refunds queued, sent by their job, and confirmed when an answer was lost.
 //! - `qr.rs`: Kaspi QR payment links.
 //! - `history.rs`: each cashier's operations history synced into the store.
@@ -24,7 +22,6 @@ mod invoices;
 mod qr;
 mod refunds;
 mod terminals;
-mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,11 +31,12 @@ pub use app_build::{
     AppBuildState, SETTING_APP_BUILD, SETTING_APP_BUILD_REFUSED, SETTING_APP_VERSION,
 };
 pub use bootstrap::{SandboxPrompt, DEMO_CASHIER_PHONE, DEMO_ORG_SLUG};
+pub(crate) use invoices::Checked;
 pub use invoices::{NewRemoteInvoice, SandboxAction};
 pub use qr::NewQrPayment;
 pub use refunds::RefundRequest;
+pub(crate) use refunds::RefundStep;
 pub use terminals::{connect_terminal, Loaded, Terminals, SIGNED_IN_ELSEWHERE};
-pub use worker::WorkerHandle;
 
 use crate::secrets::MasterKey;
 use crate::store::{InvoiceStatus, RefundRefusal, Store, StoreError, TerminalState};
@@ -261,6 +259,16 @@ impl Gateway {
         &self.inner.store
     }
 
+    /// The clock every decision of the gateway is made by (the store's).
+    pub fn clock(&self) -> &crate::clock::Clock {
+        self.inner.store.clock()
+    }
+
+    /// Now on [`Gateway::clock`], in unix milliseconds.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.inner.store.now_ms()
+    }
+
     pub fn terminals(&self) -> &Terminals {
         &self.inner.terminals
     }
@@ -340,13 +348,4 @@ impl RecentlyDone {
     }
 }
 
-/// Now, in unix milliseconds.
-pub(crate) fn now_ms() -> i64 {
-    let now = time::OffsetDateTime::now_utc();
-    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
-/// A duration in milliseconds, saturated.
-pub(crate) fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
+pub(crate) use crate::clock::ms;

@@ -9,7 +9,7 @@ use kaspi::{Amount, Location};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::{ms, now_ms, Gateway, GatewayError};
+use super::{ms, Gateway, GatewayError};
 use crate::store::{Invoice, InvoiceKind, InvoiceSent, NewInvoice};
 
 /// A payment link as a surface asks for it.
@@ -37,7 +37,7 @@ impl Gateway {
     ) -> Result<Invoice, GatewayError> {
         self.terminals().load(org_id).await?;
         let store = self.store();
-        let now = now_ms();
+        let now = self.now_ms();
         let invoice = store
             .insert_invoice(NewInvoice {
                 payment_id: uuid::Uuid::new_v4().to_string(),
@@ -80,7 +80,7 @@ impl Gateway {
         let op = token.qr_operation_id.ok_or_else(|| {
             GatewayError::Internal("Kaspi answered a QR create without an id".into())
         })?;
-        let now = now_ms();
+        let now = self.now_ms();
         let first_poll = self
             .settings()
             .poll_schedule

@@ -5,7 +5,7 @@
 
 use kaspi::Amount;
 
-use super::{now_ms, Gateway, GatewayError};
+use super::{Gateway, GatewayError};
 use crate::store::{IdemLink, Invoice, NewRefund, Refund, RefundCreated, RefundStatus};
 
 /// How many times a refund whose answer was lost is checked before it is failed.
@@ -58,7 +58,7 @@ impl Gateway {
         }
         // No usable cashier: answer before anything is stored.
         self.terminals().load(org_id).await?;
-        let now = now_ms();
+        let now = self.now_ms();
         let created = self
             .store()
             .create_refund(NewRefund {
@@ -121,7 +121,7 @@ impl Gateway {
         let store = self.store();
         // Check the session before marking it sent: a dead session means nothing was sent.
         self.terminals().load(refund.org_id).await?;
-        let Some(refund) = store.start_refund(refund.id, now_ms()).await? else {
+        let Some(refund) = store.start_refund(refund.id, self.now_ms()).await? else {
             return Ok(RefundStep::Ended);
         };
         let amount = Amount::from_tiyn(refund.amount);
@@ -135,7 +135,7 @@ impl Gateway {
             Ok(answer) => {
                 let kaspi_id = answer.id.map(|id| id.to_string());
                 store
-                    .complete_refund(refund.id, kaspi_id.as_deref(), now_ms())
+                    .complete_refund(refund.id, kaspi_id.as_deref(), self.now_ms())
                     .await?;
                 tracing::info!(refund = refund.id, "refund completed at Kaspi");
                 Ok(RefundStep::Ended)
@@ -145,7 +145,7 @@ impl Gateway {
                     .fail_refund(
                         refund.id,
                         &format!("Kaspi refused the refund: {message}"),
-                        now_ms(),
+                        self.now_ms(),
                     )
                     .await?;
                 Ok(RefundStep::Ended)
@@ -158,7 +158,7 @@ impl Gateway {
                 // Nothing reached Kaspi (no session, refused connection, throttled): back to
                 // pending, to be sent later.
                 tracing::warn!(refund = refund.id, error = %e, "refund not sent; will retry");
-                store.requeue_refund(refund.id, now_ms()).await?;
+                store.requeue_refund(refund.id, self.now_ms()).await?;
                 Ok(RefundStep::NotSent)
             }
         }
@@ -189,7 +189,9 @@ impl Gateway {
         };
         let expected = invoice.total_refunded + refund.amount;
         if returned.is_some_and(|r| r >= expected) {
-            store.complete_refund(refund.id, None, now_ms()).await?;
+            store
+                .complete_refund(refund.id, None, self.now_ms())
+                .await?;
             tracing::info!(
                 refund = refund.id,
                 "lost refund answer: Kaspi shows it done"
@@ -201,7 +203,7 @@ impl Gateway {
                 .fail_refund(
                     refund.id,
                     "Kaspi did not confirm the refund and it was not sent again; check the operation in Kaspi Pay",
-                    now_ms(),
+                    self.now_ms(),
                 )
                 .await?;
             return Ok(RefundStep::Ended);

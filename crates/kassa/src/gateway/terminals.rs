@@ -24,7 +24,7 @@ use kaspi::{Client, ClientConfig, DeviceIdentity, LoginPrompt, Phone, Session};
 use super::app_build::{AppBuild, AppBuildState};
 use super::GatewayError;
 use crate::secrets::MasterKey;
-use crate::store::{Store, Terminal, TerminalState, JOB_SYNC_HISTORY};
+use crate::store::{JobKind, Store, Terminal, TerminalState};
 
 /// Why a terminal needs a login when Kaspi ended its session for a login on another device.
 pub const SIGNED_IN_ELSEWHERE: &str = "signed in on another device: Kaspi ended the cashier's \
@@ -148,9 +148,9 @@ pub async fn connect_terminal(
         .await?;
     // Work that waited for this login resumes: the history sync (which settles open invoices)
     // runs at once.
-    let now = super::now_ms();
+    let now = store.now_ms();
     store
-        .pull_job_forward(JOB_SYNC_HISTORY, org_id, now, now)
+        .pull_job_forward(JobKind::SyncHistory, org_id, now, now)
         .await?;
     tracing::info!(org_id, terminal = terminal.id, "cashier logged in to Kaspi");
     Ok(terminal)
@@ -224,12 +224,12 @@ impl Terminals {
         match self.app_build.sync(&self.store).await {
             Ok(false) => {}
             Ok(true) => {
-                let now = super::now_ms();
+                let now = self.store.now_ms();
                 let terminals = self.store.list_terminals().await.unwrap_or_default();
                 for t in terminals {
                     if let Err(e) = self
                         .store
-                        .pull_job_forward(JOB_SYNC_HISTORY, t.org_id, now, now)
+                        .pull_job_forward(JobKind::SyncHistory, t.org_id, now, now)
                         .await
                     {
                         tracing::warn!(error = %e, "cannot schedule a history sync");

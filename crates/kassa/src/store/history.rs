@@ -7,7 +7,7 @@ use crate::db::{DbError, Row, Tx, Value};
 use super::invoices::settle_operations_tx;
 use super::jobs::{delete_job, schedule_job};
 use super::OperationEnd;
-use super::{CreateState, JOB_POLL_INVOICE, JOB_RECONCILE_INVOICE};
+use super::{CreateState, JobKind};
 
 use super::{Store, StoreError};
 
@@ -329,8 +329,8 @@ fn claim_operations_tx(
             ],
         )?;
         if changed == 1 {
-            delete_job(tx, JOB_RECONCILE_INVOICE, id)?;
-            schedule_job(tx, JOB_POLL_INVOICE, id, at_ms, at_ms)?;
+            delete_job(tx, JobKind::ReconcileInvoice, id)?;
+            schedule_job(tx, JobKind::PollInvoice, id, at_ms, at_ms)?;
             claimed += 1;
         }
     }

@@ -8,8 +8,8 @@ use crate::db::{DbError, Row, Tx, Value};
 use super::jobs::{delete_job, delete_jobs, schedule_job, schedule_job_at};
 use super::{
     conflict_on_unique, CreateState, Invoice, InvoiceFilter, InvoiceKind, InvoiceSent, InvoiceSort,
-    InvoiceStats, InvoiceStatus, NewInvoice, Resource, StatusTotals, Store, StoreError,
-    EVENT_STATUS_CHANGED, JOB_POLL_INVOICE, JOB_RECONCILE_INVOICE,
+    InvoiceStats, InvoiceStatus, JobKind, NewInvoice, Resource, StatusTotals, Store, StoreError,
+    EVENT_STATUS_CHANGED,
 };
 
 pub(super) const INVOICE_COLUMNS: &str =
@@ -196,7 +196,7 @@ fn record_changes_tx(tx: &mut dyn Tx, changes: &[(&Invoice, &Change<'_>)]) -> Re
         .filter(|(_, change)| change.to.is_final())
         .map(|(before, _)| before.id)
         .collect();
-    delete_jobs(tx, JOB_POLL_INVOICE, &ended)
+    delete_jobs(tx, JobKind::PollInvoice, &ended)
 }
 
 /// Records the ends of many invoices of `org_id` at once, found by Kaspi operation id (as one
@@ -284,7 +284,13 @@ impl Store {
                 let invoice = invoice_from_row(&tx.query_one(&sql, &params)?)?;
                 add_to_counts_tx(tx, &[(invoice.org_id, invoice.id)], 1)?;
                 if let Some(at) = new.reconcile_at {
-                    schedule_job(tx, JOB_RECONCILE_INVOICE, invoice.id, at, new.created_at)?;
+                    schedule_job(
+                        tx,
+                        JobKind::ReconcileInvoice,
+                        invoice.id,
+                        at,
+                        new.created_at,
+                    )?;
                 }
                 if let Some(link) = &new.idempotency {
                     super::idempotency::link_tx(tx, link, Resource::Invoice(invoice.id))?;
@@ -328,10 +334,10 @@ impl Store {
                 ];
                 let row = tx.query_opt(&sql, &params)?.ok_or(StoreError::NotFound)?;
                 let invoice = invoice_from_row(&row)?;
-                delete_job(tx, JOB_RECONCILE_INVOICE, invoice_id)?;
+                delete_job(tx, JobKind::ReconcileInvoice, invoice_id)?;
                 schedule_job(
                     tx,
-                    JOB_POLL_INVOICE,
+                    JobKind::PollInvoice,
                     invoice_id,
                     sent.poll_at_ms,
                     sent.at_ms,
@@ -369,7 +375,7 @@ impl Store {
                 // The insert scheduled it for later (in case this process died): sooner now.
                 schedule_job_at(
                     tx,
-                    JOB_RECONCILE_INVOICE,
+                    JobKind::ReconcileInvoice,
                     invoice_id,
                     reconcile_at_ms,
                     at_ms,
@@ -403,7 +409,7 @@ impl Store {
                 if changed == 0 {
                     return Err(StoreError::NotFound);
                 }
-                delete_job(tx, JOB_RECONCILE_INVOICE, invoice_id)?;
+                delete_job(tx, JobKind::ReconcileInvoice, invoice_id)?;
                 let change = Change {
                     to: InvoiceStatus::Failed,
                     kaspi_status: None,
@@ -517,7 +523,7 @@ impl Store {
                     return Ok(false);
                 };
                 add_to_counts_tx(tx, &[(row.i64("org_id")?, id)], -1)?;
-                delete_job(tx, JOB_RECONCILE_INVOICE, id)?;
+                delete_job(tx, JobKind::ReconcileInvoice, id)?;
                 Ok(true)
             })
             .await

@@ -6,7 +6,7 @@
 
 use crate::db::{DbError, Row, Tx, Value};
 
-use super::{Job, Store, StoreError};
+use super::{Job, JobKind, Store, StoreError};
 
 const JOB_COLUMNS: &str =
     "id, kind, ref_id, run_at, attempt, locked_until, locked_by, last_error, created_at";
@@ -14,7 +14,11 @@ const JOB_COLUMNS: &str =
 fn job_from_row(row: &Row) -> Result<Job, DbError> {
     Ok(Job {
         id: row.i64("id")?,
-        kind: row.text("kind")?,
+        kind: {
+            let text = row.text("kind")?;
+            JobKind::parse(&text)
+                .ok_or_else(|| DbError::decode("kind", format!("unknown job kind `{text}`")))?
+        },
         ref_id: row.i64("ref_id")?,
         run_at: row.i64("run_at")?,
         attempt: row.i64("attempt")?,
@@ -30,7 +34,7 @@ fn job_from_row(row: &Row) -> Result<Job, DbError> {
 /// job was made.
 pub(crate) fn schedule_job(
     tx: &mut dyn Tx,
-    kind: &str,
+    kind: JobKind,
     ref_id: i64,
     run_at: i64,
     now_ms: i64,
@@ -38,7 +42,12 @@ pub(crate) fn schedule_job(
     let made = tx.execute(
         "INSERT INTO jobs (kind, ref_id, run_at, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (kind, ref_id) DO NOTHING",
-        &[kind.into(), ref_id.into(), run_at.into(), now_ms.into()],
+        &[
+            kind.as_str().into(),
+            ref_id.into(),
+            run_at.into(),
+            now_ms.into(),
+        ],
     )?;
     Ok(made == 1)
 }
@@ -48,7 +57,7 @@ pub(crate) fn schedule_job(
 /// itself).
 pub(crate) fn schedule_job_at(
     tx: &mut dyn Tx,
-    kind: &str,
+    kind: JobKind,
     ref_id: i64,
     run_at: i64,
     now_ms: i64,
@@ -57,19 +66,19 @@ pub(crate) fn schedule_job_at(
         tx.execute(
             "UPDATE jobs SET run_at = $3 WHERE kind = $1 AND ref_id = $2 \
              AND locked_until IS NULL",
-            &[kind.into(), ref_id.into(), run_at.into()],
+            &[kind.as_str().into(), ref_id.into(), run_at.into()],
         )?;
     }
     Ok(())
 }
 
 /// Ends the jobs `(kind, id)` of every id in `ref_ids`, with one statement.
-pub(crate) fn delete_jobs(tx: &mut dyn Tx, kind: &str, ref_ids: &[i64]) -> Result<(), DbError> {
+pub(crate) fn delete_jobs(tx: &mut dyn Tx, kind: JobKind, ref_ids: &[i64]) -> Result<(), DbError> {
     if ref_ids.is_empty() {
         return Ok(());
     }
     let mut params: Vec<Value> = Vec::with_capacity(ref_ids.len() + 1);
-    params.push(kind.into());
+    params.push(kind.as_str().into());
     params.extend(ref_ids.iter().map(|&id| Value::from(id)));
     tx.execute(
         &format!(
@@ -82,7 +91,7 @@ pub(crate) fn delete_jobs(tx: &mut dyn Tx, kind: &str, ref_ids: &[i64]) -> Resul
 }
 
 /// Removes job `(kind, ref_id)`, if any, inside the caller's transaction.
-pub(crate) fn delete_job(tx: &mut dyn Tx, kind: &str, ref_id: i64) -> Result<(), DbError> {
+pub(crate) fn delete_job(tx: &mut dyn Tx, kind: JobKind, ref_id: i64) -> Result<(), DbError> {
     delete_jobs(tx, kind, &[ref_id])
 }
 
@@ -90,14 +99,13 @@ impl Store {
     /// Schedules job `(kind, ref_id)` at `run_at` unless it exists; `true` when it was made.
     pub async fn schedule_job(
         &self,
-        kind: &str,
+        kind: JobKind,
         ref_id: i64,
         run_at: i64,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let kind = kind.to_owned();
         self.db
-            .write(move |tx| Ok(schedule_job(tx, &kind, ref_id, run_at, now_ms)?))
+            .write(move |tx| Ok(schedule_job(tx, kind, ref_id, run_at, now_ms)?))
             .await
     }
 
@@ -105,19 +113,18 @@ impl Store {
     /// moved forward, a missing one is made.
     pub async fn pull_job_forward(
         &self,
-        kind: &str,
+        kind: JobKind,
         ref_id: i64,
         run_at: i64,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let kind = kind.to_owned();
         self.db
             .write(move |tx| {
-                if !schedule_job(tx, &kind, ref_id, run_at, now_ms)? {
+                if !schedule_job(tx, kind, ref_id, run_at, now_ms)? {
                     tx.execute(
                         "UPDATE jobs SET run_at = $3 WHERE kind = $1 AND ref_id = $2 \
                          AND run_at > $3 AND locked_until IS NULL",
-                        &[(&kind).into(), ref_id.into(), run_at.into()],
+                        &[kind.as_str().into(), ref_id.into(), run_at.into()],
                     )?;
                 }
                 Ok(())
@@ -126,12 +133,11 @@ impl Store {
     }
 
     /// The job `(kind, ref_id)`, if scheduled.
-    pub async fn job(&self, kind: &str, ref_id: i64) -> Result<Option<Job>, StoreError> {
-        let kind = kind.to_owned();
+    pub async fn job(&self, kind: JobKind, ref_id: i64) -> Result<Option<Job>, StoreError> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE kind = $1 AND ref_id = $2");
         self.db
             .read(move |tx| {
-                let row = tx.query_opt(&sql, &[kind.into(), ref_id.into()])?;
+                let row = tx.query_opt(&sql, &[kind.as_str().into(), ref_id.into()])?;
                 Ok(row.as_ref().map(job_from_row).transpose()?)
             })
             .await
@@ -142,13 +148,12 @@ impl Store {
     /// claimers while its lease runs.
     pub async fn claim_jobs(
         &self,
-        kind: &str,
+        kind: JobKind,
         worker_id: &str,
         now_ms: i64,
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<Job>, StoreError> {
-        let kind = kind.to_owned();
         let worker = worker_id.to_owned();
         let locked_until = now_ms.saturating_add(lease_ms);
         let skip_locked = self.db.dialect().skip_locked();
@@ -164,7 +169,7 @@ impl Store {
                 let rows = tx.query(
                     &sql,
                     &[
-                        (&kind).into(),
+                        kind.as_str().into(),
                         now_ms.into(),
                         locked_until.into(),
                         (&worker).into(),

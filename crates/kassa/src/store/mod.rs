@@ -29,10 +29,11 @@ mod webhooks;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::clock::Clock;
 use crate::db::{Db, DbError};
 
+pub use crate::domain::JobKind;
 pub use bulk::BulkInvoice;
 pub use history::{HistoryGap, HistoryMark, KaspiOperation};
 pub use idempotency::RUNNING_LEASE_MS;
@@ -46,21 +47,12 @@ pub use webhooks::{
     WebhookFormat,
 };
 
-/// Job kind: poll Kaspi for the status of a sent invoice (`ref_id` is the invoice id).
-pub const JOB_POLL_INVOICE: &str = "poll_invoice";
-/// Job kind: find out whether an invoice whose creation had an unknown outcome reached Kaspi.
-pub const JOB_RECONCILE_INVOICE: &str = "reconcile_invoice";
 /// Event kind of an invoice status change.
 pub const EVENT_STATUS_CHANGED: &str = "invoice.status_changed";
 /// Event kind of a completed refund (`refund_id` names it).
 pub const EVENT_REFUNDED: &str = "invoice.refunded";
 /// Event kind of a failed refund (`refund_id` names it).
 pub const EVENT_REFUND_FAILED: &str = "invoice.refund_failed";
-/// Job kind: send a refund to Kaspi, or find out what became of one sent (`ref_id` is the
-/// refund id).
-pub const JOB_REFUND: &str = "refund";
-/// Job kind: sync an organization's Kaspi operations history (`ref_id` is the organization).
-pub const JOB_SYNC_HISTORY: &str = "sync_history";
 
 /// An error of the store.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +71,8 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
+    /// Every "now" the store needs and its callers take.
+    clock: Clock,
     /// Revocations of API keys made through this handle (see [`Store::revocations_here`]).
     revocations_here: Arc<AtomicU64>,
 }
@@ -86,10 +80,26 @@ pub struct Store {
 impl Store {
     /// A store over `db`, which must be migrated.
     pub fn new(db: Db) -> Store {
+        Store::with_clock(db, Clock::system())
+    }
+
+    /// A store over `db` whose "now" is `clock`'s.
+    pub fn with_clock(db: Db, clock: Clock) -> Store {
         Store {
             db,
+            clock,
             revocations_here: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The clock of this store and of everything built on it.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Now on [`Store::clock`], in unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// The database underneath.
@@ -106,13 +116,6 @@ fn conflict_on_unique<T>(result: Result<T, StoreError>, what: &str) -> Result<T,
         }
         other => other,
     }
-}
-
-/// Now, in unix milliseconds, for the rows whose times the caller does not give.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// `$from, $from+1, …`: `n` placeholders, for `IN (…)` lists.

@@ -3,8 +3,8 @@
 use crate::db::{DbError, Row, Value};
 
 use super::{
-    conflict_on_unique, now_ms, ApiKeyOwner, ApiKeyRecord, Organization, Store, StoreError,
-    Terminal, TerminalState,
+    conflict_on_unique, ApiKeyOwner, ApiKeyRecord, Organization, Store, StoreError, Terminal,
+    TerminalState,
 };
 
 const ORG_COLUMNS: &str = "id, slug, name, created_at";
@@ -50,7 +50,7 @@ fn terminal_from_row(row: &Row) -> Result<Terminal, DbError> {
 impl Store {
     /// Creates an organization; [`StoreError::Conflict`] when the slug is taken.
     pub async fn create_org(&self, slug: &str, name: &str) -> Result<Organization, StoreError> {
-        let (slug, name, now) = (slug.to_owned(), name.to_owned(), now_ms());
+        let (slug, name, now) = (slug.to_owned(), name.to_owned(), self.now_ms());
         let sql = format!(
             "INSERT INTO organizations (slug, name, created_at) VALUES ($1, $2, $3) \
              RETURNING {ORG_COLUMNS}"
@@ -110,7 +110,7 @@ impl Store {
         key_hash: &str,
     ) -> Result<ApiKeyRecord, StoreError> {
         let (name, prefix, hash) = (name.to_owned(), prefix.to_owned(), key_hash.to_owned());
-        let now = now_ms();
+        let now = self.now_ms();
         let sql = format!(
             "INSERT INTO api_keys (org_id, name, prefix, key_hash, created_at) \
              SELECT id, $2, $3, $4, $5 FROM organizations WHERE id = $1 \
@@ -174,7 +174,7 @@ impl Store {
     pub async fn revoke_api_key(&self, org_id: i64, key: &str) -> Result<u64, StoreError> {
         let prefix = key.to_owned();
         let id = key.parse::<i64>().ok();
-        let now = now_ms();
+        let now = self.now_ms();
         let revoked = self
             .db
             .write(move |tx| {
@@ -224,7 +224,7 @@ impl Store {
         let phone = phone.to_owned();
         let device = device_sealed.to_vec();
         let session = session_sealed.map(<[u8]>::to_vec);
-        let now = now_ms();
+        let now = self.now_ms();
         let sql = format!(
             "INSERT INTO terminals \
              (org_id, phone, device_sealed, session_sealed, state, state_reason, version, updated_at) \
@@ -287,7 +287,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let session = session_sealed.map(<[u8]>::to_vec);
         let reason = reason.map(str::to_owned);
-        let now = now_ms();
+        let now = self.now_ms();
         self.db
             .write(move |tx| {
                 let changed = tx.execute(

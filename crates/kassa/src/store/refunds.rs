@@ -7,8 +7,8 @@ use crate::db::{DbError, Row, Tx, Value};
 use super::invoices::{invoice_by_id_tx, INVOICE_COLUMNS};
 use super::jobs::{delete_job, schedule_job};
 use super::{
-    Invoice, InvoiceStatus, Refund, RefundStatus, Store, StoreError, EVENT_REFUNDED,
-    EVENT_REFUND_FAILED, JOB_REFUND,
+    Invoice, InvoiceStatus, JobKind, Refund, RefundStatus, Store, StoreError, EVENT_REFUNDED,
+    EVENT_REFUND_FAILED,
 };
 
 const REFUND_COLUMNS: &str = "id, refund_id, org_id, invoice_id, amount, reason, status, \
@@ -151,7 +151,7 @@ impl Store {
                     new.at_ms.into(),
                 ];
                 let refund = refund_from_row(&tx.query_one(&insert, &params)?)?;
-                schedule_job(tx, JOB_REFUND, refund.id, new.job_at_ms, new.at_ms)?;
+                schedule_job(tx, JobKind::Refund, refund.id, new.job_at_ms, new.at_ms)?;
                 if let Some(link) = &new.idempotency {
                     super::idempotency::link_tx(tx, link, super::Resource::Refund(refund.id))?;
                 }
@@ -364,7 +364,7 @@ fn end_refund_tx(
             refund.id.into(),
         ],
     )?;
-    delete_job(tx, JOB_REFUND, refund.id)?;
+    delete_job(tx, JobKind::Refund, refund.id)?;
     Ok(invoice)
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{now_ms, Store, StoreError};
+use super::{Store, StoreError};
 
 impl Store {
     /// Every setting, by key (the table holds a handful of rows).
@@ -22,7 +22,7 @@ impl Store {
     /// Sets `key` to `value`.
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let (key, value) = (key.to_owned(), value.to_owned());
-        let now = now_ms();
+        let now = self.now_ms();
         self.db
             .write(move |tx| {
                 tx.execute(

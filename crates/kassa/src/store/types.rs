@@ -2,6 +2,7 @@
 //! and idempotency outcomes. No SQL here; the enums own their text form in the database.
 
 use crate::db::DbError;
+use crate::domain::JobKind;
 
 /// Declares a text-backed enum with `as_str` and `parse` (the database and API spelling).
 macro_rules! text_enum {
@@ -494,7 +495,7 @@ impl InvoiceStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
     pub id: i64,
-    pub kind: String,
+    pub kind: JobKind,
     /// The row the job is about (an invoice id for the invoice jobs).
     pub ref_id: i64,
     pub run_at: i64,

@@ -23,7 +23,7 @@ pub mod ssrf;
 mod worker;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::config::WebhookConfig;
 use crate::secrets::{MasterKey, SecretError};
@@ -31,8 +31,6 @@ use crate::store::{
     NewWebhookEndpoint, Store, StoreError, WebhookAttempt, WebhookDelivery, WebhookEndpoint,
     WebhookEndpointUpdate, WebhookFormat,
 };
-
-pub use worker::WebhookWorker;
 
 /// The longest URL accepted.
 pub const MAX_URL_CHARS: usize = 2048;
@@ -123,6 +121,11 @@ struct Inner {
 }
 
 impl Webhooks {
+    /// Now on the store's clock, in unix milliseconds.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.inner.store.now_ms()
+    }
+
     /// The service over `store`, signing with secrets sealed by `master_key`.
     pub fn new(
         store: Store,
@@ -181,7 +184,7 @@ impl Webhooks {
             &endpoint.previous_secret_sealed,
             endpoint.previous_secret_until,
         ) {
-            if until > now_ms() {
+            if until > self.now_ms() {
                 secrets.push(open(previous)?);
             }
         }
@@ -235,7 +238,7 @@ impl Webhooks {
                 description,
                 secret_sealed,
                 is_active: input.is_active.unwrap_or(true),
-                created_at: now_ms(),
+                created_at: self.now_ms(),
             })
             .await?;
         tracing::info!(
@@ -290,7 +293,7 @@ impl Webhooks {
             is_active: input.is_active,
         };
         self.store()
-            .update_webhook_endpoint(org_id, id, update, now_ms())
+            .update_webhook_endpoint(org_id, id, update, self.now_ms())
             .await?
             .ok_or(WebhookError::NotFound)
     }
@@ -328,7 +331,7 @@ impl Webhooks {
             .inner
             .master_key
             .seal(secret.as_bytes(), &Self::seal_context(&current.endpoint_id));
-        let now = now_ms();
+        let now = self.now_ms();
         let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
         let previous =
             (grace_ms > 0).then(|| (current.secret_sealed, now.saturating_add(grace_ms)));
@@ -391,7 +394,7 @@ impl Webhooks {
         }
         let queued = self
             .store()
-            .redeliver_webhook(org_id, id, delivery, now_ms())
+            .redeliver_webhook(org_id, id, delivery, self.now_ms())
             .await?
             .ok_or(WebhookError::NotFound)?;
         tracing::info!(org_id, endpoint = id, delivery, "webhook redelivery queued");
@@ -449,10 +452,4 @@ fn check_description(description: Option<String>) -> Result<Option<String>, Webh
         Some(d) if d.trim().is_empty() => Ok(None),
         other => Ok(other),
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

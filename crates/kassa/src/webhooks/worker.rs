@@ -25,7 +25,7 @@
 //!
 //! Both are safe with several processes on one database: an event is dispatched by the one
 //! transaction that flips its mark, a delivery is attempted by the worker holding its lease
-//! (longer than the attempt timeout). [`WebhookWorker::stop`] ends both loops and waits for the
+//! (longer than the attempt timeout). cancelling its token ends both loops and waits for the
 //! attempts in hand and their records.
 //!
 //! An attempt: 2xx is delivered; 410 gives up and disables the endpoint; 429 and 503 with
@@ -40,12 +40,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
-use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
 
 use super::payloads::{self, EventFacts};
 use super::ssrf;
-use super::{now_ms, signing, SimulateResult, WebhookError, Webhooks, EXCERPT_BYTES};
+use super::{signing, SimulateResult, WebhookError, Webhooks, EXCERPT_BYTES};
 use crate::store::{
     AttemptOutcome, AttemptRecord, BodyBuilder, EndpointHealth, WebhookDelivery, WebhookEndpoint,
     WebhookFormat,
@@ -68,20 +69,6 @@ const SLOT_WAIT: Duration = Duration::from_millis(500);
 const RECORD_BATCH: usize = IN_FLIGHT;
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
-
-/// The running worker; `stop` ends it after the attempts in hand.
-pub struct WebhookWorker {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl WebhookWorker {
-    /// Stops the worker and waits for the attempts in hand and their records.
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-    }
-}
 
 /// What one HTTP attempt gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,11 +116,6 @@ struct Pipeline {
     wake: Notify,
 }
 
-/// Whether `stopped` says stop (or its sender is gone).
-fn stopping(stopped: &watch::Receiver<bool>) -> bool {
-    *stopped.borrow() || stopped.has_changed().is_err()
-}
-
 /// Up to `n` of the free slots, if any.
 fn take_slots(slots: &Arc<Semaphore>, n: usize) -> Option<OwnedSemaphorePermit> {
     let n = n.min(slots.available_permits());
@@ -172,11 +154,11 @@ fn with_slots(
 }
 
 impl Webhooks {
-    /// Starts this process's dispatcher and delivery worker under `worker_id`.
-    pub fn start_worker(&self, worker_id: String) -> WebhookWorker {
-        let (stop, stopped) = watch::channel(false);
+    /// Starts this process's dispatcher and delivery worker under `worker_id`; they end when
+    /// `stop` is cancelled, after the attempts in hand and their records.
+    pub fn start_worker(&self, worker_id: String, stopped: CancellationToken) -> JoinHandle<()> {
         let webhooks = self.clone();
-        let task = tokio::spawn(async move {
+        tokio::spawn(async move {
             let pipeline = Arc::new(Pipeline {
                 worker_id,
                 slots: Arc::new(Semaphore::new(IN_FLIGHT)),
@@ -191,8 +173,55 @@ impl Webhooks {
             webhooks
                 .delivery_loop(&pipeline, handed_over, dispatcher, stopped)
                 .await;
-        });
-        WebhookWorker { stop, task }
+        })
+    }
+
+    /// One deterministic pass, for [`crate::jobs::Jobs::run_until_idle`]: dispatches every
+    /// committed event not yet dispatched, then leases every delivery due now on the clock,
+    /// attempts them side by side and writes their records. How many events and attempts.
+    pub async fn step(&self, worker_id: &str) -> Result<usize, WebhookError> {
+        let mut done = 0;
+        loop {
+            let events = self.prepare_events().await?;
+            if events.is_empty() {
+                break;
+            }
+            let (dispatched, _, _) = self.dispatch_events(events, None).await?;
+            if dispatched == 0 {
+                break;
+            }
+            done += dispatched;
+        }
+        let limit = u32::try_from(IN_FLIGHT).unwrap_or(u32::MAX);
+        loop {
+            let leased = self
+                .store()
+                .lease_webhook_deliveries(worker_id, self.now_ms(), self.lease_ms(), limit)
+                .await?;
+            let full = leased.len() >= IN_FLIGHT;
+            let mut attempts = JoinSet::new();
+            for (delivery, endpoint) in leased {
+                let (webhooks, worker) = (self.clone(), worker_id.to_owned());
+                attempts.spawn(async move { webhooks.attempt(&worker, delivery, endpoint).await });
+            }
+            let mut records = Vec::new();
+            while let Some(attempt) = attempts.join_next().await {
+                done += 1;
+                match attempt {
+                    Ok(Ok(Some(record))) => records.push(record),
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "webhook attempt not recorded"),
+                    Err(e) => tracing::error!(error = %e, "webhook attempt panicked"),
+                }
+            }
+            if !records.is_empty() {
+                self.record(records).await;
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(done)
     }
 
     /// Dispatches while events are waiting, then polls. Events are read (with what their
@@ -203,11 +232,11 @@ impl Webhooks {
         &self,
         pipeline: &Pipeline,
         handed: &mpsc::UnboundedSender<Vec<Leased>>,
-        mut stopped: watch::Receiver<bool>,
+        stopped: CancellationToken,
     ) {
         let mut ready: VecDeque<Prepared> = VecDeque::new();
         let mut more = false;
-        while !stopping(&stopped) {
+        while !stopped.is_cancelled() {
             if ready.is_empty() {
                 match self.prepare_events().await {
                     Ok(events) => {
@@ -248,7 +277,7 @@ impl Webhooks {
             if ready.is_empty() && !more {
                 tokio::select! {
                     () = tokio::time::sleep(DISPATCH_POLL) => {}
-                    _ = stopped.changed() => {}
+                    () = stopped.cancelled() => {}
                 }
             }
         }
@@ -262,7 +291,7 @@ impl Webhooks {
         pipeline: &Pipeline,
         mut handed_over: mpsc::UnboundedReceiver<Vec<Leased>>,
         dispatcher: tokio::task::JoinHandle<()>,
-        mut stopped: watch::Receiver<bool>,
+        stopped: CancellationToken,
     ) {
         let (records, queue) = mpsc::channel::<AttemptRecord>(RECORD_BATCH);
         let recorder = tokio::spawn(self.clone().record_loop(queue));
@@ -281,7 +310,7 @@ impl Webhooks {
         let mut look = Look::Maybe;
         let tick = self.inner.tick;
         let mut next_tick = tokio::time::Instant::now() + tick;
-        while !stopping(&stopped) {
+        while !stopped.is_cancelled() {
             let free = pipeline.slots.available_permits();
             if look != Look::No && free > 0 && (free >= CLAIM_AT_ONCE || attempts.is_empty()) {
                 look = match self.claim(pipeline, free, look).await {
@@ -315,7 +344,7 @@ impl Webhooks {
                         look = Look::Maybe;
                     }
                 }
-                _ = stopped.changed() => {}
+                () = stopped.cancelled() => {}
             }
         }
         // The dispatcher stops too; what it leased last is attempted before the end.
@@ -350,7 +379,7 @@ impl Webhooks {
         free: usize,
         look: Look,
     ) -> Result<Option<(Vec<Leased>, bool)>, WebhookError> {
-        let now = now_ms();
+        let now = self.now_ms();
         if look == Look::Maybe && !self.store().webhook_deliveries_due(now).await? {
             return Ok(Some((Vec::new(), false)));
         }
@@ -493,7 +522,7 @@ impl Webhooks {
         batch: Vec<Prepared>,
         slots: Option<(&Pipeline, OwnedSemaphorePermit)>,
     ) -> Result<(usize, Vec<Leased>), WebhookError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let lease = slots.as_ref().map(|(pipeline, permits)| {
             (
                 pipeline.worker_id.clone(),
@@ -523,7 +552,7 @@ impl Webhooks {
     ) -> Result<(usize, usize, Vec<(WebhookDelivery, WebhookEndpoint)>), WebhookError> {
         let done = match self
             .store()
-            .dispatch_events(batch.clone(), now_ms(), lease)
+            .dispatch_events(batch.clone(), self.now_ms(), lease)
             .await
         {
             Ok(done) => done,
@@ -534,7 +563,7 @@ impl Webhooks {
                 for (event_id, org_id, body) in batch {
                     match self
                         .store()
-                        .dispatch_event(org_id, event_id, now_ms(), body)
+                        .dispatch_event(org_id, event_id, self.now_ms(), body)
                         .await
                     {
                         Ok(Some(made)) => {
@@ -583,12 +612,12 @@ impl Webhooks {
                     "the endpoint was deleted"
                 };
                 self.store()
-                    .abandon_webhook_delivery(delivery.id, worker, reason, now_ms())
+                    .abandon_webhook_delivery(delivery.id, worker, reason, self.now_ms())
                     .await?;
                 return Ok(None);
             }
         };
-        let at = now_ms();
+        let at = self.now_ms();
         let sent = self.send(&endpoint, &delivery, false).await?;
         let config = &self.inner.config;
         let (outcome, health) = if sent.delivered() {
@@ -604,7 +633,7 @@ impl Webhooks {
                 Some(delay) => {
                     let delay = sent.retry_after.unwrap_or_else(|| jitter(*delay));
                     let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-                    AttemptOutcome::RetryAt(now_ms().saturating_add(delay_ms))
+                    AttemptOutcome::RetryAt(self.now_ms().saturating_add(delay_ms))
                 }
                 None => AttemptOutcome::GiveUp,
             };
@@ -668,7 +697,9 @@ impl Webhooks {
                 })
             }
         };
-        let timestamp = now_ms() / 1000;
+        // The receiver checks this against its own wall clock (replay window): never the
+        // gateway's clock, which tests and the sandbox move.
+        let timestamp = crate::clock::wall_ms() / 1000;
         let mut request = self
             .inner
             .client
@@ -822,7 +853,7 @@ impl Webhooks {
         user_id: &str,
     ) -> Result<Sent, WebhookError> {
         let delivery_id = uuid::Uuid::new_v4().to_string();
-        let now = now_ms();
+        let now = self.now_ms();
         let payload = payloads::simulated_body(
             event,
             merchant_order_id,

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kassa::app::{App, AppState};
+use kassa::clock::Clock;
 use kassa::config::{Config, KaspiMode, ServeArgs, StorageArgs};
 use kassa::gateway::GatewaySettings;
+use kassa::jobs::Jobs;
 use kassa::secrets::{new_api_key, MasterKey};
 use kassa::store::Store;
 
@@ -73,6 +75,10 @@ pub struct Options {
     pub webhook_disable_after: Option<String>,
     /// Sets more `kassa serve` settings (the HTTP limits, …) before they are resolved.
     pub more_serve_args: Option<fn(&mut ServeArgs)>,
+    /// The gateway's clock. `Some`: no background work runs by itself; the test moves the
+    /// clock ([`Kassa::advance`]) and steps the work ([`Kassa::step`]). `None`: the system
+    /// clock and the server's own background loops.
+    pub clock: Option<Clock>,
 }
 
 impl Options {
@@ -88,7 +94,14 @@ impl Options {
             webhook_timeout_secs: 5,
             webhook_disable_after: None,
             more_serve_args: None,
+            clock: None,
         }
+    }
+
+    /// Stepped: a manual clock at the real now, no background loops.
+    pub fn stepped(mut self) -> Options {
+        self.clock = Some(Clock::manual_from_now());
+        self
     }
 }
 
@@ -97,6 +110,8 @@ pub struct Kassa {
     pub addr: SocketAddr,
     pub base: String,
     pub state: AppState,
+    /// The background work, for [`Kassa::step`].
+    pub jobs: Jobs,
     pub http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -128,18 +143,29 @@ impl Kassa {
             more(&mut serve);
         }
         let config = Config::resolve(&storage, &serve).expect("config");
-        let app = App::build_with(config, options.settings)
+        let stepped = options.clock.is_some();
+        let clock = options.clock.unwrap_or_else(Clock::system);
+        let mut app = App::build_with_clock(config, options.settings, clock)
             .await
             .expect("the gateway starts");
+        if stepped {
+            app = app.without_background_work();
+        }
         let addr = app.local_addr();
         let state = app.state().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
+        let jobs = Jobs::new(
+            state.gateway.clone(),
+            state.webhooks.clone(),
+            format!("kassa-test-{}", uuid::Uuid::new_v4().simple()),
+        );
         Kassa {
             addr,
             base: format!("http://{addr}/api/v1"),
+            jobs,
             state,
             http: reqwest::Client::new(),
             stop: Some(stop),
@@ -149,6 +175,33 @@ impl Kassa {
 
     pub fn store(&self) -> &Store {
         &self.state.store
+    }
+
+    /// Does all the background work due now on the gateway's clock, to the end.
+    pub async fn step(&self) -> usize {
+        self.jobs.run_until_idle().await
+    }
+
+    /// Moves the gateway's clock (and the sandbox Kaspi's, in sandbox mode) forward by `by`,
+    /// then steps the work that came due.
+    pub async fn advance(&self, by: Duration) -> usize {
+        self.state.clock.advance(by);
+        if let Some(sim) = &self.state.sandbox {
+            sim.advance_clock(by);
+        }
+        self.step().await
+    }
+
+    /// Steps through `total` in moves of `every` (work due in between runs in order).
+    pub async fn advance_by_steps(&self, total: Duration, every: Duration) -> usize {
+        let mut done = 0;
+        let mut moved = Duration::ZERO;
+        while moved < total {
+            let by = every.min(total - moved);
+            done += self.advance(by).await;
+            moved += by;
+        }
+        done
     }
 
     pub fn sim(&self) -> &kaspi_sim::Simulator {

@@ -1,0 +1,81 @@
+//! `reconcile_invoice`: a create whose answer was lost (or whose process died while Kaspi
+//! was asked) is looked for in Kaspi's history by its marker; found, it becomes sent; not found
+//! after the whole schedule, it is failed. A QR create nobody saw is removed.
+
+use super::retry::{again_after, delay_at, same_attempt_on, wait_for_person};
+use crate::gateway::{Gateway, GatewayError};
+use crate::store::{CreateState, InvoiceKind, Job};
+
+pub(super) async fn run(gateway: &Gateway, worker: &str, job: &Job) -> Result<(), GatewayError> {
+    let Some(invoice) = gateway.store().invoice_by_id(job.ref_id).await? else {
+        gateway.store().finish_job(job.id).await?;
+        return Ok(());
+    };
+    match (invoice.create_state, invoice.kind) {
+        (CreateState::Sending | CreateState::Unknown, InvoiceKind::Remote) => {}
+        (CreateState::Sending | CreateState::Unknown, InvoiceKind::Qr) => {
+            // Its create never recorded an outcome (the process died while Kaspi was
+            // asked): nobody saw the link, so the unsent payment goes (Kaspi discards an
+            // unused token by itself).
+            tracing::warn!(
+                invoice = invoice.id,
+                "a QR payment's create never finished; removing it"
+            );
+            gateway.store().delete_unsent_invoice(invoice.id).await?;
+            gateway.store().finish_job(job.id).await?;
+            return Ok(());
+        }
+        _ => {
+            gateway.store().finish_job(job.id).await?;
+            return Ok(());
+        }
+    }
+    let schedule = &gateway.settings().reconcile_schedule;
+    match gateway.find_in_history(&invoice).await {
+        Ok(Some(found)) => {
+            tracing::info!(invoice = invoice.id, "lost create found in Kaspi's history");
+            gateway.record_sent(&invoice, &found).await?;
+            // Recorded (or found recorded by someone else): the job is done either way.
+            gateway.store().finish_job(job.id).await?;
+            Ok(())
+        }
+        Ok(None) if usize::try_from(job.attempt + 1).unwrap_or(usize::MAX) >= schedule.len() => {
+            tracing::warn!(
+                invoice = invoice.id,
+                "Kaspi never received the invoice; failing it"
+            );
+            let failed = gateway
+                .store()
+                .mark_invoice_create_failed(
+                    invoice.id,
+                    "Kaspi never received the invoice (its answer was lost and history does not show it)",
+                    gateway.now_ms(),
+                )
+                .await;
+            match failed {
+                // The history sync found it meanwhile: nothing to fail.
+                Ok(_) | Err(crate::store::StoreError::NotFound) => {
+                    gateway.store().finish_job(job.id).await?;
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Ok(None) => {
+            let delay = delay_at(schedule, job.attempt + 1);
+            again_after(
+                gateway,
+                worker,
+                job,
+                job.attempt + 1,
+                delay,
+                Some(&GatewayError::NotAtKaspiYet),
+            )
+            .await
+        }
+        // No cashier session, or a build Kaspi refuses: history cannot be read until a
+        // person acts; look again at the slower pace.
+        Err(e) if e.waits_for_person() => wait_for_person(gateway, worker, job, &e).await,
+        Err(e) => same_attempt_on(gateway, worker, job, schedule, Some(&e)).await,
+    }
+}
