@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{wait_for, Kassa, Options};
+use common::{Kassa, Options};
 use kaspi_sim::{Faults, LostMode};
 use kassa::db::testing::TestDb;
 use reqwest::Method;
@@ -40,7 +40,7 @@ async fn paid_invoice(kassa: &Kassa, key: &str, amount: i64) -> (i64, String, u6
     (id, invoice.payment_id, op)
 }
 
-/// Waits until ApiPay shows refund `refund_id` of invoice `id` in `status`.
+/// Steps the work (moving the clock while retries are due later) until ApiPay shows refund `refund_id` of invoice `id` in `status`.
 async fn refund_reaches(
     kassa: &Kassa,
     key: &str,
@@ -48,23 +48,25 @@ async fn refund_reaches(
     refund_id: i64,
     status: &str,
 ) -> serde_json::Value {
-    wait_for(Duration::from_secs(15), || async {
-        let list = kassa.get(key, &format!("/invoices/{id}/refunds")).await;
-        list.json["data"]
-            .as_array()?
-            .iter()
-            .find(|r| r["id"] == refund_id && r["status"] == status)
-            .cloned()
-    })
-    .await
-    .unwrap_or_else(|| panic!("refund {refund_id} reaches {status}"))
+    let step = Duration::from_millis(100);
+    kassa
+        .advance_until(Duration::from_secs(15), step, || async {
+            let list = kassa.get(key, &format!("/invoices/{id}/refunds")).await;
+            list.json["data"]
+                .as_array()?
+                .iter()
+                .find(|r| r["id"] == refund_id && r["status"] == status)
+                .cloned()
+        })
+        .await
+        .unwrap_or_else(|| panic!("refund {refund_id} reaches {status}"))
 }
 
 on_both_databases!(
     partial_then_full_refunds_on_both_surfaces,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
         let (id, payment_id, op) = paid_invoice(&kassa, &key, 10_000).await;
@@ -116,14 +118,19 @@ on_both_databases!(
         assert_eq!(rest.json["amount"], 6999.5);
         assert_eq!(rest.json["payment_id"], payment_id.as_str());
         let refund_uuid = rest.json["refund_id"].as_str().expect("uuid").to_owned();
-        let completed = wait_for(Duration::from_secs(15), || async {
-            let r = kassa
-                .x(Method::GET, &key, &format!("/refunds/{refund_uuid}"), None)
-                .await;
-            (r.json["status"] == "completed").then_some(r.json)
-        })
-        .await
-        .expect("completed");
+        let completed = kassa
+            .advance_until(
+                Duration::from_secs(15),
+                Duration::from_millis(100),
+                || async {
+                    let r = kassa
+                        .x(Method::GET, &key, &format!("/refunds/{refund_uuid}"), None)
+                        .await;
+                    (r.json["status"] == "completed").then_some(r.json)
+                },
+            )
+            .await
+            .expect("completed");
         assert_eq!(completed["reason"], "all of it");
         let invoice = kassa.get(&key, &format!("/invoices/{id}")).await;
         assert_eq!(invoice.json["status"], "refunded");
@@ -213,7 +220,7 @@ on_both_databases!(
     racing_refunds_never_exceed_what_was_paid,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
         let (id, _, op) = paid_invoice(&kassa, &key, 10_000).await;
@@ -245,7 +252,7 @@ on_both_databases!(
     kaspi_refusals_fail_the_refund_and_lost_answers_are_not_resent,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
 
@@ -281,9 +288,7 @@ on_both_databases!(
         // Past Kaspi's refund window: Kaspi refuses; the refund fails with the reason and the
         // money is refundable again (as far as Kassa knows).
         let (late_id, _, _) = paid_invoice(&kassa, &key, 1_000).await;
-        kassa
-            .sim()
-            .advance_clock(Duration::from_secs(31 * 24 * 3600));
+        kassa.advance(Duration::from_secs(31 * 24 * 3600)).await;
         let refused = kassa
             .post(&key, &format!("/invoices/{late_id}/refund"), json!({}))
             .await;

@@ -192,6 +192,33 @@ impl Kassa {
         self.step().await
     }
 
+    /// Steps the work due now; then, until `probe` gives `Some`, moves the clock by `every` and
+    /// steps again, for at most `limit` of clock time. Nothing waits on real time: retries and
+    /// backoffs come due as the clock moves. `None` when `probe` never gave a value.
+    pub async fn advance_until<T, F, Fut>(
+        &self,
+        limit: Duration,
+        every: Duration,
+        mut probe: F,
+    ) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        self.step().await;
+        let mut moved = Duration::ZERO;
+        loop {
+            if let Some(found) = probe().await {
+                return Some(found);
+            }
+            if moved >= limit {
+                return None;
+            }
+            self.advance(every).await;
+            moved += every;
+        }
+    }
+
     /// Steps through `total` in moves of `every` (work due in between runs in order).
     pub async fn advance_by_steps(&self, total: Duration, every: Duration) -> usize {
         let mut done = 0;
