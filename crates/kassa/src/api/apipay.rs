@@ -19,7 +19,7 @@ use time::{Date, Duration as TimeDuration, OffsetDateTime, UtcOffset};
 use super::auth::Caller;
 use super::error::{ApiError, ErrorFormat, FieldErrors};
 use super::extract::{ApiJson, ApiPay, IdPath, QueryPairs};
-use super::{amount_string, optional_text, rfc3339_ms};
+use super::{amount_string, optional_text, parse_amount, rfc3339_ms};
 use crate::gateway::{Gateway, GatewayError, NewRemoteInvoice, RefundRequest, SandboxAction};
 use crate::store::{
     IdemLink, Invoice, InvoiceFilter, InvoiceSort, InvoiceStatus, Refund, RefundFilter,
@@ -177,39 +177,6 @@ struct CreateInvoiceBody {
     external_order_id: Option<Value>,
     #[serde(default)]
     cart_items: Option<Value>,
-}
-
-/// `amount` as tiyn: a JSON number or a numeric string, 0.01–99999999.99, at most two
-/// decimals. A JSON number is read through its shortest decimal form, which is exact for
-/// every amount in range.
-pub fn parse_amount(value: &Value, field: &str, errors: &mut FieldErrors) -> Option<kaspi::Amount> {
-    let range = format!("The {field} must be between 0.01 and 99999999.99.");
-    let text = match value {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.trim().to_owned(),
-        _ => {
-            errors.add(field, format!("The {field} must be a number."));
-            return None;
-        }
-    };
-    match kaspi::Amount::parse(&text) {
-        Ok(amount) if (1..=9_999_999_999).contains(&amount.tiyn()) => Some(amount),
-        Ok(_) => {
-            errors.add(field, range);
-            None
-        }
-        Err(_) if text.parse::<f64>().is_ok() => {
-            errors.add(
-                field,
-                format!("The {field} must be a number with at most two decimal places, between 0.01 and 99999999.99."),
-            );
-            None
-        }
-        Err(_) => {
-            errors.add(field, format!("The {field} must be a number."));
-            None
-        }
-    }
 }
 
 async fn create_invoice(

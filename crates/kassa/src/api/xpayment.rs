@@ -22,11 +22,10 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::apipay::parse_amount;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorFormat, FieldErrors};
 use super::extract::{QueryPairs, XJson, XPayment};
-use super::{amount_number, optional_text, rfc3339_ms};
+use super::{amount_number, optional_text, parse_amount, rfc3339_ms};
 use crate::gateway::{Gateway, GatewayError, NewQrPayment, NewRemoteInvoice, RefundRequest};
 use crate::store::{
     IdemLink, Invoice, InvoiceFilter, InvoiceStatus, KaspiOperation, Refund, RefundFilter,
