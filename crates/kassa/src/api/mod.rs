@@ -7,8 +7,8 @@
 //! - [`auth`]: API key → [`Caller`] middleware, with a success cache that revocations end.
 //! - [`ratelimit`]: per-key requests-per-minute limit (held across processes) and its headers.
 //! - [`idempotency`]: `Idempotency-Key` replays for `POST`.
-//! - [`apipay`]: the ApiPay surface, a folder: routes, handlers by resource, `views` (the JSON
-//!   a client sees) and `errors` (gateway errors in its format).
+//! - [`apipay`], [`xpayment`]: the two surfaces, each a folder: routes, handlers by resource,
+//!   `views` (the JSON a client sees) and `errors` (gateway errors in that surface's format).
 //! - [`optional_text`], [`parse_amount`]: body fields both surfaces read alike.
 //!
 //! A request to a protected route goes: [`auth::authenticate`] (401, or a `Caller`) →
