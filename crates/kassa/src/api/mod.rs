@@ -7,6 +7,9 @@
 //! - [`auth`]: API key → [`Caller`] middleware, with a success cache that revocations end.
 //! - [`ratelimit`]: per-key requests-per-minute limit (held across processes) and its headers.
 //! - [`idempotency`]: `Idempotency-Key` replays for `POST`.
+//! - [`apipay`], [`xpayment`]: the two surfaces, each a folder: routes, handlers by resource,
+//!   `views` (the JSON a client sees) and `errors` (gateway errors in that surface's format).
+//! - [`optional_text`], [`parse_amount`]: body fields both surfaces read alike.
 //!
 //! A request to a protected route goes: [`auth::authenticate`] (401, or a `Caller`) →
 //! [`ratelimit::enforce`] (429, or counted; `X-RateLimit-*` headers on every answer) →
@@ -30,6 +33,7 @@ pub mod xpayment;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::Router;
+use serde_json::Value;
 use time::OffsetDateTime;
 
 pub use auth::{AuthState, Caller};
@@ -106,6 +110,39 @@ pub fn optional_text(
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
             errors.add(field, not_text);
+            None
+        }
+    }
+}
+
+/// `amount` as tiyn: a JSON number or a numeric string, 0.01–99999999.99, at most two
+/// decimals. A JSON number is read through its shortest decimal form, which is exact for
+/// every amount in range.
+pub fn parse_amount(value: &Value, field: &str, errors: &mut FieldErrors) -> Option<kaspi::Amount> {
+    let range = format!("The {field} must be between 0.01 and 99999999.99.");
+    let text = match value {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_owned(),
+        _ => {
+            errors.add(field, format!("The {field} must be a number."));
+            return None;
+        }
+    };
+    match kaspi::Amount::parse(&text) {
+        Ok(amount) if (1..=9_999_999_999).contains(&amount.tiyn()) => Some(amount),
+        Ok(_) => {
+            errors.add(field, range);
+            None
+        }
+        Err(_) if text.parse::<f64>().is_ok() => {
+            errors.add(
+                field,
+                format!("The {field} must be a number with at most two decimal places, between 0.01 and 99999999.99."),
+            );
+            None
+        }
+        Err(_) => {
+            errors.add(field, format!("The {field} must be a number."));
             None
         }
     }

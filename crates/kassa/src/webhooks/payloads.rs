@@ -1,6 +1,6 @@
 //! What each format calls an event and what its body holds, built with the API's own
-//! builders (`api::apipay::invoice_json`, `api::xpayment::payment_json`/`refund_json`) so a
-//! webhook shows an invoice exactly as the API does.
+//! builders (`api::apipay::views::invoice_json`, `api::xpayment::views::payment_json`/
+//! `refund_json`) so a webhook shows an invoice exactly as the API does.
 //!
 //! | outbox event | apipay | xpayment |
 //! | --- | --- | --- |
@@ -90,12 +90,12 @@ pub fn event_body(
         WebhookFormat::ApiPay => {
             let mut body = json!({
                 "event": name,
-                "invoice": apipay::invoice_json(&invoice),
+                "invoice": apipay::views::invoice_json(&invoice),
                 "source": "api",
                 "timestamp": timestamp,
             });
             if let Some(refund) = &facts.refund {
-                body["refund"] = apipay::refund_json(refund);
+                body["refund"] = apipay::views::refund_json(refund);
             }
             body
         }
@@ -121,12 +121,12 @@ fn xpayment_body(
 ) -> Value {
     let mut body = json!({
         "event": name,
-        "payment": xpayment::payment_json(invoice, user_id),
+        "payment": xpayment::views::payment_json(invoice, user_id),
         "delivery_id": delivery_id,
         "timestamp": timestamp,
     });
     if let Some(refund) = refund {
-        body["refund"] = xpayment::refund_json(refund, &invoice.payment_id, user_id);
+        body["refund"] = xpayment::views::refund_json(refund, &invoice.payment_id, user_id);
     }
     body
 }

@@ -1,0 +1,228 @@
+//! Invoices by phone: create, list (filtered, sorted, paged), get and cancel.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::errors::gateway_error;
+use super::query::{almaty_day_start, lenient_page, STATUS_FILTERS};
+use super::views::{invoice_json, page_meta};
+use super::F;
+use crate::api::auth::Caller;
+use crate::api::error::{ApiError, FieldErrors};
+use crate::api::extract::{ApiJson, ApiPay, IdPath, QueryPairs};
+use crate::api::{optional_text, parse_amount};
+use crate::gateway::{Gateway, GatewayError, NewRemoteInvoice};
+use crate::store::{IdemLink, InvoiceFilter, InvoiceSort, InvoiceStatus, SortOrder};
+
+#[derive(Debug, Deserialize)]
+pub(super) struct CreateInvoiceBody {
+    #[serde(default)]
+    amount: Option<Value>,
+    #[serde(default)]
+    phone_number: Option<Value>,
+    #[serde(default)]
+    description: Option<Value>,
+    #[serde(default)]
+    external_order_id: Option<Value>,
+    #[serde(default)]
+    cart_items: Option<Value>,
+}
+
+pub(super) async fn create_invoice(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    idem: Option<Extension<IdemLink>>,
+    ApiJson(body): ApiJson<CreateInvoiceBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let mut errors = FieldErrors::new();
+    let phone = match &body.phone_number {
+        None | Some(Value::Null) => {
+            errors.add("phone_number", "The phone number field is required.");
+            None
+        }
+        Some(Value::String(p)) if is_apipay_phone(p) => match kaspi::phone::normalize(p) {
+            Ok(phone) => Some(phone),
+            Err(_) => {
+                errors.add(
+                    "phone_number",
+                    "The phone number is not a Kazakhstan mobile number (8 7XX XXX XX XX).",
+                );
+                None
+            }
+        },
+        Some(Value::String(_)) => {
+            errors.add(
+                "phone_number",
+                "Phone number must be in format 8XXXXXXXXXX.",
+            );
+            None
+        }
+        Some(_) => {
+            errors.add("phone_number", "The phone number must be a string.");
+            None
+        }
+    };
+    if body.cart_items.as_ref().is_some_and(|c| !c.is_null()) {
+        errors.add(
+            "cart_items",
+            "Cart items need the product catalog, which this Kassa does not have yet; send amount instead.",
+        );
+    }
+    let amount = match &body.amount {
+        None | Some(Value::Null) => {
+            errors.add("amount", "The amount field is required.");
+            None
+        }
+        Some(v) => parse_amount(v, "amount", &mut errors),
+    };
+    let description = optional_text(
+        F,
+        body.description.as_ref(),
+        "description",
+        500,
+        &mut errors,
+    );
+    let external_order_id = optional_text(
+        F,
+        body.external_order_id.as_ref(),
+        "external_order_id",
+        255,
+        &mut errors,
+    );
+    errors.into_result(F)?;
+    let (Some(phone), Some(amount)) = (phone, amount) else {
+        return Err(ApiError::internal(
+            F,
+            anyhow::anyhow!("validated fields missing"),
+        ));
+    };
+    let invoice = gateway
+        .create_invoice(
+            caller.org_id,
+            NewRemoteInvoice {
+                phone,
+                amount,
+                description,
+                external_order_id,
+                metadata: None,
+                idempotency: idem.map(|Extension(link)| link),
+            },
+        )
+        .await
+        .map_err(gateway_error)?;
+    Ok((StatusCode::CREATED, Json(invoice_json(&invoice))))
+}
+
+/// `8` and ten digits, as ApiPay requires.
+fn is_apipay_phone(text: &str) -> bool {
+    text.len() == 11 && text.starts_with('8') && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+pub(super) async fn list_invoices(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    query: QueryPairs<ApiPay>,
+) -> Result<Json<Value>, ApiError> {
+    let mut errors = FieldErrors::new();
+    let page = lenient_page(&query, &mut errors)?;
+    let per_page = errors
+        .take(query.int("per_page", 1, 100))?
+        .flatten()
+        .unwrap_or(10);
+    let search = errors
+        .take(query.string("search", 100))?
+        .flatten()
+        .map(str::to_owned);
+    let statuses = errors
+        .take(query.all_of("status", STATUS_FILTERS))?
+        .unwrap_or_default();
+    let date_from = errors.take(query.date("date_from"))?.flatten();
+    let date_to = errors.take(query.date("date_to"))?.flatten();
+    let sort_by = errors
+        .take(query.one_of(
+            "sort_by",
+            &["id", "amount", "client_name", "status", "created_at"],
+        ))?
+        .flatten()
+        .and_then(InvoiceSort::parse)
+        .unwrap_or_default();
+    let sort_order = match errors
+        .take(query.one_of("sort_order", &["asc", "desc"]))?
+        .flatten()
+    {
+        Some("asc") => SortOrder::Asc,
+        _ => SortOrder::Desc,
+    };
+    if let (Some(from), Some(to)) = (date_from, date_to) {
+        if to < from {
+            errors.add(
+                "date_to",
+                "The date to must be a date after or equal to date from.",
+            );
+        }
+    }
+    errors.into_result(F)?;
+    let mut status_set = Vec::new();
+    for s in statuses {
+        match s {
+            "pending" => status_set.push(InvoiceStatus::Pending),
+            "paid" => status_set.push(InvoiceStatus::Paid),
+            "cancelled" => {
+                status_set.push(InvoiceStatus::Cancelled);
+                status_set.push(InvoiceStatus::Failed);
+            }
+            _ => status_set.push(InvoiceStatus::Expired),
+        }
+    }
+    let filter = InvoiceFilter {
+        page: u32::try_from(page).unwrap_or(1),
+        per_page: u32::try_from(per_page).unwrap_or(10),
+        search,
+        statuses: status_set,
+        created_from: date_from.map(almaty_day_start),
+        created_to: date_to.and_then(|d| d.next_day()).map(almaty_day_start),
+        sort_by,
+        sort_order,
+        ..InvoiceFilter::default()
+    };
+    let (invoices, total) = gateway
+        .store()
+        .list_invoices(caller.org_id, &filter)
+        .await
+        .map_err(|e| ApiError::store(F, e))?;
+    Ok(Json(json!({
+        "data": invoices.iter().map(invoice_json).collect::<Vec<_>>(),
+        "meta": page_meta(page, per_page, total)
+    })))
+}
+
+pub(super) async fn get_invoice(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    IdPath(id): IdPath,
+) -> Result<Json<Value>, ApiError> {
+    let invoice = gateway
+        .store()
+        .invoice(caller.org_id, id)
+        .await
+        .map_err(|e| ApiError::store(F, e))?
+        .ok_or_else(|| gateway_error(GatewayError::NotFound))?;
+    Ok(Json(invoice_json(&invoice)))
+}
+
+pub(super) async fn cancel_invoice(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    IdPath(id): IdPath,
+) -> Result<Json<Value>, ApiError> {
+    let invoice = gateway
+        .cancel_invoice(caller.org_id, id)
+        .await
+        .map_err(gateway_error)?;
+    let mut body = invoice_json(&invoice);
+    body["message"] = json!("Invoice cancelled.");
+    Ok(Json(body))
+}

@@ -1,0 +1,58 @@
+//! The ApiPay.kz-compatible surface under `/api/v1`: invoices by phone, their list, stats and
+//! cancellation, and in sandbox mode the payer's helpers. Shapes follow
+//! `apipay-docs/openapi.yaml` and its docs; where they are silent the choice is noted here.
+//!
+//! - Amounts are strings with two decimals (`"10000.00"`); times RFC 3339 in UTC.
+//! - Kassa's `failed` (the payer declined, Kaspi rejected) shows as ApiPay's `cancelled`, the
+//!   nearest status ApiPay has; a `status[]=cancelled` filter includes it.
+//! - Days (`date_from`, `date_to`, `start_date`, `end_date`, `period`) are Asia/Almaty days
+//!   (UTC+5).
+//!
+//! Where the code lives:
+//! - `invoices`: create, list, get and cancel invoices.
+//! - `stats`: the invoice statistics of a period.
+//! - `refunds`: refund an invoice, list refunds.
+//! - `sandbox`: the payer's helpers (pay, decline, expire), mounted in sandbox mode only.
+//! - [`views`]: the JSON a client sees; [`errors`]: gateway errors as ApiPay answers them;
+//!   `query`: what the list and stats queries share (pages, Almaty days).
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use super::error::ErrorFormat;
+use crate::gateway::Gateway;
+
+pub mod errors;
+mod invoices;
+mod query;
+mod refunds;
+mod sandbox;
+mod stats;
+pub mod views;
+
+use invoices::{cancel_invoice, create_invoice, get_invoice, list_invoices};
+use refunds::{invoice_refunds, list_refunds, refund_invoice};
+use sandbox::{sandbox_decline, sandbox_expire, sandbox_pay};
+use stats::invoice_stats;
+
+const F: ErrorFormat = ErrorFormat::ApiPay;
+
+/// The authenticated routes (relative to `/api/v1`); the caller adds authentication, rate
+/// limit and idempotency around them. `sandbox` mounts the payer's helpers.
+pub fn routes(gateway: Gateway, sandbox: bool) -> Router {
+    let mut router = Router::new()
+        .route("/invoices", post(create_invoice).get(list_invoices))
+        .route("/invoices/stats", get(invoice_stats))
+        .route("/invoices/{id}", get(get_invoice))
+        .route("/invoices/{id}/cancel", post(cancel_invoice))
+        .route("/invoices/{id}/refund", post(refund_invoice))
+        .route("/invoices/{id}/refunds", get(invoice_refunds))
+        .route("/refunds", get(list_refunds));
+    if sandbox {
+        router = router
+            .route("/sandbox/invoices/{id}/pay", post(sandbox_pay))
+            .route("/sandbox/invoices/{id}/decline", post(sandbox_decline))
+            .route("/sandbox/invoices/{id}/expire", post(sandbox_expire));
+    }
+    router.with_state(gateway)
+}

@@ -1,0 +1,41 @@
+//! What ApiPay's list and stats queries share: the invoice status names a filter takes, `page`
+//! as Laravel reads it, and Asia/Almaty days as unix ms.
+
+use time::{Date, UtcOffset};
+
+use crate::api::error::{ApiError, FieldErrors};
+use crate::api::extract::{ApiPay, QueryPairs};
+use crate::gateway::Gateway;
+
+/// Asia/Almaty: UTC+5 all year.
+const ALMATY: UtcOffset = match UtcOffset::from_hms(5, 0, 0) {
+    Ok(offset) => offset,
+    Err(_) => UtcOffset::UTC,
+};
+
+/// `page` as Laravel's paginator reads it: below 1 means the first page; a page past the end is
+/// simply empty. Only text that is not an integer is an error.
+pub(super) fn lenient_page(
+    query: &QueryPairs<ApiPay>,
+    errors: &mut FieldErrors,
+) -> Result<i64, ApiError> {
+    let page = errors
+        .take(query.int("page", i64::MIN, i64::MAX))?
+        .flatten()
+        .unwrap_or(1);
+    Ok(page.clamp(1, i64::from(u32::MAX)))
+}
+
+/// The start of `date` in Almaty, as unix ms.
+pub(super) fn almaty_day_start(date: Date) -> i64 {
+    let at = date.midnight().assume_offset(ALMATY);
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// Today in Almaty, on `gateway`'s clock.
+pub(super) fn almaty_today(gateway: &Gateway) -> Date {
+    gateway.clock().now().to_offset(ALMATY).date()
+}
+
+/// The invoice statuses a client names (Kassa's `failed` is among the `cancelled`).
+pub(super) const STATUS_FILTERS: &[&str] = &["pending", "paid", "cancelled", "expired"];

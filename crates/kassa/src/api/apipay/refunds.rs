@@ -1,0 +1,152 @@
+//! Refunds: refund an invoice, an invoice's refunds, and the list of all refunds.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::errors::gateway_error;
+use super::query::{almaty_day_start, lenient_page};
+use super::views::{apipay_status, page_meta, refund_json};
+use super::F;
+use crate::api::auth::Caller;
+use crate::api::error::{ApiError, FieldErrors};
+use crate::api::extract::{ApiJson, ApiPay, IdPath, QueryPairs};
+use crate::api::{amount_number, amount_string, optional_text, parse_amount};
+use crate::gateway::{Gateway, GatewayError, RefundRequest};
+use crate::store::{IdemLink, RefundFilter, RefundStatus};
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RefundBody {
+    #[serde(default)]
+    amount: Option<Value>,
+    #[serde(default)]
+    reason: Option<Value>,
+}
+
+pub(super) async fn refund_invoice(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    idem: Option<Extension<IdemLink>>,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<RefundBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let mut errors = FieldErrors::new();
+    let amount = match &body.amount {
+        None | Some(Value::Null) => None,
+        Some(v) => parse_amount(v, "amount", &mut errors),
+    };
+    let reason = optional_text(F, body.reason.as_ref(), "reason", 500, &mut errors);
+    errors.into_result(F)?;
+    let (refund, invoice) = gateway
+        .request_refund(
+            caller.org_id,
+            id,
+            RefundRequest {
+                amount,
+                reason,
+                initiated_by: "api",
+                idempotency: idem.map(|Extension(link)| link),
+            },
+        )
+        .await
+        .map_err(gateway_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "message": "Refund initiated successfully",
+            "refund": refund_json(&refund),
+            "invoice": {
+                "id": invoice.id,
+                "amount": amount_string(invoice.amount),
+                "status": apipay_status(&invoice),
+                "total_refunded": amount_string(invoice.total_refunded),
+                "available_for_refund": amount_string(invoice.refundable()),
+                "pending_refund_amount": amount_number(invoice.refund_reserved - invoice.total_refunded),
+            },
+        })),
+    ))
+}
+
+pub(super) async fn invoice_refunds(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    IdPath(id): IdPath,
+) -> Result<Json<Value>, ApiError> {
+    gateway
+        .store()
+        .invoice(caller.org_id, id)
+        .await
+        .map_err(|e| ApiError::store(F, e))?
+        .ok_or_else(|| gateway_error(GatewayError::NotFound))?;
+    let filter = RefundFilter {
+        invoice_id: Some(id),
+        ..RefundFilter::default()
+    };
+    let (refunds, _) = gateway
+        .store()
+        .list_refunds(caller.org_id, &filter, 1, 100)
+        .await
+        .map_err(|e| ApiError::store(F, e))?;
+    Ok(Json(json!({
+        "data": refunds.iter().map(refund_json).collect::<Vec<_>>(),
+    })))
+}
+
+const REFUND_STATUSES: &[&str] = &["pending", "processing", "completed", "failed"];
+
+pub(super) async fn list_refunds(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    query: QueryPairs<ApiPay>,
+) -> Result<Json<Value>, ApiError> {
+    let mut errors = FieldErrors::new();
+    let page = lenient_page(&query, &mut errors)?;
+    let per_page = errors
+        .take(query.int("per_page", 1, 100))?
+        .flatten()
+        .unwrap_or(10);
+    let statuses = errors
+        .take(query.all_of("status", REFUND_STATUSES))?
+        .unwrap_or_default();
+    // Any integer: one that names no invoice of the caller simply matches nothing.
+    let invoice_id = errors
+        .take(query.int("invoice_id", i64::MIN, i64::MAX))?
+        .flatten();
+    let date_from = errors.take(query.date("date_from"))?.flatten();
+    let date_to = errors.take(query.date("date_to"))?.flatten();
+    if let (Some(from), Some(to)) = (date_from, date_to) {
+        if to < from {
+            errors.add(
+                "date_to",
+                "The date to must be a date after or equal to date from.",
+            );
+        }
+    }
+    errors.into_result(F)?;
+    let filter = RefundFilter {
+        statuses: statuses
+            .iter()
+            .filter_map(|s| RefundStatus::parse(s))
+            .collect(),
+        invoice_id,
+        payment_id: None,
+        created_from: date_from.map(almaty_day_start),
+        created_to: date_to.and_then(|d| d.next_day()).map(almaty_day_start),
+    };
+    let (refunds, total) = gateway
+        .store()
+        .list_refunds(
+            caller.org_id,
+            &filter,
+            u32::try_from(page).unwrap_or(1),
+            u32::try_from(per_page).unwrap_or(10),
+        )
+        .await
+        .map_err(|e| ApiError::store(F, e))?;
+    Ok(Json(json!({
+        "data": refunds.iter().map(refund_json).collect::<Vec<_>>(),
+        "meta": page_meta(page, per_page, total)
+    })))
+}

@@ -1,0 +1,32 @@
+//! A payment to the shop's static QR, looked up by order number in the synced Kaspi history.
+
+use axum::extract::{Path, State};
+use axum::{Extension, Json};
+use serde_json::Value;
+
+use super::errors::store_error;
+use super::views::static_json;
+use super::F;
+use crate::api::auth::Caller;
+use crate::api::error::ApiError;
+use crate::gateway::Gateway;
+
+pub(super) async fn static_qr_payment(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    Path(order_number): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let op = gateway
+        .store()
+        .static_qr_payment(caller.org_id, &order_number)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                F,
+                "PAYMENT_NOT_FOUND",
+                "No payment with this order number was found in the Kaspi history synced so far",
+            )
+        })?;
+    Ok(Json(static_json(&op)))
+}
