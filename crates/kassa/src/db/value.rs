@@ -141,6 +141,12 @@ impl Row {
             .ok_or_else(|| DbError::decode(name, "expected text, found NULL"))
     }
 
+    /// A text column that must hold one of the spellings `parse` knows (an enum's).
+    pub fn parsed<T>(&self, name: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, DbError> {
+        let text = self.text(name)?;
+        parse(&text).ok_or_else(|| DbError::decode(name, format!("unknown value `{text}`")))
+    }
+
     /// A text column that may be NULL.
     pub fn opt_text(&self, name: &str) -> Result<Option<String>, DbError> {
         match self.get(name)? {

@@ -95,7 +95,7 @@ impl Jobs {
         let mut done = 0;
         for _ in 0..MAX_ROUNDS {
             self.gateway.terminals().sync_app_build().await;
-            let mut round = self.run_due(&JobKind::ALL).await;
+            let mut round = self.run_due(JobKind::ALL).await;
             match self.webhooks.step(&self.worker_id).await {
                 Ok(n) => round += n,
                 Err(e) => tracing::error!(error = %e, "webhook step failed"),

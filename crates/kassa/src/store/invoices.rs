@@ -26,18 +26,18 @@ pub(super) fn invoice_from_row(row: &Row) -> Result<Invoice, DbError> {
         id: row.i64("id")?,
         payment_id: row.text("payment_id")?,
         org_id: row.i64("org_id")?,
-        kind: InvoiceKind::decode("kind", &row.text("kind")?)?,
+        kind: row.parsed("kind", InvoiceKind::parse)?,
         amount: row.i64("amount")?,
         phone: row.opt_text("phone")?,
         description: row.opt_text("description")?,
         external_order_id: row.opt_text("external_order_id")?,
-        status: InvoiceStatus::decode("status", &row.text("status")?)?,
+        status: row.parsed("status", InvoiceStatus::parse)?,
         kaspi_status: row.opt_text("kaspi_status")?,
         kaspi_operation_id: row.opt_text("kaspi_operation_id")?,
         client_name: row.opt_text("client_name")?,
         total_refunded: row.i64("total_refunded")?,
         is_sandbox: row.bool("is_sandbox")?,
-        create_state: CreateState::decode("create_state", &row.text("create_state")?)?,
+        create_state: row.parsed("create_state", CreateState::parse)?,
         last_error: row.opt_text("last_error")?,
         created_at: row.i64("created_at")?,
         updated_at: row.i64("updated_at")?,
@@ -591,10 +591,12 @@ impl Store {
                 let mut events = Vec::with_capacity(rows.len());
                 for row in &rows {
                     let from = match row.opt_text("from_status")? {
-                        Some(text) => Some(InvoiceStatus::decode("from_status", &text)?),
+                        Some(text) => Some(InvoiceStatus::parse(&text).ok_or_else(|| {
+                            DbError::decode("from_status", format!("unknown value `{text}`"))
+                        })?),
                         None => None,
                     };
-                    let to = InvoiceStatus::decode("to_status", &row.text("to_status")?)?;
+                    let to = row.parsed("to_status", InvoiceStatus::parse)?;
                     events.push((from, to, row.i64("at")?));
                 }
                 Ok(events)
@@ -698,7 +700,7 @@ impl Store {
                     })
                     .collect();
                 for row in &rows {
-                    let status = InvoiceStatus::decode("status", &row.text("status")?)?;
+                    let status = row.parsed("status", InvoiceStatus::parse)?;
                     if let Some(totals) = by_status.iter_mut().find(|t| t.status == status) {
                         totals.count = row.i64("n")?;
                         totals.amount = row.i64("amount")?;

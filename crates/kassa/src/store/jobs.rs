@@ -14,11 +14,7 @@ const JOB_COLUMNS: &str =
 fn job_from_row(row: &Row) -> Result<Job, DbError> {
     Ok(Job {
         id: row.i64("id")?,
-        kind: {
-            let text = row.text("kind")?;
-            JobKind::parse(&text)
-                .ok_or_else(|| DbError::decode("kind", format!("unknown job kind `{text}`")))?
-        },
+        kind: row.parsed("kind", JobKind::parse)?,
         ref_id: row.i64("ref_id")?,
         run_at: row.i64("run_at")?,
         attempt: row.i64("attempt")?,

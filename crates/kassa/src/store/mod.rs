@@ -33,7 +33,6 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::db::{Db, DbError};
 
-pub use crate::domain::JobKind;
 pub use bulk::BulkInvoice;
 pub use history::{HistoryGap, HistoryMark, KaspiOperation};
 pub use idempotency::RUNNING_LEASE_MS;

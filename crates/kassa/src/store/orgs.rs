@@ -40,7 +40,7 @@ fn terminal_from_row(row: &Row) -> Result<Terminal, DbError> {
         phone: row.text("phone")?,
         device_sealed: row.bytes("device_sealed")?,
         session_sealed: row.opt_bytes("session_sealed")?,
-        state: TerminalState::decode("state", &row.text("state")?)?,
+        state: row.parsed("state", TerminalState::parse)?,
         state_reason: row.opt_text("state_reason")?,
         version: row.i64("version")?,
         updated_at: row.i64("updated_at")?,

@@ -22,7 +22,7 @@ fn refund_from_row(row: &Row) -> Result<Refund, DbError> {
         invoice_id: row.i64("invoice_id")?,
         amount: row.i64("amount")?,
         reason: row.opt_text("reason")?,
-        status: RefundStatus::decode("status", &row.text("status")?)?,
+        status: row.parsed("status", RefundStatus::parse)?,
         fail_reason: row.opt_text("fail_reason")?,
         kaspi_refund_id: row.opt_text("kaspi_refund_id")?,
         initiated_by: row.text("initiated_by")?,
@@ -92,6 +92,17 @@ pub struct RefundFilter {
     pub created_from: Option<i64>,
     /// Exclusive, unix ms.
     pub created_to: Option<i64>,
+}
+
+/// `'pending', 'processing'`: the statuses a refund may move to `to` from (the domain's rule,
+/// [`RefundStatus::can_move_to`]), for the `WHERE` of that move.
+fn moving_to(to: RefundStatus) -> String {
+    RefundStatus::ALL
+        .iter()
+        .filter(|from| from.can_move_to(to))
+        .map(|from| format!("'{from}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Store {
@@ -166,8 +177,10 @@ impl Store {
     /// `pending` → `processing` (about to be sent to Kaspi); `None` when it was not pending.
     pub async fn start_refund(&self, id: i64, at_ms: i64) -> Result<Option<Refund>, StoreError> {
         let sql = format!(
-            "UPDATE refunds SET status = 'processing', updated_at = $2 \
-             WHERE id = $1 AND status = 'pending' RETURNING {REFUND_COLUMNS}"
+            "UPDATE refunds SET status = '{}', updated_at = $2 \
+             WHERE id = $1 AND status IN ({}) RETURNING {REFUND_COLUMNS}",
+            RefundStatus::Processing.as_str(),
+            moving_to(RefundStatus::Processing)
         );
         self.db
             .write(move |tx| {
@@ -179,13 +192,14 @@ impl Store {
 
     /// `processing` → `pending` again: the attempt never reached Kaspi.
     pub async fn requeue_refund(&self, id: i64, at_ms: i64) -> Result<bool, StoreError> {
+        let sql = format!(
+            "UPDATE refunds SET status = '{}', updated_at = $2 WHERE id = $1 AND status IN ({})",
+            RefundStatus::Pending.as_str(),
+            moving_to(RefundStatus::Pending)
+        );
         self.db
             .write(move |tx| {
-                let n = tx.execute(
-                    "UPDATE refunds SET status = 'pending', updated_at = $2 \
-                     WHERE id = $1 AND status = 'processing'",
-                    &[id.into(), at_ms.into()],
-                )?;
+                let n = tx.execute(&sql, &[id.into(), at_ms.into()])?;
                 Ok(n == 1)
             })
             .await
@@ -202,9 +216,11 @@ impl Store {
     ) -> Result<Option<(Refund, Invoice)>, StoreError> {
         let kaspi_refund_id = kaspi_refund_id.map(str::to_owned);
         let sql = format!(
-            "UPDATE refunds SET status = 'completed', kaspi_refund_id = COALESCE($2, kaspi_refund_id), \
+            "UPDATE refunds SET status = '{}', kaspi_refund_id = COALESCE($2, kaspi_refund_id), \
              updated_at = $3, completed_at = $3 \
-             WHERE id = $1 AND status = 'processing' RETURNING {REFUND_COLUMNS}"
+             WHERE id = $1 AND status IN ({}) RETURNING {REFUND_COLUMNS}",
+            RefundStatus::Completed.as_str(),
+            moving_to(RefundStatus::Completed)
         );
         self.db
             .write(move |tx| {
@@ -237,8 +253,10 @@ impl Store {
     ) -> Result<Option<(Refund, Invoice)>, StoreError> {
         let reason = reason.to_owned();
         let sql = format!(
-            "UPDATE refunds SET status = 'failed', fail_reason = $2, updated_at = $3 \
-             WHERE id = $1 AND status IN ('pending', 'processing') RETURNING {REFUND_COLUMNS}"
+            "UPDATE refunds SET status = '{}', fail_reason = $2, updated_at = $3 \
+             WHERE id = $1 AND status IN ({}) RETURNING {REFUND_COLUMNS}",
+            RefundStatus::Failed.as_str(),
+            moving_to(RefundStatus::Failed)
         );
         self.db
             .write(move |tx| {

@@ -1,46 +1,9 @@
 //! Plain types the store reads and writes: organizations, API keys, terminals, invoices, jobs
 //! and idempotency outcomes. No SQL here; the enums own their text form in the database.
 
-use crate::db::DbError;
-use crate::domain::JobKind;
-
-/// Declares a text-backed enum with `as_str` and `parse` (the database and API spelling).
-macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),* $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant),*
-        }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),*];
-
-            /// The spelling stored in the database.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),*
-                }
-            }
-
-            /// The value spelled `text`, if any.
-            pub fn parse(text: &str) -> Option<$name> {
-                match text {
-                    $($text => Some($name::$variant),)*
-                    _ => None,
-                }
-            }
-
-            /// Decodes a stored value; an unknown spelling is a decode error.
-            pub(crate) fn decode(column: &str, text: &str) -> Result<$name, DbError> {
-                $name::parse(text).ok_or_else(|| {
-                    DbError::decode(column, format!("unknown {} `{text}`", stringify!($name)))
-                })
-            }
-        }
-    };
-}
+pub use crate::domain::{
+    CreateState, InvoiceKind, InvoiceStatus, JobKind, RefundStatus, TerminalState,
+};
 
 /// A merchant: everything else belongs to one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,15 +35,6 @@ pub struct ApiKeyOwner {
     pub org_id: i64,
 }
 
-text_enum! {
-    /// Whether a terminal's Kaspi session can be used.
-    TerminalState {
-        Active = "active",
-        /// The session is gone or refused: a person has to log in again.
-        NeedsLogin = "needs_login",
-    }
-}
-
 /// An organization's Kaspi terminal: the device identity and session, sealed by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Terminal {
@@ -95,73 +49,6 @@ pub struct Terminal {
     /// Grows on every change of the session: the compare-and-set token between processes.
     pub version: i64,
     pub updated_at: i64,
-}
-
-text_enum! {
-    /// How the customer is asked to pay.
-    InvoiceKind {
-        /// A payment request sent to the customer's phone.
-        Remote = "remote",
-        /// A QR code the customer scans.
-        Qr = "qr",
-    }
-}
-
-text_enum! {
-    /// The invoice's status as the API shows it.
-    InvoiceStatus {
-        Pending = "pending",
-        Paid = "paid",
-        Cancelled = "cancelled",
-        Expired = "expired",
-        Failed = "failed",
-    }
-}
-
-impl InvoiceStatus {
-    /// Whether an invoice may move from `self` to `to`: pending moves anywhere else, and a
-    /// payment that arrives after cancelled, expired or failed still wins (the money moved).
-    pub fn can_move_to(self, to: InvoiceStatus) -> bool {
-        use InvoiceStatus::{Cancelled, Expired, Failed, Paid, Pending};
-        match (self, to) {
-            (Pending, Pending) => false,
-            (Pending, Paid | Cancelled | Expired | Failed) => true,
-            (Cancelled | Expired | Failed, Paid) => true,
-            (Paid | Cancelled | Expired | Failed, _) => false,
-        }
-    }
-
-    /// Whether no further change is expected by polling (a late payment is still accepted).
-    pub fn is_final(self) -> bool {
-        !matches!(self, InvoiceStatus::Pending)
-    }
-}
-
-text_enum! {
-    /// How far creating the invoice at Kaspi got.
-    CreateState {
-        /// The request to Kaspi is being made.
-        Sending = "sending",
-        /// Kaspi accepted it; `kaspi_operation_id` is known.
-        Sent = "sent",
-        /// The request may or may not have reached Kaspi: to be reconciled.
-        Unknown = "unknown",
-        /// Kaspi refused it.
-        Failed = "failed",
-    }
-}
-
-text_enum! {
-    /// Where a refund is.
-    RefundStatus {
-        /// Recorded, not yet sent to Kaspi.
-        Pending = "pending",
-        /// Sent to Kaspi; the answer is awaited or was lost (then it is checked, never resent).
-        Processing = "processing",
-        Completed = "completed",
-        /// Kaspi refused it, or it could not be confirmed; `fail_reason` says why.
-        Failed = "failed",
-    }
 }
 
 /// One refund of a paid invoice.
