@@ -7,6 +7,7 @@
 
 use kassa::both_databases;
 use kassa::db::Db;
+use kassa::domain::{parse_phone, KaspiOperationId, Money};
 use kassa::store::{
     BulkInvoice, CreateState, InvoiceFilter, InvoiceKind, InvoiceStatus, JobKind, NewInvoice,
     Store, StoreError,
@@ -22,8 +23,8 @@ fn row(org_id: i64, n: usize) -> BulkInvoice {
             payment_id: uuid::Uuid::new_v4().to_string(),
             org_id,
             kind: InvoiceKind::Remote,
-            amount: 100 + n as i64,
-            phone: Some("7001234567".into()),
+            amount: Money::from_tiyn(100 + n as i64),
+            phone: parse_phone("7001234567").ok(),
             description: n.is_multiple_of(2).then(|| format!("Order #{n}")),
             external_order_id: None,
             is_sandbox: true,
@@ -34,7 +35,7 @@ fn row(org_id: i64, n: usize) -> BulkInvoice {
             reconcile_at: None,
             idempotency: None,
         },
-        format!("op-{n}"),
+        KaspiOperationId::new(1_000 + n as i64),
     );
     if n.is_multiple_of(3) {
         row.status = InvoiceStatus::Paid;
@@ -76,12 +77,12 @@ both_databases!(bulk_rows_all_land, |db: Db| async move {
         .unwrap();
     assert_eq!(paid.status, InvoiceStatus::Paid);
     assert_eq!(paid.create_state, CreateState::Sent);
-    assert_eq!(paid.kaspi_operation_id.as_deref(), Some("op-0"));
+    assert_eq!(paid.kaspi_operation_id, Some(KaspiOperationId::new(1_000)));
     assert_eq!(paid.paid_at, Some(T0 + 1_000_000));
     assert_eq!(paid.updated_at, T0 + 1_000_000);
     assert_eq!(paid.description.as_deref(), Some("Order #0"));
     let pending = store
-        .invoice_by_operation_id(org.id, "op-1")
+        .invoice_by_operation_id(org.id, KaspiOperationId::new(1_001))
         .await
         .unwrap()
         .unwrap();

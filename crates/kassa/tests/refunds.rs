@@ -32,11 +32,8 @@ async fn paid_invoice(kassa: &Kassa, key: &str, amount: i64) -> (i64, String, u6
         .await
         .expect("read")
         .expect("there");
-    let op = invoice
-        .kaspi_operation_id
-        .expect("op")
-        .parse()
-        .expect("numeric");
+    let op = invoice.kaspi_operation_id.expect("op").get();
+    let op = u64::try_from(op).expect("positive");
     (id, invoice.payment_id, op)
 }
 

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 
 use kassa::both_databases;
 use kassa::db::Db;
+use kassa::domain::{parse_phone, KaspiOperationId, Money};
 use kassa::store::{
     Begin, BulkInvoice, CreateState, IdemLink, Invoice, InvoiceFilter, InvoiceKind, InvoiceSent,
     InvoiceSort, InvoiceStatus, JobKind, KaspiOperation, NewInvoice, OperationEnd, Resource,
@@ -21,8 +22,8 @@ fn new_invoice(org_id: i64, amount: i64, created_at: i64) -> NewInvoice {
         payment_id: uuid::Uuid::new_v4().to_string(),
         org_id,
         kind: InvoiceKind::Remote,
-        amount,
-        phone: Some("7001234567".into()),
+        amount: Money::from_tiyn(amount),
+        phone: parse_phone("7001234567").ok(),
         description: None,
         external_order_id: None,
         is_sandbox: false,
@@ -43,7 +44,7 @@ async fn store_with_org(db: Db, slug: &str) -> (Store, i64) {
 }
 
 /// Inserts an invoice and marks it sent with operation `op`.
-async fn sent_invoice(store: &Store, org_id: i64, amount: i64, op: &str) -> Invoice {
+async fn sent_invoice(store: &Store, org_id: i64, amount: i64, op: i64) -> Invoice {
     let invoice = store
         .insert_invoice(new_invoice(org_id, amount, T0))
         .await
@@ -52,7 +53,7 @@ async fn sent_invoice(store: &Store, org_id: i64, amount: i64, op: &str) -> Invo
         .mark_invoice_sent(
             invoice.id,
             InvoiceSent {
-                kaspi_operation_id: op.into(),
+                kaspi_operation_id: KaspiOperationId::new(op),
                 kaspi_status: Some("RemotePaymentCreated".into()),
                 client_name: None,
                 at_ms: T0 + 1,
@@ -220,9 +221,9 @@ both_databases!(invoice_lifecycle, |db: Db| async move {
         store.job(JobKind::PollInvoice, inserted.id).await.unwrap(),
         None
     );
-    let sent = sent_invoice_of(&store, inserted.id, "op-1").await;
+    let sent = sent_invoice_of(&store, inserted.id, 1).await;
     assert_eq!(sent.create_state, CreateState::Sent);
-    assert_eq!(sent.kaspi_operation_id.as_deref(), Some("op-1"));
+    assert_eq!(sent.kaspi_operation_id, Some(KaspiOperationId::new(1)));
     let job = store
         .job(JobKind::PollInvoice, sent.id)
         .await
@@ -237,7 +238,7 @@ both_databases!(invoice_lifecycle, |db: Db| async move {
             .mark_invoice_sent(
                 other.id,
                 InvoiceSent {
-                    kaspi_operation_id: "op-1".into(),
+                    kaspi_operation_id: KaspiOperationId::new(1),
                     kaspi_status: None,
                     client_name: None,
                     at_ms: T0,
@@ -304,12 +305,12 @@ both_databases!(invoice_lifecycle, |db: Db| async move {
     }
 });
 
-async fn sent_invoice_of(store: &Store, id: i64, op: &str) -> Invoice {
+async fn sent_invoice_of(store: &Store, id: i64, op: i64) -> Invoice {
     store
         .mark_invoice_sent(
             id,
             InvoiceSent {
-                kaspi_operation_id: op.into(),
+                kaspi_operation_id: KaspiOperationId::new(op),
                 kaspi_status: Some("RemotePaymentCreated".into()),
                 client_name: None,
                 at_ms: T0 + 1,
@@ -326,7 +327,7 @@ async fn sent_invoice_of(store: &Store, id: i64, op: &str) -> Invoice {
 both_databases!(concurrent_apply_records_one_event, |db: Db| async move {
     let (store, org) = store_with_org(db, "acme").await;
     for round in 0..3 {
-        let invoice = sent_invoice(&store, org, 1_000, &format!("op-{round}")).await;
+        let invoice = sent_invoice(&store, org, 1_000, 100 + round).await;
         let mut tasks = Vec::new();
         for i in 0..8 {
             let store = store.clone();
@@ -351,7 +352,7 @@ both_databases!(concurrent_apply_records_one_event, |db: Db| async move {
 
 both_databases!(late_payment_wins_and_expired_stays, |db: Db| async move {
     let (store, org) = store_with_org(db, "acme").await;
-    let invoice = sent_invoice(&store, org, 500, "op-c").await;
+    let invoice = sent_invoice(&store, org, 500, 300).await;
     let cancelled = store
         .apply_status(invoice.id, InvoiceStatus::Cancelled, None, T0 + 2, None)
         .await
@@ -381,7 +382,7 @@ both_databases!(late_payment_wins_and_expired_stays, |db: Db| async move {
         ]
     );
 
-    let expiring = sent_invoice(&store, org, 500, "op-e").await;
+    let expiring = sent_invoice(&store, org, 500, 400).await;
     store
         .apply_status(expiring.id, InvoiceStatus::Expired, None, T0 + 4, None)
         .await
@@ -563,7 +564,7 @@ both_databases!(listing, |db: Db| async move {
         ..InvoiceFilter::default()
     };
     let (invoices, _) = store.list_invoices(org, &filter).await.unwrap();
-    let keys: Vec<(i64, i64)> = invoices.iter().map(|i| (i.amount, i.id)).collect();
+    let keys: Vec<(i64, i64)> = invoices.iter().map(|i| (i.amount.tiyn(), i.id)).collect();
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted);
@@ -599,7 +600,7 @@ both_databases!(stats_are_exact, |db: Db| async move {
     // Amounts in tiyn that would not survive a trip through f32, and one outside the period.
     let amounts = [1_i64, 9_999_999_999, 12_345_678_901, 7];
     for (i, amount) in amounts.iter().enumerate() {
-        let invoice = sent_invoice(&store, org, *amount, &format!("op-{i}")).await;
+        let invoice = sent_invoice(&store, org, *amount, 500 + i64::try_from(i).unwrap()).await;
         if i % 2 == 0 {
             store
                 .apply_status(invoice.id, InvoiceStatus::Paid, None, T0, None)
@@ -800,7 +801,7 @@ both_databases!(unfiltered_total_is_the_kept_count, |db: Db| async move {
     };
     assert_eq!(totals(a).await, (0, 0));
     for i in 0..20 {
-        sent_invoice(&store, a, 100 + i, &format!("op-{i}")).await;
+        sent_invoice(&store, a, 100 + i, 600 + i).await;
     }
     let unsent = store.insert_invoice(new_invoice(a, 500, T0)).await.unwrap();
     assert_eq!(totals(a).await, (21, 21));
@@ -812,7 +813,10 @@ both_databases!(unfiltered_total_is_the_kept_count, |db: Db| async move {
     let rows = (0..1_500)
         .map(|i| {
             let org = if i % 3 == 0 { b } else { a };
-            BulkInvoice::pending(new_invoice(org, 100, T0 + i), format!("bulk-{i}"))
+            BulkInvoice::pending(
+                new_invoice(org, 100, T0 + i),
+                KaspiOperationId::new(10_000 + i),
+            )
         })
         .collect();
     assert_eq!(store.bulk_insert_invoices(rows).await.unwrap(), 1_500);
@@ -830,28 +834,28 @@ both_databases!(
     history_page_settles_and_saves_in_one_go,
     |db: Db| async move {
         let (store, org) = store_with_org(db, "acme").await;
-        let paid = sent_invoice(&store, org, 100, "7001").await;
-        let declined = sent_invoice(&store, org, 200, "7002").await;
-        let open = sent_invoice(&store, org, 300, "7003").await;
-        let end = |op: &str, to: InvoiceStatus| OperationEnd {
-            kaspi_operation_id: op.into(),
+        let paid = sent_invoice(&store, org, 100, 7001).await;
+        let declined = sent_invoice(&store, org, 200, 7002).await;
+        let open = sent_invoice(&store, org, 300, 7003).await;
+        let end = |op: i64, to: InvoiceStatus| OperationEnd {
+            kaspi_operation_id: KaspiOperationId::new(op),
             to,
             kaspi_status: Some("Processed".into()),
             client_name: Some("Айгерим Б.".into()),
         };
         let operation = |id: i64, status: &str| KaspiOperation {
             org_id: org,
-            kaspi_operation_id: id,
+            kaspi_operation_id: KaspiOperationId::new(id),
             status: Some(status.into()),
-            amount: Some(100),
+            amount: Some(Money::from_tiyn(100)),
             transaction_date: Some(format!("2026-11-23T10:00:0{}.000+05:00", id % 10)),
             ..KaspiOperation::default()
         };
         let ends = vec![
-            end("7001", InvoiceStatus::Paid),
-            end("7002", InvoiceStatus::Failed),
+            end(7001, InvoiceStatus::Paid),
+            end(7002, InvoiceStatus::Failed),
             // An operation of no invoice of Kassa's (a static QR payment) settles nothing.
-            end("9999", InvoiceStatus::Paid),
+            end(9999, InvoiceStatus::Paid),
         ];
         let ops = vec![
             operation(7001, "Processed"),
@@ -942,15 +946,15 @@ both_databases!(
             .unwrap();
         let op = |id: i64, comment: &str| KaspiOperation {
             org_id: org,
-            kaspi_operation_id: id,
+            kaspi_operation_id: KaspiOperationId::new(id),
             status: Some("Processed".into()),
-            amount: Some(500),
+            amount: Some(Money::from_tiyn(500)),
             comment: Some(comment.into()),
             transaction_date: Some(format!("2026-11-23T10:00:0{}.000+05:00", id % 10)),
             ..KaspiOperation::default()
         };
         let ends = vec![OperationEnd {
-            kaspi_operation_id: "8001".into(),
+            kaspi_operation_id: KaspiOperationId::new(8001),
             to: InvoiceStatus::Paid,
             kaspi_status: Some("Processed".into()),
             client_name: None,
@@ -965,7 +969,7 @@ both_databases!(
             .unwrap();
         assert_eq!(settled, 1);
         let found = store.invoice(org, stranded.id).await.unwrap().unwrap();
-        assert_eq!(found.kaspi_operation_id.as_deref(), Some("8001"));
+        assert_eq!(found.kaspi_operation_id, Some(KaspiOperationId::new(8001)));
         assert_eq!(found.create_state, CreateState::Sent);
         assert_eq!(found.status, InvoiceStatus::Paid);
         // Its reconciliation is over; the other invoice is untouched.

@@ -945,8 +945,10 @@ async fn store_with_events(test: &TestDb, count: usize) -> (Store, i64, Vec<i64>
                     payment_id: uuid::Uuid::new_v4().to_string(),
                     org_id: org,
                     kind: InvoiceKind::Remote,
-                    amount: 10_000 + i64::try_from(n).expect("small"),
-                    phone: Some("7001234567".into()),
+                    amount: kassa::domain::Money::from_tiyn(
+                        10_000 + i64::try_from(n).expect("small"),
+                    ),
+                    phone: kassa::domain::parse_phone("7001234567").ok(),
                     description: None,
                     external_order_id: Some(format!("order-{n}")),
                     is_sandbox: true,
@@ -957,7 +959,9 @@ async fn store_with_events(test: &TestDb, count: usize) -> (Store, i64, Vec<i64>
                     reconcile_at: None,
                     idempotency: None,
                 },
-                (900_000_000 + n).to_string(),
+                kassa::domain::KaspiOperationId::new(
+                    900_000_000 + i64::try_from(n).expect("small"),
+                ),
             )
         })
         .collect();

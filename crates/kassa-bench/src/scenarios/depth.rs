@@ -319,7 +319,7 @@ fn row(org_id: i64, n: usize, count: usize, now: i64) -> BulkInvoice {
     let created_at = now - SPAN_MS + SPAN_MS * n64 / count.max(1) as i64;
     let mut row = BulkInvoice::pending(
         bench_invoice(org_id, n, created_at, DAY_MS),
-        (900_000_000_000 + n64).to_string(),
+        kassa::domain::KaspiOperationId::new(900_000_000_000 + n64),
     );
     let (status, after_ms) = if now - created_at < DAY_MS {
         if n.is_multiple_of(2) {

@@ -80,8 +80,8 @@ async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
                                 payment_id: uuid::Uuid::new_v4().to_string(),
                                 org_id,
                                 kind: InvoiceKind::Remote,
-                                amount: amount.tiyn(),
-                                phone: Some("7001234567".into()),
+                                amount: amount.into(),
+                                phone: kassa::domain::parse_phone("7001234567").ok(),
                                 description: Some("bench".into()),
                                 external_order_id: None,
                                 is_sandbox: true,
@@ -99,7 +99,7 @@ async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
                             .mark_invoice_sent(
                                 invoice.id,
                                 InvoiceSent {
-                                    kaspi_operation_id: op.to_string(),
+                                    kaspi_operation_id: kassa::domain::KaspiOperationId::from(op),
                                     kaspi_status: Some("RemotePaymentCreated".into()),
                                     client_name: None,
                                     at_ms: now,

@@ -134,7 +134,9 @@ async fn seed(server: &InProcess, count: usize) -> anyhow::Result<Vec<i64>> {
                             .mark_invoice_sent(
                                 invoice.id,
                                 InvoiceSent {
-                                    kaspi_operation_id: (900_000_000_000 + n as i64).to_string(),
+                                    kaspi_operation_id: kassa::domain::KaspiOperationId::new(
+                                        900_000_000_000 + n as i64,
+                                    ),
                                     kaspi_status: None,
                                     client_name: Some("Bench B.".into()),
                                     at_ms: now,

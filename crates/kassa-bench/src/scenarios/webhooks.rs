@@ -264,7 +264,7 @@ async fn seed(server: &InProcess, count: usize) -> anyhow::Result<Vec<i64>> {
                     .map(|n| {
                         BulkInvoice::pending(
                             bench_invoice(org_id, n, now, 24 * 3600 * 1000),
-                            (800_000_000_000 + n as i64).to_string(),
+                            kassa::domain::KaspiOperationId::new(800_000_000_000 + n as i64),
                         )
                     })
                     .collect();

@@ -53,6 +53,7 @@ migrations! {
     8 "crash_safety" "0008_crash_safety",
     9 "key_limits" "0009_key_limits",
     10 "settings" "0010_settings",
+    11 "operation_ids" "0011_operation_ids",
 }
 
 /// The migrations for `dialect`, in the order they apply.

@@ -1,18 +1,26 @@
-//! What Kassa is about, free of HTTP, SQL and Kaspi's wire: statuses and their moves, the kinds
-//! of background work. The store's rows carry these types; both API surfaces and the webhooks
-//! render them.
+//! What Kassa is about, free of HTTP, SQL and Kaspi's wire: money, phones and ids, statuses
+//! and their moves, the kinds of background work. The store's rows carry these types; both API
+//! surfaces and the webhooks render them.
 //!
 //! - `invoice.rs`: [`InvoiceKind`], [`InvoiceStatus`], [`CreateState`].
 //! - `refund.rs`: [`RefundStatus`].
 //! - `cashier.rs`: [`TerminalState`].
 //! - `job.rs`: [`JobKind`].
+//! - `money.rs`: [`Money`], amounts in tiyn, read and written as each surface does.
+//! - `ids.rs`: [`KaspiOperationId`].
+//! - [`Phone`]: a Kazakhstan mobile number normalized as Kaspi takes it (the Kaspi crate's).
 
 mod cashier;
+mod ids;
 mod invoice;
 mod job;
+mod money;
 mod refund;
 
 pub use cashier::TerminalState;
+pub use ids::KaspiOperationId;
 pub use invoice::{CreateState, InvoiceKind, InvoiceStatus};
 pub use job::JobKind;
+pub use kaspi::phone::{normalize as parse_phone, Phone, PhoneError};
+pub use money::{Money, MoneyError};
 pub use refund::RefundStatus;

@@ -3,8 +3,8 @@
 //! Static QR payments are found there; so are payments of open invoices, which are recorded
 //! at once (one history page settles many invoices, where polling would ask for each).
 
+use crate::domain::{KaspiOperationId, Money};
 use kaspi::wire::HistoryOperation;
-use kaspi::Amount;
 
 use super::{Gateway, GatewayError};
 use crate::store::{HistoryGap, InvoiceStatus, KaspiOperation, OperationEnd};
@@ -17,9 +17,9 @@ const GAP_PAGES: usize = 5;
 fn kept(org_id: i64, op: &HistoryOperation) -> Option<KaspiOperation> {
     Some(KaspiOperation {
         org_id,
-        kaspi_operation_id: op.operation_id()?,
+        kaspi_operation_id: KaspiOperationId::new(op.operation_id()?),
         order_number: op.order_number.clone(),
-        amount: op.amount.map(Amount::tiyn),
+        amount: op.amount.map(Money::from),
         status: op.status.as_ref().map(|s| s.as_str().to_owned()),
         sale_id: op.sale_id,
         sale_type: op.sale_type.clone(),
@@ -175,7 +175,7 @@ fn end_of(op: &HistoryOperation) -> Option<OperationEnd> {
     let status = op.status.as_ref()?;
     let to = super::invoices::status_of(status)?;
     Some(OperationEnd {
-        kaspi_operation_id: op.operation_id()?.to_string(),
+        kaspi_operation_id: KaspiOperationId::new(op.operation_id()?),
         to,
         kaspi_status: Some(status.as_str().to_owned()),
         client_name: (to == InvoiceStatus::Paid)

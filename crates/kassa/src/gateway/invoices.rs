@@ -10,6 +10,8 @@ use std::sync::Arc;
 use kaspi::wire::RemoteInvoice;
 use kaspi::{Amount, Outcome, Phone, Status};
 
+use crate::domain::{KaspiOperationId, Money};
+
 use super::terminals::Loaded;
 use super::{ms, Gateway, GatewayError};
 use crate::store::{
@@ -21,7 +23,7 @@ use crate::store::{
 #[derive(Debug, Clone)]
 pub struct NewRemoteInvoice {
     pub phone: Phone,
-    pub amount: Amount,
+    pub amount: Money,
     pub description: Option<String>,
     pub external_order_id: Option<String>,
     /// A JSON object, as text (xPayment's `metadata`).
@@ -66,10 +68,7 @@ pub(super) fn status_of(kaspi: &Status) -> Option<InvoiceStatus> {
 }
 
 fn operation_id(invoice: &Invoice) -> Option<i64> {
-    invoice
-        .kaspi_operation_id
-        .as_deref()
-        .and_then(|id| id.parse().ok())
+    invoice.kaspi_operation_id.map(KaspiOperationId::get)
 }
 
 impl Gateway {
@@ -105,8 +104,8 @@ impl Gateway {
                 payment_id: uuid::Uuid::new_v4().to_string(),
                 org_id,
                 kind: InvoiceKind::Remote,
-                amount: new.amount.tiyn(),
-                phone: Some(new.phone.as_str().to_owned()),
+                amount: new.amount,
+                phone: Some(new.phone.clone()),
                 description: new.description.clone(),
                 external_order_id: new.external_order_id.clone(),
                 is_sandbox: self.sandbox().is_some(),
@@ -124,7 +123,7 @@ impl Gateway {
             .terminals()
             .call_with(org_id, terminal, |k| async move {
                 k.client
-                    .create_invoice(&k.session, phone, amount, comment)
+                    .create_invoice(&k.session, phone, Amount::from(amount), comment)
                     .await
             })
             .await;
@@ -191,7 +190,7 @@ impl Gateway {
             .mark_invoice_sent(
                 invoice.id,
                 InvoiceSent {
-                    kaspi_operation_id: op.to_string(),
+                    kaspi_operation_id: KaspiOperationId::new(op),
                     kaspi_status: remote.status.as_ref().map(|s| s.as_str().to_owned()),
                     client_name: remote.client_name.clone(),
                     at_ms: now,
@@ -212,7 +211,7 @@ impl Gateway {
                     .invoice_by_id(invoice.id)
                     .await?
                     .ok_or(GatewayError::NotFound)?;
-                if current.kaspi_operation_id.as_deref() != Some(op.to_string().as_str()) {
+                if current.kaspi_operation_id != Some(KaspiOperationId::new(op)) {
                     return Err(GatewayError::Internal(format!(
                         "invoice {} was settled with another Kaspi operation than {op}",
                         invoice.id
@@ -263,7 +262,7 @@ impl Gateway {
                     && remote.operation_id().is_some()
             }));
         }
-        let Some(phone) = invoice.phone.as_deref() else {
+        let Some(phone) = &invoice.phone else {
             return Ok(None);
         };
         for remote in history {
@@ -271,8 +270,8 @@ impl Gateway {
                 .client_mobile
                 .as_deref()
                 .and_then(|m| kaspi::phone::normalize(m).ok())
-                .is_some_and(|p| p.as_str() == phone);
-            let same_amount = remote.amount.map(Amount::tiyn) == Some(invoice.amount);
+                .is_some_and(|p| &p == phone);
+            let same_amount = remote.amount.map(Money::from) == Some(invoice.amount);
             let Some(op) = remote.operation_id() else {
                 continue;
             };
@@ -280,7 +279,7 @@ impl Gateway {
                 && same_amount
                 && self
                     .store()
-                    .invoice_by_operation_id(invoice.org_id, &op.to_string())
+                    .invoice_by_operation_id(invoice.org_id, KaspiOperationId::new(op))
                     .await?
                     .is_none()
             {

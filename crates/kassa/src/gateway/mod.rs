@@ -53,7 +53,7 @@ fn refusal_message(refusal: &RefundRefusal) -> String {
         RefundRefusal::FullyRefunded => "the invoice is already fully refunded".into(),
         RefundRefusal::TooMuch { left } => format!(
             "the refund is more than what is left to refund ({})",
-            kaspi::Amount::from_tiyn(*left).to_decimal_string()
+            left.to_decimal_string()
         ),
         RefundRefusal::BadAmount => "the refund amount must be positive".into(),
     }

@@ -6,6 +6,8 @@
 //! retry makes a new token).
 
 use kaspi::{Amount, Location};
+
+use crate::domain::{KaspiOperationId, Money};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -15,7 +17,7 @@ use crate::store::{Invoice, InvoiceKind, InvoiceSent, NewInvoice};
 /// A payment link as a surface asks for it.
 #[derive(Debug, Clone)]
 pub struct NewQrPayment {
-    pub amount: Amount,
+    pub amount: Money,
     pub description: Option<String>,
     pub external_order_id: Option<String>,
     /// A JSON object, as text.
@@ -43,7 +45,7 @@ impl Gateway {
                 payment_id: uuid::Uuid::new_v4().to_string(),
                 org_id,
                 kind: InvoiceKind::Qr,
-                amount: new.amount.tiyn(),
+                amount: new.amount,
                 phone: None,
                 description: new.description.clone(),
                 external_order_id: new.external_order_id.clone(),
@@ -63,7 +65,7 @@ impl Gateway {
             .terminals()
             .call(org_id, |k| async move {
                 k.client
-                    .create_qr(&k.session, amount, Location::default())
+                    .create_qr(&k.session, Amount::from(amount), Location::default())
                     .await
             })
             .await;
@@ -91,7 +93,7 @@ impl Gateway {
             .mark_invoice_sent(
                 invoice.id,
                 InvoiceSent {
-                    kaspi_operation_id: op.to_string(),
+                    kaspi_operation_id: KaspiOperationId::new(op),
                     kaspi_status: token.status.as_ref().map(|s| s.as_str().to_owned()),
                     client_name: None,
                     at_ms: now,

@@ -5,6 +5,8 @@
 
 use kaspi::Amount;
 
+use crate::domain::{KaspiOperationId, Money};
+
 use super::{Gateway, GatewayError};
 use crate::store::{IdemLink, Invoice, NewRefund, Refund, RefundCreated, RefundStatus};
 
@@ -15,7 +17,7 @@ const UNCONFIRMED_CHECKS: i64 = 5;
 #[derive(Debug, Clone)]
 pub struct RefundRequest {
     /// `None`: everything still refundable.
-    pub amount: Option<Amount>,
+    pub amount: Option<Money>,
     pub reason: Option<String>,
     /// Which surface asked (`apipay`, `xpayment`).
     pub initiated_by: &'static str,
@@ -65,7 +67,7 @@ impl Gateway {
                 refund_id: uuid::Uuid::new_v4().to_string(),
                 org_id,
                 invoice_id,
-                amount: request.amount.map(Amount::tiyn),
+                amount: request.amount,
                 reason: request.reason,
                 initiated_by: request.initiated_by.to_owned(),
                 at_ms: now,
@@ -78,7 +80,7 @@ impl Gateway {
                 tracing::info!(
                     refund = refund.id,
                     invoice = invoice.id,
-                    amount = refund.amount,
+                    amount = %refund.amount,
                     "refund queued"
                 );
                 Ok((*refund, *invoice))
@@ -105,8 +107,7 @@ impl Gateway {
             .ok_or(GatewayError::NotFound)?;
         let op = invoice
             .kaspi_operation_id
-            .as_deref()
-            .and_then(|op| op.parse::<i64>().ok())
+            .map(KaspiOperationId::get)
             .ok_or_else(|| {
                 GatewayError::Internal(format!("invoice {} has no Kaspi operation", invoice.id))
             })?;
@@ -124,7 +125,7 @@ impl Gateway {
         let Some(refund) = store.start_refund(refund.id, self.now_ms()).await? else {
             return Ok(RefundStep::Ended);
         };
-        let amount = Amount::from_tiyn(refund.amount);
+        let amount = Amount::from(refund.amount);
         let sent = self
             .terminals()
             .call(refund.org_id, |k| async move {
@@ -181,13 +182,13 @@ impl Gateway {
             })
             .await;
         let returned = match details {
-            Ok(d) => d.returned_amount.map(Amount::tiyn),
+            Ok(d) => d.returned_amount.map(Money::from),
             Err(e) => {
                 tracing::warn!(refund = refund.id, error = %e, "cannot check a refund yet");
                 return Ok(RefundStep::Unconfirmed);
             }
         };
-        let expected = invoice.total_refunded + refund.amount;
+        let expected = invoice.total_refunded.saturating_add(refund.amount);
         if returned.is_some_and(|r| r >= expected) {
             store
                 .complete_refund(refund.id, None, self.now_ms())

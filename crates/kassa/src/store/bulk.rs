@@ -6,6 +6,7 @@
 //! bound parameters and PostgreSQL's 65,535); one transaction holds [`ROWS_PER_TRANSACTION`].
 
 use crate::db::{DbError, Value};
+use crate::domain::KaspiOperationId;
 
 use super::invoices::add_to_counts_tx;
 use super::{conflict_on_unique, CreateState, InvoiceStatus, NewInvoice, Store, StoreError};
@@ -45,7 +46,7 @@ pub struct BulkInvoice {
     pub new: NewInvoice,
     pub status: InvoiceStatus,
     /// Unique within the organization.
-    pub kaspi_operation_id: String,
+    pub kaspi_operation_id: KaspiOperationId,
     pub kaspi_status: Option<String>,
     pub client_name: Option<String>,
     /// When it reached `status` (`paid_at` of a paid invoice, `cancelled_at` of a cancelled
@@ -55,7 +56,7 @@ pub struct BulkInvoice {
 
 impl BulkInvoice {
     /// A pending invoice sent to Kaspi as operation `kaspi_operation_id`.
-    pub fn pending(new: NewInvoice, kaspi_operation_id: String) -> BulkInvoice {
+    pub fn pending(new: NewInvoice, kaspi_operation_id: KaspiOperationId) -> BulkInvoice {
         BulkInvoice {
             new,
             status: InvoiceStatus::Pending,
@@ -81,7 +82,7 @@ impl BulkInvoice {
             new.external_order_id.as_ref().into(),
             self.status.as_str().into(),
             self.kaspi_status.as_ref().into(),
-            (&self.kaspi_operation_id).into(),
+            self.kaspi_operation_id.into(),
             self.client_name.as_ref().into(),
             new.is_sandbox.into(),
             CreateState::Sent.as_str().into(),

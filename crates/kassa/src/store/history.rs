@@ -3,6 +3,9 @@
 //! sync that reads an operation again (its status changed) updates it.
 
 use crate::db::{DbError, Row, Tx, Value};
+use crate::domain::{KaspiOperationId, Money};
+
+use super::DomainColumns as _;
 
 use super::invoices::settle_operations_tx;
 use super::jobs::{delete_job, schedule_job};
@@ -15,10 +18,9 @@ use super::{Store, StoreError};
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KaspiOperation {
     pub org_id: i64,
-    pub kaspi_operation_id: i64,
+    pub kaspi_operation_id: KaspiOperationId,
     pub order_number: Option<String>,
-    /// In tiyn.
-    pub amount: Option<i64>,
+    pub amount: Option<Money>,
     pub status: Option<String>,
     pub sale_id: Option<i64>,
     pub sale_type: Option<String>,
@@ -60,9 +62,9 @@ fn from_row(row: &Row) -> Result<KaspiOperation, DbError> {
     Ok(KaspiOperation {
         id: row.i64("id")?,
         org_id: row.i64("org_id")?,
-        kaspi_operation_id: row.i64("kaspi_operation_id")?,
+        kaspi_operation_id: KaspiOperationId::new(row.i64("kaspi_operation_id")?),
         order_number: row.opt_text("order_number")?,
-        amount: row.opt_i64("amount")?,
+        amount: row.opt_money("amount")?,
         status: row.opt_text("status")?,
         sale_id: row.opt_i64("sale_id")?,
         sale_type: row.opt_text("sale_type")?,
@@ -94,7 +96,7 @@ impl Store {
     ) -> Result<(usize, usize), StoreError> {
         self.db
             .write(move |tx| {
-                let marked: Vec<(&str, i64)> = operations
+                let marked: Vec<(&str, KaspiOperationId)> = operations
                     .iter()
                     .filter_map(|op| {
                         let marker = super::kaspi_ref_of(op.comment.as_deref()?)?;
@@ -185,7 +187,7 @@ impl Store {
         let sql = format!(
             "SELECT {COLUMNS} FROM kaspi_operations o WHERE org_id = $1 AND order_number = $2 \
              AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.org_id = o.org_id \
-             AND i.kaspi_operation_id = CAST(o.kaspi_operation_id AS TEXT)) \
+             AND i.kaspi_operation_id = o.kaspi_operation_id) \
              ORDER BY id DESC LIMIT 1"
         );
         self.db
@@ -294,7 +296,7 @@ fn save_operations_tx(
 fn claim_operations_tx(
     tx: &mut dyn Tx,
     org_id: i64,
-    operations: &[(&str, i64)],
+    operations: &[(&str, KaspiOperationId)],
     at_ms: i64,
 ) -> Result<usize, DbError> {
     if operations.is_empty() {
@@ -315,14 +317,13 @@ fn claim_operations_tx(
         let Some(&(_, op)) = operations.iter().find(|(m, _)| *m == marker) else {
             continue;
         };
-        let op = op.to_string();
         let changed = tx.execute(
             "UPDATE invoices SET kaspi_operation_id = $2, create_state = $3, last_error = NULL, \
              updated_at = $4 WHERE id = $1 AND kaspi_operation_id IS NULL AND NOT EXISTS \
              (SELECT 1 FROM invoices o WHERE o.org_id = $5 AND o.kaspi_operation_id = $2)",
             &[
                 id.into(),
-                (&op).into(),
+                op.into(),
                 CreateState::Sent.as_str().into(),
                 at_ms.into(),
                 org_id.into(),

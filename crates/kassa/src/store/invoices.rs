@@ -3,7 +3,9 @@
 //!
 //! Every read takes the organization: another organization's invoice is simply not found.
 
+use super::DomainColumns as _;
 use crate::db::{DbError, Row, Tx, Value};
+use crate::domain::KaspiOperationId;
 
 use super::jobs::{delete_job, delete_jobs, schedule_job, schedule_job_at};
 use super::{
@@ -27,15 +29,15 @@ pub(super) fn invoice_from_row(row: &Row) -> Result<Invoice, DbError> {
         payment_id: row.text("payment_id")?,
         org_id: row.i64("org_id")?,
         kind: row.parsed("kind", InvoiceKind::parse)?,
-        amount: row.i64("amount")?,
-        phone: row.opt_text("phone")?,
+        amount: row.money("amount")?,
+        phone: row.opt_phone("phone")?,
         description: row.opt_text("description")?,
         external_order_id: row.opt_text("external_order_id")?,
         status: row.parsed("status", InvoiceStatus::parse)?,
         kaspi_status: row.opt_text("kaspi_status")?,
-        kaspi_operation_id: row.opt_text("kaspi_operation_id")?,
+        kaspi_operation_id: row.opt_operation_id("kaspi_operation_id")?,
         client_name: row.opt_text("client_name")?,
-        total_refunded: row.i64("total_refunded")?,
+        total_refunded: row.money("total_refunded")?,
         is_sandbox: row.bool("is_sandbox")?,
         create_state: row.parsed("create_state", CreateState::parse)?,
         last_error: row.opt_text("last_error")?,
@@ -48,7 +50,7 @@ pub(super) fn invoice_from_row(row: &Row) -> Result<Invoice, DbError> {
         cancel_reason: row.opt_text("cancel_reason")?,
         qr_token: row.opt_text("qr_token")?,
         ext_tran_id: row.opt_text("ext_tran_id")?,
-        refund_reserved: row.i64("refund_reserved")?,
+        refund_reserved: row.money("refund_reserved")?,
         kaspi_ref: row.opt_text("kaspi_ref")?,
     })
 }
@@ -92,7 +94,7 @@ pub(super) fn add_to_counts_tx(
 /// The end of one Kaspi operation, as the history shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperationEnd {
-    pub kaspi_operation_id: String,
+    pub kaspi_operation_id: KaspiOperationId,
     pub to: InvoiceStatus,
     pub kaspi_status: Option<String>,
     pub client_name: Option<String>,
@@ -219,7 +221,7 @@ pub(super) fn settle_operations_tx(
     );
     let mut params: Vec<Value> = Vec::with_capacity(ends.len() + 1);
     params.push(org_id.into());
-    params.extend(ends.iter().map(|end| (&end.kaspi_operation_id).into()));
+    params.extend(ends.iter().map(|end| end.kaspi_operation_id.into()));
     let current: Vec<Invoice> = tx
         .query(&sql, &params)?
         .iter()
@@ -229,7 +231,7 @@ pub(super) fn settle_operations_tx(
     for end in ends {
         let Some(before) = current
             .iter()
-            .find(|i| i.kaspi_operation_id.as_deref() == Some(end.kaspi_operation_id.as_str()))
+            .find(|i| i.kaspi_operation_id == Some(end.kaspi_operation_id))
         else {
             continue;
         };
@@ -324,7 +326,7 @@ impl Store {
                 let params: [Value; 9] = [
                     invoice_id.into(),
                     CreateState::Sent.as_str().into(),
-                    (&sent.kaspi_operation_id).into(),
+                    sent.kaspi_operation_id.into(),
                     sent.kaspi_status.as_ref().into(),
                     sent.client_name.as_ref().into(),
                     sent.at_ms.into(),
@@ -494,12 +496,11 @@ impl Store {
     pub async fn invoice_by_operation_id(
         &self,
         org_id: i64,
-        operation_id: &str,
+        operation_id: KaspiOperationId,
     ) -> Result<Option<Invoice>, StoreError> {
         let sql = format!(
             "SELECT {INVOICE_COLUMNS} FROM invoices WHERE org_id = $1 AND kaspi_operation_id = $2"
         );
-        let operation_id = operation_id.to_owned();
         self.db
             .read(move |tx| {
                 let row = tx.query_opt(&sql, &[org_id.into(), operation_id.into()])?;

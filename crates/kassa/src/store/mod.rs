@@ -25,6 +25,7 @@ mod orgs;
 mod refunds;
 mod settings;
 pub mod types;
+mod values;
 mod webhooks;
 
 use std::sync::atomic::AtomicU64;
@@ -40,6 +41,7 @@ pub use invoices::OperationEnd;
 pub use limits::QuotaLease;
 pub use refunds::{NewRefund, RefundCreated, RefundFilter, RefundRefusal};
 pub use types::*;
+pub(crate) use values::DomainColumns;
 pub use webhooks::{
     AttemptOutcome, AttemptRecord, BodyBuilder, DeliveryStatus, EndpointHealth, NewWebhookEndpoint,
     PendingEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEndpointUpdate,

@@ -2,7 +2,9 @@
 //! never both fit, on either database), then moved `pending` → `processing` → `completed` or
 //! `failed` with compare-and-set, each end writing its event in the same transaction.
 
+use super::DomainColumns as _;
 use crate::db::{DbError, Row, Tx, Value};
+use crate::domain::Money;
 
 use super::invoices::{invoice_by_id_tx, INVOICE_COLUMNS};
 use super::jobs::{delete_job, schedule_job};
@@ -20,7 +22,7 @@ fn refund_from_row(row: &Row) -> Result<Refund, DbError> {
         refund_id: row.text("refund_id")?,
         org_id: row.i64("org_id")?,
         invoice_id: row.i64("invoice_id")?,
-        amount: row.i64("amount")?,
+        amount: row.money("amount")?,
         reason: row.opt_text("reason")?,
         status: row.parsed("status", RefundStatus::parse)?,
         fail_reason: row.opt_text("fail_reason")?,
@@ -48,7 +50,7 @@ pub struct NewRefund {
     pub org_id: i64,
     pub invoice_id: i64,
     /// In tiyn; `None` refunds everything still refundable.
-    pub amount: Option<i64>,
+    pub amount: Option<Money>,
     pub reason: Option<String>,
     pub initiated_by: String,
     pub at_ms: i64,
@@ -66,7 +68,7 @@ pub enum RefundRefusal {
     /// Nothing is left to refund.
     FullyRefunded,
     /// More than what is left was asked; `left` in tiyn.
-    TooMuch { left: i64 },
+    TooMuch { left: Money },
     /// Zero or negative.
     BadAmount,
 }
@@ -132,10 +134,10 @@ impl Store {
                 }
                 let left = invoice.refundable();
                 let amount = new.amount.unwrap_or(left);
-                if left == 0 {
+                if left == Money::ZERO {
                     return Ok(RefundCreated::Refused(RefundRefusal::FullyRefunded));
                 }
-                if amount <= 0 {
+                if amount <= Money::ZERO {
                     return Ok(RefundCreated::Refused(RefundRefusal::BadAmount));
                 }
                 let Some(row) = tx.query_opt(

@@ -1,8 +1,10 @@
 //! Plain types the store reads and writes: organizations, API keys, terminals, invoices, jobs
-//! and idempotency outcomes. No SQL here; the enums own their text form in the database.
+//! and idempotency outcomes. No SQL here; the domain's types
+//! (re-exported here) own their text form in the database.
 
 pub use crate::domain::{
-    CreateState, InvoiceKind, InvoiceStatus, JobKind, RefundStatus, TerminalState,
+    CreateState, InvoiceKind, InvoiceStatus, JobKind, KaspiOperationId, Money, Phone, RefundStatus,
+    TerminalState,
 };
 
 /// A merchant: everything else belongs to one.
@@ -60,8 +62,7 @@ pub struct Refund {
     pub refund_id: String,
     pub org_id: i64,
     pub invoice_id: i64,
-    /// In tiyn.
-    pub amount: i64,
+    pub amount: Money,
     pub reason: Option<String>,
     pub status: RefundStatus,
     pub fail_reason: Option<String>,
@@ -82,19 +83,17 @@ pub struct Invoice {
     pub payment_id: String,
     pub org_id: i64,
     pub kind: InvoiceKind,
-    /// In tiyn.
-    pub amount: i64,
-    /// The 10 Kaspi digits; `None` for QR invoices.
-    pub phone: Option<String>,
+    pub amount: Money,
+    /// `None` for QR invoices.
+    pub phone: Option<Phone>,
     pub description: Option<String>,
     pub external_order_id: Option<String>,
     pub status: InvoiceStatus,
     /// Kaspi's own status text, as last seen.
     pub kaspi_status: Option<String>,
-    pub kaspi_operation_id: Option<String>,
+    pub kaspi_operation_id: Option<KaspiOperationId>,
     pub client_name: Option<String>,
-    /// In tiyn.
-    pub total_refunded: i64,
+    pub total_refunded: Money,
     pub is_sandbox: bool,
     pub create_state: CreateState,
     pub last_error: Option<String>,
@@ -109,20 +108,19 @@ pub struct Invoice {
     /// For QR invoices: the link a payer opens (`https://qr.kaspi.kz/…`).
     pub qr_token: Option<String>,
     pub ext_tran_id: Option<String>,
-    /// In tiyn: refunds pending, processing or completed.
-    pub refund_reserved: i64,
+    /// Refunds pending, processing or completed.
+    pub refund_reserved: Money,
     /// The marker Kassa put in the Kaspi comment of an invoice by phone (see
     /// [`kaspi_comment`]); `None` for QR payments and invoices made before markers.
     pub kaspi_ref: Option<String>,
 }
 
 impl Invoice {
-    /// What can still be refunded, in tiyn.
-    pub fn refundable(&self) -> i64 {
-        if self.status == InvoiceStatus::Paid {
-            (self.amount - self.refund_reserved).max(0)
-        } else {
-            0
+    /// What can still be refunded.
+    pub fn refundable(&self) -> Money {
+        match self.amount.checked_sub(self.refund_reserved) {
+            Some(left) if self.status == InvoiceStatus::Paid => left.max(Money::ZERO),
+            _ => Money::ZERO,
         }
     }
 }
@@ -134,9 +132,8 @@ pub struct NewInvoice {
     pub payment_id: String,
     pub org_id: i64,
     pub kind: InvoiceKind,
-    /// In tiyn.
-    pub amount: i64,
-    pub phone: Option<String>,
+    pub amount: Money,
+    pub phone: Option<Phone>,
     pub description: Option<String>,
     pub external_order_id: Option<String>,
     pub is_sandbox: bool,
@@ -239,7 +236,7 @@ pub fn kaspi_ref_of(comment: &str) -> Option<&str> {
 /// What Kaspi answered when it accepted an invoice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvoiceSent {
-    pub kaspi_operation_id: String,
+    pub kaspi_operation_id: KaspiOperationId,
     pub kaspi_status: Option<String>,
     pub client_name: Option<String>,
     pub at_ms: i64,

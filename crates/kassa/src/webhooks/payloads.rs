@@ -19,6 +19,7 @@
 use serde_json::{json, Value};
 
 use crate::api::{apipay, rfc3339_ms, xpayment};
+use crate::domain::{parse_phone, Money};
 use crate::store::{
     CreateState, Invoice, InvoiceKind, InvoiceStatus, PendingEvent, Refund, RefundStatus,
     WebhookFormat, EVENT_REFUNDED, EVENT_REFUND_FAILED, EVENT_STATUS_CHANGED,
@@ -155,8 +156,8 @@ pub fn simulated_body(
         payment_id: uuid::Uuid::new_v4().to_string(),
         org_id,
         kind: InvoiceKind::Remote,
-        amount: 150_000,
-        phone: Some("7001234567".into()),
+        amount: Money::from_tiyn(150_000),
+        phone: parse_phone("7001234567").ok(),
         description: Some("Test payment (webhook simulation)".into()),
         external_order_id: merchant_order_id.map(str::to_owned),
         status,
@@ -164,9 +165,9 @@ pub fn simulated_body(
         kaspi_operation_id: None,
         client_name: None,
         total_refunded: if name == "payment.refunded" {
-            50_000
+            Money::from_tiyn(50_000)
         } else {
-            0
+            Money::ZERO
         },
         is_sandbox: true,
         create_state: CreateState::Sent,
@@ -180,7 +181,7 @@ pub fn simulated_body(
         cancel_reason: None,
         qr_token: None,
         ext_tran_id: None,
-        refund_reserved: 0,
+        refund_reserved: Money::ZERO,
         kaspi_ref: None,
     };
     let refund = match name {
@@ -191,7 +192,7 @@ pub fn simulated_body(
                 refund_id: uuid::Uuid::new_v4().to_string(),
                 org_id,
                 invoice_id: 0,
-                amount: 50_000,
+                amount: Money::from_tiyn(50_000),
                 reason: Some("Test refund (webhook simulation)".into()),
                 status: if failed {
                     RefundStatus::Failed

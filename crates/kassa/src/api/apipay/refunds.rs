@@ -13,7 +13,7 @@ use super::F;
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, FieldErrors};
 use crate::api::extract::{ApiJson, ApiPay, IdPath, QueryPairs};
-use crate::api::{amount_number, amount_string, optional_text, parse_amount};
+use crate::api::{optional_text, parse_amount};
 use crate::gateway::{Gateway, GatewayError, RefundRequest};
 use crate::store::{IdemLink, RefundFilter, RefundStatus};
 
@@ -59,11 +59,14 @@ pub(super) async fn refund_invoice(
             "refund": refund_json(&refund),
             "invoice": {
                 "id": invoice.id,
-                "amount": amount_string(invoice.amount),
+                "amount": invoice.amount.to_decimal_string(),
                 "status": apipay_status(&invoice),
-                "total_refunded": amount_string(invoice.total_refunded),
-                "available_for_refund": amount_string(invoice.refundable()),
-                "pending_refund_amount": amount_number(invoice.refund_reserved - invoice.total_refunded),
+                "total_refunded": invoice.total_refunded.to_decimal_string(),
+                "available_for_refund": invoice.refundable().to_decimal_string(),
+                "pending_refund_amount": invoice
+                    .refund_reserved
+                    .saturating_sub(invoice.total_refunded)
+                    .to_json_number(),
             },
         })),
     ))

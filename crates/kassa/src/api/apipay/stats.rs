@@ -7,10 +7,10 @@ use time::{Date, Duration as TimeDuration};
 
 use super::query::{almaty_day_start, almaty_today, STATUS_FILTERS};
 use super::F;
-use crate::api::amount_string;
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, FieldErrors};
 use crate::api::extract::{ApiPay, QueryPairs};
+use crate::domain::Money;
 use crate::gateway::Gateway;
 use crate::store::InvoiceStatus;
 
@@ -89,7 +89,7 @@ pub(super) async fn invoice_stats(
         }
         by_status.insert(
             (*name).into(),
-            json!({"count": c, "amount": amount_string(a)}),
+            json!({"count": c, "amount": Money::from_tiyn(a).to_decimal_string()}),
         );
     }
     for totals in &stats.by_status {
@@ -112,10 +112,10 @@ pub(super) async fn invoice_stats(
             "end": end.format(&date).unwrap_or_default(),
         },
         "total_count": count,
-        "total_amount": amount_string(amount),
+        "total_amount": Money::from_tiyn(amount).to_decimal_string(),
         "paid_count": paid.count,
-        "paid_amount": amount_string(paid.amount),
-        "total_refunded": amount_string(refunded),
+        "paid_amount": Money::from_tiyn(paid.amount).to_decimal_string(),
+        "total_refunded": Money::from_tiyn(refunded).to_decimal_string(),
         "conversion_rate": conversion_rate,
         "by_status": by_status,
     })))

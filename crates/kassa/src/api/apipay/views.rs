@@ -3,22 +3,23 @@
 
 use serde_json::{json, Value};
 
-use crate::api::{amount_string, rfc3339_ms};
+use crate::api::rfc3339_ms;
+use crate::domain::Money;
 use crate::store::{Invoice, InvoiceStatus, Refund};
 
 /// An invoice as ApiPay shows it.
 pub fn invoice_json(invoice: &Invoice) -> Value {
     let mut body = json!({
         "id": invoice.id,
-        "amount": amount_string(invoice.amount),
+        "amount": invoice.amount.to_decimal_string(),
         "description": invoice.description,
         "external_order_id": invoice.external_order_id,
         "status": apipay_status(invoice),
         "client_name": invoice.client_name,
         "client_comment": Value::Null,
         "is_sandbox": invoice.is_sandbox,
-        "total_refunded": amount_string(invoice.total_refunded),
-        "is_fully_refunded": invoice.total_refunded > 0 && invoice.total_refunded >= invoice.amount,
+        "total_refunded": invoice.total_refunded.to_decimal_string(),
+        "is_fully_refunded": invoice.total_refunded > Money::ZERO && invoice.total_refunded >= invoice.amount,
         "paid_at": invoice.paid_at.map(rfc3339_ms),
         "expires_at": invoice.expires_at.map(rfc3339_ms),
         "created_at": rfc3339_ms(invoice.created_at),
@@ -30,7 +31,7 @@ pub fn invoice_json(invoice: &Invoice) -> Value {
         body["phone_number"] = json!(format!("8{phone}"));
     }
     if let Some(op) = &invoice.kaspi_operation_id {
-        body["kaspi_invoice_id"] = json!(op);
+        body["kaspi_invoice_id"] = json!(op.to_string());
     }
     body
 }
@@ -41,7 +42,7 @@ pub(super) fn apipay_status(invoice: &Invoice) -> &'static str {
     match invoice.status {
         InvoiceStatus::Pending => "pending",
         InvoiceStatus::Paid if invoice.total_refunded >= invoice.amount => "refunded",
-        InvoiceStatus::Paid if invoice.total_refunded > 0 => "partially_refunded",
+        InvoiceStatus::Paid if invoice.total_refunded > Money::ZERO => "partially_refunded",
         InvoiceStatus::Paid => "paid",
         InvoiceStatus::Cancelled | InvoiceStatus::Failed => "cancelled",
         InvoiceStatus::Expired => "expired",
@@ -68,7 +69,7 @@ pub fn refund_json(refund: &Refund) -> Value {
     json!({
         "id": refund.id,
         "invoice_id": refund.invoice_id,
-        "amount": amount_string(refund.amount),
+        "amount": refund.amount.to_decimal_string(),
         "reason": refund.reason,
         "status": refund.status.as_str(),
         "fail_reason": refund.fail_reason,

@@ -21,7 +21,7 @@ pub fn gateway_error(e: GatewayError) -> ApiError {
             "amount",
             format!(
                 "the refund is more than what is left to refund ({})",
-                kaspi::Amount::from_tiyn(left).to_decimal_string()
+                left.to_decimal_string()
             ),
         ),
         G::NotRefundable(RefundRefusal::BadAmount) => {

@@ -71,11 +71,7 @@ pub(super) async fn create_link(
     put(
         &mut o,
         "qr_operation_id",
-        invoice
-            .kaspi_operation_id
-            .as_deref()
-            .and_then(|op| op.parse::<i64>().ok())
-            .map(|op| json!(op)),
+        invoice.kaspi_operation_id.map(|op| json!(op.get())),
     );
     put(
         &mut o,

@@ -15,6 +15,7 @@ use crate::api::auth::Caller;
 use crate::api::error::{ApiError, FieldErrors};
 use crate::api::extract::{QueryPairs, XJson, XPayment};
 use crate::api::{optional_text, parse_amount};
+use crate::domain::Money;
 use crate::gateway::{Gateway, GatewayError, NewRemoteInvoice};
 use crate::store::{IdemLink, Invoice, InvoiceFilter, InvoiceStatus};
 
@@ -58,10 +59,7 @@ pub(super) struct CreatePaymentBody {
     metadata: Option<Value>,
 }
 
-pub(super) fn required_amount(
-    value: Option<&Value>,
-    errors: &mut FieldErrors,
-) -> Option<kaspi::Amount> {
+pub(super) fn required_amount(value: Option<&Value>, errors: &mut FieldErrors) -> Option<Money> {
     match value {
         None | Some(Value::Null) => {
             errors.add("amount", "amount is required");

@@ -3,7 +3,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::api::{amount_number, rfc3339_ms};
+use crate::api::rfc3339_ms;
+use crate::domain::Money;
 use crate::store::{Invoice, InvoiceStatus, KaspiOperation, Refund};
 
 /// xPayment's name for a status.
@@ -28,7 +29,7 @@ pub(super) fn put(object: &mut Map<String, Value>, key: &str, value: Option<Valu
 pub fn payment_json(invoice: &Invoice, user_id: &str) -> Value {
     let mut o = Map::new();
     o.insert("payment_id".into(), json!(invoice.payment_id));
-    o.insert("amount".into(), amount_number(invoice.amount));
+    o.insert("amount".into(), invoice.amount.to_json_number());
     o.insert("currency".into(), json!("KZT"));
     o.insert("status".into(), json!(xpayment_status(invoice.status)));
     put(
@@ -78,7 +79,7 @@ pub fn payment_json(invoice: &Invoice, user_id: &str) -> Value {
     put(
         &mut o,
         "kaspi_operation_id",
-        invoice.kaspi_operation_id.as_ref().map(|t| json!(t)),
+        invoice.kaspi_operation_id.map(|op| json!(op.to_string())),
     );
     Value::Object(o)
 }
@@ -88,7 +89,7 @@ pub fn refund_json(refund: &Refund, payment_id: &str, user_id: &str) -> Value {
     let mut o = Map::new();
     o.insert("refund_id".into(), json!(refund.refund_id));
     o.insert("payment_id".into(), json!(payment_id));
-    o.insert("amount".into(), amount_number(refund.amount));
+    o.insert("amount".into(), refund.amount.to_json_number());
     o.insert("status".into(), json!(refund.status.as_str()));
     put(&mut o, "reason", refund.reason.as_ref().map(|r| json!(r)));
     put(
@@ -111,8 +112,11 @@ pub fn refund_json(refund: &Refund, payment_id: &str, user_id: &str) -> Value {
 pub(super) fn static_json(op: &KaspiOperation) -> Value {
     let mut o = Map::new();
     o.insert("id".into(), json!(op.id));
-    o.insert("kaspi_operation_id".into(), json!(op.kaspi_operation_id));
-    put(&mut o, "amount", op.amount.map(amount_number));
+    o.insert(
+        "kaspi_operation_id".into(),
+        json!(op.kaspi_operation_id.get()),
+    );
+    put(&mut o, "amount", op.amount.map(Money::to_json_number));
     put(
         &mut o,
         "client_short_name",
