@@ -303,7 +303,16 @@ fn with_request_ids(router: Router) -> Router {
             .get(REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        tracing::info_span!("request", method = %request.method(), route, request_id = id)
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            route,
+            request_id = id,
+            // Filled in by the gateway when the request makes one (the jobs that follow it
+            // log the same id as `ref_id`).
+            invoice = tracing::field::Empty,
+            refund = tracing::field::Empty,
+        )
     });
     // Outermost last: an unusable client id is dropped, an id is set, the span opens, and
     // the answer gets the id.

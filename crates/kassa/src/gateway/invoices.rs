@@ -117,6 +117,7 @@ impl Gateway {
                 idempotency: new.idempotency.clone(),
             })
             .await?;
+        super::traced_invoice(invoice.id);
         let comment = comment.as_str();
         let (phone, amount) = (&new.phone, new.amount);
         let sent = self

@@ -349,3 +349,14 @@ impl RecentlyDone {
 }
 
 pub(crate) use crate::clock::ms;
+
+/// Names the invoice a request made in that request's span (see `app::with_request_ids`), so
+/// its log can be followed into the jobs that work on the invoice (their spans carry `ref_id`).
+pub(crate) fn traced_invoice(id: i64) {
+    tracing::Span::current().record("invoice", id);
+}
+
+/// Names the refund a request made in that request's span, as [`traced_invoice`] does.
+pub(crate) fn traced_refund(id: i64) {
+    tracing::Span::current().record("refund", id);
+}

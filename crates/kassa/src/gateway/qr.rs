@@ -60,6 +60,7 @@ impl Gateway {
                 idempotency: None,
             })
             .await?;
+        super::traced_invoice(invoice.id);
         let amount = new.amount;
         let made = self
             .terminals()

@@ -77,6 +77,7 @@ impl Gateway {
             .await;
         match created {
             Ok(RefundCreated::Created { refund, invoice }) => {
+                super::traced_refund(refund.id);
                 tracing::info!(
                     refund = refund.id,
                     invoice = invoice.id,

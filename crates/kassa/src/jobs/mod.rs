@@ -161,6 +161,7 @@ impl Jobs {
                     tracing::info_span!("job", id = job.id, kind = %job.kind, ref_id = job.ref_id);
                 set.spawn(
                     async move {
+                        tracing::debug!(attempt = job.attempt, "job started");
                         if let Err(e) = jobs.handle(&job).await {
                             tracing::error!(error = %e, "job failed");
                         }
