@@ -1,21 +1,33 @@
 //! Kassa, a self-hosted Kaspi Pay gateway.
 //!
-//! - [`app`]: builds and runs the server (`App::build(config)`, `run_until_stopped`).
-//! - [`cli`]: the binary's administration commands: organizations, API keys, cashier login,
-//!   the Kaspi app build (a run-time setting).
-//! - [`config`]: one typed configuration (defaults, file, environment, flags).
-//! - [`datadir`]: the data dir made owner-only, and the lock `kassa serve` holds on it.
-//! - [`gateway`]: what happens behind the API: invoices sent to Kaspi and followed, cashier
-//!   sessions, background workers, the sandbox payer.
-//! - [`qr`]: payment links rendered as QR codes (SVG or PNG) for a shop's screen.
-//! - [`secrets`]: master key, sealed secrets, API key hashes.
-//! - [`server`]: the HTTP listener: connection cap, header/body/idle/request timeouts, drain.
-//! - [`store`]: all gateway SQL (orgs, API keys, terminals, invoices and their status events,
-//!   leased jobs, idempotency keys), written once over [`db`].
-//! - [`webhooks`]: webhook endpoints, the outbox dispatched into signed, retried, logged
-//!   deliveries (a leased worker), SSRF guard, the xPayment simulator; API and CLI call it.
-//! - [`db`]: the database access layer: one `Db` over SQLite (default) or PostgreSQL,
-//!   synchronous transaction closures, embedded migrations.
+//! Layers, each using only those below it: [`api`] and [`cli`] on top; [`gateway`], [`jobs`]
+//! and [`webhooks`] behind them; [`store`] (all SQL) over [`db`]; [`domain`] and [`clock`] used
+//! by all.
+//!
+//! - [`domain`]: money, phones, Kaspi operation ids, the statuses and the moves they allow, the
+//!   kinds of jobs. No I/O.
+//! - [`clock`]: the one source of "now" (system; manual in tests, stepped forward).
+//! - [`api`]: the HTTP surfaces. `api::apipay` and `api::xpayment` hold each surface's routes,
+//!   handlers by resource, views (JSON from domain values) and errors; `api::webhooks` the
+//!   endpoint API; auth, rate limit, idempotency and the JSON error sentences beside them.
+//! - [`gateway`]: what a payment does at Kaspi. **Invoice creation**: `gateway/invoices.rs`
+//!   (`create_invoice`: stored with its reconcile job and marker, then sent); QR links in
+//!   `gateway/qr.rs`; **a refund**: `gateway/refunds.rs` (`request_refund` reserves it,
+//!   `advance_refund` sends or confirms it); **a status change found in history**:
+//!   `gateway/history.rs` (`sync_history`, settling invoices through the store); cashier
+//!   sessions in `gateway/terminals.rs`; the sandbox in `gateway/bootstrap.rs`.
+//! - [`jobs`]: the background runner: leased rows dispatched on `JobKind` (`jobs/poll.rs`,
+//!   `reconcile.rs`, `refund.rs`, `history.rs`; `retry.rs` for schedules) and the webhook
+//!   pipeline, under one cancellation token; `Jobs::run_until_idle` steps it all.
+//! - [`webhooks`]: endpoints, the outbox dispatched into signed deliveries; **a webhook retry**
+//!   is decided in the attempt (`webhooks/worker.rs`) and recorded under its lease by the store.
+//! - [`store`]: every SQL statement: organizations, keys, terminals, invoices and their events
+//!   (the outbox), refunds, leased jobs, history, idempotency, webhooks.
+//! - [`db`]: one `Db` over SQLite (default) or PostgreSQL, transaction closures, migrations.
+//! - [`app`]: builds and runs the server; [`server`]: the HTTP listener (limits, timeouts,
+//!   drain); [`config`]: one typed configuration; [`datadir`]: the owner-only data dir and its
+//!   lock; [`secrets`]: master key, sealed secrets, API key hashes; [`qr`]: QR images; [`cli`]:
+//!   the administration commands.
 
 pub mod api;
 pub mod app;
