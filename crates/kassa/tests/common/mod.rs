@@ -433,6 +433,22 @@ pub async fn serve_process(
     (child, addr)
 }
 
+/// Stops a process started by [`serve_process`] as a service manager does (SIGTERM) and waits
+/// until it has exited cleanly: its background work finished what it had in hand.
+pub async fn terminate(mut child: tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops in time")
+        .expect("waited");
+    assert!(status.success(), "{status}");
+}
+
 /// A new data dir holding `dir`'s master key: each `kassa serve` locks its own data dir, so
 /// processes sharing one database get one each, with the same key.
 pub fn sibling_data_dir(dir: &Path) -> tempfile::TempDir {

@@ -114,7 +114,9 @@ impl Receiver {
         self.shared.requests.lock().expect("lock").clone()
     }
 
-    /// Waits (at most `limit`) until `n` requests came; all of them.
+    /// Waits (at most `limit`) until `n` requests came; all of them. Only for a gateway running
+    /// its own background loops: once a stepped gateway's `step()` returns, its attempts have
+    /// arrived, and [`Receiver::requests`] is what it got.
     pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
