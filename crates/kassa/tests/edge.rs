@@ -55,7 +55,7 @@ on_both_databases!(
     nul_characters_are_refused_everywhere,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
         let nul = "a\u{0}b";
@@ -202,7 +202,7 @@ on_both_databases!(
     a_request_running_elsewhere_answers_409_with_retry_after,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
         let owner = kassa
@@ -218,13 +218,7 @@ on_both_databases!(
             "/api/v1/invoices",
             body.as_bytes(),
         );
-        let now = i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("after 1970")
-                .as_millis(),
-        )
-        .expect("fits");
+        let now = kassa.store().now_ms();
         let begun = kassa
             .store()
             .idempotency_begin(owner.key_id, "busy-1", &hash, now, 3_600_000)
@@ -244,7 +238,7 @@ on_both_databases!(
     |test: TestDb| async move {
         use sha2::{Digest as _, Sha256};
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
         let owner = kassa
@@ -259,13 +253,7 @@ on_both_databases!(
         hasher.update(format!("POST\n/api/v1/invoices\n{body}").as_bytes());
         let old_hash = hex::encode(hasher.finalize());
         let store = kassa.store();
-        let now = i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("after 1970")
-                .as_millis(),
-        )
-        .expect("fits");
+        let now = kassa.store().now_ms();
         let begun = store
             .idempotency_begin(owner.key_id, "old-1", &old_hash, now, 3_600_000)
             .await
@@ -296,7 +284,7 @@ on_both_databases!(
     idempotency_compares_the_parsed_body,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
 
@@ -377,7 +365,7 @@ fn short_limits(serve: &mut ServeArgs) {
 /// A gateway on SQLite with [`short_limits`], in live mode against no Kaspi at all, so that
 /// nothing but the test's own clients uses its listener; an API key of a new organization.
 async fn edge_kassa(test: &TestDb, dir: &std::path::Path) -> (Kassa, String) {
-    let mut options = Options::new(test.url(), dir);
+    let mut options = Options::new(test.url(), dir).stepped();
     options.live_kaspi = Some("http://127.0.0.1:9".into());
     options.more_serve_args = Some(short_limits);
     let kassa = Kassa::start(options).await;
@@ -607,7 +595,8 @@ async fn the_connection_cap_holds() {
         stream.write_all(status_request()).await.expect("write");
         assert_eq!(read_answer(stream).await.status, 200);
     }
-    // Once one goes, a new connection is served.
+    // Once one goes, a new connection is served. When the server sees the socket close is up
+    // to the operating system and its connection task, so a bounded wait (real sockets).
     drop(held.pop());
     let served = wait_for(Duration::from_secs(5), || async {
         let mut stream = connect(kassa.addr).await;
@@ -702,7 +691,8 @@ async fn shutdown_drains_the_request_in_flight() {
     assert_eq!(read_answer(&mut idle).await.status, 200);
 
     let stopping = tokio::spawn(kassa.stop());
-    // The listener goes away: new connections are refused.
+    // The listener goes away: new connections are refused (a bounded wait: the shutdown runs
+    // in the server's own task, on real sockets).
     let refused = wait_for(Duration::from_secs(5), || async {
         TcpStream::connect(addr).await.is_err().then_some(())
     })
@@ -726,7 +716,7 @@ async fn shutdown_drains_the_request_in_flight() {
 async fn every_answer_carries_a_request_id() {
     let test = TestDb::sqlite().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+    let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
     let org = kassa.demo_org().await;
     let key = kassa.api_key(org).await;
     let ask = |path: &'static str, id: Option<String>| {

@@ -16,7 +16,7 @@ use kaspi_sim::{SimConfig, Simulator};
 use kassa::db::testing::TestDb;
 use kassa::gateway::{DEMO_CASHIER_PHONE, SIGNED_IN_ELSEWHERE};
 use kassa::store::TerminalState;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Operations the simulator holds for a customer phone (10 digits).
 fn operations_for(sim: &Simulator, phone: &str) -> usize {
@@ -30,36 +30,16 @@ fn operations_for(sim: &Simulator, phone: &str) -> usize {
         .count()
 }
 
-async fn status(kassa: &Kassa) -> Value {
-    let r = kassa
-        .http
-        .get(kassa.url("/status"))
-        .send()
-        .await
-        .expect("sent");
-    common::Answer::read(r).await.json
-}
-
 /// `kassa terminal connect` as the cashier at the prompt would do it, for the demo cashier.
 async fn login_again(kassa: &Kassa, org: i64) {
     common::login(kassa, kassa.sim(), org, DEMO_CASHIER_PHONE).await;
-}
-
-/// Waits until ApiPay's view of invoice `id` has `status`.
-async fn reaches(kassa: &Kassa, key: &str, id: i64, status: &str) -> bool {
-    wait_for(Duration::from_secs(10), || async {
-        let got = kassa.get(key, &format!("/invoices/{id}")).await;
-        (got.json["status"] == status).then_some(())
-    })
-    .await
-    .is_some()
 }
 
 on_both_databases!(
     an_eviction_during_a_create_loses_nothing_and_work_resumes_after_login,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
         let sim = kassa.sim().clone();
@@ -104,7 +84,7 @@ on_both_databases!(
             x.json
         );
 
-        let now = status(&kassa).await;
+        let now = kassa.status().await.json;
         assert_eq!(now["kaspi"]["state"], "needs_login", "{now}");
         assert_eq!(now["kaspi"]["sessions"]["needs_login"], 1);
         assert!(
@@ -127,7 +107,7 @@ on_both_databases!(
         assert_eq!(operations_for(&sim, "7017654321"), 0);
 
         login_again(&kassa, org).await;
-        let now = status(&kassa).await;
+        let now = kassa.status().await.json;
         assert_eq!(now["kaspi"]["state"], "ok", "{now}");
         let again = kassa
             .post(
@@ -159,34 +139,29 @@ on_both_databases!(
     an_eviction_during_a_history_sync_keeps_the_invoice_and_finds_it_paid_after_login,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
         let sim = kassa.sim().clone();
         let created = kassa
-            .post(
-                &key,
-                "/invoices",
-                json!({"amount": 700, "phone_number": "87001234567"}),
-            )
+            .invoice(&key, json!({"amount": 700, "phone_number": "87001234567"}))
             .await;
-        assert_eq!(created.status, 201, "{:?}", created.json);
-        let id = created.json["id"].as_i64().expect("id");
-        let op: u64 = created.json["kaspi_invoice_id"]
-            .as_str()
-            .expect("op")
-            .parse()
-            .expect("numeric");
+        let id = created.id;
 
         // Evicted, then paid while the gateway cannot look.
         sim.evict_sessions(DEMO_CASHIER_PHONE).expect("evict");
-        sim.pay(op).expect("pay");
-        let needs_login = wait_for(Duration::from_secs(10), || async {
-            let t = kassa.store().terminal_for_org(org).await.ok()??;
-            (t.state == TerminalState::NeedsLogin).then_some(t)
-        })
-        .await
-        .expect("the background sync finds the session evicted");
+        sim.pay(created.op).expect("pay");
+        let needs_login = kassa
+            .advance_until(
+                Duration::from_secs(10),
+                Duration::from_millis(100),
+                || async {
+                    let t = kassa.store().terminal_for_org(org).await.ok()??;
+                    (t.state == TerminalState::NeedsLogin).then_some(t)
+                },
+            )
+            .await
+            .expect("the background sync finds the session evicted");
         assert_eq!(
             needs_login.state_reason.as_deref(),
             Some(SIGNED_IN_ELSEWHERE)
@@ -200,7 +175,10 @@ on_both_databases!(
 
         login_again(&kassa, org).await;
         assert!(
-            reaches(&kassa, &key, id, "paid").await,
+            kassa
+                .invoice_reaches(&key, id, "status", "paid")
+                .await
+                .is_some(),
             "found paid after the login"
         );
         let events = kassa.store().invoice_events(org, id).await.expect("events");
@@ -243,30 +221,22 @@ on_both_databases!(
     an_outdated_app_build_is_a_state_and_a_newer_one_set_at_run_time_resumes_work,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut options = Options::new(test.url(), dir.path());
-        options.settings.settings_every = Duration::from_millis(100);
+        let mut options = Options::new(test.url(), dir.path()).stepped();
+        // The settings are read again at most this often, on the wall clock (not the
+        // gateway's): zero reads them at every step, so a step sees what was set before it.
+        options.settings.settings_every = Duration::ZERO;
         let kassa = Kassa::start(options).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
         let sim = kassa.sim().clone();
         let created = kassa
-            .post(
-                &key,
-                "/invoices",
-                json!({"amount": 300, "phone_number": "87001234567"}),
-            )
+            .invoice(&key, json!({"amount": 300, "phone_number": "87001234567"}))
             .await;
-        assert_eq!(created.status, 201, "{:?}", created.json);
-        let id = created.json["id"].as_i64().expect("id");
-        let op: u64 = created.json["kaspi_invoice_id"]
-            .as_str()
-            .expect("op")
-            .parse()
-            .expect("numeric");
+        let id = created.id;
 
         // Kaspi raises its minimum above the build Kassa presents (1115), then the payer pays.
         sim.set_min_app_build(Some(1120));
-        sim.pay(op).expect("pay");
+        sim.pay(created.op).expect("pay");
         let refused = kassa
             .post(
                 &key,
@@ -281,7 +251,7 @@ on_both_databases!(
             message.contains("1115") && message.contains("kassa kaspi app-build set"),
             "{message}"
         );
-        let now = status(&kassa).await;
+        let now = kassa.status().await.json;
         assert_eq!(now["kaspi"]["state"], "app_build_outdated", "{now}");
         assert_eq!(now["kaspi"]["app"]["build"], "1115");
         assert!(
@@ -322,7 +292,13 @@ on_both_databases!(
         assert!(stdout.contains("version 26.1101 build 1120"), "{stdout}");
 
         // The background sync takes it up and finds the payment, with no API call to wake it.
-        assert!(reaches(&kassa, &key, id, "paid").await, "work resumes");
+        assert!(
+            kassa
+                .invoice_reaches(&key, id, "status", "paid")
+                .await
+                .is_some(),
+            "work resumes"
+        );
         let again = kassa
             .post(
                 &key,
@@ -331,7 +307,7 @@ on_both_databases!(
             )
             .await;
         assert_eq!(again.status, 201, "{:?}", again.json);
-        let now = status(&kassa).await;
+        let now = kassa.status().await.json;
         assert_eq!(now["kaspi"]["state"], "ok", "{now}");
         assert_eq!(now["kaspi"]["app"]["build"], "1120");
         assert_eq!(now["kaspi"]["app"]["source"], "settings");
@@ -427,6 +403,7 @@ async fn each_login_error_reaches_the_connect_prompt_as_a_clear_message() {
         .stdin(Stdio::piped())
         .spawn()
         .expect("kassa starts");
+    // `kassa terminal connect` is another process: only a bounded wait sees it get there.
     let code = wait_for(Duration::from_secs(20), || async {
         sim.last_sms("87071112233")
     })
@@ -454,7 +431,7 @@ on_both_databases!(
         let dir = tempfile::tempdir().expect("tempdir");
         let sim = Simulator::new(SimConfig::default());
         let base = kaspi_sim::spawn(sim.clone()).await.expect("simulator");
-        let mut options = Options::new(test.url(), dir.path());
+        let mut options = Options::new(test.url(), dir.path()).stepped();
         options.live_kaspi = Some(base);
         let kassa = Kassa::start(options).await;
         let org = connect(&kassa, &sim, "shop", "7000000011").await;

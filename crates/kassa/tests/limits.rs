@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Answer, Kassa, Options};
 use kassa::db::testing::TestDb;
 use serde_json::json;
@@ -29,7 +31,7 @@ on_both_databases!(
     idempotency_keys_replay_refuse_and_serialise,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
         let body = json!({"amount": 1000, "phone_number": "87001234567"});
@@ -102,6 +104,8 @@ async fn the_rate_limit_counts_per_key_and_says_when_to_retry() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut options = Options::new(test.url(), dir.path());
     options.rate_limit_per_minute = 5;
+    // The limit counts per minute of the clock: the gateway stands at the start of one.
+    options.clock = Some(common::clock_at_minute_start());
     let kassa = Kassa::start(options).await;
     let org = kassa.demo_org().await;
     let key = kassa.api_key(org).await;
@@ -126,6 +130,9 @@ async fn the_rate_limit_counts_per_key_and_says_when_to_retry() {
     assert!((1..=60).contains(&retry_after));
     assert_eq!(limited.header("X-RateLimit-Remaining"), Some("0"));
     assert!(limited.json["message"].is_string());
+    // Retried when it says: admitted again.
+    kassa.advance(Duration::from_secs(retry_after)).await;
+    assert_eq!(kassa.get(&key, "/invoices").await.status, 200);
     // Another key has its own budget; /status has none.
     assert_eq!(kassa.get(&other, "/invoices").await.status, 200);
     let status = kassa

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{connect, wait_for, Kassa, Options};
 use kaspi_sim::{Faults, LostMode, SimConfig, Simulator};
+use kassa::clock::Clock;
 use kassa::db::testing::TestDb;
 
 use kassa::store::{InvoiceStatus, JobKind};
@@ -25,27 +26,11 @@ fn operations_for(sim: &Simulator, phone: &str) -> Vec<kaspi_sim::OperationInfo>
         .collect()
 }
 
-/// Waits (up to 10 s) until ApiPay's view of invoice `id` has `field` equal to `value`; that
-/// view, or `None`.
-async fn invoice_reaches(
-    kassa: &Kassa,
-    key: &str,
-    id: i64,
-    field: &str,
-    value: &str,
-) -> Option<serde_json::Value> {
-    wait_for(Duration::from_secs(10), || async {
-        let got = kassa.get(key, &format!("/invoices/{id}")).await;
-        (got.json[field] == value).then_some(got.json)
-    })
-    .await
-}
-
 on_both_databases!(
     a_lost_create_answer_is_reconciled_not_repeated,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
         let sim = kassa.sim().clone();
@@ -72,7 +57,9 @@ on_both_databases!(
         let ops = operations_for(&sim, "7011112233");
         assert_eq!(ops.len(), 1, "sent to Kaspi exactly once: {ops:?}");
         let op_id = ops[0].id.to_string();
-        let linked = invoice_reaches(&kassa, &key, id, "kaspi_invoice_id", &op_id).await;
+        let linked = kassa
+            .invoice_reaches(&key, id, "kaspi_invoice_id", &op_id)
+            .await;
         assert!(linked.is_some(), "the invoice is found in Kaspi's history");
         // And it is followed like any other.
         let paid = kassa
@@ -98,7 +85,8 @@ on_both_databases!(
             .await;
         assert_eq!(unsent.status, 201, "{:?}", unsent.json);
         let unsent_id = unsent.json["id"].as_i64().expect("id");
-        let ended = invoice_reaches(&kassa, &key, unsent_id, "status", "cancelled")
+        let ended = kassa
+            .invoice_reaches(&key, unsent_id, "status", "cancelled")
             .await
             .expect("an invoice Kaspi never received ends");
         assert!(ended.get("kaspi_invoice_id").is_none());
@@ -122,7 +110,7 @@ on_both_databases!(
     a_dead_session_is_refreshed_or_reported_and_resumes_after_login,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
         let sim = kassa.sim().clone();
@@ -140,15 +128,7 @@ on_both_databases!(
         assert_eq!(refused.json["error"], "kaspi_session_invalid");
         let message = refused.json["message"].as_str().expect("message");
         assert!(message.contains("kassa terminal connect"), "{message}");
-        let status = common::Answer::read(
-            kassa
-                .http
-                .get(kassa.url("/status"))
-                .send()
-                .await
-                .expect("sent"),
-        )
-        .await;
+        let status = kassa.status().await;
         assert_eq!(status.json["status"], "ok");
         assert_eq!(
             status.json["kaspi"]["sessions"]["needs_login"], 1,
@@ -181,15 +161,7 @@ on_both_databases!(
             .post(&key, &format!("/invoices/{id}/cancel"), json!({}))
             .await;
         assert_eq!(cancel.status, 200, "{:?}", cancel.json);
-        let status = common::Answer::read(
-            kassa
-                .http
-                .get(kassa.url("/status"))
-                .send()
-                .await
-                .expect("sent"),
-        )
-        .await;
+        let status = kassa.status().await;
         assert_eq!(status.json["kaspi"]["sessions"]["needs_login"], 0);
         kassa.stop().await;
     }
@@ -199,43 +171,33 @@ on_both_databases!(polling_survives_a_restart, |test: TestDb| async move {
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = Simulator::new(SimConfig::default());
     let base = kaspi_sim::spawn(sim.clone()).await.expect("simulator");
-    let mut options = Options::new(test.url(), dir.path());
-    options.live_kaspi = Some(base.clone());
-    let kassa = Kassa::start(options).await;
+    // One clock across the restart: the poll job comes due on it after the restart.
+    let clock = Clock::manual_from_now();
+    let options = || {
+        let mut options = Options::new(test.url(), dir.path());
+        options.live_kaspi = Some(base.clone());
+        options.clock = Some(clock.clone());
+        options
+    };
+    let kassa = Kassa::start(options()).await;
     let org = connect(&kassa, &sim, "shop", "7000000009").await;
     let key = kassa.api_key(org).await;
     let created = kassa
-        .post(
-            &key,
-            "/invoices",
-            json!({"amount": 4200, "phone_number": "87001234567"}),
-        )
+        .invoice(&key, json!({"amount": 4200, "phone_number": "87001234567"}))
         .await;
-    assert_eq!(created.status, 201, "{:?}", created.json);
-    let id = created.json["id"].as_i64().expect("id");
-    let op: u64 = created.json["kaspi_invoice_id"]
-        .as_str()
-        .expect("op")
-        .parse()
-        .expect("numeric");
+    let id = created.id;
     kassa.stop().await;
 
     // While Kassa is down the customer pays; the poll job waits in the database.
-    sim.pay(op).expect("pay");
+    sim.pay(created.op).expect("pay");
     let job = kassa::store::Store::new(test.db())
         .job(JobKind::PollInvoice, id)
         .await
         .expect("read");
     assert!(job.is_some(), "the poll job outlives the process");
 
-    let mut options = Options::new(test.url(), dir.path());
-    options.live_kaspi = Some(base);
-    let again = Kassa::start(options).await;
-    let paid = wait_for(Duration::from_secs(15), || async {
-        let got = again.get(&key, &format!("/invoices/{id}")).await;
-        (got.json["status"] == "paid").then_some(())
-    })
-    .await;
+    let again = Kassa::start(options()).await;
+    let paid = again.invoice_reaches(&key, id, "status", "paid").await;
     assert!(paid.is_some(), "the restarted gateway finishes the poll");
     let events = again.store().invoice_events(org, id).await.expect("events");
     assert_eq!(events.len(), 1);
@@ -252,7 +214,7 @@ async fn two_processes_on_one_postgres_share_the_polling() {
     let base = kaspi_sim::spawn(sim.clone()).await.expect("simulator");
     // Set up the organization, its cashier and a key in-process; the processes then read the
     // same master key, each from its own data dir.
-    let mut options = Options::new(test.url(), dir.path());
+    let mut options = Options::new(test.url(), dir.path()).stepped();
     options.live_kaspi = Some(base.clone());
     let setup = Kassa::start(options).await;
     let org = connect(&setup, &sim, "shop", "7000000010").await;
@@ -286,6 +248,8 @@ async fn two_processes_on_one_postgres_share_the_polling() {
     for (_, op) in &ids {
         sim.pay(*op).expect("pay");
     }
+    // The processes run their own background loops on the system clock (sharing the polling
+    // through leases is what this test is about), so only a bounded wait can see them finish.
     let store = kassa::store::Store::new(test.db());
     let all_paid = wait_for(Duration::from_secs(60), || async {
         for (id, _) in &ids {
@@ -333,7 +297,7 @@ on_both_databases!(
     a_sandbox_restart_changes_nothing_a_user_sees,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
         let pending = kassa
@@ -371,20 +335,16 @@ on_both_databases!(
             assert_eq!(mode & 0o777, 0o600, "it holds the cashier's session");
         }
 
-        let again = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let again = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
         assert_eq!(again.demo_org().await, org);
-        let status = common::Answer::read(
-            again
-                .http
-                .get(again.url("/status"))
-                .send()
-                .await
-                .expect("sent"),
-        )
-        .await;
+        let status = again.status().await;
         assert_eq!(status.json["kaspi"]["sessions"]["needs_login"], 0);
 
-        // The invoice pending before the restart is still pending, and can be paid.
+        // The invoice pending before the restart is still pending once its polls have run,
+        // and can be paid.
+        again
+            .advance_by_steps(Duration::from_secs(1), Duration::from_millis(100))
+            .await;
         let got = again.get(&key, &format!("/invoices/{pending_id}")).await;
         assert_eq!(got.json["status"], "pending", "{:?}", got.json);
         let answer = again
@@ -409,20 +369,26 @@ on_both_databases!(
             .await;
         assert_eq!(refund.status, 201, "{:?}", refund.json);
         let refund_id = refund.json["refund"]["id"].as_i64().expect("refund id");
-        let done = wait_for(Duration::from_secs(15), || async {
-            let list = again
-                .get(&key, &format!("/invoices/{paid_id}/refunds"))
-                .await;
-            list.json["data"]
-                .as_array()?
-                .iter()
-                .find(|r| {
-                    r["id"] == refund_id && (r["status"] == "completed" || r["status"] == "failed")
-                })
-                .cloned()
-        })
-        .await
-        .expect("the refund settles");
+        let done = again
+            .advance_until(
+                Duration::from_secs(15),
+                Duration::from_millis(100),
+                || async {
+                    let list = again
+                        .get(&key, &format!("/invoices/{paid_id}/refunds"))
+                        .await;
+                    list.json["data"]
+                        .as_array()?
+                        .iter()
+                        .find(|r| {
+                            r["id"] == refund_id
+                                && (r["status"] == "completed" || r["status"] == "failed")
+                        })
+                        .cloned()
+                },
+            )
+            .await
+            .expect("the refund settles");
         assert_eq!(done["status"], "completed", "{done:?}");
 
         // The cashier's session is the one from before: no new login happened.
@@ -450,7 +416,7 @@ on_both_databases!(
     a_sandbox_that_lost_its_state_logs_the_cashier_in_again,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
         let before = kassa
@@ -465,7 +431,9 @@ on_both_databases!(
 
         // The state file is gone (a data dir from before it was kept, or removed by hand).
         std::fs::remove_file(dir.path().join(kassa::app::SANDBOX_STATE_FILE)).expect("removed");
-        let again = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let again = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
+        // The server's own startup task (the sandbox bootstrap, as `demo_org` waits for) ends
+        // them, not a job: a bounded wait for it.
         let expired = wait_for(Duration::from_secs(10), || async {
             let got = again.get(&key, &format!("/invoices/{before_id}")).await;
             (got.json["status"] == "expired").then_some(())
@@ -495,17 +463,11 @@ on_both_databases!(
     a_create_whose_process_died_is_finished_by_the_next,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
         let sim = kassa.sim().clone();
-        let now = i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("after 1970")
-                .as_millis(),
-        )
-        .expect("fits");
+        let now = kassa.store().now_ms();
         // What a process that died in the middle of a create leaves: the invoice stored with
         // its marker and its reconciliation (as the create stores them, in one transaction)...
         let stranded = |amount: i64, marker: &str| kassa::store::NewInvoice {
@@ -546,12 +508,17 @@ on_both_databases!(
             .expect("stored");
 
         let op_id = op.to_string();
-        let linked = invoice_reaches(&kassa, &key, received.id, "kaspi_invoice_id", &op_id).await;
+        let linked = kassa
+            .invoice_reaches(&key, received.id, "kaspi_invoice_id", &op_id)
+            .await;
         assert!(linked.is_some(), "the operation is found by its marker");
         sim.pay(op).expect("the payer pays");
-        let paid = invoice_reaches(&kassa, &key, received.id, "status", "paid").await;
+        let paid = kassa
+            .invoice_reaches(&key, received.id, "status", "paid")
+            .await;
         assert!(paid.is_some(), "the payment is recorded");
-        let ended = invoice_reaches(&kassa, &key, lost.id, "status", "cancelled")
+        let ended = kassa
+            .invoice_reaches(&key, lost.id, "status", "cancelled")
             .await
             .expect("an invoice Kaspi never received ends");
         assert!(ended.get("kaspi_invoice_id").is_none());

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{wait_for, Kassa, Options};
+use common::{Kassa, Options};
 use kassa::db::testing::TestDb;
 use reqwest::Method;
 use serde_json::json;
@@ -16,7 +16,7 @@ on_both_databases!(
     payments_by_phone_with_two_faces,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
 
@@ -172,7 +172,7 @@ on_both_databases!(
     cursor_pages_stay_stable_while_payments_are_added,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
         let org = kassa.demo_org().await;
         let key = kassa.api_key(org).await;
         let create = |amount: i64| {
@@ -258,7 +258,7 @@ on_both_databases!(
 
 on_both_databases!(qr_links_and_static_qr_payments, |test: TestDb| async move {
     let dir = tempfile::tempdir().expect("tempdir");
-    let kassa = Kassa::start(Options::new(test.url(), dir.path())).await;
+    let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
     let org = kassa.demo_org().await;
     let key = kassa.api_key(org).await;
 
@@ -312,13 +312,15 @@ on_both_databases!(qr_links_and_static_qr_payments, |test: TestDb| async move {
 
     // The payer scans and pays: the poller follows the QR token to its end.
     kassa.sim().pay(op).expect("pay");
-    let completed = wait_for(Duration::from_secs(15), || async {
-        let p = kassa
-            .x(Method::GET, &key, &format!("/payments/{payment_id}"), None)
-            .await;
-        (p.json["status"] == "completed").then_some(())
-    })
-    .await;
+    let step = Duration::from_millis(100);
+    let completed = kassa
+        .advance_until(Duration::from_secs(15), step, || async {
+            let p = kassa
+                .x(Method::GET, &key, &format!("/payments/{payment_id}"), None)
+                .await;
+            (p.json["status"] == "completed").then_some(())
+        })
+        .await;
     assert!(completed.is_some(), "the QR payment is seen paid");
 
     // A payment to the merchant's static QR, with no invoice: found in the synced history.
@@ -331,19 +333,20 @@ on_both_databases!(qr_links_and_static_qr_payments, |test: TestDb| async move {
         )
         .expect("static payment");
     let order_number = format!("QR{static_op}");
-    let found = wait_for(Duration::from_secs(15), || async {
-        let r = kassa
-            .x(
-                Method::GET,
-                &key,
-                &format!("/static-qr-payments/{order_number}"),
-                None,
-            )
-            .await;
-        (r.status == 200).then_some(r.json)
-    })
-    .await
-    .expect("the history sync finds it");
+    let found = kassa
+        .advance_until(Duration::from_secs(15), step, || async {
+            let r = kassa
+                .x(
+                    Method::GET,
+                    &key,
+                    &format!("/static-qr-payments/{order_number}"),
+                    None,
+                )
+                .await;
+            (r.status == 200).then_some(r.json)
+        })
+        .await
+        .expect("the history sync finds it");
     assert_eq!(found["amount"], 12);
     assert_eq!(found["kaspi_operation_id"], static_op);
     assert_eq!(found["order_number"], order_number.as_str());

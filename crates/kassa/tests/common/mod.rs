@@ -462,3 +462,66 @@ pub fn master_key(data_dir: &Path) -> MasterKey {
     std::fs::create_dir_all(data_dir).expect("data dir");
     MasterKey::load_or_create(data_dir).expect("master key")
 }
+
+/// An invoice made through ApiPay: its id, its Kaspi operation and the answer.
+pub struct MadeInvoice {
+    pub id: i64,
+    /// The Kaspi operation (`kaspi_invoice_id`).
+    pub op: u64,
+    pub json: serde_json::Value,
+}
+
+/// How far [`Kassa::invoice_reaches`] moves the clock at a time, and at most.
+const REACH_EVERY: Duration = Duration::from_millis(100);
+const REACH_LIMIT: Duration = Duration::from_secs(30);
+
+impl Kassa {
+    /// Creates an invoice through ApiPay with `body` (answered 201, sent to Kaspi).
+    pub async fn invoice(&self, key: &str, body: serde_json::Value) -> MadeInvoice {
+        let created = self.post(key, "/invoices", body).await;
+        assert_eq!(created.status, 201, "{:?}", created.json);
+        let op = created.json["kaspi_invoice_id"]
+            .as_str()
+            .and_then(|op| op.parse().ok())
+            .unwrap_or_else(|| panic!("a numeric Kaspi operation: {:?}", created.json));
+        MadeInvoice {
+            id: created.json["id"].as_i64().expect("id"),
+            op,
+            json: created.json,
+        }
+    }
+
+    /// Steps the work, moving the clock while it is due later, until ApiPay's view of invoice
+    /// `id` has `field` equal to `value`; that view, or `None` after 30 s of clock time.
+    pub async fn invoice_reaches(
+        &self,
+        key: &str,
+        id: i64,
+        field: &str,
+        value: &str,
+    ) -> Option<serde_json::Value> {
+        self.advance_until(REACH_LIMIT, REACH_EVERY, || async {
+            let got = self.get(key, &format!("/invoices/{id}")).await;
+            (got.json[field] == value).then_some(got.json)
+        })
+        .await
+    }
+
+    /// `GET /api/v1/status` (no key needed).
+    pub async fn status(&self) -> Answer {
+        let r = self
+            .http
+            .get(self.url("/status"))
+            .send()
+            .await
+            .expect("sent");
+        Answer::read(r).await
+    }
+}
+
+/// A manual clock at the start of the current wall-clock minute: what is counted per clock
+/// minute (the rate limit) starts a fresh window and stays in it until the test moves it.
+pub fn clock_at_minute_start() -> Clock {
+    let now = kassa::clock::wall_ms();
+    Clock::manual(now - now.rem_euclid(60_000))
+}
