@@ -22,7 +22,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::ms;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -113,14 +115,15 @@ struct KeyBook {
     /// A background read of the generation is under way.
     refreshing: AtomicBool,
     /// When each key's `last_used_at` was last written by this process.
-    touched: Mutex<HashMap<i64, Instant>>,
+    /// (Unix ms on the store's clock, as every moment here.)
+    touched: Mutex<HashMap<i64, i64>>,
 }
 
 /// A successful lookup and what it can be trusted under.
 #[derive(Debug, Clone, Copy)]
 struct CachedKey {
     caller: Caller,
-    at: Instant,
+    at: i64,
     /// What the generations were before the lookup was made: a revocation that the lookup
     /// may have missed has changed one of them since.
     stamp: Stamp,
@@ -138,7 +141,7 @@ struct Stamp {
 struct Revocations {
     generation: i64,
     /// When the read that gave `generation` started; `None` before the first read.
-    read_at: Option<Instant>,
+    read_at: Option<i64>,
 }
 
 impl AuthState {
@@ -188,7 +191,7 @@ impl AuthState {
     pub async fn caller_for_key(&self, api_key: &str) -> Result<Option<Caller>, StoreError> {
         let hash = self.keys.master_key.api_key_hash(api_key);
         let stamp = self.current_stamp().await?;
-        let now = Instant::now();
+        let now = self.keys.store.now_ms();
         if let Some(caller) = self.keys.cached(&hash, stamp, now) {
             return Ok(Some(caller));
         }
@@ -206,15 +209,15 @@ impl AuthState {
         // This process's own revocations count first: one made after this read is seen by
         // the lookup that follows, or changes the count again.
         let here = self.keys.store.revocations_here();
-        let now = Instant::now();
+        let now = self.keys.store.now_ms();
         let (generation, read_at) = {
             let revocations = lock(&self.keys.revocations);
             (revocations.generation, revocations.read_at)
         };
-        let age = read_at.map(|at| now.saturating_duration_since(at));
+        let age = read_at.map(|at| now.saturating_sub(at));
         let generation = match age {
-            Some(age) if age < REVOCATION_MAX_AGE => {
-                if age >= REVOCATION_REFRESH_AFTER
+            Some(age) if age < ms(REVOCATION_MAX_AGE) => {
+                if age >= ms(REVOCATION_REFRESH_AFTER)
                     && !self.keys.refreshing.swap(true, Ordering::AcqRel)
                 {
                     let keys = self.keys.clone();
@@ -235,11 +238,11 @@ impl AuthState {
     /// Writes the key's `last_used_at` in the background unless this process did so within
     /// [`TOUCH_INTERVAL`].
     fn touch(&self, key_id: i64) {
-        let now = Instant::now();
+        let now = self.keys.store.now_ms();
         let due = {
             let mut touched = lock(&self.keys.touched);
             match touched.get(&key_id) {
-                Some(last) if now.saturating_duration_since(*last) < TOUCH_INTERVAL => false,
+                Some(last) if now.saturating_sub(*last) < ms(TOUCH_INTERVAL) => false,
                 _ => {
                     touched.insert(key_id, now);
                     true
@@ -258,18 +261,18 @@ impl AuthState {
 }
 
 impl KeyBook {
-    fn cached(&self, hash: &str, stamp: Stamp, now: Instant) -> Option<Caller> {
+    fn cached(&self, hash: &str, stamp: Stamp, now: i64) -> Option<Caller> {
         let cache = lock(&self.cache);
         let hit = cache.get(hash)?;
-        (hit.stamp == stamp && now.saturating_duration_since(hit.at) < AUTH_CACHE_TTL)
+        (hit.stamp == stamp && now.saturating_sub(hit.at) < ms(AUTH_CACHE_TTL))
             .then_some(hit.caller)
     }
 
-    fn remember(&self, hash: String, caller: Caller, stamp: Stamp, now: Instant) {
+    fn remember(&self, hash: String, caller: Caller, stamp: Stamp, now: i64) {
         let mut cache = lock(&self.cache);
         if cache.len() >= CACHE_PRUNE_AT {
             cache.retain(|_, hit| {
-                hit.stamp == stamp && now.saturating_duration_since(hit.at) < AUTH_CACHE_TTL
+                hit.stamp == stamp && now.saturating_sub(hit.at) < ms(AUTH_CACHE_TTL)
             });
         }
         cache.insert(
@@ -285,10 +288,10 @@ impl KeyBook {
     /// Reads the revocation generation and keeps it, unless a read started later was kept
     /// meanwhile; the generation this read found.
     async fn read_generation(&self) -> Result<i64, StoreError> {
-        let started = Instant::now();
+        let started = self.store.now_ms();
         let generation = self.store.api_key_revocation_generation().await?;
         let mut revocations = lock(&self.revocations);
-        if revocations.read_at.is_none_or(|at| at < started) {
+        if revocations.read_at.is_none_or(|at| at <= started) {
             revocations.generation = generation;
             revocations.read_at = Some(started);
         }

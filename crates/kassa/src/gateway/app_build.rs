@@ -11,7 +11,7 @@
 //! succeeds.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kaspi::SharedApp;
 
@@ -54,7 +54,8 @@ pub(crate) struct AppBuild {
     /// The configured version and build (the defaults).
     configured: (String, String),
     every: Duration,
-    checked: Mutex<Option<Instant>>,
+    /// When the settings were last read (unix ms, on the gateway's clock).
+    checked: Mutex<Option<i64>>,
     /// The build Kaspi refused, as this process last knew it.
     refused: Mutex<Option<String>>,
 }
@@ -99,8 +100,8 @@ impl AppBuild {
             let Ok(mut checked) = self.checked.lock() else {
                 return Ok(false);
             };
-            let now = Instant::now();
-            if checked.is_some_and(|at| now.duration_since(at) < self.every) {
+            let now = store.now_ms();
+            if checked.is_some_and(|at| now.saturating_sub(at) < crate::clock::ms(self.every)) {
                 return Ok(false);
             }
             *checked = Some(now);

@@ -230,7 +230,7 @@ impl Gateway {
     /// is open now.
     pub(crate) async fn history_soon(&self, org_id: i64, now: i64) -> Result<(), GatewayError> {
         let every = self.settings().history_every;
-        if !self.inner.history_pulls.due(org_id, every) {
+        if !self.inner.history_pulls.due(org_id, every, self.now_ms()) {
             // Pulled forward within the last `history_every`: it is due soon already.
             return Ok(());
         }

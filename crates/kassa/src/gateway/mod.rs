@@ -329,17 +329,18 @@ impl Gateway {
 /// Remembers, per organization, when something was last done, so that it is done at most once
 /// per interval by this process.
 #[derive(Default)]
-struct RecentlyDone(std::sync::Mutex<std::collections::HashMap<i64, std::time::Instant>>);
+struct RecentlyDone(std::sync::Mutex<std::collections::HashMap<i64, i64>>);
 
 impl RecentlyDone {
-    /// Whether it is time to do it again for `org_id` (and if so, notes that it is done now).
-    fn due(&self, org_id: i64, every: Duration) -> bool {
+    /// Whether it is time to do it again for `org_id` at `now_ms` (on the gateway's clock; if
+    /// so, notes that it is done then).
+    fn due(&self, org_id: i64, every: Duration, now_ms: i64) -> bool {
         let Ok(mut last) = self.0.lock() else {
             return true;
         };
-        let now = std::time::Instant::now();
+        let now = now_ms;
         match last.get(&org_id) {
-            Some(at) if now.duration_since(*at) < every => false,
+            Some(at) if now.saturating_sub(*at) < ms(every) => false,
             _ => {
                 last.insert(org_id, now);
                 true
