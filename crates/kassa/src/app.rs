@@ -46,6 +46,18 @@ pub struct AppState {
     pub gateway: Gateway,
     /// Webhook endpoints and delivery.
     pub webhooks: Webhooks,
+    /// Turns true once the server's startup work is done (the sandbox's demo organization and
+    /// the recovery of a lost sandbox, a stopped predecessor's leases released).
+    pub started: tokio::sync::watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// Waits until the server's startup work is done (at once if it is).
+    pub async fn wait_started(&self) {
+        let mut started = self.started.clone();
+        // An error means the server is gone: nothing more will start.
+        let _ = started.wait_for(|done| *done).await;
+    }
 }
 
 /// A built, bound gateway.
@@ -57,6 +69,8 @@ pub struct App {
     lock: DataDirLock,
     /// Keeps the sandbox Kaspi's state file up to date (sandbox mode).
     sandbox_saver: Option<kaspi_sim::StateSaver>,
+    /// Says when the startup work is done (see [`AppState::started`]).
+    started: tokio::sync::watch::Sender<bool>,
     /// Whether the background work runs (tests that step it with
     /// [`Jobs::run_until_idle`] turn it off).
     background: bool,
@@ -116,9 +130,11 @@ impl App {
             settings,
         );
         let webhooks = Webhooks::new(store.clone(), master_key.clone(), config.webhooks.clone())?;
+        let (started, started_rx) = tokio::sync::watch::channel(false);
         let state = AppState {
             db,
             clock,
+            started: started_rx,
             config,
             master_key,
             sandbox,
@@ -170,6 +186,7 @@ impl App {
             state,
             lock,
             sandbox_saver,
+            started,
             background: true,
         })
     }
@@ -247,6 +264,8 @@ impl App {
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         );
+        // Startup is done: work of a predecessor is free to take, the sandbox is ready.
+        self.started.send_replace(true);
         let stop = tokio_util::sync::CancellationToken::new();
         let jobs = Jobs::new(gateway, self.state.webhooks.clone(), worker_id);
         let jobs = self.background.then(|| jobs.start(stop.clone()));

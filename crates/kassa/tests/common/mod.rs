@@ -237,13 +237,16 @@ impl Kassa {
 
     /// Waits until the sandbox's demo organization has its cashier logged in; its id.
     pub async fn demo_org(&self) -> i64 {
-        let found = wait_for(Duration::from_secs(10), || async {
-            let org = self.store().org_by_slug("demo").await.ok().flatten()?;
-            self.store().terminal_for_org(org.id).await.ok().flatten()?;
-            Some(org.id)
-        })
-        .await;
-        found.expect("the demo organization is set up on first start")
+        self.state.wait_started().await;
+        let org = self
+            .store()
+            .org_by_slug("demo")
+            .await
+            .expect("read")
+            .expect("the demo organization is set up on first start");
+        let cashier = self.store().terminal_for_org(org.id).await.expect("read");
+        assert!(cashier.is_some(), "the demo organization has its cashier");
+        org.id
     }
 
     /// A new API key of `org_id`, made as `kassa api-key create` makes it.
