@@ -5,12 +5,14 @@
 //! - `invoice.rs`: [`InvoiceKind`], [`InvoiceStatus`], [`CreateState`].
 //! - `refund.rs`: [`RefundStatus`].
 //! - `cashier.rs`: [`TerminalState`].
+//! - `event.rs`: [`EventKind`], what an outbox event records.
 //! - `job.rs`: [`JobKind`].
 //! - `money.rs`: [`Money`], amounts in tiyn, read and written as each surface does.
 //! - `ids.rs`: [`KaspiOperationId`].
 //! - [`Phone`]: a Kazakhstan mobile number normalized as Kaspi takes it (the Kaspi crate's).
 
 mod cashier;
+mod event;
 mod ids;
 mod invoice;
 mod job;
@@ -18,6 +20,7 @@ mod money;
 mod refund;
 
 pub use cashier::TerminalState;
+pub use event::EventKind;
 pub use ids::KaspiOperationId;
 pub use invoice::{CreateState, InvoiceKind, InvoiceStatus};
 pub use job::JobKind;
