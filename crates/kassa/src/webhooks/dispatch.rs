@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::payloads::{self, EventFacts};
 use super::worker::{take_slots, with_slots, Leased, Pipeline, CLAIM_AT_ONCE, IN_FLIGHT};
 use super::{WebhookError, Webhooks};
-use crate::store::{BodyBuilder, WebhookDelivery, WebhookEndpoint};
+use crate::store::{DispatchLease, Dispatched, EventToDispatch, FormatBody, WebhookFormat};
 
 /// Events read at a time by the dispatcher (dispatched as slots come free).
 const DISPATCH_BATCH: u32 = 256;
@@ -21,9 +21,6 @@ const DISPATCH_POLL: Duration = Duration::from_millis(50);
 /// How long the dispatcher waits for free slots before it dispatches without leasing (slow
 /// receivers hold them all).
 const SLOT_WAIT: Duration = Duration::from_millis(500);
-
-/// An event ready to dispatch: its id, its organization, the builder of its bodies.
-type Prepared = (i64, i64, BodyBuilder);
 
 /// Waits (at most [`SLOT_WAIT`]) for a few free slots for `events` events to dispatch, then
 /// takes every free one (an event may make several deliveries); `None` when none came free.
@@ -50,7 +47,7 @@ impl Webhooks {
         handed: &mpsc::UnboundedSender<Vec<Leased>>,
         stopped: CancellationToken,
     ) {
-        let mut ready: VecDeque<Prepared> = VecDeque::new();
+        let mut ready: VecDeque<EventToDispatch> = VecDeque::new();
         let mut more = false;
         while !stopped.is_cancelled() {
             if ready.is_empty() {
@@ -72,7 +69,7 @@ impl Webhooks {
                 let n = permits
                     .as_ref()
                     .map_or(ready.len(), |p| p.num_permits().min(ready.len()));
-                let batch: Vec<Prepared> = ready.drain(..n).collect();
+                let batch: Vec<EventToDispatch> = ready.drain(..n).collect();
                 match self
                     .dispatch_prepared(batch, permits.map(|p| (pipeline, p)))
                     .await
@@ -99,14 +96,15 @@ impl Webhooks {
         }
     }
 
-    /// Up to [`DISPATCH_BATCH`] undispatched events, oldest first, each with the builder of its
-    /// bodies: their invoices and organizations are read in one go.
-    pub(super) async fn prepare_events(&self) -> Result<Vec<Prepared>, WebhookError> {
+    /// Up to [`DISPATCH_BATCH`] undispatched events, oldest first, each with its bodies
+    /// rendered, one per format that the organization's active endpoints have: their invoices
+    /// and organizations are read in one go.
+    pub(super) async fn prepare_events(&self) -> Result<Vec<EventToDispatch>, WebhookError> {
         let events = self.store().undispatched_events(DISPATCH_BATCH).await?;
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let (invoices, slugs) = self
+        let rows = self
             .store()
             .webhook_event_rows(
                 events.iter().map(|e| e.invoice_id).collect(),
@@ -127,22 +125,38 @@ impl Webhooks {
                 let refund = event
                     .refund_id
                     .and_then(|id| refunds.get(&id).cloned().flatten());
-                let user_id = slugs
+                let user_id = rows
+                    .slugs
                     .get(&org_id)
                     .cloned()
                     .unwrap_or_else(|| org_id.to_string());
                 // An event whose invoice is gone is marked dispatched with nothing to send.
-                let facts = invoices.get(&event.invoice_id).map(|invoice| EventFacts {
-                    event,
-                    invoice: invoice.clone(),
-                    refund,
-                    user_id,
-                });
-                let body: BodyBuilder = Arc::new(move |delivery_id, endpoint| {
-                    let facts = facts.as_ref()?;
-                    payloads::event_body(endpoint.format, facts, delivery_id)
-                });
-                (event_id, org_id, body)
+                let facts = rows
+                    .invoices
+                    .get(&event.invoice_id)
+                    .map(|invoice| EventFacts {
+                        event,
+                        invoice: invoice.clone(),
+                        refund,
+                        user_id,
+                    });
+                // Only the formats in use: rendering the others would be wasted.
+                let formats = rows.formats.get(&org_id);
+                let body = |format| {
+                    if !formats.is_some_and(|f| f.contains(&format)) {
+                        return FormatBody::NotRendered;
+                    }
+                    facts
+                        .as_ref()
+                        .and_then(|facts| payloads::event_payload(format, facts))
+                        .map_or(FormatBody::Nothing, FormatBody::Rendered)
+                };
+                EventToDispatch {
+                    event_id,
+                    org_id,
+                    apipay: body(WebhookFormat::ApiPay),
+                    xpayment: body(WebhookFormat::XPayment),
+                }
             })
             .collect())
     }
@@ -152,37 +166,35 @@ impl Webhooks {
     /// How many deliveries were made, and those leased, each with its slot.
     async fn dispatch_prepared(
         &self,
-        batch: Vec<Prepared>,
+        batch: Vec<EventToDispatch>,
         slots: Option<(&Pipeline, OwnedSemaphorePermit)>,
     ) -> Result<(usize, Vec<Leased>), WebhookError> {
         let now = self.now_ms();
-        let lease = slots.as_ref().map(|(pipeline, permits)| {
-            (
-                pipeline.worker_id.clone(),
-                now.saturating_add(self.lease_ms()),
-                permits.num_permits(),
-            )
+        let lease = slots.as_ref().map(|(pipeline, permits)| DispatchLease {
+            worker: pipeline.worker_id.clone(),
+            until: now.saturating_add(self.lease_ms()),
+            max: permits.num_permits(),
         });
-        let (_, made, leased) = self.dispatch_events(batch, lease).await?;
+        let done = self.dispatch_events(batch, lease).await?;
         let leased = match slots {
             Some((_, permits)) => with_slots(
-                leased.into_iter().map(|(d, e)| (d, Some(e))).collect(),
+                done.leased.into_iter().map(|(d, e)| (d, Some(e))).collect(),
                 permits,
             ),
             None => Vec::new(),
         };
-        Ok((made, leased))
+        Ok((done.made, leased))
     }
 
-    /// Dispatches `batch` in one transaction, leasing up to `lease` = `(worker, until, max)`
-    /// of the new deliveries; if that fails, event by event (leasing none), so that one event
-    /// that cannot be dispatched does not hold up the others. Events dispatched here,
-    /// deliveries made, deliveries leased.
+    /// Dispatches `batch` in one transaction, leasing up to `lease.max` of the new deliveries;
+    /// if that fails, event by event (leasing none), so that one event that cannot be
+    /// dispatched does not hold up the others. Events dispatched here, deliveries made,
+    /// deliveries leased.
     pub(super) async fn dispatch_events(
         &self,
-        batch: Vec<Prepared>,
-        lease: Option<(String, i64, usize)>,
-    ) -> Result<(usize, usize, Vec<(WebhookDelivery, WebhookEndpoint)>), WebhookError> {
+        batch: Vec<EventToDispatch>,
+        lease: Option<DispatchLease>,
+    ) -> Result<Dispatched, WebhookError> {
         let done = match self
             .store()
             .dispatch_events(batch.clone(), self.now_ms(), lease)
@@ -191,19 +203,20 @@ impl Webhooks {
             Ok(done) => done,
             Err(e) if batch.len() > 1 => {
                 tracing::warn!(error = %e, events = batch.len(), "dispatching webhook events together failed; one by one");
-                let mut done = (0, 0, Vec::new());
+                let mut done = Dispatched::default();
                 let mut first_error = None;
-                for (event_id, org_id, body) in batch {
+                for event in batch {
+                    let event_id = event.event_id;
                     match self
                         .store()
-                        .dispatch_event(org_id, event_id, self.now_ms(), body)
+                        .dispatch_events(vec![event], self.now_ms(), None)
                         .await
                     {
-                        Ok(Some(made)) => {
-                            done.0 += 1;
-                            done.1 += made;
+                        Ok(one) => {
+                            done.events += one.events;
+                            done.made += one.made;
+                            done.left += one.left;
                         }
-                        Ok(None) => {}
                         Err(e) => {
                             tracing::error!(event = event_id, error = %e, "webhook event not dispatched");
                             first_error.get_or_insert(e);
@@ -211,16 +224,16 @@ impl Webhooks {
                     }
                 }
                 match first_error {
-                    Some(e) if done.0 == 0 => return Err(e.into()),
+                    Some(e) if done.events == 0 => return Err(e.into()),
                     _ => done,
                 }
             }
             Err(e) => return Err(e.into()),
         };
-        if done.1 > 0 {
+        if done.made > 0 {
             tracing::debug!(
-                events = done.0,
-                deliveries = done.1,
+                events = done.events,
+                deliveries = done.made,
                 "webhook events dispatched"
             );
         }

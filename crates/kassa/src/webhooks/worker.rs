@@ -6,15 +6,15 @@
 //!
 //! - The dispatcher (`dispatch.rs`) turns committed `invoice_events` not yet dispatched into
 //!   deliveries at the pace slots come free. It reads events `DISPATCH_BATCH` at a time, with their
-//!   invoices and organizations in one go; then, as slots come free, dispatches as many events as
-//!   it got slots in ONE transaction, in which each event makes deliveries only if that transaction
-//!   flips its mark (see `store/webhooks`), and the new deliveries are leased to this worker as
-//!   they are inserted and handed straight to the delivery loop. So the outbox is the queue, and a
-//!   delivery is written twice (made, attempted) rather than leased again in between. Deliveries
-//!   beyond its slots (several endpoints), and the whole rest when no slot came free within
-//!   `SLOT_WAIT` (slow receivers), are left for any worker to lease, and the delivery loop is
-//!   woken. It goes on at once while events are waiting, and looks again every `DISPATCH_POLL`
-//!   otherwise.
+//!   invoices and organizations in one go, and renders their bodies (one per format in use); then,
+//!   as slots come free, dispatches as many events as it got slots in ONE transaction, in which
+//!   each event makes deliveries only if that transaction flips its mark (see `store/webhooks`),
+//!   and the new deliveries are leased to this worker as they are inserted and handed straight to
+//!   the delivery loop. So the outbox is the queue, and a delivery is written twice (made,
+//!   attempted) rather than leased again in between. Deliveries beyond its slots (several
+//!   endpoints), and the whole rest when no slot came free within `SLOT_WAIT` (slow receivers), are
+//!   left for any worker to lease, and the delivery loop is woken. It goes on at once while events
+//!   are waiting, and looks again every `DISPATCH_POLL` otherwise.
 //! - The delivery loop (`delivery.rs`) starts an attempt for each delivery handed over, and
 //!   whenever at least [`CLAIM_AT_ONCE`] slots are free (or none is busy) and deliveries may be due
 //!   it leases more (with their endpoints, in one transaction), without waiting for the attempts
@@ -118,11 +118,13 @@ impl Webhooks {
             if events.is_empty() {
                 break;
             }
-            let (dispatched, _, _) = self.dispatch_events(events, None).await?;
-            if dispatched == 0 {
+            let dispatched = self.dispatch_events(events, None).await?;
+            // Events left (an endpoint's format came into use since they were read) are read
+            // and rendered again.
+            if dispatched.events == 0 && dispatched.left == 0 {
                 break;
             }
-            done += dispatched;
+            done += dispatched.events;
         }
         let limit = u32::try_from(IN_FLIGHT).unwrap_or(u32::MAX);
         loop {

@@ -5,11 +5,13 @@ use std::collections::{HashMap, HashSet};
 
 use crate::db::Value;
 
+use super::WebhookEndpoint;
 use super::{delivery_from_row, endpoint_from_row, id_chunks, insert_rows};
-use super::{BodyBuilder, DeliveryStatus, PendingEvent, WebhookDelivery, WebhookEndpoint};
+use super::{format_from_row, DeliveryStatus, DispatchLease, Dispatched, EventRows};
+use super::{EventToDispatch, FormatBody, PendingEvent, WebhookFormat};
 use super::{DELIVERY_COLUMNS, ENDPOINT_COLUMNS};
 use crate::store::invoices::{invoice_from_row, INVOICE_COLUMNS};
-use crate::store::{Invoice, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// The columns of a delivery row made by the dispatcher, in the order of its parameters.
 const NEW_DELIVERY_COLUMNS: &[&str] = &[
@@ -56,13 +58,13 @@ impl Store {
             .await
     }
 
-    /// What the bodies of events are made from, in one read: the invoices `invoice_ids` by id
-    /// (one that is gone is absent) and the slugs of the organizations `org_ids` by id.
+    /// What the bodies of events are made from, in one read: the invoices `invoice_ids`, and
+    /// the slugs and active endpoints' formats of the organizations `org_ids`.
     pub async fn webhook_event_rows(
         &self,
         invoice_ids: Vec<i64>,
         org_ids: Vec<i64>,
-    ) -> Result<(HashMap<i64, Invoice>, HashMap<i64, String>), StoreError> {
+    ) -> Result<EventRows, StoreError> {
         self.db
             .read(move |tx| {
                 let mut invoices = HashMap::with_capacity(invoice_ids.len());
@@ -78,6 +80,7 @@ impl Store {
                     }
                 }
                 let mut slugs = HashMap::with_capacity(org_ids.len());
+                let mut formats: HashMap<i64, HashSet<WebhookFormat>> = HashMap::new();
                 for chunk in id_chunks(org_ids) {
                     let sql = format!(
                         "SELECT id, slug FROM organizations WHERE id IN ({})",
@@ -87,40 +90,93 @@ impl Store {
                     for row in &tx.query(&sql, &params)? {
                         slugs.insert(row.i64("id")?, row.text("slug")?);
                     }
+                    let sql = format!(
+                        "SELECT DISTINCT org_id, format FROM webhook_endpoints \
+                         WHERE is_active = 1 AND org_id IN ({})",
+                        crate::store::placeholders(1, chunk.len())
+                    );
+                    for row in &tx.query(&sql, &params)? {
+                        let format = format_from_row(row)?;
+                        formats
+                            .entry(row.i64("org_id")?)
+                            .or_default()
+                            .insert(format);
+                    }
                 }
-                Ok((invoices, slugs))
+                Ok(EventRows {
+                    invoices,
+                    slugs,
+                    formats,
+                })
             })
             .await
     }
 
-    /// Dispatches a batch of events, each `(event_id, org_id, body)`, in ONE transaction:
+    /// Dispatches a batch of events, their bodies rendered beforehand, in ONE transaction:
     /// marks those not dispatched yet as dispatched (a conditional UPDATE; on PostgreSQL an
     /// event another dispatcher is dispatching right now is skipped, not waited for), and for
     /// each event this transaction marked makes one pending delivery per active endpoint of its
-    /// organization that `body` has a body for and that wants the event. The endpoints of each
-    /// organization are read once.
+    /// organization that the event has a body for (in the endpoint's format) and that wants
+    /// the event. The endpoints of each organization are read once; each delivery's UUID is
+    /// made here and spliced into its body ([`Payload::bytes_for`]). An event not rendered for
+    /// the format of one of its organization's active endpoints is not marked (`left`): the
+    /// caller reads it again.
     ///
-    /// With `lease` = `(worker, until, max)` the first `max` deliveries made are leased to
-    /// `worker` until `until` as they are inserted (the dispatching process attempts them
-    /// without leasing them again) and returned with their endpoints; the others are left for
+    /// With a `lease`, its first `max` deliveries made are leased to its `worker` until its
+    /// `until` as they are inserted (the dispatching process attempts them without leasing
+    /// them again) and returned with their endpoints; the others are left for
     /// [`Store::claim_webhook_deliveries`].
     ///
-    /// Returns how many events this transaction marked, how many deliveries it made, and the
-    /// deliveries leased; an event another dispatcher got first makes nothing here.
+    /// Returns how many events this transaction marked, how many deliveries it made, the
+    /// deliveries leased, and how many events were left; an event another dispatcher got first
+    /// makes nothing here.
+    ///
+    /// [`Payload::bytes_for`]: super::Payload::bytes_for
     pub async fn dispatch_events(
         &self,
-        events: Vec<(i64, i64, BodyBuilder)>,
+        events: Vec<EventToDispatch>,
         now: i64,
-        lease: Option<(String, i64, usize)>,
-    ) -> Result<(usize, usize, Vec<(WebhookDelivery, WebhookEndpoint)>), StoreError> {
+        lease: Option<DispatchLease>,
+    ) -> Result<Dispatched, StoreError> {
         if events.is_empty() {
-            return Ok((0, 0, Vec::new()));
+            return Ok(Dispatched::default());
         }
         let skip_locked = self.db.dialect().skip_locked();
         self.db
             .write(move |tx| {
-                let mut claimed = HashSet::with_capacity(events.len());
-                for chunk in id_chunks(events.iter().map(|(id, _, _)| *id)) {
+                // The endpoints first, to leave the events not rendered for one of them.
+                let mut endpoints: HashMap<i64, Vec<WebhookEndpoint>> = HashMap::new();
+                for chunk in id_chunks(events.iter().map(|e| e.org_id)) {
+                    let sql = format!(
+                        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
+                         WHERE is_active = 1 AND org_id IN ({}) ORDER BY id",
+                        crate::store::placeholders(1, chunk.len())
+                    );
+                    let params: Vec<Value> = chunk.iter().map(|&id| id.into()).collect();
+                    for row in &tx.query(&sql, &params)? {
+                        let endpoint = endpoint_from_row(row)?;
+                        endpoints.entry(endpoint.org_id).or_default().push(endpoint);
+                    }
+                }
+                let endpoints_of =
+                    |org_id: i64| endpoints.get(&org_id).map_or(&[][..], Vec::as_slice);
+                let ready: Vec<&EventToDispatch> = events
+                    .iter()
+                    .filter(|event| {
+                        endpoints_of(event.org_id).iter().all(|endpoint| {
+                            !matches!(event.body(endpoint.format), FormatBody::NotRendered)
+                        })
+                    })
+                    .collect();
+                let ready_ids: HashSet<i64> = ready.iter().map(|e| e.event_id).collect();
+                let left = events
+                    .iter()
+                    .map(|e| e.event_id)
+                    .filter(|id| !ready_ids.contains(id))
+                    .collect::<HashSet<_>>()
+                    .len();
+                let mut claimed = HashSet::with_capacity(ready.len());
+                for chunk in id_chunks(ready_ids) {
                     let sql = format!(
                         "UPDATE invoice_events SET dispatched_at = $1 \
                          WHERE dispatched_at IS NULL AND id IN (SELECT id FROM invoice_events \
@@ -135,54 +191,41 @@ impl Store {
                     }
                 }
                 if claimed.is_empty() {
-                    return Ok((0, 0, Vec::new()));
-                }
-                let mut endpoints: HashMap<i64, Vec<WebhookEndpoint>> = HashMap::new();
-                let orgs = events
-                    .iter()
-                    .filter(|(id, _, _)| claimed.contains(id))
-                    .map(|(_, org, _)| *org);
-                for chunk in id_chunks(orgs) {
-                    let sql = format!(
-                        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
-                         WHERE is_active = 1 AND org_id IN ({}) ORDER BY id",
-                        crate::store::placeholders(1, chunk.len())
-                    );
-                    let params: Vec<Value> = chunk.iter().map(|&id| id.into()).collect();
-                    for row in &tx.query(&sql, &params)? {
-                        let endpoint = endpoint_from_row(row)?;
-                        endpoints.entry(endpoint.org_id).or_default().push(endpoint);
-                    }
+                    return Ok(Dispatched {
+                        left,
+                        ..Dispatched::default()
+                    });
                 }
                 let (worker, until, max) = match &lease {
-                    Some((worker, until, max)) => (Some(worker.as_str()), Some(*until), *max),
+                    Some(lease) => (Some(lease.worker.as_str()), Some(lease.until), lease.max),
                     None => (None, None, 0),
                 };
                 let mut leased_rows: Vec<Vec<Value>> = Vec::new();
                 let mut rows: Vec<Vec<Value>> = Vec::new();
                 let mut dispatched = 0;
-                for (event_id, org_id, body) in &events {
+                for event in ready {
                     // An id listed twice is dispatched once.
-                    if !claimed.remove(event_id) {
+                    if !claimed.remove(&event.event_id) {
                         continue;
                     }
                     dispatched += 1;
-                    for endpoint in endpoints.get(org_id).map_or(&[][..], Vec::as_slice) {
-                        let delivery_id = uuid::Uuid::new_v4().to_string();
-                        let Some((event_type, payload)) = body(&delivery_id, endpoint) else {
+                    for endpoint in endpoints_of(event.org_id) {
+                        let FormatBody::Rendered(payload) = event.body(endpoint.format) else {
                             continue;
                         };
-                        if !endpoint.wants(&event_type) {
+                        if !endpoint.wants(&payload.event_type) {
                             continue;
                         }
+                        let delivery_id = uuid::Uuid::new_v4().to_string();
+                        let bytes = payload.bytes_for(&delivery_id);
                         let leased = leased_rows.len() < max;
                         let row = vec![
                             delivery_id.into(),
                             endpoint.org_id.into(),
                             endpoint.id.into(),
-                            (*event_id).into(),
-                            event_type.into(),
-                            payload.into(),
+                            event.event_id.into(),
+                            (&payload.event_type).into(),
+                            bytes.into(),
                             false.into(),
                             DeliveryStatus::Pending.as_str().into(),
                             now.into(),
@@ -230,24 +273,13 @@ impl Store {
                 }
                 leased.sort_by_key(|(d, _)| d.id);
                 let made = usize::try_from(made_leased.saturating_add(made)).unwrap_or(usize::MAX);
-                Ok((dispatched, made, leased))
+                Ok(Dispatched {
+                    events: dispatched,
+                    made,
+                    leased,
+                    left,
+                })
             })
             .await
-    }
-
-    /// Dispatches event `event_id` of `org_id` alone, as [`Store::dispatch_events`] does a
-    /// batch. `None` when another dispatcher got there first (nothing made); else how many
-    /// deliveries were made.
-    pub async fn dispatch_event(
-        &self,
-        org_id: i64,
-        event_id: i64,
-        now: i64,
-        body: BodyBuilder,
-    ) -> Result<Option<usize>, StoreError> {
-        let (events, made, _) = self
-            .dispatch_events(vec![(event_id, org_id, body)], now, None)
-            .await?;
-        Ok((events == 1).then_some(made))
     }
 }

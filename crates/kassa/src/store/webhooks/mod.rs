@@ -6,7 +6,9 @@
 //!   (`dispatched_at IS NULL`, SKIP LOCKED on PostgreSQL). Only the transaction that flips an
 //!   event's mark inserts its deliveries, and `(endpoint_id, event_id)` is unique, so an event
 //!   makes each endpoint's delivery exactly once however many processes dispatch. What the
-//!   bodies are made from is read for the whole batch at once ([`Store::webhook_event_rows`]).
+//!   bodies are made from is read for the whole batch at once ([`Store::webhook_event_rows`]);
+//!   the caller renders them, one per format in use, before the transaction, which only
+//!   splices each delivery's UUID in (plain data: the store knows no body's shape).
 //! - Deliveries are leased like jobs ([`Store::lease_webhook_deliveries`]: `UPDATE …
 //!   RETURNING`, SKIP LOCKED on PostgreSQL), or leased to the dispatching worker as they are
 //!   made (as many as it has room for); the outcome of an attempt, its log row and the
@@ -122,8 +124,13 @@ fn insert_rows(
     Ok((inserted, returned))
 }
 
-fn endpoint_from_row(row: &Row) -> Result<WebhookEndpoint, DbError> {
+fn format_from_row(row: &Row) -> Result<WebhookFormat, DbError> {
     let format = row.text("format")?;
+    WebhookFormat::parse(&format)
+        .ok_or_else(|| DbError::decode("format", format!("unknown format `{format}`")))
+}
+
+fn endpoint_from_row(row: &Row) -> Result<WebhookEndpoint, DbError> {
     Ok(WebhookEndpoint {
         id: row.i64("id")?,
         endpoint_id: row.text("endpoint_id")?,
@@ -135,8 +142,7 @@ fn endpoint_from_row(row: &Row) -> Result<WebhookEndpoint, DbError> {
             .filter(|e| !e.is_empty())
             .map(str::to_owned)
             .collect(),
-        format: WebhookFormat::parse(&format)
-            .ok_or_else(|| DbError::decode("format", format!("unknown format `{format}`")))?,
+        format: format_from_row(row)?,
         description: row.opt_text("description")?,
         secret_sealed: row.bytes("secret_sealed")?,
         previous_secret_sealed: row.opt_bytes("previous_secret_sealed")?,
