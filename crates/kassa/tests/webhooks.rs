@@ -25,9 +25,9 @@ use kaspi_sim::{SimConfig, Simulator};
 use kassa::db::testing::TestDb;
 use kassa::db::{Db, DbOptions};
 use kassa::store::{
-    AttemptOutcome, AttemptRecord, BodyBuilder, BulkInvoice, DeliveryStatus, EndpointHealth,
-    InvoiceKind, InvoiceStatus, NewInvoice, NewWebhookEndpoint, Store, WebhookEndpoint,
-    WebhookFormat,
+    AttemptOutcome, AttemptRecord, BulkInvoice, DeliveryStatus, DispatchLease, Dispatched,
+    EndpointHealth, EventToDispatch, FormatBody, InvoiceKind, InvoiceStatus, NewInvoice,
+    NewWebhookEndpoint, Payload, PendingEvent, Store, WebhookFormat,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -1100,21 +1100,31 @@ async fn add_endpoint(
         .id
 }
 
-/// A body for every event except `nothing_for` (as for an event whose invoice is gone):
-/// `payment.completed` for xpayment, `invoice.status_changed` for apipay.
-fn test_body(event_id: i64, nothing_for: Option<i64>) -> BodyBuilder {
-    std::sync::Arc::new(move |delivery_id: &str, endpoint: &WebhookEndpoint| {
+/// Event `event_id` of `org_id` with a body for every format, unless it is `nothing_for` (as
+/// for an event whose invoice is gone): `payment.completed` for xpayment,
+/// `invoice.status_changed` for apipay, each holding the delivery's id.
+fn test_event(event_id: i64, org_id: i64, nothing_for: Option<i64>) -> EventToDispatch {
+    let body = |name: &str| {
         if Some(event_id) == nothing_for {
-            return None;
+            return FormatBody::Nothing;
         }
-        let name = match endpoint.format {
-            WebhookFormat::ApiPay => "invoice.status_changed",
-            WebhookFormat::XPayment => "payment.completed",
-        };
-        Some((
-            name.to_owned(),
-            format!("{{\"event\":{event_id},\"delivery\":\"{delivery_id}\"}}").into_bytes(),
-        ))
+        let bytes = format!("{{\"event\":{event_id},\"delivery\":\"ID\"}}").into_bytes();
+        FormatBody::Rendered(Payload::around(name, bytes, "ID"))
+    };
+    EventToDispatch {
+        event_id,
+        org_id,
+        apipay: body("invoice.status_changed"),
+        xpayment: body("payment.completed"),
+    }
+}
+
+/// The first `max` deliveries made leased to `worker` until `until`.
+fn lease(worker: &str, until: i64, max: usize) -> Option<DispatchLease> {
+    Some(DispatchLease {
+        worker: worker.to_owned(),
+        until,
+        max,
     })
 }
 
@@ -1150,15 +1160,20 @@ on_both_databases!(
         assert_eq!(events.len(), 3);
         let gone = events[1].id;
         // The first event twice: still dispatched once.
-        let mut batch: Vec<(i64, i64, BodyBuilder)> = events
+        let mut batch: Vec<EventToDispatch> = events
             .iter()
-            .map(|e| (e.id, e.org_id, test_body(e.id, Some(gone))))
+            .map(|e| test_event(e.id, e.org_id, Some(gone)))
             .collect();
-        batch.push((events[0].id, org, test_body(events[0].id, Some(gone))));
+        batch.push(test_event(events[0].id, org, Some(gone)));
         let now = kassa_now_ms();
         // Three of the deliveries are leased to the dispatching worker as they are made.
-        let (dispatched, made, leased) = store
-            .dispatch_events(batch.clone(), now, Some(("w1".into(), now + 60_000, 3)))
+        let Dispatched {
+            events: dispatched,
+            made,
+            leased,
+            left,
+        } = store
+            .dispatch_events(batch.clone(), now, lease("w1", now + 60_000, 3))
             .await
             .expect("dispatch");
         assert_eq!(
@@ -1170,6 +1185,7 @@ on_both_databases!(
             "two events × (all, x); none for refunds, off, or the gone one"
         );
         assert_eq!(leased.len(), 3);
+        assert_eq!(left, 0);
         for (delivery, endpoint) in &leased {
             assert_eq!(delivery.locked_by.as_deref(), Some("w1"));
             assert_eq!(delivery.locked_until, Some(now + 60_000));
@@ -1188,11 +1204,11 @@ on_both_databases!(
         assert_eq!(rest.len(), 1);
         assert!(leased.iter().all(|(d, _)| d.id != rest[0].id));
         // Once only: the same batch again makes nothing.
-        let (events, made, leased) = store
-            .dispatch_events(batch, kassa_now_ms(), Some(("w1".into(), now + 60_000, 3)))
+        let again = store
+            .dispatch_events(batch, kassa_now_ms(), lease("w1", now + 60_000, 3))
             .await
             .expect("dispatch again");
-        assert_eq!((events, made, leased.len()), (0, 0, 0));
+        assert_eq!(again, Dispatched::default());
         for (endpoint, expected) in [(all, 2), (refunds, 0), (x, 2), (off, 0)] {
             let made = store
                 .list_webhook_deliveries(org, endpoint, 100, 0)
@@ -1208,6 +1224,66 @@ on_both_databases!(
                     "the body made for this delivery"
                 );
             }
+        }
+    }
+);
+
+on_both_databases!(
+    an_event_not_rendered_for_an_endpoints_format_is_left_to_render_again,
+    |test: TestDb| async move {
+        let (store, org, _) = store_with_events(&test, 3).await;
+        let apipay = add_endpoint(&store, org, WebhookFormat::ApiPay, &["*"], true).await;
+        let events = store.undispatched_events(100).await.expect("events");
+        let rows = store
+            .webhook_event_rows(events.iter().map(|e| e.invoice_id).collect(), vec![org])
+            .await
+            .expect("rows");
+        assert_eq!(rows.invoices.len(), 3);
+        assert_eq!(
+            rows.formats.get(&org),
+            Some(&HashSet::from([WebhookFormat::ApiPay]))
+        );
+        // Rendered for the formats in use: apipay only.
+        let apipay_only = |e: &PendingEvent| EventToDispatch {
+            xpayment: FormatBody::NotRendered,
+            ..test_event(e.id, e.org_id, None)
+        };
+        let done = store
+            .dispatch_events(vec![apipay_only(&events[0])], kassa_now_ms(), None)
+            .await
+            .expect("dispatch");
+        assert_eq!((done.events, done.made, done.left), (1, 1, 0));
+        // An xpayment endpoint comes before the others are dispatched: they are left.
+        let x = add_endpoint(&store, org, WebhookFormat::XPayment, &["*"], true).await;
+        let batch = events[1..].iter().map(apipay_only).collect();
+        let done = store
+            .dispatch_events(batch, kassa_now_ms(), None)
+            .await
+            .expect("dispatch");
+        assert_eq!(
+            done,
+            Dispatched {
+                left: 2,
+                ..Dispatched::default()
+            }
+        );
+        assert_eq!(store.undispatched_events(100).await.expect("left").len(), 2);
+        // Rendered again for both formats: each endpoint gets them.
+        let batch = events[1..]
+            .iter()
+            .map(|e| test_event(e.id, e.org_id, None))
+            .collect();
+        let done = store
+            .dispatch_events(batch, kassa_now_ms(), None)
+            .await
+            .expect("dispatch");
+        assert_eq!((done.events, done.made, done.left), (2, 4, 0));
+        for (endpoint, expected) in [(apipay, 3), (x, 2)] {
+            let made = store
+                .list_webhook_deliveries(org, endpoint, 100, 0)
+                .await
+                .expect("deliveries");
+            assert_eq!(made.len(), expected, "endpoint {endpoint}");
         }
     }
 );
@@ -1240,11 +1316,16 @@ on_both_databases!(
                     }
                     let batch = events
                         .iter()
-                        .map(|e| (e.id, e.org_id, test_body(e.id, None)))
+                        .map(|e| test_event(e.id, e.org_id, None))
                         .collect();
                     let now = kassa_now_ms();
-                    let (events, made, leased) = store
-                        .dispatch_events(batch, now, Some((worker.clone(), now + 60_000, 10)))
+                    let Dispatched {
+                        events,
+                        made,
+                        leased,
+                        ..
+                    } = store
+                        .dispatch_events(batch, now, lease(&worker, now + 60_000, 10))
                         .await
                         .expect("dispatch");
                     assert!(leased.len() <= 10);
@@ -1296,7 +1377,7 @@ on_both_databases!(
         let events = store.undispatched_events(100).await.expect("events");
         let batch = events
             .iter()
-            .map(|e| (e.id, e.org_id, test_body(e.id, None)))
+            .map(|e| test_event(e.id, e.org_id, None))
             .collect();
         store
             .dispatch_events(batch, kassa_now_ms(), None)

@@ -43,9 +43,9 @@ pub use refunds::{NewRefund, RefundCreated, RefundFilter, RefundRefusal};
 pub use types::*;
 pub(crate) use values::DomainColumns;
 pub use webhooks::{
-    AttemptOutcome, AttemptRecord, BodyBuilder, DeliveryStatus, EndpointHealth, NewWebhookEndpoint,
-    PendingEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEndpointUpdate,
-    WebhookFormat,
+    AttemptOutcome, AttemptRecord, DeliveryStatus, DispatchLease, Dispatched, EndpointHealth,
+    EventRows, EventToDispatch, FormatBody, NewWebhookEndpoint, Payload, PendingEvent,
+    WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEndpointUpdate, WebhookFormat,
 };
 
 /// Event kind of an invoice status change.

@@ -5,10 +5,13 @@
 //!   `api::webhook_simulate`) and the CLI (`kassa webhook …`) call: create (the secret is
 //!   returned once), list, get, update, delete, rotate the secret, the delivery log,
 //!   redelivery, simulation.
-//! - `worker.rs`: the dispatcher (committed `invoice_events` → one delivery per matching
-//!   endpoint, exactly once, a batch per transaction, see `store/webhooks`) and the delivery
-//!   loop (leased rows, many attempts at once, records written in batches, a timeout per
-//!   attempt, the retry schedule with jitter, `Retry-After`, 410, no redirects).
+//! - `worker.rs`: the pipeline of one process, its two loops sharing slots: `dispatch.rs`, the
+//!   dispatcher (committed `invoice_events` → one delivery per matching endpoint, exactly
+//!   once, a batch per transaction, see `store/webhooks`), and `delivery.rs`, the delivery
+//!   loop (leased rows, many attempts at once, records written in batches).
+//! - `attempt.rs`: one attempt (a timeout per attempt, the retry schedule with jitter,
+//!   `Retry-After`, 410, no redirects) and its record.
+//! - `simulate.rs`: the xPayment simulator (test deliveries sent at once).
 //! - `signing.rs`: secrets and the ApiPay, xPayment and Standard Webhooks signatures.
 //! - `ssrf.rs`: which targets are refused, at saving and after resolution at delivery.
 //! - `payloads.rs`: event names and bodies per format.
@@ -16,9 +19,13 @@
 //! Secrets are sealed with the master key (`webhook-secret:<endpoint uuid>`), opened only to
 //! sign, and never logged; URLs are not logged either (they may carry tokens).
 
+mod attempt;
 pub mod cli;
+mod delivery;
+mod dispatch;
 pub mod payloads;
 pub mod signing;
+mod simulate;
 pub mod ssrf;
 mod worker;
 

@@ -15,13 +15,16 @@
 //! xpayment `{event, payment, refund?, delivery_id, timestamp}`. A status change shows the
 //! invoice with the status it changed to (the rest as it is when the delivery is made);
 //! `timestamp` is when the change happened. Simulated events add `"test": true`.
+//!
+//! The dispatcher renders an event's body once per format ([`event_payload`]) before it
+//! calls the store, which splices each delivery's UUID into it.
 
 use serde_json::{json, Value};
 
 use crate::api::{apipay, rfc3339_ms, xpayment};
 use crate::domain::{parse_phone, Money};
 use crate::store::{
-    CreateState, Invoice, InvoiceKind, InvoiceStatus, PendingEvent, Refund, RefundStatus,
+    CreateState, Invoice, InvoiceKind, InvoiceStatus, Payload, PendingEvent, Refund, RefundStatus,
     WebhookFormat, EVENT_REFUNDED, EVENT_REFUND_FAILED, EVENT_STATUS_CHANGED,
 };
 
@@ -112,6 +115,18 @@ pub fn event_body(
     Some((name.to_owned(), serde_json::to_vec(&body).ok()?))
 }
 
+/// The body of `facts` for the endpoints of `format`, rendered once for all their deliveries
+/// (see [`Payload`]); `None` when the format has no such event.
+pub fn event_payload(format: WebhookFormat, facts: &EventFacts) -> Option<Payload> {
+    // A random UUID stands in for the delivery's: the same form (nothing to escape in JSON), and
+    // no text of the invoice can hold it (one could hold any fixed stand-in).
+    let stand_in = uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string();
+    let (event_type, bytes) = event_body(format, facts, &stand_in)?;
+    Some(Payload::around(event_type, bytes, &stand_in))
+}
+
 fn xpayment_body(
     name: &str,
     invoice: &Invoice,
@@ -143,6 +158,27 @@ pub fn simulated_body(
     delivery_id: &str,
     now_ms: i64,
 ) -> Option<Vec<u8>> {
+    let (invoice, refund) = simulated_rows(name, merchant_order_id, org_id, now_ms)?;
+    let mut body = xpayment_body(
+        name,
+        &invoice,
+        refund.as_ref(),
+        user_id,
+        delivery_id,
+        &rfc3339_ms(now_ms),
+    );
+    body["test"] = json!(true);
+    serde_json::to_vec(&body).ok()
+}
+
+/// The made-up payment of a simulated event `name`, and its refund for a refund event; `None`
+/// for a name that is not one of [`XPAYMENT_EVENTS`].
+fn simulated_rows(
+    name: &str,
+    merchant_order_id: Option<&str>,
+    org_id: i64,
+    now_ms: i64,
+) -> Option<(Invoice, Option<Refund>)> {
     let status = match name {
         "payment.completed" | "payment.refunded" | "payment.refund_failed" => InvoiceStatus::Paid,
         "payment.expired" => InvoiceStatus::Expired,
@@ -209,14 +245,69 @@ pub fn simulated_body(
         }
         _ => None,
     };
-    let mut body = xpayment_body(
-        name,
-        &invoice,
-        refund.as_ref(),
-        user_id,
-        delivery_id,
-        &rfc3339_ms(now_ms),
-    );
-    body["test"] = json!(true);
-    serde_json::to_vec(&body).ok()
+    Some((invoice, refund))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The facts of an event of `kind` about the made-up payment of simulated event `name`,
+    /// whose description looks like a piece of a body.
+    fn facts(kind: &str, name: &str) -> EventFacts {
+        let (mut invoice, refund) =
+            simulated_rows(name, Some("order-1"), 7, 1_700_000_000_000).expect("a known event");
+        invoice.id = 42;
+        invoice.description = Some(r#"","delivery_id":"not this one"#.into());
+        EventFacts {
+            event: PendingEvent {
+                id: 1,
+                org_id: 7,
+                invoice_id: 42,
+                kind: kind.into(),
+                from_status: Some("pending".into()),
+                to_status: invoice.status.as_str().into(),
+                at: 1_700_000_000_123,
+                refund_id: refund.as_ref().map(|r| r.id),
+            },
+            invoice,
+            refund,
+            user_id: "demo".into(),
+        }
+    }
+
+    #[test]
+    fn a_payload_is_the_body_built_for_the_delivery_with_its_id_spliced_in() {
+        let events = [
+            facts(EVENT_STATUS_CHANGED, "payment.completed"),
+            facts(EVENT_STATUS_CHANGED, "payment.failed"),
+            facts(EVENT_REFUNDED, "payment.refunded"),
+            facts(EVENT_REFUND_FAILED, "payment.refund_failed"),
+        ];
+        for facts in &events {
+            for &format in WebhookFormat::ALL {
+                let payload = event_payload(format, facts);
+                for _ in 0..2 {
+                    let delivery_id = uuid::Uuid::new_v4().to_string();
+                    let built = event_body(format, facts, &delivery_id);
+                    let (Some(payload), Some((event_type, built))) = (&payload, built) else {
+                        assert!(payload.is_none(), "{format:?} {}", facts.event.kind);
+                        assert_eq!(facts.event.kind, EVENT_REFUND_FAILED);
+                        continue;
+                    };
+                    let bytes = payload.bytes_for(&delivery_id);
+                    assert_eq!(payload.event_type, event_type);
+                    assert_eq!(bytes, built, "{format:?} {event_type}");
+                    let body: Value = serde_json::from_slice(&bytes).expect("JSON");
+                    assert_eq!(body["event"], event_type.as_str());
+                    match format {
+                        WebhookFormat::XPayment => {
+                            assert_eq!(body["delivery_id"], delivery_id.as_str());
+                        }
+                        WebhookFormat::ApiPay => assert!(body.get("delivery_id").is_none()),
+                    }
+                }
+            }
+        }
+    }
 }

@@ -1,9 +1,10 @@
 //! The plain types of webhooks: formats, endpoints, deliveries, attempts, what an attempt
 //! changes. No SQL here.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 
 use crate::db::DbError;
+use crate::store::Invoice;
 
 /// How an endpoint's bodies and signatures look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -189,11 +190,122 @@ pub struct PendingEvent {
     pub refund_id: Option<i64>,
 }
 
-/// Builds the body of an event for one endpoint: given the new delivery's UUID and the
-/// endpoint, the event type and the bytes, or `None` when the endpoint's format has no such
-/// event. Called inside the dispatch transaction (possibly again, if PostgreSQL retries it).
-pub type BodyBuilder =
-    Arc<dyn Fn(&str, &WebhookEndpoint) -> Option<(String, Vec<u8>)> + Send + Sync>;
+/// The body of an event for the endpoints of one format, rendered before the store is called:
+/// the bytes around the place of the delivery's UUID (xPayment's `delivery_id`), which is made
+/// in the dispatch transaction, one per delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    /// The event's name in this format (`invoice.status_changed`, `payment.completed`, …).
+    pub event_type: String,
+    /// The bytes before the delivery's UUID; all of them when the body does not hold it.
+    head: Vec<u8>,
+    /// The bytes after the delivery's UUID; `None` when the body does not hold it.
+    tail: Option<Vec<u8>>,
+}
+
+impl Payload {
+    /// The body `bytes` with the delivery's UUID where `stand_in` is (its first occurrence),
+    /// or with no UUID when `stand_in` is not there.
+    pub fn around(event_type: impl Into<String>, mut bytes: Vec<u8>, stand_in: &str) -> Payload {
+        let needle = stand_in.as_bytes();
+        let at = match needle.len() {
+            0 => None,
+            n => bytes.windows(n).position(|window| window == needle),
+        };
+        let tail = at.map(|at| {
+            let tail = bytes[at + needle.len()..].to_vec();
+            bytes.truncate(at);
+            tail
+        });
+        Payload {
+            event_type: event_type.into(),
+            head: bytes,
+            tail,
+        }
+    }
+
+    /// The body of delivery `delivery_id`: the bytes before, the UUID, the bytes after.
+    pub fn bytes_for(&self, delivery_id: &str) -> Vec<u8> {
+        let Some(tail) = &self.tail else {
+            return self.head.clone();
+        };
+        let mut bytes = Vec::with_capacity(self.head.len() + delivery_id.len() + tail.len());
+        bytes.extend_from_slice(&self.head);
+        bytes.extend_from_slice(delivery_id.as_bytes());
+        bytes.extend_from_slice(tail);
+        bytes
+    }
+}
+
+/// What an event sends to the endpoints of one format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormatBody {
+    /// This body, one delivery per endpoint that wants its event type.
+    Rendered(Payload),
+    /// Nothing: the format has no such event, or the event's invoice is gone.
+    Nothing,
+    /// Not rendered, as no active endpoint of the organization had this format when the
+    /// event was read: should one have it now, the event is left undispatched, to be read and
+    /// rendered again.
+    NotRendered,
+}
+
+/// An event to dispatch, with its bodies per format rendered beforehand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventToDispatch {
+    /// The `invoice_events` row.
+    pub event_id: i64,
+    pub org_id: i64,
+    /// What it sends to endpoints of the ApiPay format.
+    pub apipay: FormatBody,
+    /// What it sends to endpoints of the xPayment format.
+    pub xpayment: FormatBody,
+}
+
+impl EventToDispatch {
+    /// What it sends to endpoints of `format`.
+    pub fn body(&self, format: WebhookFormat) -> &FormatBody {
+        match format {
+            WebhookFormat::ApiPay => &self.apipay,
+            WebhookFormat::XPayment => &self.xpayment,
+        }
+    }
+}
+
+/// What the bodies of a batch of events are made from, read at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRows {
+    /// The invoices by id (one that is gone is absent).
+    pub invoices: HashMap<i64, Invoice>,
+    /// The organizations' slugs by id.
+    pub slugs: HashMap<i64, String>,
+    /// The formats of each organization's active endpoints (absent: it has none).
+    pub formats: HashMap<i64, HashSet<WebhookFormat>>,
+}
+
+/// Deliveries leased to the dispatching worker as they are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchLease {
+    /// The worker that holds the leases.
+    pub worker: String,
+    /// When the leases end.
+    pub until: i64,
+    /// How many of the new deliveries at most (the rest are left for any worker to lease).
+    pub max: usize,
+}
+
+/// What one dispatch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dispatched {
+    /// Events this dispatch marked dispatched (one another dispatcher got first is not).
+    pub events: usize,
+    /// Deliveries made.
+    pub made: usize,
+    /// The deliveries leased to the dispatching worker, with their endpoints, by id.
+    pub leased: Vec<(WebhookDelivery, WebhookEndpoint)>,
+    /// Events left undispatched because an endpoint's format was not rendered for them.
+    pub left: usize,
+}
 
 /// What an attempt did to the delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
