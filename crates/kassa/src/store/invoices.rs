@@ -9,9 +9,9 @@ use crate::domain::KaspiOperationId;
 
 use super::jobs::{delete_job, delete_jobs, schedule_job, schedule_job_at};
 use super::{
-    conflict_on_unique, CreateState, Invoice, InvoiceFilter, InvoiceKind, InvoiceSent, InvoiceSort,
-    InvoiceStats, InvoiceStatus, JobKind, NewInvoice, Resource, StatusTotals, Store, StoreError,
-    EVENT_STATUS_CHANGED,
+    conflict_on_unique, CreateState, EventKind, Invoice, InvoiceFilter, InvoiceKind, InvoiceSent,
+    InvoiceSort, InvoiceStats, InvoiceStatus, JobKind, NewInvoice, Resource, StatusTotals, Store,
+    StoreError,
 };
 
 pub(super) const INVOICE_COLUMNS: &str =
@@ -179,7 +179,7 @@ fn record_changes_tx(tx: &mut dyn Tx, changes: &[(&Invoice, &Change<'_>)]) -> Re
         params.extend([
             before.org_id.into(),
             before.id.into(),
-            EVENT_STATUS_CHANGED.into(),
+            EventKind::StatusChanged.as_str().into(),
             before.status.as_str().into(),
             change.to.as_str().into(),
             change.at_ms.into(),

@@ -48,13 +48,6 @@ pub use webhooks::{
     WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEndpointUpdate, WebhookFormat,
 };
 
-/// Event kind of an invoice status change.
-pub const EVENT_STATUS_CHANGED: &str = "invoice.status_changed";
-/// Event kind of a completed refund (`refund_id` names it).
-pub const EVENT_REFUNDED: &str = "invoice.refunded";
-/// Event kind of a failed refund (`refund_id` names it).
-pub const EVENT_REFUND_FAILED: &str = "invoice.refund_failed";
-
 /// An error of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

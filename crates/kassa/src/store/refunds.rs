@@ -8,10 +8,7 @@ use crate::domain::Money;
 
 use super::invoices::{invoice_by_id_tx, INVOICE_COLUMNS};
 use super::jobs::{delete_job, schedule_job};
-use super::{
-    Invoice, InvoiceStatus, JobKind, Refund, RefundStatus, Store, StoreError, EVENT_REFUNDED,
-    EVENT_REFUND_FAILED,
-};
+use super::{EventKind, Invoice, InvoiceStatus, JobKind, Refund, RefundStatus, Store, StoreError};
 
 const REFUND_COLUMNS: &str = "id, refund_id, org_id, invoice_id, amount, reason, status, \
      fail_reason, kaspi_refund_id, initiated_by, created_at, updated_at, completed_at";
@@ -239,7 +236,7 @@ impl Store {
                      WHERE id = $1",
                     &[refund.invoice_id.into(), refund.amount.into(), at_ms.into()],
                 )?;
-                let invoice = end_refund_tx(tx, &refund, EVENT_REFUNDED, at_ms)?;
+                let invoice = end_refund_tx(tx, &refund, EventKind::Refunded, at_ms)?;
                 Ok(Some((refund, invoice)))
             })
             .await
@@ -272,7 +269,7 @@ impl Store {
                      WHERE id = $1",
                     &[refund.invoice_id.into(), refund.amount.into(), at_ms.into()],
                 )?;
-                let invoice = end_refund_tx(tx, &refund, EVENT_REFUND_FAILED, at_ms)?;
+                let invoice = end_refund_tx(tx, &refund, EventKind::RefundFailed, at_ms)?;
                 Ok(Some((refund, invoice)))
             })
             .await
@@ -368,7 +365,7 @@ impl Store {
 fn end_refund_tx(
     tx: &mut dyn Tx,
     refund: &Refund,
-    kind: &str,
+    kind: EventKind,
     at_ms: i64,
 ) -> Result<Invoice, StoreError> {
     let invoice = invoice_by_id_tx(tx, refund.invoice_id)?.ok_or(StoreError::NotFound)?;
@@ -378,7 +375,7 @@ fn end_refund_tx(
         &[
             refund.org_id.into(),
             refund.invoice_id.into(),
-            kind.into(),
+            kind.as_str().into(),
             invoice.status.as_str().into(),
             at_ms.into(),
             refund.id.into(),

@@ -3,8 +3,8 @@
 //! (re-exported here) own their text form in the database.
 
 pub use crate::domain::{
-    CreateState, InvoiceKind, InvoiceStatus, JobKind, KaspiOperationId, Money, Phone, RefundStatus,
-    TerminalState,
+    CreateState, EventKind, InvoiceKind, InvoiceStatus, JobKind, KaspiOperationId, Money, Phone,
+    RefundStatus, TerminalState,
 };
 
 /// A merchant: everything else belongs to one.

@@ -24,8 +24,8 @@ use serde_json::{json, Value};
 use crate::api::{apipay, rfc3339_ms, xpayment};
 use crate::domain::{parse_phone, Money};
 use crate::store::{
-    CreateState, Invoice, InvoiceKind, InvoiceStatus, Payload, PendingEvent, Refund, RefundStatus,
-    WebhookFormat, EVENT_REFUNDED, EVENT_REFUND_FAILED, EVENT_STATUS_CHANGED,
+    CreateState, EventKind, Invoice, InvoiceKind, InvoiceStatus, Payload, PendingEvent, Refund,
+    RefundStatus, WebhookFormat,
 };
 
 /// The events an apipay endpoint can subscribe to.
@@ -49,19 +49,23 @@ pub fn events_of(format: WebhookFormat) -> &'static [&'static str] {
 }
 
 /// The name `format` gives an outbox event, if it has one.
-pub fn event_type(format: WebhookFormat, kind: &str, to: InvoiceStatus) -> Option<&'static str> {
+pub fn event_type(
+    format: WebhookFormat,
+    kind: EventKind,
+    to: InvoiceStatus,
+) -> Option<&'static str> {
     match (format, kind) {
-        (WebhookFormat::ApiPay, EVENT_STATUS_CHANGED) => Some("invoice.status_changed"),
-        (WebhookFormat::ApiPay, EVENT_REFUNDED) => Some("invoice.refunded"),
-        (WebhookFormat::XPayment, EVENT_STATUS_CHANGED) => match to {
+        (WebhookFormat::ApiPay, EventKind::StatusChanged) => Some("invoice.status_changed"),
+        (WebhookFormat::ApiPay, EventKind::Refunded) => Some("invoice.refunded"),
+        (WebhookFormat::XPayment, EventKind::StatusChanged) => match to {
             InvoiceStatus::Paid => Some("payment.completed"),
             InvoiceStatus::Expired => Some("payment.expired"),
             InvoiceStatus::Cancelled => Some("payment.cancelled"),
             InvoiceStatus::Failed => Some("payment.failed"),
             InvoiceStatus::Pending => None,
         },
-        (WebhookFormat::XPayment, EVENT_REFUNDED) => Some("payment.refunded"),
-        (WebhookFormat::XPayment, EVENT_REFUND_FAILED) => Some("payment.refund_failed"),
+        (WebhookFormat::XPayment, EventKind::Refunded) => Some("payment.refunded"),
+        (WebhookFormat::XPayment, EventKind::RefundFailed) => Some("payment.refund_failed"),
         _ => None,
     }
 }
@@ -84,9 +88,9 @@ pub fn event_body(
     delivery_id: &str,
 ) -> Option<(String, Vec<u8>)> {
     let to = InvoiceStatus::parse(&facts.event.to_status)?;
-    let name = event_type(format, &facts.event.kind, to)?;
+    let name = event_type(format, facts.event.kind, to)?;
     let mut invoice = facts.invoice.clone();
-    if facts.event.kind == EVENT_STATUS_CHANGED {
+    if facts.event.kind == EventKind::StatusChanged {
         invoice.status = to;
     }
     let timestamp = rfc3339_ms(facts.event.at);
@@ -254,7 +258,7 @@ mod tests {
 
     /// The facts of an event of `kind` about the made-up payment of simulated event `name`,
     /// whose description looks like a piece of a body.
-    fn facts(kind: &str, name: &str) -> EventFacts {
+    fn facts(kind: EventKind, name: &str) -> EventFacts {
         let (mut invoice, refund) =
             simulated_rows(name, Some("order-1"), 7, 1_700_000_000_000).expect("a known event");
         invoice.id = 42;
@@ -264,7 +268,7 @@ mod tests {
                 id: 1,
                 org_id: 7,
                 invoice_id: 42,
-                kind: kind.into(),
+                kind,
                 from_status: Some("pending".into()),
                 to_status: invoice.status.as_str().into(),
                 at: 1_700_000_000_123,
@@ -279,10 +283,10 @@ mod tests {
     #[test]
     fn a_payload_is_the_body_built_for_the_delivery_with_its_id_spliced_in() {
         let events = [
-            facts(EVENT_STATUS_CHANGED, "payment.completed"),
-            facts(EVENT_STATUS_CHANGED, "payment.failed"),
-            facts(EVENT_REFUNDED, "payment.refunded"),
-            facts(EVENT_REFUND_FAILED, "payment.refund_failed"),
+            facts(EventKind::StatusChanged, "payment.completed"),
+            facts(EventKind::StatusChanged, "payment.failed"),
+            facts(EventKind::Refunded, "payment.refunded"),
+            facts(EventKind::RefundFailed, "payment.refund_failed"),
         ];
         for facts in &events {
             for &format in WebhookFormat::ALL {
@@ -292,7 +296,7 @@ mod tests {
                     let built = event_body(format, facts, &delivery_id);
                     let (Some(payload), Some((event_type, built))) = (&payload, built) else {
                         assert!(payload.is_none(), "{format:?} {}", facts.event.kind);
-                        assert_eq!(facts.event.kind, EVENT_REFUND_FAILED);
+                        assert_eq!(facts.event.kind, EventKind::RefundFailed);
                         continue;
                     };
                     let bytes = payload.bytes_for(&delivery_id);

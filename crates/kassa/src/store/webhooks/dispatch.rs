@@ -11,6 +11,7 @@ use super::{format_from_row, DeliveryStatus, DispatchLease, Dispatched, EventRow
 use super::{EventToDispatch, FormatBody, PendingEvent, WebhookFormat};
 use super::{DELIVERY_COLUMNS, ENDPOINT_COLUMNS};
 use crate::store::invoices::{invoice_from_row, INVOICE_COLUMNS};
+use crate::store::EventKind;
 use crate::store::{Store, StoreError};
 
 /// The columns of a delivery row made by the dispatcher, in the order of its parameters.
@@ -46,7 +47,7 @@ impl Store {
                         id: row.i64("id")?,
                         org_id: row.i64("org_id")?,
                         invoice_id: row.i64("invoice_id")?,
-                        kind: row.text("kind")?,
+                        kind: row.parsed("kind", EventKind::parse)?,
                         from_status: row.opt_text("from_status")?,
                         to_status: row.text("to_status")?,
                         at: row.i64("at")?,

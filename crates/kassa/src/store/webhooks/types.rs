@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::db::DbError;
-use crate::store::Invoice;
+use crate::store::{EventKind, Invoice};
 
 /// How an endpoint's bodies and signatures look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -183,7 +183,7 @@ pub struct PendingEvent {
     pub id: i64,
     pub org_id: i64,
     pub invoice_id: i64,
-    pub kind: String,
+    pub kind: EventKind,
     pub from_status: Option<String>,
     pub to_status: String,
     pub at: i64,
