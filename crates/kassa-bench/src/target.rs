@@ -260,8 +260,8 @@ async fn demo_org_and_key(state: &AppState) -> anyhow::Result<(i64, String)> {
     let store = &state.store;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let org_id = loop {
-        if let Some(org) = store.org_by_slug(DEMO_ORG_SLUG).await? {
-            if store.terminal_for_org(org.id).await?.is_some() {
+        if let Some(org) = store.orgs().org_by_slug(DEMO_ORG_SLUG).await? {
+            if store.orgs().terminal_for_org(org.id).await?.is_some() {
                 break org.id;
             }
         }
@@ -273,6 +273,7 @@ async fn demo_org_and_key(state: &AppState) -> anyhow::Result<(i64, String)> {
     let (raw, prefix) = kassa::secrets::new_api_key();
     let hash = state.master_key.api_key_hash(&raw);
     store
+        .orgs()
         .create_api_key(org_id, "bench", &prefix, &hash)
         .await
         .context("storing the benchmark's API key")?;

@@ -47,10 +47,10 @@ fn row(org_id: i64, n: usize) -> BulkInvoice {
 
 both_databases!(bulk_rows_all_land, |db: Db| async move {
     let store = Store::new(db);
-    let org = store.create_org("bulk", "Bulk").await.unwrap();
+    let org = store.orgs().create_org("bulk", "Bulk").await.unwrap();
     let rows: Vec<BulkInvoice> = (0..ROWS).map(|n| row(org.id, n)).collect();
     let first = rows[0].clone();
-    let inserted = store.bulk_insert_invoices(rows).await.unwrap();
+    let inserted = store.invoices().bulk_insert_invoices(rows).await.unwrap();
     assert_eq!(inserted, ROWS as u64);
 
     let count = |statuses: Vec<InvoiceStatus>| {
@@ -61,7 +61,12 @@ both_databases!(bulk_rows_all_land, |db: Db| async move {
                 per_page: 1,
                 ..InvoiceFilter::default()
             };
-            store.list_invoices(org.id, &filter).await.unwrap().1
+            store
+                .invoices()
+                .list_invoices(org.id, &filter)
+                .await
+                .unwrap()
+                .1
         }
     };
     assert_eq!(count(vec![]).await, ROWS as i64);
@@ -71,6 +76,7 @@ both_databases!(bulk_rows_all_land, |db: Db| async move {
     );
 
     let paid = store
+        .invoices()
         .invoice_by_payment_id(org.id, &first.new.payment_id)
         .await
         .unwrap()
@@ -82,6 +88,7 @@ both_databases!(bulk_rows_all_land, |db: Db| async move {
     assert_eq!(paid.updated_at, T0 + 1_000_000);
     assert_eq!(paid.description.as_deref(), Some("Order #0"));
     let pending = store
+        .invoices()
         .invoice_by_operation_id(org.id, KaspiOperationId::new(1_001))
         .await
         .unwrap()
@@ -92,18 +99,20 @@ both_databases!(bulk_rows_all_land, |db: Db| async move {
 
     // Seeded, not changed: no event, no poll job.
     assert!(store
+        .invoices()
         .invoice_events(org.id, paid.id)
         .await
         .unwrap()
         .is_empty());
     assert!(store
+        .jobs()
         .job(JobKind::PollInvoice, pending.id)
         .await
         .unwrap()
         .is_none());
 
     // A payment id that exists is a conflict.
-    let again = store.bulk_insert_invoices(vec![first]).await;
+    let again = store.invoices().bulk_insert_invoices(vec![first]).await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
     assert_eq!(count(vec![]).await, ROWS as i64);
 });

@@ -245,7 +245,7 @@ impl App {
         let node = match crate::datadir::node_id(&self.state.config.data_dir) {
             Ok(node) => {
                 let prefix = format!("kassa-{node}-");
-                match self.state.store.release_leases_of(&prefix).await {
+                match self.state.store.jobs().release_leases_of(&prefix).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(leases = n, "took up the work a stopped server held"),
                     Err(e) => {

@@ -186,7 +186,7 @@ pub async fn run_org(storage: &StorageArgs, command: OrgCommand) -> anyhow::Resu
     let (_, store) = open(storage, &ServeArgs::default()).await?;
     match command {
         OrgCommand::Create { slug, name } => {
-            let org = match store.create_org(slug.as_str(), &name).await {
+            let org = match store.orgs().create_org(slug.as_str(), &name).await {
                 Ok(org) => org,
                 Err(StoreError::Conflict(_)) => {
                     bail!("an organization with the slug `{slug}` already exists")
@@ -200,7 +200,11 @@ pub async fn run_org(storage: &StorageArgs, command: OrgCommand) -> anyhow::Resu
             );
         }
         OrgCommand::List => {
-            let orgs = store.list_orgs().await.context("listing organizations")?;
+            let orgs = store
+                .orgs()
+                .list_orgs()
+                .await
+                .context("listing organizations")?;
             if orgs.is_empty() {
                 eprintln!(
                     "no organizations yet; create one with `kassa org create <slug> --name <name>`"
@@ -226,6 +230,7 @@ pub async fn run_api_key(storage: &StorageArgs, command: ApiKeyCommand) -> anyho
             let master_key = load_master_key(&config)?;
             let (raw, prefix) = crate::secrets::new_api_key();
             let record = store
+                .orgs()
                 .create_api_key(org.id, &name, &prefix, &master_key.api_key_hash(&raw))
                 .await
                 .context("storing the API key")?;
@@ -239,6 +244,7 @@ pub async fn run_api_key(storage: &StorageArgs, command: ApiKeyCommand) -> anyho
         ApiKeyCommand::List { org } => {
             let org = find_org(&store, &org).await?;
             let keys = store
+                .orgs()
                 .list_api_keys(org.id)
                 .await
                 .context("listing API keys")?;
@@ -274,6 +280,7 @@ pub async fn run_api_key(storage: &StorageArgs, command: ApiKeyCommand) -> anyho
         ApiKeyCommand::Revoke { org, key } => {
             let org = find_org(&store, &org).await?;
             let revoked = store
+                .orgs()
                 .revoke_api_key(org.id, &key)
                 .await
                 .context("revoking the API key")?;
@@ -365,10 +372,13 @@ async fn status(storage: &StorageArgs, only: Option<Slug>) -> anyhow::Result<()>
     let (orgs, terminals) = match only {
         Some(slug) => {
             let org = find_org(&store, &slug).await?;
-            let terminal = store.terminal_for_org(org.id).await?;
+            let terminal = store.orgs().terminal_for_org(org.id).await?;
             (vec![org], terminal.into_iter().collect::<Vec<_>>())
         }
-        None => (store.list_orgs().await?, store.list_terminals().await?),
+        None => (
+            store.orgs().list_orgs().await?,
+            store.orgs().list_terminals().await?,
+        ),
     };
     if orgs.is_empty() {
         eprintln!("no organizations yet; create one with `kassa org create <slug> --name <name>`");
@@ -500,6 +510,7 @@ pub(crate) fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
 
 pub(crate) async fn find_org(store: &Store, slug: &Slug) -> anyhow::Result<Organization> {
     store
+        .orgs()
         .org_by_slug(slug.as_str())
         .await
         .context("looking up the organization")?

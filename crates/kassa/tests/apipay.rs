@@ -80,7 +80,7 @@ on_both_databases!(
             .as_str()
             .is_some_and(|n| !n.is_empty()));
         // Recorded once, with its time.
-        let events = kassa.store().invoice_events(org, id).await.expect("events");
+        let events = kassa.invoice_events(org, id).await;
         assert_eq!(events.len(), 1, "{events:?}");
 
         // A second, smaller one, still pending.
@@ -381,6 +381,7 @@ on_both_databases!(
         // A key revoked through this process's own store is refused on the next request.
         let revoked = kassa
             .store()
+            .orgs()
             .revoke_api_key(demo, &key[..12])
             .await
             .expect("revoke");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use kassa::config::{Config, ServeArgs, StorageArgs};
 use kassa::db::{Db, DbOptions};
 use kassa::secrets::MasterKey;
-use kassa::store::{Store, TerminalState};
+use kassa::store::{Organization, Store, TerminalState};
 use tokio::io::AsyncWriteExt as _;
 
 /// How long one run of the binary may take.
@@ -81,6 +81,16 @@ async fn fails(dir: &Path, args: &[&str]) -> String {
     err
 }
 
+/// Organization `slug`, which must be stored (`what` says why, if not).
+async fn org_named(store: &Store, slug: &str, what: &str) -> Organization {
+    store
+        .orgs()
+        .org_by_slug(slug)
+        .await
+        .expect("read")
+        .expect(what)
+}
+
 /// The store and master key of the data dir, opened as the binary opens them.
 async fn open_store(dir: &Path) -> (Store, MasterKey) {
     let storage = StorageArgs {
@@ -127,13 +137,10 @@ async fn organizations_and_api_keys() {
     assert!(!stderr(&out).contains(raw));
 
     let (store, master_key) = open_store(dir).await;
-    let org = store
-        .org_by_slug("shop")
-        .await
-        .expect("read")
-        .expect("org stored");
+    let org = org_named(&store, "shop", "org stored").await;
     let hash = master_key.api_key_hash(raw);
     let owner = store
+        .orgs()
         .api_key_by_hash(&hash)
         .await
         .expect("read")
@@ -146,7 +153,12 @@ async fn organizations_and_api_keys() {
     assert!(!list.contains(raw) && !list.contains(&hash), "{list}");
 
     ok(dir, &["api-key", "revoke", "--org", "shop", prefix]).await;
-    assert!(store.api_key_by_hash(&hash).await.expect("read").is_none());
+    assert!(store
+        .orgs()
+        .api_key_by_hash(&hash)
+        .await
+        .expect("read")
+        .is_none());
     let err = fails(dir, &["api-key", "revoke", "--org", "shop", prefix]).await;
     assert!(err.contains(prefix), "{err}");
     fails(dir, &["api-key", "revoke", "--org", "shop", "999"]).await;
@@ -225,8 +237,9 @@ async fn terminal_connect_logs_the_cashier_in_and_status_shows_it() {
     assert!(stderr(&out).contains("SMS code"), "{}", stderr(&out));
 
     let (store, _) = open_store(dir).await;
-    let org = store.org_by_slug("shop").await.expect("read").expect("org");
+    let org = org_named(&store, "shop", "org").await;
     let terminal = store
+        .orgs()
         .terminal_for_org(org.id)
         .await
         .expect("read")
@@ -278,8 +291,9 @@ async fn three_wrong_sms_codes_fail_the_login() {
     assert!(!stdout(&out).contains("connected"));
 
     let (store, _) = open_store(dir).await;
-    let org = store.org_by_slug("shop").await.expect("read").expect("org");
+    let org = org_named(&store, "shop", "org").await;
     assert!(store
+        .orgs()
         .terminal_for_org(org.id)
         .await
         .expect("read")

@@ -207,6 +207,7 @@ on_both_databases!(
         let key = kassa.api_key(org).await;
         let owner = kassa
             .store()
+            .orgs()
             .api_key_by_hash(&common::master_key(dir.path()).api_key_hash(&key))
             .await
             .expect("read")
@@ -221,6 +222,7 @@ on_both_databases!(
         let now = kassa.store().now_ms();
         let begun = kassa
             .store()
+            .orgs()
             .idempotency_begin(owner.key_id, "busy-1", &hash, now, 3_600_000)
             .await
             .expect("begin");
@@ -243,6 +245,7 @@ on_both_databases!(
         let key = kassa.api_key(org).await;
         let owner = kassa
             .store()
+            .orgs()
             .api_key_by_hash(&common::master_key(dir.path()).api_key_hash(&key))
             .await
             .expect("read")
@@ -255,11 +258,13 @@ on_both_databases!(
         let store = kassa.store();
         let now = kassa.store().now_ms();
         let begun = store
+            .orgs()
             .idempotency_begin(owner.key_id, "old-1", &old_hash, now, 3_600_000)
             .await
             .expect("begin");
         assert_eq!(begun, kassa::store::Begin::New);
         store
+            .orgs()
             .idempotency_finish(owner.key_id, "old-1", 201, br#"{"id":424242}"#)
             .await
             .expect("finish");
@@ -369,7 +374,12 @@ async fn edge_kassa(test: &TestDb, dir: &std::path::Path) -> (Kassa, String) {
     options.live_kaspi = Some("http://127.0.0.1:9".into());
     options.more_serve_args = Some(short_limits);
     let kassa = Kassa::start(options).await;
-    let org = kassa.store().create_org("edge", "Edge").await.expect("org");
+    let org = kassa
+        .store()
+        .orgs()
+        .create_org("edge", "Edge")
+        .await
+        .expect("org");
     let key = kassa.api_key(org.id).await;
     (kassa, key)
 }

@@ -183,6 +183,7 @@ async fn key_id(kassa: &common::Kassa, raw: &str) -> i64 {
     let hash = kassa.state.master_key.api_key_hash(raw);
     kassa
         .store()
+        .orgs()
         .api_key_by_hash(&hash)
         .await
         .expect("read")
@@ -212,6 +213,7 @@ on_both_databases!(
         let id = key_id(&kassa, &here).await;
         let revoked = kassa
             .store()
+            .orgs()
             .revoke_api_key(org, &id.to_string())
             .await
             .expect("revoked");
@@ -268,7 +270,13 @@ on_both_databases!(
         let a = common::Kassa::start(options(dir_a.path())).await;
         let dir_b = common::sibling_data_dir(dir_a.path());
         let b = common::Kassa::start(options(dir_b.path())).await;
-        let org = a.store().create_org("shop", "Shop").await.expect("org").id;
+        let org = a
+            .store()
+            .orgs()
+            .create_org("shop", "Shop")
+            .await
+            .expect("org")
+            .id;
         let key = a.api_key(org).await;
 
         let (mut admitted, mut refused) = (0, 0);

@@ -96,6 +96,7 @@ on_both_databases!(
         );
         let stored = kassa
             .store()
+            .invoices()
             .invoice(org, unsent_id)
             .await
             .expect("read")
@@ -191,6 +192,7 @@ on_both_databases!(polling_survives_a_restart, |test: TestDb| async move {
     // While Kassa is down the customer pays; the poll job waits in the database.
     sim.pay(created.op).expect("pay");
     let job = kassa::store::Store::new(test.db())
+        .jobs()
         .job(JobKind::PollInvoice, id)
         .await
         .expect("read");
@@ -199,7 +201,7 @@ on_both_databases!(polling_survives_a_restart, |test: TestDb| async move {
     let again = Kassa::start(options()).await;
     let paid = again.invoice_reaches(&key, id, "status", "paid").await;
     assert!(paid.is_some(), "the restarted gateway finishes the poll");
-    let events = again.store().invoice_events(org, id).await.expect("events");
+    let events = again.invoice_events(org, id).await;
     assert_eq!(events.len(), 1);
     again.stop().await;
 });
@@ -253,7 +255,7 @@ async fn two_processes_on_one_postgres_share_the_polling() {
     let store = kassa::store::Store::new(test.db());
     let all_paid = wait_for(Duration::from_secs(60), || async {
         for (id, _) in &ids {
-            let invoice = store.invoice(org, *id).await.ok().flatten()?;
+            let invoice = store.invoices().invoice(org, *id).await.ok().flatten()?;
             if invoice.status != InvoiceStatus::Paid {
                 return None;
             }
@@ -266,13 +268,18 @@ async fn two_processes_on_one_postgres_share_the_polling() {
         "both processes together record every payment"
     );
     for (id, _) in &ids {
-        let events = store.invoice_events(org, *id).await.expect("events");
+        let events = store
+            .invoices()
+            .invoice_events(org, *id)
+            .await
+            .expect("events");
         assert_eq!(
             events.len(),
             1,
             "invoice {id}: one status change, recorded once: {events:?}"
         );
         assert!(store
+            .jobs()
             .job(JobKind::PollInvoice, *id)
             .await
             .expect("job")
@@ -286,6 +293,7 @@ async fn two_processes_on_one_postgres_share_the_polling() {
 async fn demo_session(kassa: &Kassa, org: i64) -> Option<Vec<u8>> {
     kassa
         .store()
+        .orgs()
         .terminal_for_org(org)
         .await
         .expect("read")
@@ -402,11 +410,7 @@ on_both_databases!(
         assert_eq!(created.status, 201, "{:?}", created.json);
         assert_eq!(demo_session(&again, org).await, session);
         assert_eq!(again.sim().last_sms("7000000001"), None, "no SMS login");
-        let events = again
-            .store()
-            .invoice_events(org, pending_id)
-            .await
-            .expect("events");
+        let events = again.invoice_events(org, pending_id).await;
         assert_eq!(events.len(), 1, "only the payment: {events:?}");
         again.stop().await;
     }
@@ -485,6 +489,7 @@ on_both_databases!(
         };
         let received = kassa
             .store()
+            .invoices()
             .insert_invoice(stranded(150_000, "00000000000a"))
             .await
             .expect("stored");
@@ -500,6 +505,7 @@ on_both_databases!(
         // A second one that Kaspi never received.
         let lost = kassa
             .store()
+            .invoices()
             .insert_invoice(stranded(90_000, "00000000000b"))
             .await
             .expect("stored");

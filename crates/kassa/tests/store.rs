@@ -39,17 +39,30 @@ fn new_invoice(org_id: i64, amount: i64, created_at: i64) -> NewInvoice {
 /// A store with one organization; returns its id.
 async fn store_with_org(db: Db, slug: &str) -> (Store, i64) {
     let store = Store::new(db);
-    let org = store.create_org(slug, "Shop").await.unwrap();
+    let org = store.orgs().create_org(slug, "Shop").await.unwrap();
     (store, org.id)
+}
+
+/// How many outbox events invoice `id` of `org` has.
+async fn events(store: &Store, org: i64, id: i64) -> usize {
+    store
+        .invoices()
+        .invoice_events(org, id)
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Inserts `new`.
+async fn insert(store: &Store, new: NewInvoice) -> Invoice {
+    store.invoices().insert_invoice(new).await.unwrap()
 }
 
 /// Inserts an invoice and marks it sent with operation `op`.
 async fn sent_invoice(store: &Store, org_id: i64, amount: i64, op: i64) -> Invoice {
-    let invoice = store
-        .insert_invoice(new_invoice(org_id, amount, T0))
-        .await
-        .unwrap();
+    let invoice = insert(store, new_invoice(org_id, amount, T0)).await;
     store
+        .invoices()
         .mark_invoice_sent(
             invoice.id,
             InvoiceSent {
@@ -69,61 +82,91 @@ async fn sent_invoice(store: &Store, org_id: i64, amount: i64, op: i64) -> Invoi
 
 both_databases!(orgs_and_keys, |db: Db| async move {
     let store = Store::new(db);
-    let a = store.create_org("acme", "Acme").await.unwrap();
-    let b = store.create_org("beta", "Beta").await.unwrap();
+    let a = store.orgs().create_org("acme", "Acme").await.unwrap();
+    let b = store.orgs().create_org("beta", "Beta").await.unwrap();
     assert!(matches!(
-        store.create_org("acme", "Again").await,
+        store.orgs().create_org("acme", "Again").await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(store.org_by_slug("acme").await.unwrap(), Some(a.clone()));
-    assert_eq!(store.org_by_id(b.id).await.unwrap(), Some(b.clone()));
-    assert_eq!(store.org_by_slug("nope").await.unwrap(), None);
-    assert_eq!(store.list_orgs().await.unwrap(), vec![a.clone(), b.clone()]);
+    assert_eq!(
+        store.orgs().org_by_slug("acme").await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(store.orgs().org_by_id(b.id).await.unwrap(), Some(b.clone()));
+    assert_eq!(store.orgs().org_by_slug("nope").await.unwrap(), None);
+    assert_eq!(
+        store.orgs().list_orgs().await.unwrap(),
+        vec![a.clone(), b.clone()]
+    );
 
     let k1 = store
+        .orgs()
         .create_api_key(a.id, "main", "kk_abc", "hash1")
         .await
         .unwrap();
     let k2 = store
+        .orgs()
         .create_api_key(a.id, "spare", "kk_def", "hash2")
         .await
         .unwrap();
     assert!(matches!(
-        store.create_api_key(b.id, "dup", "kk_x", "hash1").await,
+        store
+            .orgs()
+            .create_api_key(b.id, "dup", "kk_x", "hash1")
+            .await,
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        store.create_api_key(9_999, "x", "kk_y", "hash9").await,
+        store
+            .orgs()
+            .create_api_key(9_999, "x", "kk_y", "hash9")
+            .await,
         Err(StoreError::NotFound)
     ));
-    let owner = store.api_key_by_hash("hash1").await.unwrap().unwrap();
+    let owner = store
+        .orgs()
+        .api_key_by_hash("hash1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((owner.key_id, owner.org_id), (k1.id, a.id));
-    assert_eq!(store.api_key_by_hash("nope").await.unwrap(), None);
+    assert_eq!(store.orgs().api_key_by_hash("nope").await.unwrap(), None);
 
     // Another organization cannot revoke it; its own can, by prefix or id.
-    assert_eq!(store.revoke_api_key(b.id, "kk_abc").await.unwrap(), 0);
-    assert_eq!(store.revoke_api_key(a.id, "kk_abc").await.unwrap(), 1);
-    assert_eq!(store.revoke_api_key(a.id, "kk_abc").await.unwrap(), 0);
-    assert_eq!(store.api_key_by_hash("hash1").await.unwrap(), None);
+    assert_eq!(
+        store.orgs().revoke_api_key(b.id, "kk_abc").await.unwrap(),
+        0
+    );
+    assert_eq!(
+        store.orgs().revoke_api_key(a.id, "kk_abc").await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.orgs().revoke_api_key(a.id, "kk_abc").await.unwrap(),
+        0
+    );
+    assert_eq!(store.orgs().api_key_by_hash("hash1").await.unwrap(), None);
     assert_eq!(
         store
+            .orgs()
             .revoke_api_key(a.id, &k2.id.to_string())
             .await
             .unwrap(),
         1
     );
-    assert_eq!(store.api_key_by_hash("hash2").await.unwrap(), None);
-    let keys = store.list_api_keys(a.id).await.unwrap();
+    assert_eq!(store.orgs().api_key_by_hash("hash2").await.unwrap(), None);
+    let keys = store.orgs().list_api_keys(a.id).await.unwrap();
     assert_eq!(keys.len(), 2);
     assert!(keys.iter().all(|k| k.revoked_at.is_some()));
-    store.touch_api_key(k1.id, T0).await.unwrap();
-    assert!(store.list_api_keys(b.id).await.unwrap().is_empty());
+    store.orgs().touch_api_key(k1.id, T0).await.unwrap();
+    assert!(store.orgs().list_api_keys(b.id).await.unwrap().is_empty());
 });
 
 both_databases!(terminals, |db: Db| async move {
     let (store, org) = store_with_org(db, "acme").await;
-    assert_eq!(store.terminal_for_org(org).await.unwrap(), None);
+    assert_eq!(store.orgs().terminal_for_org(org).await.unwrap(), None);
     let t = store
+        .orgs()
         .upsert_terminal(
             org,
             "7001234567",
@@ -136,6 +179,7 @@ both_databases!(terminals, |db: Db| async move {
     assert_eq!(t.version, 1);
     assert_eq!(t.session_sealed, None);
     let t = store
+        .orgs()
         .upsert_terminal(
             org,
             "7001234567",
@@ -148,24 +192,27 @@ both_databases!(terminals, |db: Db| async move {
     assert_eq!(t.version, 2);
     assert_eq!(t.device_sealed, b"device2");
     assert!(store
+        .orgs()
         .update_terminal_session(org, 2, Some(b"s2"), TerminalState::Active, None)
         .await
         .unwrap());
     // A second process still holding version 2 loses.
     assert!(!store
+        .orgs()
         .update_terminal_session(org, 2, None, TerminalState::NeedsLogin, Some("expired"))
         .await
         .unwrap());
-    let t = store.terminal_for_org(org).await.unwrap().unwrap();
+    let t = store.orgs().terminal_for_org(org).await.unwrap().unwrap();
     assert_eq!(
         (t.version, t.session_sealed.as_deref()),
         (3, Some(&b"s2"[..]))
     );
     assert!(store
+        .orgs()
         .update_terminal_session(org, 3, None, TerminalState::NeedsLogin, Some("expired"))
         .await
         .unwrap());
-    let all = store.list_terminals().await.unwrap();
+    let all = store.orgs().list_terminals().await.unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].state, TerminalState::NeedsLogin);
     assert_eq!(all[0].state_reason.as_deref(), Some("expired"));
@@ -173,30 +220,33 @@ both_databases!(terminals, |db: Db| async move {
 
 both_databases!(isolation, |db: Db| async move {
     let (store, a) = store_with_org(db, "acme").await;
-    let b = store.create_org("beta", "Beta").await.unwrap().id;
-    let invoice = store.insert_invoice(new_invoice(a, 100, T0)).await.unwrap();
+    let b = store.orgs().create_org("beta", "Beta").await.unwrap().id;
+    let invoice = insert(&store, new_invoice(a, 100, T0)).await;
     assert_eq!(invoice.status, InvoiceStatus::Pending);
     assert_eq!(invoice.create_state, CreateState::Sending);
     assert_eq!(
-        store.invoice(a, invoice.id).await.unwrap(),
+        store.invoices().invoice(a, invoice.id).await.unwrap(),
         Some(invoice.clone())
     );
     assert_eq!(
         store
+            .invoices()
             .invoice_by_payment_id(a, &invoice.payment_id)
             .await
             .unwrap(),
         Some(invoice.clone())
     );
-    assert_eq!(store.invoice(b, invoice.id).await.unwrap(), None);
+    assert_eq!(store.invoices().invoice(b, invoice.id).await.unwrap(), None);
     assert_eq!(
         store
+            .invoices()
             .invoice_by_payment_id(b, &invoice.payment_id)
             .await
             .unwrap(),
         None
     );
     let (listed, total) = store
+        .invoices()
         .list_invoices(b, &InvoiceFilter::default())
         .await
         .unwrap();
@@ -205,26 +255,28 @@ both_databases!(isolation, |db: Db| async move {
     let mut dup = new_invoice(a, 1, T0);
     dup.payment_id = invoice.payment_id.clone();
     assert!(matches!(
-        store.insert_invoice(dup).await,
+        store.invoices().insert_invoice(dup).await,
         Err(StoreError::Conflict(_))
     ));
 });
 
 both_databases!(invoice_lifecycle, |db: Db| async move {
     let (store, org) = store_with_org(db, "acme").await;
-    let inserted = store
-        .insert_invoice(new_invoice(org, 250_000, T0))
-        .await
-        .unwrap();
+    let inserted = insert(&store, new_invoice(org, 250_000, T0)).await;
     // No job before the outcome of the request to Kaspi is known.
     assert_eq!(
-        store.job(JobKind::PollInvoice, inserted.id).await.unwrap(),
+        store
+            .jobs()
+            .job(JobKind::PollInvoice, inserted.id)
+            .await
+            .unwrap(),
         None
     );
     let sent = sent_invoice_of(&store, inserted.id, 1).await;
     assert_eq!(sent.create_state, CreateState::Sent);
     assert_eq!(sent.kaspi_operation_id, Some(KaspiOperationId::new(1)));
     let job = store
+        .jobs()
         .job(JobKind::PollInvoice, sent.id)
         .await
         .unwrap()
@@ -232,9 +284,10 @@ both_databases!(invoice_lifecycle, |db: Db| async move {
     assert_eq!(job.run_at, T0 + 5_000);
 
     // The same operation id cannot belong to two invoices of one organization.
-    let other = store.insert_invoice(new_invoice(org, 1, T0)).await.unwrap();
+    let other = insert(&store, new_invoice(org, 1, T0)).await;
     assert!(matches!(
         store
+            .invoices()
             .mark_invoice_sent(
                 other.id,
                 InvoiceSent {
@@ -253,6 +306,7 @@ both_databases!(invoice_lifecycle, |db: Db| async move {
     ));
 
     let paid = store
+        .invoices()
         .apply_status(
             sent.id,
             InvoiceStatus::Paid,
@@ -269,6 +323,7 @@ both_databases!(invoice_lifecycle, |db: Db| async move {
     assert_eq!(paid.kaspi_status.as_deref(), Some("Processed"));
     // Applied twice: one event.
     let again = store
+        .invoices()
         .apply_status(
             sent.id,
             InvoiceStatus::Paid,
@@ -279,14 +334,18 @@ both_databases!(invoice_lifecycle, |db: Db| async move {
         .await
         .unwrap();
     assert_eq!(again, None);
-    let events = store.invoice_events(org, sent.id).await.unwrap();
+    let events = store.invoices().invoice_events(org, sent.id).await.unwrap();
     assert_eq!(
         events,
         vec![(Some(InvoiceStatus::Pending), InvoiceStatus::Paid, T0 + 9)]
     );
     // The final status ended the poll job.
     assert_eq!(
-        store.job(JobKind::PollInvoice, sent.id).await.unwrap(),
+        store
+            .jobs()
+            .job(JobKind::PollInvoice, sent.id)
+            .await
+            .unwrap(),
         None
     );
     // Paid is final.
@@ -297,6 +356,7 @@ both_databases!(invoice_lifecycle, |db: Db| async move {
     ] {
         assert_eq!(
             store
+                .invoices()
                 .apply_status(sent.id, status, None, T0 + 11, None)
                 .await
                 .unwrap(),
@@ -307,6 +367,7 @@ both_databases!(invoice_lifecycle, |db: Db| async move {
 
 async fn sent_invoice_of(store: &Store, id: i64, op: i64) -> Invoice {
     store
+        .invoices()
         .mark_invoice_sent(
             id,
             InvoiceSent {
@@ -333,6 +394,7 @@ both_databases!(concurrent_apply_records_one_event, |db: Db| async move {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 store
+                    .invoices()
                     .apply_status(invoice.id, InvoiceStatus::Paid, None, T0 + i, None)
                     .await
                     .unwrap()
@@ -343,10 +405,7 @@ both_databases!(concurrent_apply_records_one_event, |db: Db| async move {
             changed += usize::from(task.await.unwrap().is_some());
         }
         assert_eq!(changed, 1);
-        assert_eq!(
-            store.invoice_events(org, invoice.id).await.unwrap().len(),
-            1
-        );
+        assert_eq!(events(&store, org, invoice.id).await, 1);
     }
 });
 
@@ -354,12 +413,14 @@ both_databases!(late_payment_wins_and_expired_stays, |db: Db| async move {
     let (store, org) = store_with_org(db, "acme").await;
     let invoice = sent_invoice(&store, org, 500, 300).await;
     let cancelled = store
+        .invoices()
         .apply_status(invoice.id, InvoiceStatus::Cancelled, None, T0 + 2, None)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(cancelled.cancelled_at, Some(T0 + 2));
     let paid = store
+        .invoices()
         .apply_status(invoice.id, InvoiceStatus::Paid, None, T0 + 3, None)
         .await
         .unwrap()
@@ -369,7 +430,11 @@ both_databases!(late_payment_wins_and_expired_stays, |db: Db| async move {
         (paid.cancelled_at, paid.paid_at),
         (Some(T0 + 2), Some(T0 + 3))
     );
-    let events = store.invoice_events(org, invoice.id).await.unwrap();
+    let events = store
+        .invoices()
+        .invoice_events(org, invoice.id)
+        .await
+        .unwrap();
     assert_eq!(
         events,
         vec![
@@ -384,12 +449,14 @@ both_databases!(late_payment_wins_and_expired_stays, |db: Db| async move {
 
     let expiring = sent_invoice(&store, org, 500, 400).await;
     store
+        .invoices()
         .apply_status(expiring.id, InvoiceStatus::Expired, None, T0 + 4, None)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
         store
+            .invoices()
             .apply_status(expiring.id, InvoiceStatus::Pending, None, T0 + 5, None)
             .await
             .unwrap(),
@@ -397,34 +464,40 @@ both_databases!(late_payment_wins_and_expired_stays, |db: Db| async move {
     );
     assert_eq!(
         store
+            .invoices()
             .apply_status(expiring.id, InvoiceStatus::Cancelled, None, T0 + 5, None)
             .await
             .unwrap(),
         None
     );
-    let invoice = store.invoice(org, expiring.id).await.unwrap().unwrap();
+    let invoice = store
+        .invoices()
+        .invoice(org, expiring.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(invoice.status, InvoiceStatus::Expired);
 });
 
 both_databases!(create_unknown_and_failed, |db: Db| async move {
     let (store, org) = store_with_org(db, "acme").await;
-    let invoice = store
-        .insert_invoice(new_invoice(org, 10, T0))
-        .await
-        .unwrap();
+    let invoice = insert(&store, new_invoice(org, 10, T0)).await;
     let unknown = store
+        .invoices()
         .mark_invoice_create_unknown(invoice.id, "timeout", T0 + 1, T0 + 60_000)
         .await
         .unwrap();
     assert_eq!(unknown.create_state, CreateState::Unknown);
     assert_eq!(unknown.last_error.as_deref(), Some("timeout"));
     let job = store
+        .jobs()
         .job(JobKind::ReconcileInvoice, invoice.id)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(job.run_at, T0 + 60_000);
     let failed = store
+        .invoices()
         .mark_invoice_create_failed(invoice.id, "refused", T0 + 2)
         .await
         .unwrap();
@@ -432,17 +505,16 @@ both_databases!(create_unknown_and_failed, |db: Db| async move {
     assert_eq!(failed.create_state, CreateState::Failed);
     assert_eq!(
         store
+            .jobs()
             .job(JobKind::ReconcileInvoice, invoice.id)
             .await
             .unwrap(),
         None
     );
-    assert_eq!(
-        store.invoice_events(org, invoice.id).await.unwrap().len(),
-        1
-    );
+    assert_eq!(events(&store, org, invoice.id).await, 1);
     assert!(matches!(
         store
+            .invoices()
             .mark_invoice_create_failed(invoice.id, "again", T0 + 3)
             .await,
         Err(StoreError::NotFound)
@@ -451,19 +523,17 @@ both_databases!(create_unknown_and_failed, |db: Db| async move {
 
 both_databases!(listing, |db: Db| async move {
     let (store, org) = store_with_org(db, "acme").await;
-    let other = store.create_org("beta", "Beta").await.unwrap().id;
-    let foreign = store
-        .insert_invoice(new_invoice(other, 1, T0))
-        .await
-        .unwrap();
+    let other = store.orgs().create_org("beta", "Beta").await.unwrap().id;
+    let foreign = insert(&store, new_invoice(other, 1, T0)).await;
     let mut ids = Vec::new();
     for i in 0..25_i64 {
         let mut new = new_invoice(org, 1_000 * (i % 5 + 1), T0 + i / 2 * 1_000);
         new.description = Some(format!("order {i} 50%_off"));
         new.external_order_id = Some(format!("ext-{i}"));
-        let invoice = store.insert_invoice(new).await.unwrap();
+        let invoice = insert(&store, new).await;
         if i % 3 == 0 {
             store
+                .invoices()
                 .apply_status(invoice.id, InvoiceStatus::Cancelled, None, T0, None)
                 .await
                 .unwrap()
@@ -480,7 +550,7 @@ both_databases!(listing, |db: Db| async move {
             per_page: 10,
             ..InvoiceFilter::default()
         };
-        let (invoices, total) = store.list_invoices(org, &filter).await.unwrap();
+        let (invoices, total) = store.invoices().list_invoices(org, &filter).await.unwrap();
         assert_eq!(total, 25);
         assert_eq!(invoices.len(), if page == 3 { 5 } else { 10 });
         seen.extend(invoices.iter().map(|i| i.id));
@@ -494,7 +564,7 @@ both_databases!(listing, |db: Db| async move {
         per_page: 100,
         ..InvoiceFilter::default()
     };
-    let (invoices, total) = store.list_invoices(org, &filter).await.unwrap();
+    let (invoices, total) = store.invoices().list_invoices(org, &filter).await.unwrap();
     assert_eq!(total, 9);
     assert!(invoices
         .iter()
@@ -505,17 +575,30 @@ both_databases!(listing, |db: Db| async move {
         created_to: Some(T0 + 4_000),
         ..InvoiceFilter::default()
     };
-    assert_eq!(store.list_invoices(org, &filter).await.unwrap().1, 4);
+    assert_eq!(
+        store
+            .invoices()
+            .list_invoices(org, &filter)
+            .await
+            .unwrap()
+            .1,
+        4
+    );
 
     let search = |text: &str| InvoiceFilter {
         search: Some(text.into()),
         per_page: 100,
         ..InvoiceFilter::default()
     };
-    let (found, total) = store.list_invoices(org, &search("ext-17")).await.unwrap();
+    let (found, total) = store
+        .invoices()
+        .list_invoices(org, &search("ext-17"))
+        .await
+        .unwrap();
     assert_eq!((total, found[0].id), (1, ids[17]));
     assert_eq!(
         store
+            .invoices()
             .list_invoices(org, &search("order 1"))
             .await
             .unwrap()
@@ -525,6 +608,7 @@ both_databases!(listing, |db: Db| async move {
     // LIKE wildcards in the search are literal.
     assert_eq!(
         store
+            .invoices()
             .list_invoices(org, &search("50%_off"))
             .await
             .unwrap()
@@ -532,11 +616,17 @@ both_databases!(listing, |db: Db| async move {
         25
     );
     assert_eq!(
-        store.list_invoices(org, &search("50%%")).await.unwrap().1,
+        store
+            .invoices()
+            .list_invoices(org, &search("50%%"))
+            .await
+            .unwrap()
+            .1,
         0
     );
     assert_eq!(
         store
+            .invoices()
             .list_invoices(org, &search("7001234"))
             .await
             .unwrap()
@@ -544,6 +634,7 @@ both_databases!(listing, |db: Db| async move {
         25
     );
     let by_id = store
+        .invoices()
         .list_invoices(org, &search(&ids[3].to_string()))
         .await
         .unwrap()
@@ -551,6 +642,7 @@ both_databases!(listing, |db: Db| async move {
     assert!(by_id.iter().any(|i| i.id == ids[3]));
     // Another organization's invoice id is not found by search.
     let found = store
+        .invoices()
         .list_invoices(org, &search(&foreign.id.to_string()))
         .await
         .unwrap()
@@ -563,7 +655,7 @@ both_databases!(listing, |db: Db| async move {
         per_page: 100,
         ..InvoiceFilter::default()
     };
-    let (invoices, _) = store.list_invoices(org, &filter).await.unwrap();
+    let (invoices, _) = store.invoices().list_invoices(org, &filter).await.unwrap();
     let keys: Vec<(i64, i64)> = invoices.iter().map(|i| (i.amount.tiyn(), i.id)).collect();
     let mut sorted = keys.clone();
     sorted.sort();
@@ -579,7 +671,7 @@ both_databases!(listing, |db: Db| async move {
             per_page: 100,
             ..InvoiceFilter::default()
         };
-        let (invoices, total) = store.list_invoices(org, &filter).await.unwrap();
+        let (invoices, total) = store.invoices().list_invoices(org, &filter).await.unwrap();
         assert_eq!(invoices.len() as i64, total);
         let unique: HashSet<i64> = invoices.iter().map(|i| i.id).collect();
         assert_eq!(unique.len(), 25);
@@ -590,7 +682,7 @@ both_databases!(listing, |db: Db| async move {
         per_page: 100,
         ..InvoiceFilter::default()
     };
-    let (invoices, _) = store.list_invoices(org, &filter).await.unwrap();
+    let (invoices, _) = store.invoices().list_invoices(org, &filter).await.unwrap();
     assert_eq!(invoices[0].status, InvoiceStatus::Cancelled);
     assert_eq!(invoices[24].status, InvoiceStatus::Pending);
 });
@@ -603,24 +695,30 @@ both_databases!(stats_are_exact, |db: Db| async move {
         let invoice = sent_invoice(&store, org, *amount, 500 + i64::try_from(i).unwrap()).await;
         if i % 2 == 0 {
             store
+                .invoices()
                 .apply_status(invoice.id, InvoiceStatus::Paid, None, T0, None)
                 .await
                 .unwrap()
                 .unwrap();
         }
     }
-    store
-        .insert_invoice(new_invoice(org, 5, T0 + 10_000))
+    insert(&store, new_invoice(org, 5, T0 + 10_000)).await;
+    let stats = store
+        .invoices()
+        .invoice_stats(org, T0, T0 + 1)
         .await
         .unwrap();
-    let stats = store.invoice_stats(org, T0, T0 + 1).await.unwrap();
     let paid = stats.of(InvoiceStatus::Paid);
     assert_eq!((paid.count, paid.amount), (2, 1 + 12_345_678_901));
     let pending = stats.of(InvoiceStatus::Pending);
     assert_eq!((pending.count, pending.amount), (2, 9_999_999_999 + 7));
     assert_eq!(stats.of(InvoiceStatus::Expired).count, 0);
     assert_eq!(stats.by_status.len(), InvoiceStatus::ALL.len());
-    let all = store.invoice_stats(org, 0, i64::MAX).await.unwrap();
+    let all = store
+        .invoices()
+        .invoice_stats(org, 0, i64::MAX)
+        .await
+        .unwrap();
     assert_eq!(all.of(InvoiceStatus::Pending).count, 3);
 });
 
@@ -628,16 +726,19 @@ both_databases!(jobs_are_claimed_once, |db: Db| async move {
     let store = Store::new(db);
     for ref_id in 0..60 {
         assert!(store
+            .jobs()
             .schedule_job(JobKind::Refund, ref_id, T0 + ref_id, T0)
             .await
             .unwrap());
     }
     assert!(!store
+        .jobs()
         .schedule_job(JobKind::Refund, 0, T0, T0)
         .await
         .unwrap());
     // Not due yet.
     assert!(store
+        .jobs()
         .claim_jobs(JobKind::Refund, "w", T0 - 1, 1_000, 10)
         .await
         .unwrap()
@@ -650,6 +751,7 @@ both_databases!(jobs_are_claimed_once, |db: Db| async move {
             let mut claimed = Vec::new();
             loop {
                 let jobs = store
+                    .jobs()
                     .claim_jobs(JobKind::Refund, &format!("w{worker}"), T0 + 100, 60_000, 3)
                     .await
                     .unwrap();
@@ -669,33 +771,37 @@ both_databases!(jobs_are_claimed_once, |db: Db| async move {
     assert_eq!(unique.len(), 60, "no job claimed twice");
 
     // A lease that runs out makes the job claimable again; reschedule needs the lease.
-    let job = store.job(JobKind::Refund, 5).await.unwrap().unwrap();
+    let job = store.jobs().job(JobKind::Refund, 5).await.unwrap().unwrap();
     let holder = job.locked_by.clone().unwrap();
     assert!(!store
+        .jobs()
         .reschedule_job(job.id, "someone-else", T0, 1, None)
         .await
         .unwrap());
     let later = T0 + 100 + 60_001;
     let reclaimed = store
+        .jobs()
         .claim_jobs(JobKind::Refund, "late", later, 1_000, 100)
         .await
         .unwrap();
     assert_eq!(reclaimed.len(), 60);
     assert!(!store
+        .jobs()
         .reschedule_job(job.id, &holder, T0, 1, None)
         .await
         .unwrap());
     assert!(store
+        .jobs()
         .reschedule_job(job.id, "late", later + 5_000, 1, Some("boom"))
         .await
         .unwrap());
-    let job = store.job(JobKind::Refund, 5).await.unwrap().unwrap();
+    let job = store.jobs().job(JobKind::Refund, 5).await.unwrap().unwrap();
     assert_eq!((job.attempt, job.run_at), (1, later + 5_000));
     assert_eq!(job.last_error.as_deref(), Some("boom"));
     assert_eq!(job.locked_by, None);
-    assert!(store.finish_job(job.id).await.unwrap());
-    assert!(!store.finish_job(job.id).await.unwrap());
-    assert_eq!(store.job(JobKind::Refund, 5).await.unwrap(), None);
+    assert!(store.jobs().finish_job(job.id).await.unwrap());
+    assert!(!store.jobs().finish_job(job.id).await.unwrap());
+    assert_eq!(store.jobs().job(JobKind::Refund, 5).await.unwrap(), None);
 });
 
 both_databases!(idempotency, |db: Db| async move {
@@ -704,6 +810,7 @@ both_databases!(idempotency, |db: Db| async move {
         let store = store.clone();
         async move {
             store
+                .orgs()
                 .idempotency_begin(1, key, hash, now, 1_000)
                 .await
                 .unwrap()
@@ -715,12 +822,14 @@ both_databases!(idempotency, |db: Db| async move {
     // Keys are per API key.
     assert_eq!(
         store
+            .orgs()
             .idempotency_begin(2, "k", "other", T0, 1_000)
             .await
             .unwrap(),
         Begin::New
     );
     store
+        .orgs()
         .idempotency_finish(1, "k", 201, b"{\"id\":1}")
         .await
         .unwrap();
@@ -735,7 +844,7 @@ both_databases!(idempotency, |db: Db| async move {
     // Expired records are replaced.
     assert_eq!(begin("k", "other", T0 + 1_000).await, Begin::New);
     // Abandoning a running record lets the retry run.
-    store.idempotency_abandon(1, "k").await.unwrap();
+    store.orgs().idempotency_abandon(1, "k").await.unwrap();
     assert_eq!(begin("k", "h", T0 + 1_001).await, Begin::New);
     // A record left running by a process that died is taken as abandoned after the lease.
     let lease = kassa::store::RUNNING_LEASE_MS;
@@ -743,6 +852,7 @@ both_databases!(idempotency, |db: Db| async move {
         let store = store.clone();
         async move {
             store
+                .orgs()
                 .idempotency_begin(4, key, "h", now, 24 * 3600 * 1000)
                 .await
                 .unwrap()
@@ -758,6 +868,7 @@ both_databases!(idempotency, |db: Db| async move {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             store
+                .orgs()
                 .idempotency_begin(3, "race", "h", T0, 1_000)
                 .await
                 .unwrap()
@@ -776,13 +887,14 @@ both_databases!(idempotency, |db: Db| async move {
 
 both_databases!(unfiltered_total_is_the_kept_count, |db: Db| async move {
     let (store, a) = store_with_org(db.clone(), "acme").await;
-    let b = store.create_org("beta", "Beta").await.unwrap().id;
+    let b = store.orgs().create_org("beta", "Beta").await.unwrap().id;
     // The count an unfiltered list answers, and the count of every row: always the same.
     let totals = |org: i64| {
         let store = store.clone();
         let db = db.clone();
         async move {
             let (_, kept) = store
+                .invoices()
                 .list_invoices(org, &InvoiceFilter::default())
                 .await
                 .unwrap();
@@ -803,11 +915,19 @@ both_databases!(unfiltered_total_is_the_kept_count, |db: Db| async move {
     for i in 0..20 {
         sent_invoice(&store, a, 100 + i, 600 + i).await;
     }
-    let unsent = store.insert_invoice(new_invoice(a, 500, T0)).await.unwrap();
+    let unsent = insert(&store, new_invoice(a, 500, T0)).await;
     assert_eq!(totals(a).await, (21, 21));
     // A create Kaspi refused is removed, and uncounted.
-    assert!(store.delete_unsent_invoice(unsent.id).await.unwrap());
-    assert!(!store.delete_unsent_invoice(unsent.id).await.unwrap());
+    assert!(store
+        .invoices()
+        .delete_unsent_invoice(unsent.id)
+        .await
+        .unwrap());
+    assert!(!store
+        .invoices()
+        .delete_unsent_invoice(unsent.id)
+        .await
+        .unwrap());
     assert_eq!(totals(a).await, (20, 20));
     // Bulk seeding counts too, per organization.
     let rows = (0..1_500)
@@ -819,7 +939,10 @@ both_databases!(unfiltered_total_is_the_kept_count, |db: Db| async move {
             )
         })
         .collect();
-    assert_eq!(store.bulk_insert_invoices(rows).await.unwrap(), 1_500);
+    assert_eq!(
+        store.invoices().bulk_insert_invoices(rows).await.unwrap(),
+        1_500
+    );
     assert_eq!(totals(a).await, (1_020, 1_020));
     assert_eq!(totals(b).await, (500, 500));
     // A filtered list still counts its rows.
@@ -827,7 +950,15 @@ both_databases!(unfiltered_total_is_the_kept_count, |db: Db| async move {
         statuses: vec![InvoiceStatus::Pending],
         ..InvoiceFilter::default()
     };
-    assert_eq!(store.list_invoices(a, &pending_a).await.unwrap().1, 1_020);
+    assert_eq!(
+        store
+            .invoices()
+            .list_invoices(a, &pending_a)
+            .await
+            .unwrap()
+            .1,
+        1_020
+    );
 });
 
 both_databases!(
@@ -864,19 +995,29 @@ both_databases!(
             operation(9999, "Processed"),
         ];
         let (settled, new) = store
+            .invoices()
             .record_history_page(org, ends.clone(), ops.clone(), T0 + 10)
             .await
             .unwrap();
         assert_eq!((settled, new), (2, 4));
         let status = |id: i64| {
             let store = store.clone();
-            async move { store.invoice(org, id).await.unwrap().unwrap().status }
+            async move {
+                store
+                    .invoices()
+                    .invoice(org, id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .status
+            }
         };
         assert_eq!(status(paid.id).await, InvoiceStatus::Paid);
         assert_eq!(status(declined.id).await, InvoiceStatus::Failed);
         assert_eq!(status(open.id).await, InvoiceStatus::Pending);
         assert_eq!(
             store
+                .invoices()
                 .invoice(org, paid.id)
                 .await
                 .unwrap()
@@ -886,34 +1027,36 @@ both_databases!(
             Some("Айгерим Б.")
         );
         // One event per change, and the settled invoices are no longer polled.
-        assert_eq!(store.invoice_events(org, paid.id).await.unwrap().len(), 1);
-        assert_eq!(
-            store.invoice_events(org, declined.id).await.unwrap().len(),
-            1
-        );
-        assert_eq!(store.invoice_events(org, open.id).await.unwrap().len(), 0);
+        let events_of = |id| store.invoices().invoice_events(org, id);
+        assert_eq!(events_of(paid.id).await.unwrap().len(), 1);
+        assert_eq!(events_of(declined.id).await.unwrap().len(), 1);
+        assert_eq!(events_of(open.id).await.unwrap().len(), 0);
         assert!(store
+            .jobs()
             .job(JobKind::PollInvoice, paid.id)
             .await
             .unwrap()
             .is_none());
         assert!(store
+            .jobs()
             .job(JobKind::PollInvoice, declined.id)
             .await
             .unwrap()
             .is_none());
         assert!(store
+            .jobs()
             .job(JobKind::PollInvoice, open.id)
             .await
             .unwrap()
             .is_some());
         // The same page again changes nothing and finds nothing new.
         let again = store
+            .invoices()
             .record_history_page(org, ends, ops, T0 + 20)
             .await
             .unwrap();
         assert_eq!(again, (0, 0));
-        assert_eq!(store.invoice_events(org, paid.id).await.unwrap().len(), 1);
+        assert_eq!(events(&store, org, paid.id).await, 1);
     }
 );
 
@@ -923,27 +1066,30 @@ both_databases!(
         let (store, org) = store_with_org(db, "acme").await;
         // A create whose process died while Kaspi was asked: stored with its marker and its
         // reconciliation scheduled in the same transaction, never marked sent.
-        let stranded = store
-            .insert_invoice(NewInvoice {
+        let stranded = insert(
+            &store,
+            NewInvoice {
                 kaspi_ref: Some("0123456789ab".into()),
                 reconcile_at: Some(T0 + 30_000),
                 ..new_invoice(org, 500, T0)
-            })
-            .await
-            .unwrap();
+            },
+        )
+        .await;
         let job = store
+            .jobs()
             .job(JobKind::ReconcileInvoice, stranded.id)
             .await
             .unwrap();
         assert_eq!(job.map(|j| j.run_at), Some(T0 + 30_000));
         // Another invoice's operation that quotes a marker of nobody's claims nothing.
-        let other = store
-            .insert_invoice(NewInvoice {
+        let other = insert(
+            &store,
+            NewInvoice {
                 kaspi_ref: Some("ba9876543210".into()),
                 ..new_invoice(org, 700, T0)
-            })
-            .await
-            .unwrap();
+            },
+        )
+        .await;
         let op = |id: i64, comment: &str| KaspiOperation {
             org_id: org,
             kaspi_operation_id: KaspiOperationId::new(id),
@@ -964,36 +1110,54 @@ both_databases!(
             op(8002, "[kassa:fffffffffff0]"),
         ];
         let (settled, _) = store
+            .invoices()
             .record_history_page(org, ends, ops, T0 + 40_000)
             .await
             .unwrap();
         assert_eq!(settled, 1);
-        let found = store.invoice(org, stranded.id).await.unwrap().unwrap();
+        let found = store
+            .invoices()
+            .invoice(org, stranded.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(found.kaspi_operation_id, Some(KaspiOperationId::new(8001)));
         assert_eq!(found.create_state, CreateState::Sent);
         assert_eq!(found.status, InvoiceStatus::Paid);
         // Its reconciliation is over; the other invoice is untouched.
         assert_eq!(
             store
+                .jobs()
                 .job(JobKind::ReconcileInvoice, stranded.id)
                 .await
                 .unwrap(),
             None
         );
-        let untouched = store.invoice(org, other.id).await.unwrap().unwrap();
+        let untouched = store
+            .invoices()
+            .invoice(org, other.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(untouched.kaspi_operation_id, None);
         assert_eq!(untouched.create_state, CreateState::Sending);
         // Deleting an unsent invoice (Kaspi refused it) ends its scheduled reconciliation too.
-        let refused = store
-            .insert_invoice(NewInvoice {
+        let refused = insert(
+            &store,
+            NewInvoice {
                 reconcile_at: Some(T0 + 30_000),
                 ..new_invoice(org, 900, T0)
-            })
+            },
+        )
+        .await;
+        assert!(store
+            .invoices()
+            .delete_unsent_invoice(refused.id)
             .await
-            .unwrap();
-        assert!(store.delete_unsent_invoice(refused.id).await.unwrap());
+            .unwrap());
         assert_eq!(
             store
+                .jobs()
                 .job(JobKind::ReconcileInvoice, refused.id)
                 .await
                 .unwrap(),
@@ -1012,6 +1176,7 @@ both_databases!(
             let store = store.clone();
             async move {
                 store
+                    .orgs()
                     .idempotency_begin(7, key, "h", now, day)
                     .await
                     .unwrap()
@@ -1025,13 +1190,14 @@ both_databases!(
         // The first run makes an invoice (the record names it in the same transaction), then
         // its process dies before answering.
         assert_eq!(begin("create", T0).await, Begin::New);
-        let made = store
-            .insert_invoice(NewInvoice {
+        let made = insert(
+            &store,
+            NewInvoice {
                 idempotency: Some(link("create")),
                 ..new_invoice(org, 500, T0)
-            })
-            .await
-            .unwrap();
+            },
+        )
+        .await;
         // While the lease runs the retry waits; after it, it answers from the invoice.
         assert_eq!(begin("create", T0 + lease - 1).await, Begin::InFlight);
         assert_eq!(
@@ -1044,6 +1210,7 @@ both_databases!(
         // A renewed lease keeps the record with its live request.
         assert_eq!(begin("slow", T0).await, Begin::New);
         store
+            .orgs()
             .idempotency_renew(7, "slow", T0 + 3 * lease)
             .await
             .unwrap();
@@ -1052,20 +1219,25 @@ both_databases!(
         // A request that failed after making something is not run again: the next retry
         // answers from what it made; one that made nothing runs afresh.
         assert_eq!(begin("failed", T0).await, Begin::New);
-        let made = store
-            .insert_invoice(NewInvoice {
+        let made = insert(
+            &store,
+            NewInvoice {
                 idempotency: Some(link("failed")),
                 ..new_invoice(org, 600, T0)
-            })
-            .await
-            .unwrap();
-        store.idempotency_abandon(7, "failed").await.unwrap();
+            },
+        )
+        .await;
+        store.orgs().idempotency_abandon(7, "failed").await.unwrap();
         assert_eq!(
             begin("failed", T0 + 1).await,
             Begin::Recover(Resource::Invoice(made.id))
         );
         assert_eq!(begin("nothing", T0).await, Begin::New);
-        store.idempotency_abandon(7, "nothing").await.unwrap();
+        store
+            .orgs()
+            .idempotency_abandon(7, "nothing")
+            .await
+            .unwrap();
         assert_eq!(begin("nothing", T0 + 1).await, Begin::New);
     }
 );
@@ -1075,14 +1247,17 @@ both_databases!(
     |db: Db| async move {
         let store = Store::new(db);
         store
+            .jobs()
             .schedule_job(JobKind::PollInvoice, 1, T0, T0)
             .await
             .unwrap();
         store
+            .jobs()
             .schedule_job(JobKind::PollInvoice, 2, T0, T0)
             .await
             .unwrap();
         let held = store
+            .jobs()
             .claim_jobs(JobKind::PollInvoice, "w1", T0, 1_000, 1)
             .await
             .unwrap();
@@ -1091,6 +1266,7 @@ both_databases!(
         // Another worker cannot renew it; its holder can.
         assert_eq!(
             store
+                .jobs()
                 .renew_job_leases("w2", &ids, T0 + 60_000)
                 .await
                 .unwrap(),
@@ -1098,6 +1274,7 @@ both_databases!(
         );
         assert_eq!(
             store
+                .jobs()
                 .renew_job_leases("w1", &ids, T0 + 10_000)
                 .await
                 .unwrap(),
@@ -1106,12 +1283,14 @@ both_databases!(
         // Past the first lease, only the job nobody holds is claimed; past the renewed one, the
         // renewed job is claimable again.
         let later = store
+            .jobs()
             .claim_jobs(JobKind::PollInvoice, "w2", T0 + 5_000, 1_000, 10)
             .await
             .unwrap();
         assert_eq!(later.len(), 1);
         assert_ne!(later[0].id, ids[0]);
         let much_later = store
+            .jobs()
             .claim_jobs(JobKind::PollInvoice, "w2", T0 + 10_001, 1_000, 10)
             .await
             .unwrap();
@@ -1125,12 +1304,14 @@ both_databases!(
         let store = Store::new(db);
         for id in 1..=3 {
             store
+                .jobs()
                 .schedule_job(JobKind::PollInvoice, id, T0, T0)
                 .await
                 .unwrap();
         }
         let lease = 60_000;
         let dead = store
+            .jobs()
             .claim_jobs(
                 JobKind::PollInvoice,
                 "kassa-0a0a0a0a0a0a-41-x",
@@ -1141,6 +1322,7 @@ both_databases!(
             .await
             .unwrap();
         let other = store
+            .jobs()
             .claim_jobs(
                 JobKind::PollInvoice,
                 "kassa-0b0b0b0b0b0b-42-y",
@@ -1155,12 +1337,14 @@ both_databases!(
         // nothing of another data dir's server.
         assert_eq!(
             store
+                .jobs()
                 .release_leases_of("kassa-0a0a0a0a0a0a-")
                 .await
                 .unwrap(),
             2
         );
         let taken = store
+            .jobs()
             .claim_jobs(
                 JobKind::PollInvoice,
                 "kassa-0a0a0a0a0a0a-43-z",

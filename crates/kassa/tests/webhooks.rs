@@ -206,6 +206,7 @@ on_both_databases!(
         // Another organization sees none of it.
         let other = kassa
             .store()
+            .orgs()
             .create_org("other", "Other")
             .await
             .expect("org");
@@ -864,7 +865,12 @@ async fn endpoints_are_validated_updated_and_deleted() {
     let inv = invoice(&kassa, &key, 100).await;
     pay(&kassa, &key, inv).await;
     kassa.step().await;
-    let left = kassa.store().undispatched_events(10).await.expect("read");
+    let left = kassa
+        .store()
+        .webhooks()
+        .undispatched_events(10)
+        .await
+        .expect("read");
     assert!(left.is_empty(), "the payment's event is dispatched");
     assert!(receiver.requests().is_empty(), "to no one");
 
@@ -1013,7 +1019,12 @@ async fn two_processes_on_one_postgres_deliver_each_event_once() {
 /// store, the organization and the invoice ids.
 async fn store_with_events(test: &TestDb, count: usize) -> (Store, i64, Vec<i64>) {
     let store = Store::new(test.db());
-    let org = store.create_org("shop", "Shop").await.expect("org").id;
+    let org = store
+        .orgs()
+        .create_org("shop", "Shop")
+        .await
+        .expect("org")
+        .id;
     let now = kassa_now_ms();
     let rows = (0..count)
         .map(|n| {
@@ -1042,7 +1053,11 @@ async fn store_with_events(test: &TestDb, count: usize) -> (Store, i64, Vec<i64>
             )
         })
         .collect();
-    store.bulk_insert_invoices(rows).await.expect("seed");
+    store
+        .invoices()
+        .bulk_insert_invoices(rows)
+        .await
+        .expect("seed");
     let ids: Vec<i64> = test
         .db()
         .read(move |tx| {
@@ -1058,6 +1073,7 @@ async fn store_with_events(test: &TestDb, count: usize) -> (Store, i64, Vec<i64>
         .expect("ids");
     for id in &ids {
         store
+            .invoices()
             .apply_status(*id, InvoiceStatus::Paid, Some("Processed"), now, None)
             .await
             .expect("paid")
@@ -1084,6 +1100,7 @@ async fn add_endpoint(
     is_active: bool,
 ) -> i64 {
     store
+        .webhooks()
         .insert_webhook_endpoint(NewWebhookEndpoint {
             endpoint_id: uuid::Uuid::new_v4().to_string(),
             org_id: org,
@@ -1156,7 +1173,11 @@ on_both_databases!(
         )
         .await;
         let off = add_endpoint(&store, org, WebhookFormat::ApiPay, &["*"], false).await;
-        let events = store.undispatched_events(100).await.expect("events");
+        let events = store
+            .webhooks()
+            .undispatched_events(100)
+            .await
+            .expect("events");
         assert_eq!(events.len(), 3);
         let gone = events[1].id;
         // The first event twice: still dispatched once.
@@ -1173,6 +1194,7 @@ on_both_databases!(
             leased,
             left,
         } = store
+            .webhooks()
             .dispatch_events(batch.clone(), now, lease("w1", now + 60_000, 3))
             .await
             .expect("dispatch");
@@ -1192,12 +1214,14 @@ on_both_databases!(
             assert_eq!(delivery.endpoint_id, endpoint.id);
         }
         assert!(store
+            .webhooks()
             .undispatched_events(100)
             .await
             .expect("events")
             .is_empty());
         // The one left is there for any worker to lease; the leased ones are not.
         let rest = store
+            .webhooks()
             .claim_webhook_deliveries("w2", now, 60_000, 10)
             .await
             .expect("lease");
@@ -1205,12 +1229,14 @@ on_both_databases!(
         assert!(leased.iter().all(|(d, _)| d.id != rest[0].id));
         // Once only: the same batch again makes nothing.
         let again = store
+            .webhooks()
             .dispatch_events(batch, kassa_now_ms(), lease("w1", now + 60_000, 3))
             .await
             .expect("dispatch again");
         assert_eq!(again, Dispatched::default());
         for (endpoint, expected) in [(all, 2), (refunds, 0), (x, 2), (off, 0)] {
             let made = store
+                .webhooks()
                 .list_webhook_deliveries(org, endpoint, 100, 0)
                 .await
                 .expect("deliveries");
@@ -1233,8 +1259,13 @@ on_both_databases!(
     |test: TestDb| async move {
         let (store, org, _) = store_with_events(&test, 3).await;
         let apipay = add_endpoint(&store, org, WebhookFormat::ApiPay, &["*"], true).await;
-        let events = store.undispatched_events(100).await.expect("events");
+        let events = store
+            .webhooks()
+            .undispatched_events(100)
+            .await
+            .expect("events");
         let rows = store
+            .webhooks()
             .webhook_event_rows(events.iter().map(|e| e.invoice_id).collect(), vec![org])
             .await
             .expect("rows");
@@ -1249,6 +1280,7 @@ on_both_databases!(
             ..test_event(e.id, e.org_id, None)
         };
         let done = store
+            .webhooks()
             .dispatch_events(vec![apipay_only(&events[0])], kassa_now_ms(), None)
             .await
             .expect("dispatch");
@@ -1257,6 +1289,7 @@ on_both_databases!(
         let x = add_endpoint(&store, org, WebhookFormat::XPayment, &["*"], true).await;
         let batch = events[1..].iter().map(apipay_only).collect();
         let done = store
+            .webhooks()
             .dispatch_events(batch, kassa_now_ms(), None)
             .await
             .expect("dispatch");
@@ -1267,19 +1300,29 @@ on_both_databases!(
                 ..Dispatched::default()
             }
         );
-        assert_eq!(store.undispatched_events(100).await.expect("left").len(), 2);
+        assert_eq!(
+            store
+                .webhooks()
+                .undispatched_events(100)
+                .await
+                .expect("left")
+                .len(),
+            2
+        );
         // Rendered again for both formats: each endpoint gets them.
         let batch = events[1..]
             .iter()
             .map(|e| test_event(e.id, e.org_id, None))
             .collect();
         let done = store
+            .webhooks()
             .dispatch_events(batch, kassa_now_ms(), None)
             .await
             .expect("dispatch");
         assert_eq!((done.events, done.made, done.left), (2, 4, 0));
         for (endpoint, expected) in [(apipay, 3), (x, 2)] {
             let made = store
+                .webhooks()
                 .list_webhook_deliveries(org, endpoint, 100, 0)
                 .await
                 .expect("deliveries");
@@ -1310,7 +1353,11 @@ on_both_databases!(
                 let worker = format!("w{n}");
                 let mut done = (0, 0, Vec::new());
                 loop {
-                    let events = store.undispatched_events(64).await.expect("events");
+                    let events = store
+                        .webhooks()
+                        .undispatched_events(64)
+                        .await
+                        .expect("events");
                     if events.is_empty() {
                         return done;
                     }
@@ -1325,6 +1372,7 @@ on_both_databases!(
                         leased,
                         ..
                     } = store
+                        .webhooks()
                         .dispatch_events(batch, now, lease(&worker, now + 60_000, 10))
                         .await
                         .expect("dispatch");
@@ -1374,21 +1422,28 @@ on_both_databases!(
     |test: TestDb| async move {
         let (store, org, _) = store_with_events(&test, 21).await;
         let endpoint = add_endpoint(&store, org, WebhookFormat::ApiPay, &["*"], true).await;
-        let events = store.undispatched_events(100).await.expect("events");
+        let events = store
+            .webhooks()
+            .undispatched_events(100)
+            .await
+            .expect("events");
         let batch = events
             .iter()
             .map(|e| test_event(e.id, e.org_id, None))
             .collect();
         store
+            .webhooks()
             .dispatch_events(batch, kassa_now_ms(), None)
             .await
             .expect("dispatch");
         let now = kassa_now_ms();
         let mine = store
+            .webhooks()
             .claim_webhook_deliveries("w1", now, 60_000, 20)
             .await
             .expect("lease");
         let theirs = store
+            .webhooks()
             .claim_webhook_deliveries("w2", now, 60_000, 2)
             .await
             .expect("lease");
@@ -1423,6 +1478,7 @@ on_both_databases!(
                 .map(|d| record(d.id, AttemptOutcome::Delivered, EndpointHealth::Healthy)),
         );
         let recorded = store
+            .webhooks()
             .record_webhook_attempts(records)
             .await
             .expect("record");
@@ -1431,13 +1487,18 @@ on_both_databases!(
         assert_eq!(recorded, expected);
         let mut ids: Vec<i64> = mine.iter().map(|d| d.id).collect();
         ids.push(theirs[0].id);
-        let attempts = store.webhook_attempts(ids).await.expect("attempts");
+        let attempts = store
+            .webhooks()
+            .webhook_attempts(ids)
+            .await
+            .expect("attempts");
         assert_eq!(attempts.len(), 20, "{attempts:#?}");
         assert!(attempts.iter().all(|a| a.delivery_id != theirs[0].id));
         assert!(attempts
             .iter()
             .all(|a| a.attempt == 1 && a.endpoint_id == endpoint));
         let log = store
+            .webhooks()
             .list_webhook_deliveries(org, endpoint, 100, 0)
             .await
             .expect("deliveries");
@@ -1469,6 +1530,7 @@ on_both_databases!(
         );
         // Failing, then healthy, in the order of the records: healthy again.
         let endpoint = store
+            .webhooks()
             .webhook_endpoint(org, endpoint)
             .await
             .expect("read")

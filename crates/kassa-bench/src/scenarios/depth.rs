@@ -300,7 +300,7 @@ async fn seed(server: &InProcess, count: usize) -> anyhow::Result<u64> {
                         }
                         let to = (from + SEED_CHUNK).min(count);
                         let rows = (from..to).map(|n| row(org_id, n, count, now)).collect();
-                        inserted += store.bulk_insert_invoices(rows).await?;
+                        inserted += store.invoices().bulk_insert_invoices(rows).await?;
                     }
                 });
             }

@@ -76,6 +76,7 @@ async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
                         )?;
                         let now = now_ms();
                         let invoice = store
+                            .invoices()
                             .insert_invoice(NewInvoice {
                                 payment_id: uuid::Uuid::new_v4().to_string(),
                                 org_id,
@@ -96,6 +97,7 @@ async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
                         let first_poll =
                             kassa::gateway::GatewaySettings::default().poll_schedule[0];
                         store
+                            .invoices()
                             .mark_invoice_sent(
                                 invoice.id,
                                 InvoiceSent {
@@ -121,6 +123,7 @@ async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             }
             // The history sync is due now (an invoice is open).
             store
+                .jobs()
                 .pull_job_forward(
                     kassa::store::JobKind::SyncHistory,
                     org_id,
@@ -187,6 +190,7 @@ async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
                     ..InvoiceFilter::default()
                 };
                 store
+                    .invoices()
                     .list_invoices(org_id, &filter)
                     .await
                     .map(|(_, total)| total)
@@ -212,7 +216,7 @@ async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
                     page,
                     ..InvoiceFilter::default()
                 };
-                let (rows, _) = store.list_invoices(org_id, &filter).await?;
+                let (rows, _) = store.invoices().list_invoices(org_id, &filter).await?;
                 if rows.is_empty() {
                     break;
                 }

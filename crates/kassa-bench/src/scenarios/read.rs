@@ -128,9 +128,11 @@ async fn seed(server: &InProcess, count: usize) -> anyhow::Result<Vec<i64>> {
                         let now = now_ms();
                         let day = 24 * 3600 * 1000;
                         let invoice = store
+                            .invoices()
                             .insert_invoice(bench_invoice(org_id, n, now, day))
                             .await?;
                         store
+                            .invoices()
                             .mark_invoice_sent(
                                 invoice.id,
                                 InvoiceSent {

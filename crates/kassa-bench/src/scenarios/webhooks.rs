@@ -268,7 +268,7 @@ async fn seed(server: &InProcess, count: usize) -> anyhow::Result<Vec<i64>> {
                         )
                     })
                     .collect();
-                store.bulk_insert_invoices(rows).await?;
+                store.invoices().bulk_insert_invoices(rows).await?;
                 from = to;
             }
             store
@@ -326,6 +326,7 @@ async fn pay_all(server: &InProcess, ids: Vec<i64>) -> anyhow::Result<HashMap<i6
                             return Ok::<_, StoreError>(committed);
                         };
                         let changed = store
+                            .invoices()
                             .apply_status(
                                 id,
                                 InvoiceStatus::Paid,

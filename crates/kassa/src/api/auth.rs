@@ -195,7 +195,7 @@ impl AuthState {
         if let Some(caller) = self.keys.cached(&hash, stamp, now) {
             return Ok(Some(caller));
         }
-        let Some(owner) = self.keys.store.api_key_by_hash(&hash).await? else {
+        let Some(owner) = self.keys.store.orgs().api_key_by_hash(&hash).await? else {
             return Ok(None);
         };
         let caller = Caller::from(owner);
@@ -208,7 +208,7 @@ impl AuthState {
     async fn current_stamp(&self) -> Result<Stamp, StoreError> {
         // This process's own revocations count first: one made after this read is seen by
         // the lookup that follows, or changes the count again.
-        let here = self.keys.store.revocations_here();
+        let here = self.keys.store.orgs().revocations_here();
         let now = self.keys.store.now_ms();
         let (generation, read_at) = {
             let revocations = lock(&self.keys.revocations);
@@ -252,7 +252,7 @@ impl AuthState {
         if due {
             let store = self.keys.store.clone();
             tokio::spawn(async move {
-                if let Err(err) = store.touch_api_key(key_id, store.now_ms()).await {
+                if let Err(err) = store.orgs().touch_api_key(key_id, store.now_ms()).await {
                     tracing::warn!(key_id, error = %err, "could not record API key use");
                 }
             });
@@ -289,7 +289,7 @@ impl KeyBook {
     /// meanwhile; the generation this read found.
     async fn read_generation(&self) -> Result<i64, StoreError> {
         let started = self.store.now_ms();
-        let generation = self.store.api_key_revocation_generation().await?;
+        let generation = self.store.orgs().api_key_revocation_generation().await?;
         let mut revocations = lock(&self.revocations);
         if revocations.read_at.is_none_or(|at| at <= started) {
             revocations.generation = generation;

@@ -87,6 +87,7 @@ pub async fn idempotency(State(auth): State<AuthState>, req: Request, next: Next
         let (store, key) = (store.clone(), key.clone());
         async move {
             store
+                .orgs()
                 .idempotency_begin(
                     caller.key_id,
                     &key,
@@ -285,7 +286,7 @@ async fn run_and_record(
             loop {
                 tokio::time::sleep(every).await;
                 let until = store.now_ms().saturating_add(RUNNING_LEASE_MS);
-                if let Err(err) = store.idempotency_renew(key_id, &key, until).await {
+                if let Err(err) = store.orgs().idempotency_renew(key_id, &key, until).await {
                     tracing::warn!(key_id, error = %err, "could not renew an idempotency lease");
                 }
             }
@@ -309,6 +310,7 @@ async fn run_and_record(
     } else {
         let recorded = guard
             .store
+            .orgs()
             .idempotency_finish(guard.key_id, &guard.key, parts.status.as_u16(), &body)
             .await;
         // Even when recording failed the work is done: the record must not be abandoned (a
@@ -343,7 +345,12 @@ struct AbandonGuard {
 impl AbandonGuard {
     async fn abandon(&mut self) {
         self.armed = false;
-        if let Err(err) = self.store.idempotency_abandon(self.key_id, &self.key).await {
+        if let Err(err) = self
+            .store
+            .orgs()
+            .idempotency_abandon(self.key_id, &self.key)
+            .await
+        {
             tracing::warn!(key_id = self.key_id, error = %err, "could not abandon an idempotency record");
         }
     }
@@ -362,7 +369,7 @@ impl Drop for AbandonGuard {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
-                    if let Err(err) = store.idempotency_abandon(key_id, &key).await {
+                    if let Err(err) = store.orgs().idempotency_abandon(key_id, &key).await {
                         tracing::warn!(key_id, error = %err, "could not abandon an idempotency record");
                     }
                 });

@@ -192,9 +192,10 @@ mod tests {
         let db = TestDb::sqlite().await;
         let store = Store::new(db.db());
         let master_key = MasterKey::generate();
-        let org = store.create_org("shop", "Shop").await.expect("org");
+        let org = store.orgs().create_org("shop", "Shop").await.expect("org");
         let (api_key, prefix) = new_api_key();
         let record = store
+            .orgs()
             .create_api_key(org.id, "test", &prefix, &master_key.api_key_hash(&api_key))
             .await
             .expect("key");
@@ -519,6 +520,7 @@ mod tests {
             // `now_ms` 0 never expires the real record; a fresh one made here expires at once.
             let begun = f
                 .store
+                .orgs()
                 .idempotency_begin(f.key_id, idem, &hash, 0, 1)
                 .await
                 .expect("begin");

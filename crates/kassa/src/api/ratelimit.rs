@@ -135,6 +135,7 @@ impl RateLimiter {
             let chunk = (1u32 << quota.leases.min(31)).min(self.max_chunk());
             match self
                 .store
+                .orgs()
                 .lease_rate_quota(key_id, window_start, chunk, self.limit)
                 .await
             {
@@ -253,10 +254,11 @@ mod tests {
     /// A store on `db` with `n` API keys (the leases refer to them); their ids.
     async fn keys(db: &Db, n: usize) -> (Store, Vec<i64>) {
         let store = Store::new(db.clone());
-        let org = store.create_org("shop", "Shop").await.expect("org");
+        let org = store.orgs().create_org("shop", "Shop").await.expect("org");
         let mut ids = Vec::new();
         for i in 0..n {
             let key = store
+                .orgs()
                 .create_api_key(org.id, "k", &format!("p{i}"), &format!("hash-{i}"))
                 .await
                 .expect("key");

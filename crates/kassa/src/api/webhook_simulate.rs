@@ -145,6 +145,7 @@ async fn subscriptions(
         .map_err(webhook_error)?;
     let organization = webhooks
         .store()
+        .orgs()
         .org_by_id(caller.org_id)
         .await
         .map_err(|e| ApiError::store(F, e))?

@@ -51,13 +51,18 @@ impl Gateway {
              expiring the invoices it no longer knows"
         );
         let started = self.now_ms();
-        for terminal in self.store().list_terminals().await? {
+        for terminal in self.store().orgs().list_terminals().await? {
             self.sandbox_login(sim, terminal.org_id, &terminal.phone)
                 .await?;
         }
-        let stale = self.store().pending_sandbox_invoices(started).await?;
+        let stale = self
+            .store()
+            .invoices()
+            .pending_sandbox_invoices(started)
+            .await?;
         for id in &stale {
             self.store()
+                .invoices()
                 .apply_status(
                     *id,
                     InvoiceStatus::Expired,
@@ -109,13 +114,18 @@ impl Gateway {
         let Some(sim) = self.sandbox() else {
             return Ok(None);
         };
-        if !self.store().list_orgs().await?.is_empty() {
+        if !self.store().orgs().list_orgs().await?.is_empty() {
             if !sim.restored() {
                 self.recover_lost_sandbox(sim).await?;
             }
             return Ok(None);
         }
-        let org = match self.store().create_org(DEMO_ORG_SLUG, "Demo shop").await {
+        let org = match self
+            .store()
+            .orgs()
+            .create_org(DEMO_ORG_SLUG, "Demo shop")
+            .await
+        {
             Ok(org) => org,
             Err(StoreError::Conflict(_)) => return Ok(None),
             Err(e) => return Err(e.into()),

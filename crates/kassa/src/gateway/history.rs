@@ -59,7 +59,7 @@ impl Gateway {
     /// (the stretch between is read twice; reading is idempotent).
     pub async fn sync_history(&self, org_id: i64) -> Result<bool, GatewayError> {
         let started = std::time::Instant::now();
-        let mark = self.store().history_mark(org_id).await?;
+        let mark = self.store().invoices().history_mark(org_id).await?;
         let top = self
             .read_history(org_id, String::new(), mark.newest.as_deref(), TOP_PAGES)
             .await?;
@@ -90,6 +90,7 @@ impl Gateway {
         }
         let gap_open = gap.is_some();
         self.store()
+            .invoices()
             .save_history_mark(org_id, top.newest, gap, self.now_ms())
             .await?;
         tracing::debug!(
@@ -158,6 +159,7 @@ impl Gateway {
             // The page in one transaction: one commit settles many invoices.
             let (settled, new) = self
                 .store()
+                .invoices()
                 .record_history_page(org_id, ends, rows, self.now_ms())
                 .await?;
             read.settled += settled;

@@ -87,7 +87,7 @@ impl Gateway {
         {
             // An earlier run of this request made it, then its process died: that invoice is
             // the answer (its reconciliation finishes the create at Kaspi).
-            if let Some(made) = self.store().invoice(org_id, id).await? {
+            if let Some(made) = self.store().invoices().invoice(org_id, id).await? {
                 return Ok(made);
             }
         }
@@ -100,6 +100,7 @@ impl Gateway {
         // Stored with its reconciliation already scheduled and its marker: if this process
         // dies while Kaspi is asked, a later one finds the operation by the marker.
         let invoice = store
+            .invoices()
             .insert_invoice(NewInvoice {
                 payment_id: uuid::Uuid::new_v4().to_string(),
                 org_id,
@@ -146,6 +147,7 @@ impl Gateway {
                     .copied()
                     .unwrap_or_default();
                 let marked = store
+                    .invoices()
                     .mark_invoice_create_unknown(
                         invoice.id,
                         &cause,
@@ -158,6 +160,7 @@ impl Gateway {
                     // The history sync found the operation by its marker meanwhile: the
                     // invoice as it is now.
                     Err(StoreError::NotFound) => store
+                        .invoices()
                         .invoice_by_id(invoice.id)
                         .await?
                         .ok_or(GatewayError::NotFound),
@@ -165,7 +168,7 @@ impl Gateway {
                 }
             }
             Err(e) => {
-                store.delete_unsent_invoice(invoice.id).await?;
+                store.invoices().delete_unsent_invoice(invoice.id).await?;
                 Err(e)
             }
         }
@@ -188,6 +191,7 @@ impl Gateway {
             .unwrap_or_default();
         let marked = self
             .store()
+            .invoices()
             .mark_invoice_sent(
                 invoice.id,
                 InvoiceSent {
@@ -209,6 +213,7 @@ impl Gateway {
                 // the operation by its marker): the invoice as it is, if it is this operation.
                 let current = self
                     .store()
+                    .invoices()
                     .invoice_by_id(invoice.id)
                     .await?
                     .ok_or(GatewayError::NotFound)?;
@@ -236,6 +241,7 @@ impl Gateway {
         }
         let at = now.saturating_add(ms(every));
         self.store()
+            .jobs()
             .pull_job_forward(JobKind::SyncHistory, org_id, at, now)
             .await?;
         Ok(())
@@ -280,6 +286,7 @@ impl Gateway {
                 && same_amount
                 && self
                     .store()
+                    .invoices()
                     .invoice_by_operation_id(invoice.org_id, KaspiOperationId::new(op))
                     .await?
                     .is_none()
@@ -307,6 +314,7 @@ impl Gateway {
     ) -> Result<Invoice, GatewayError> {
         let invoice = self
             .store()
+            .invoices()
             .invoice(org_id, id)
             .await?
             .ok_or(GatewayError::NotFound)?;
@@ -341,6 +349,7 @@ impl Gateway {
                 let now = self.now_ms();
                 let changed = self
                     .store()
+                    .invoices()
                     .cancel_invoice(id, reason.as_deref(), now)
                     .await?;
                 self.schedule_late_check(id, now).await?;
@@ -352,7 +361,7 @@ impl Gateway {
             Err(GatewayError::KaspiRefused(message)) => {
                 // Kaspi would not cancel: most likely the payer was faster. Look.
                 let _ = self.check_status(&invoice).await;
-                let current = self.store().invoice(org_id, id).await?;
+                let current = self.store().invoices().invoice(org_id, id).await?;
                 match current {
                     Some(c) if c.status != InvoiceStatus::Pending => {
                         Err(GatewayError::NotCancellable { status: c.status })
@@ -365,7 +374,7 @@ impl Gateway {
     }
 
     async fn not_cancellable_now(&self, org_id: i64, id: i64) -> GatewayError {
-        match self.store().invoice(org_id, id).await {
+        match self.store().invoices().invoice(org_id, id).await {
             Ok(Some(c)) => GatewayError::NotCancellable { status: c.status },
             Ok(None) => GatewayError::NotFound,
             Err(e) => e.into(),
@@ -381,6 +390,7 @@ impl Gateway {
     ) -> Result<(), GatewayError> {
         let at = now.saturating_add(ms(self.settings().late_check));
         self.store()
+            .jobs()
             .schedule_job(JobKind::PollInvoice, invoice_id, at, now)
             .await?;
         Ok(())
@@ -437,6 +447,7 @@ impl Gateway {
         let now = self.now_ms();
         let changed = self
             .store()
+            .invoices()
             .apply_status(
                 invoice.id,
                 to,
@@ -490,6 +501,7 @@ impl Gateway {
         })?;
         let invoice = self
             .store()
+            .invoices()
             .invoice(org_id, id)
             .await?
             .ok_or(GatewayError::NotFound)?;
@@ -504,6 +516,7 @@ impl Gateway {
         done.map_err(|e| GatewayError::Sandbox(format!("the sandbox payer cannot do that: {e}")))?;
         self.check_status(&invoice).await?;
         self.store()
+            .invoices()
             .invoice(org_id, id)
             .await?
             .ok_or(GatewayError::NotFound)

@@ -297,6 +297,7 @@ impl Gateway {
         let org = self
             .inner
             .store
+            .orgs()
             .org_by_id(org_id)
             .await?
             .ok_or(GatewayError::NotFound)?;
@@ -314,7 +315,7 @@ impl Gateway {
 
     /// The health of every organization's cashier session.
     pub async fn health(&self) -> Result<Vec<TerminalHealth>, GatewayError> {
-        let terminals = self.inner.store.list_terminals().await?;
+        let terminals = self.inner.store.orgs().list_terminals().await?;
         Ok(terminals
             .into_iter()
             .map(|t| TerminalHealth {

@@ -41,6 +41,7 @@ impl Gateway {
         let store = self.store();
         let now = self.now_ms();
         let invoice = store
+            .invoices()
             .insert_invoice(NewInvoice {
                 payment_id: uuid::Uuid::new_v4().to_string(),
                 org_id,
@@ -73,7 +74,7 @@ impl Gateway {
         let token = match made {
             Ok(token) => token,
             Err(e) => {
-                store.delete_unsent_invoice(invoice.id).await?;
+                store.invoices().delete_unsent_invoice(invoice.id).await?;
                 return Err(match e {
                     GatewayError::OutcomeUnknown(cause) => GatewayError::KaspiUnavailable(cause),
                     other => other,
@@ -91,6 +92,7 @@ impl Gateway {
             .copied()
             .unwrap_or_default();
         let sent = store
+            .invoices()
             .mark_invoice_sent(
                 invoice.id,
                 InvoiceSent {

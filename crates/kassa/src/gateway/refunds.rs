@@ -52,8 +52,8 @@ impl Gateway {
         {
             // An earlier run of this request made it, then its process died: that refund is
             // the answer (its job sends it).
-            let refund = self.store().refund(org_id, id).await?;
-            let invoice = self.store().invoice(org_id, invoice_id).await?;
+            let refund = self.store().refunds().refund(org_id, id).await?;
+            let invoice = self.store().invoices().invoice(org_id, invoice_id).await?;
             if let (Some(refund), Some(invoice)) = (refund, invoice) {
                 return Ok((refund, invoice));
             }
@@ -63,6 +63,7 @@ impl Gateway {
         let now = self.now_ms();
         let created = self
             .store()
+            .refunds()
             .create_refund(NewRefund {
                 refund_id: uuid::Uuid::new_v4().to_string(),
                 org_id,
@@ -99,10 +100,11 @@ impl Gateway {
         attempt: i64,
     ) -> Result<RefundStep, GatewayError> {
         let store = self.store();
-        let Some(refund) = store.refund_by_id(id).await? else {
+        let Some(refund) = store.refunds().refund_by_id(id).await? else {
             return Ok(RefundStep::Ended);
         };
         let invoice = store
+            .invoices()
             .invoice_by_id(refund.invoice_id)
             .await?
             .ok_or(GatewayError::NotFound)?;
@@ -123,7 +125,11 @@ impl Gateway {
         let store = self.store();
         // Check the session before marking it sent: a dead session means nothing was sent.
         self.terminals().load(refund.org_id).await?;
-        let Some(refund) = store.start_refund(refund.id, self.now_ms()).await? else {
+        let Some(refund) = store
+            .refunds()
+            .start_refund(refund.id, self.now_ms())
+            .await?
+        else {
             return Ok(RefundStep::Ended);
         };
         let amount = Amount::from(refund.amount);
@@ -137,6 +143,7 @@ impl Gateway {
             Ok(answer) => {
                 let kaspi_id = answer.id.map(|id| id.to_string());
                 store
+                    .refunds()
                     .complete_refund(refund.id, kaspi_id.as_deref(), self.now_ms())
                     .await?;
                 tracing::info!(refund = refund.id, "refund completed at Kaspi");
@@ -144,6 +151,7 @@ impl Gateway {
             }
             Err(GatewayError::KaspiRefused(message)) => {
                 store
+                    .refunds()
                     .fail_refund(
                         refund.id,
                         &format!("Kaspi refused the refund: {message}"),
@@ -160,7 +168,10 @@ impl Gateway {
                 // Nothing reached Kaspi (no session, refused connection, throttled): back to
                 // pending, to be sent later.
                 tracing::warn!(refund = refund.id, error = %e, "refund not sent; will retry");
-                store.requeue_refund(refund.id, self.now_ms()).await?;
+                store
+                    .refunds()
+                    .requeue_refund(refund.id, self.now_ms())
+                    .await?;
                 Ok(RefundStep::NotSent)
             }
         }
@@ -192,6 +203,7 @@ impl Gateway {
         let expected = invoice.total_refunded.saturating_add(refund.amount);
         if returned.is_some_and(|r| r >= expected) {
             store
+                .refunds()
                 .complete_refund(refund.id, None, self.now_ms())
                 .await?;
             tracing::info!(
@@ -202,6 +214,7 @@ impl Gateway {
         }
         if attempt + 1 >= UNCONFIRMED_CHECKS {
             store
+                .refunds()
                 .fail_refund(
                     refund.id,
                     "Kaspi did not confirm the refund and it was not sent again; check the operation in Kaspi Pay",

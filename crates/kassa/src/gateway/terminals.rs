@@ -122,7 +122,7 @@ pub async fn connect_terminal(
     AppBuild::new(client_config.app.clone(), Duration::ZERO)
         .sync(store)
         .await?;
-    let existing = store.terminal_for_org(org_id).await?;
+    let existing = store.orgs().terminal_for_org(org_id).await?;
     let device = match existing.filter(|t| t.phone == phone.as_str()) {
         Some(t) => open_device(master_key, org_id, &t.device_sealed)?,
         None => DeviceIdentity::generate(),
@@ -138,6 +138,7 @@ pub async fn connect_terminal(
     );
     let session_sealed = master_key.seal(session.to_json().as_bytes(), &session_context(org_id));
     let terminal = store
+        .orgs()
         .upsert_terminal(
             org_id,
             phone.as_str(),
@@ -150,6 +151,7 @@ pub async fn connect_terminal(
     // runs at once.
     let now = store.now_ms();
     store
+        .jobs()
         .pull_job_forward(JobKind::SyncHistory, org_id, now, now)
         .await?;
     tracing::info!(org_id, terminal = terminal.id, "cashier logged in to Kaspi");
@@ -225,10 +227,11 @@ impl Terminals {
             Ok(false) => {}
             Ok(true) => {
                 let now = self.store.now_ms();
-                let terminals = self.store.list_terminals().await.unwrap_or_default();
+                let terminals = self.store.orgs().list_terminals().await.unwrap_or_default();
                 for t in terminals {
                     if let Err(e) = self
                         .store
+                        .jobs()
                         .pull_job_forward(JobKind::SyncHistory, t.org_id, now, now)
                         .await
                     {
@@ -265,6 +268,7 @@ impl Terminals {
         self.sync_app_build().await;
         let terminal = self
             .store
+            .orgs()
             .terminal_for_org(org_id)
             .await?
             .ok_or(GatewayError::NoTerminal)?;
@@ -417,6 +421,7 @@ impl Terminals {
         reason: &str,
     ) -> Result<GatewayError, GatewayError> {
         self.store
+            .orgs()
             .update_terminal_session(
                 org_id,
                 version,
@@ -427,6 +432,7 @@ impl Terminals {
             .await?;
         let slug = self
             .store
+            .orgs()
             .org_by_id(org_id)
             .await
             .ok()
@@ -434,6 +440,7 @@ impl Terminals {
             .map_or_else(|| org_id.to_string(), |o| o.slug);
         let phone = self
             .store
+            .orgs()
             .terminal_for_org(org_id)
             .await
             .ok()
@@ -454,6 +461,7 @@ impl Terminals {
         let _one_at_a_time = self.refreshing.lock().await;
         let current = self
             .store
+            .orgs()
             .terminal_for_org(org_id)
             .await?
             .ok_or(GatewayError::NoTerminal)?;
@@ -467,6 +475,7 @@ impl Terminals {
                     .seal(session.to_json().as_bytes(), &session_context(org_id));
                 let stored = self
                     .store
+                    .orgs()
                     .update_terminal_session(
                         org_id,
                         stale.version,

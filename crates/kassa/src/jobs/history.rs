@@ -16,7 +16,12 @@ pub(super) async fn run(gateway: &Gateway, worker: &str, job: &Job) -> Result<()
             // settles them in bulk), rarely when only static QR payments can appear.
             let next = if busy {
                 gateway.settings().tick
-            } else if gateway.store().has_pending_invoices(job.ref_id).await? {
+            } else if gateway
+                .store()
+                .invoices()
+                .has_pending_invoices(job.ref_id)
+                .await?
+            {
                 every
             } else {
                 gateway.settings().history_idle_every
@@ -24,7 +29,7 @@ pub(super) async fn run(gateway: &Gateway, worker: &str, job: &Job) -> Result<()
             again_after(gateway, worker, job, 0, next, None).await
         }
         Err(GatewayError::NoTerminal) => {
-            gateway.store().finish_job(job.id).await?;
+            gateway.store().jobs().finish_job(job.id).await?;
             Ok(())
         }
         Err(e) if e.waits_for_person() => {
@@ -52,9 +57,10 @@ pub(super) async fn run(gateway: &Gateway, worker: &str, job: &Job) -> Result<()
 /// left the next one for later.
 pub(super) async fn schedule_all(gateway: &Gateway) -> Result<(), GatewayError> {
     let now = gateway.now_ms();
-    for terminal in gateway.store().list_terminals().await? {
+    for terminal in gateway.store().orgs().list_terminals().await? {
         gateway
             .store()
+            .jobs()
             .pull_job_forward(JobKind::SyncHistory, terminal.org_id, now, now)
             .await?;
     }

@@ -139,6 +139,7 @@ impl Jobs {
         let mut held = Vec::new();
         for &kind in kinds {
             let claimed = store
+                .jobs()
                 .claim_jobs(
                     kind,
                     &self.worker_id,
@@ -184,7 +185,7 @@ impl Jobs {
                 }
                 _ = renew.tick() => {
                     let until = store.now_ms().saturating_add(ms(settings.lease));
-                    if let Err(e) = store.renew_job_leases(&self.worker_id, &held, until).await {
+                    if let Err(e) = store.jobs().renew_job_leases(&self.worker_id, &held, until).await {
                         tracing::warn!(error = %e, "cannot renew job leases");
                     }
                 }

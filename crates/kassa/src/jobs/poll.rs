@@ -13,8 +13,8 @@ use crate::store::{InvoiceStatus, Job};
 const EXPIRY_GRACE: Duration = Duration::from_secs(3600);
 
 pub(super) async fn run(gateway: &Gateway, worker: &str, job: &Job) -> Result<(), GatewayError> {
-    let Some(invoice) = gateway.store().invoice_by_id(job.ref_id).await? else {
-        gateway.store().finish_job(job.id).await?;
+    let Some(invoice) = gateway.store().invoices().invoice_by_id(job.ref_id).await? else {
+        gateway.store().jobs().finish_job(job.id).await?;
         return Ok(());
     };
     let late_check = invoice.status != InvoiceStatus::Pending;
@@ -30,7 +30,7 @@ pub(super) async fn run(gateway: &Gateway, worker: &str, job: &Job) -> Result<()
             Ok(())
         }
         Ok(Checked::Unchanged) if late_check => {
-            gateway.store().finish_job(job.id).await?;
+            gateway.store().jobs().finish_job(job.id).await?;
             Ok(())
         }
         Ok(Checked::Unchanged) => {
@@ -41,9 +41,10 @@ pub(super) async fn run(gateway: &Gateway, worker: &str, job: &Job) -> Result<()
             if given_up {
                 gateway
                     .store()
+                    .invoices()
                     .apply_status(invoice.id, InvoiceStatus::Expired, None, now, None)
                     .await?;
-                gateway.store().finish_job(job.id).await?;
+                gateway.store().jobs().finish_job(job.id).await?;
                 return Ok(());
             }
             again(gateway, worker, job, job.attempt + 1, None).await

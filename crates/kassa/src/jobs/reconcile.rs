@@ -7,8 +7,8 @@ use crate::gateway::{Gateway, GatewayError};
 use crate::store::{CreateState, InvoiceKind, Job};
 
 pub(super) async fn run(gateway: &Gateway, worker: &str, job: &Job) -> Result<(), GatewayError> {
-    let Some(invoice) = gateway.store().invoice_by_id(job.ref_id).await? else {
-        gateway.store().finish_job(job.id).await?;
+    let Some(invoice) = gateway.store().invoices().invoice_by_id(job.ref_id).await? else {
+        gateway.store().jobs().finish_job(job.id).await?;
         return Ok(());
     };
     match (invoice.create_state, invoice.kind) {
@@ -21,12 +21,16 @@ pub(super) async fn run(gateway: &Gateway, worker: &str, job: &Job) -> Result<()
                 invoice = invoice.id,
                 "a QR payment's create never finished; removing it"
             );
-            gateway.store().delete_unsent_invoice(invoice.id).await?;
-            gateway.store().finish_job(job.id).await?;
+            gateway
+                .store()
+                .invoices()
+                .delete_unsent_invoice(invoice.id)
+                .await?;
+            gateway.store().jobs().finish_job(job.id).await?;
             return Ok(());
         }
         _ => {
-            gateway.store().finish_job(job.id).await?;
+            gateway.store().jobs().finish_job(job.id).await?;
             return Ok(());
         }
     }
@@ -36,7 +40,7 @@ pub(super) async fn run(gateway: &Gateway, worker: &str, job: &Job) -> Result<()
             tracing::info!(invoice = invoice.id, "lost create found in Kaspi's history");
             gateway.record_sent(&invoice, &found).await?;
             // Recorded (or found recorded by someone else): the job is done either way.
-            gateway.store().finish_job(job.id).await?;
+            gateway.store().jobs().finish_job(job.id).await?;
             Ok(())
         }
         Ok(None) if usize::try_from(job.attempt + 1).unwrap_or(usize::MAX) >= schedule.len() => {
@@ -46,6 +50,7 @@ pub(super) async fn run(gateway: &Gateway, worker: &str, job: &Job) -> Result<()
             );
             let failed = gateway
                 .store()
+                .invoices()
                 .mark_invoice_create_failed(
                     invoice.id,
                     "Kaspi never received the invoice (its answer was lost and history does not show it)",
@@ -55,7 +60,7 @@ pub(super) async fn run(gateway: &Gateway, worker: &str, job: &Job) -> Result<()
             match failed {
                 // The history sync found it meanwhile: nothing to fail.
                 Ok(_) | Err(crate::store::StoreError::NotFound) => {
-                    gateway.store().finish_job(job.id).await?;
+                    gateway.store().jobs().finish_job(job.id).await?;
                     Ok(())
                 }
                 Err(e) => Err(e.into()),

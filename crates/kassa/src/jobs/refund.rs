@@ -10,7 +10,7 @@ pub(super) async fn run(gateway: &Gateway, worker: &str, job: &Job) -> Result<()
     match gateway.advance_refund(job.ref_id, job.attempt).await {
         Ok(RefundStep::Ended) => {
             // Its end removed the job, unless it had ended before.
-            gateway.store().finish_job(job.id).await?;
+            gateway.store().jobs().finish_job(job.id).await?;
             Ok(())
         }
         Ok(RefundStep::NotSent) => same_attempt_on(gateway, worker, job, schedule, None).await,

@@ -33,6 +33,7 @@ pub(super) async fn again_after(
     let error = error.map(ToString::to_string);
     gateway
         .store()
+        .jobs()
         .reschedule_job(
             job.id,
             worker,

@@ -7,9 +7,10 @@
 
 use crate::db::{DbError, Value};
 use crate::domain::KaspiOperationId;
+use crate::store::InvoiceRepo;
 
 use super::invoices::add_to_counts_tx;
-use super::{conflict_on_unique, CreateState, InvoiceStatus, NewInvoice, Store, StoreError};
+use super::{conflict_on_unique, CreateState, InvoiceStatus, NewInvoice, StoreError};
 
 /// Rows of one `INSERT` statement: 1,000 × 19 = 19,000 parameters.
 pub const ROWS_PER_STATEMENT: usize = 1_000;
@@ -105,7 +106,7 @@ fn insert_sql(rows: usize) -> String {
     )
 }
 
-impl Store {
+impl InvoiceRepo {
     /// Inserts `rows` as invoices sent to Kaspi, in their status, with no status event and no
     /// poll job: 1,000 rows per statement, 5,000 per transaction, one
     /// transaction after another (a failure leaves the transactions before it committed).

@@ -4,6 +4,7 @@
 
 use crate::db::{DbError, Row, Tx, Value};
 use crate::domain::{KaspiOperationId, Money};
+use crate::store::InvoiceRepo;
 
 use super::DomainColumns as _;
 
@@ -12,7 +13,7 @@ use super::jobs::{delete_job, schedule_job};
 use super::OperationEnd;
 use super::{CreateState, JobKind};
 
-use super::{Store, StoreError};
+use super::StoreError;
 
 /// One operation of the history, as kept.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -80,7 +81,7 @@ fn from_row(row: &Row) -> Result<KaspiOperation, DbError> {
     })
 }
 
-impl Store {
+impl InvoiceRepo {
     /// Records one page of `org_id`'s history in one transaction: operations whose comment
     /// carries the marker of an invoice without an operation are given to it first (see
     /// `claim_operations_tx`), then the invoices the page ends are

@@ -6,8 +6,9 @@
 //! violation would fail the whole transaction, so it is never provoked.
 
 use crate::db::{DbError, Tx, Value};
+use crate::store::OrgRepo;
 
-use super::{Begin, IdemLink, Resource, Store, StoreError};
+use super::{Begin, IdemLink, Resource, StoreError};
 
 const STATE_RUNNING: &str = "running";
 const STATE_DONE: &str = "done";
@@ -34,7 +35,7 @@ pub(crate) fn link_tx(tx: &mut dyn Tx, link: &IdemLink, resource: Resource) -> R
     Ok(())
 }
 
-impl Store {
+impl OrgRepo {
     /// Starts a request with idempotency key `key` of API key `api_key_id`. A record past its
     /// `expires_at` counts as absent; a new one lives until `now_ms + ttl_ms` and is leased to
     /// this request for [`RUNNING_LEASE_MS`] (renew it with [`Store::idempotency_renew`]).

@@ -6,11 +6,12 @@
 use super::DomainColumns as _;
 use crate::db::{DbError, Row, Tx, Value};
 use crate::domain::KaspiOperationId;
+use crate::store::InvoiceRepo;
 
 use super::jobs::{delete_job, delete_jobs, schedule_job, schedule_job_at};
 use super::{
     conflict_on_unique, CreateState, EventKind, Invoice, InvoiceFilter, InvoiceKind, InvoiceSent,
-    InvoiceSort, InvoiceStats, InvoiceStatus, JobKind, NewInvoice, Resource, StatusTotals, Store,
+    InvoiceSort, InvoiceStats, InvoiceStatus, JobKind, NewInvoice, Resource, StatusTotals,
     StoreError,
 };
 
@@ -251,7 +252,7 @@ pub(super) fn settle_operations_tx(
     Ok(changed.len())
 }
 
-impl Store {
+impl InvoiceRepo {
     /// Records a new invoice as `pending`, `sending`; with `reconcile_at`, its reconciliation
     /// job is scheduled in the same transaction (so a create whose process dies while Kaspi is
     /// asked is finished by a later one), and with `idempotency` the request's record names

@@ -5,8 +5,9 @@
 //! A lease that runs out makes the job claimable again: work survives a crashed worker.
 
 use crate::db::{DbError, Row, Tx, Value};
+use crate::store::JobRepo;
 
-use super::{Job, JobKind, Store, StoreError};
+use super::{Job, JobKind, StoreError};
 
 const JOB_COLUMNS: &str =
     "id, kind, ref_id, run_at, attempt, locked_until, locked_by, last_error, created_at";
@@ -91,7 +92,7 @@ pub(crate) fn delete_job(tx: &mut dyn Tx, kind: JobKind, ref_id: i64) -> Result<
     delete_jobs(tx, kind, &[ref_id])
 }
 
-impl Store {
+impl JobRepo {
     /// Schedules job `(kind, ref_id)` at `run_at` unless it exists; `true` when it was made.
     pub async fn schedule_job(
         &self,

@@ -2,9 +2,10 @@
 //! revocation generation that invalidates every process's cache of key lookups, and the
 //! leases of each key's rate-limit quota.
 
+use crate::store::OrgRepo;
 use std::sync::atomic::Ordering;
 
-use super::{Store, StoreError};
+use super::StoreError;
 
 /// A lease of rate-limit quota: how much was granted, and how much of the window's limit the
 /// processes have leased in all now (this grant included, at most the limit).
@@ -14,7 +15,7 @@ pub struct QuotaLease {
     pub leased_total: u32,
 }
 
-impl Store {
+impl OrgRepo {
     /// The revocation generation: it grows with every revocation of an API key, by any
     /// process.
     pub async fn api_key_revocation_generation(&self) -> Result<i64, StoreError> {

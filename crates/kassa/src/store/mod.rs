@@ -1,6 +1,7 @@
 //! The gateway's store: all of its SQL, written once for SQLite and PostgreSQL over [`Db`].
 //!
-//! One [`Store`] with a method per question or change, each one transaction. Every status change
+//! One [`Store`], handed out as repositories (`store.invoices()`, `refunds()`, `jobs()`,
+//! `webhooks()`, `orgs()`), each with a method per question or change, each one transaction. Every status change
 //! writes its `invoice_events` row in the same transaction (the outbox); jobs are rows leased
 //! with `UPDATE … RETURNING`. The only dialect difference used is [`Dialect::skip_locked`]
 //! (`crate::db::Dialect`); the tables come from `migrations/*/0002_gateway.sql`.
@@ -13,7 +14,8 @@
 //! - `history.rs`: operations synced from Kaspi's history (static QR payments).
 //! - `refunds.rs`: refunds reserved against their invoice, and their ends.
 //! - `bulk.rs`: invoices seeded in bulk (load tests), many rows per statement.
-//! - `webhooks.rs`: webhook endpoints, the dispatch of events into deliveries, attempts.
+//! - `webhooks/`: webhook endpoints, the dispatch of events into deliveries, attempts.
+//! - `settings.rs`: run-time settings (on [`Store`] itself).
 
 mod bulk;
 mod history;
@@ -61,14 +63,85 @@ pub enum StoreError {
     Db(#[from] DbError),
 }
 
-/// The gateway's store; cheap to clone.
+/// What every repository holds: the database, the clock, this handle's count of key
+/// revocations. Repositories deref to it.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct Repo {
     db: Db,
     /// Every "now" the store needs and its callers take.
     clock: Clock,
-    /// Revocations of API keys made through this handle (see [`Store::revocations_here`]).
+    /// Revocations of API keys made through this handle (see [`OrgRepo::revocations_here`]).
     revocations_here: Arc<AtomicU64>,
+}
+
+impl Repo {
+    /// Now on the store's clock, in unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+/// Declares repositories: each one a group of the store's methods over the shared [`Repo`].
+macro_rules! repositories {
+    ($($(#[$meta:meta])* $name:ident => $accessor:ident;)*) => {
+        $(
+            $(#[$meta])*
+            #[derive(Debug, Clone)]
+            pub struct $name(Repo);
+
+            impl std::ops::Deref for $name {
+                type Target = Repo;
+
+                fn deref(&self) -> &Repo {
+                    &self.0
+                }
+            }
+        )*
+
+        /// The gateway's store, handed out as repositories; cheap to clone.
+        #[derive(Debug, Clone)]
+        pub struct Store {
+            repo: Repo,
+            $($accessor: $name,)*
+        }
+
+        impl Store {
+            /// A store over `db` whose "now" is `clock`'s.
+            pub fn with_clock(db: Db, clock: Clock) -> Store {
+                let repo = Repo {
+                    db,
+                    clock,
+                    revocations_here: Arc::new(AtomicU64::new(0)),
+                };
+                Store {
+                    $($accessor: $name(repo.clone()),)*
+                    repo,
+                }
+            }
+
+            $(
+                $(#[$meta])*
+                pub fn $accessor(&self) -> &$name {
+                    &self.$accessor
+                }
+            )*
+        }
+    };
+}
+
+repositories! {
+    /// Invoices: made, sent, changed (with their outbox events), listed and counted; the
+    /// operations read from Kaspi's history; invoices seeded in bulk.
+    InvoiceRepo => invoices;
+    /// Refunds: reserved against their invoice, sent, ended.
+    RefundRepo => refunds;
+    /// Leased jobs: scheduled, claimed, renewed, finished.
+    JobRepo => jobs;
+    /// Webhook endpoints, the outbox dispatched into deliveries, attempts and their log.
+    WebhookRepo => webhooks;
+    /// Organizations, API keys (and their revocations, rate-limit quotas, idempotency
+    /// records), cashier terminals.
+    OrgRepo => orgs;
 }
 
 impl Store {
@@ -77,28 +150,19 @@ impl Store {
         Store::with_clock(db, Clock::system())
     }
 
-    /// A store over `db` whose "now" is `clock`'s.
-    pub fn with_clock(db: Db, clock: Clock) -> Store {
-        Store {
-            db,
-            clock,
-            revocations_here: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
     /// The clock of this store and of everything built on it.
     pub fn clock(&self) -> &Clock {
-        &self.clock
+        &self.repo.clock
     }
 
     /// Now on [`Store::clock`], in unix milliseconds.
     pub fn now_ms(&self) -> i64 {
-        self.clock.now_ms()
+        self.repo.now_ms()
     }
 
     /// The database underneath.
     pub fn db(&self) -> &Db {
-        &self.db
+        &self.repo.db
     }
 }
 

@@ -1,9 +1,10 @@
 //! Organizations, their API keys and their Kaspi terminal.
 
 use crate::db::{DbError, Row, Value};
+use crate::store::OrgRepo;
 
 use super::{
-    conflict_on_unique, ApiKeyOwner, ApiKeyRecord, Organization, Store, StoreError, Terminal,
+    conflict_on_unique, ApiKeyOwner, ApiKeyRecord, Organization, StoreError, Terminal,
     TerminalState,
 };
 
@@ -47,7 +48,7 @@ fn terminal_from_row(row: &Row) -> Result<Terminal, DbError> {
     })
 }
 
-impl Store {
+impl OrgRepo {
     /// Creates an organization; [`StoreError::Conflict`] when the slug is taken.
     pub async fn create_org(&self, slug: &str, name: &str) -> Result<Organization, StoreError> {
         let (slug, name, now) = (slug.to_owned(), name.to_owned(), self.now_ms());

@@ -5,10 +5,11 @@
 use super::DomainColumns as _;
 use crate::db::{DbError, Row, Tx, Value};
 use crate::domain::Money;
+use crate::store::RefundRepo;
 
 use super::invoices::{invoice_by_id_tx, INVOICE_COLUMNS};
 use super::jobs::{delete_job, schedule_job};
-use super::{EventKind, Invoice, InvoiceStatus, JobKind, Refund, RefundStatus, Store, StoreError};
+use super::{EventKind, Invoice, InvoiceStatus, JobKind, Refund, RefundStatus, StoreError};
 
 const REFUND_COLUMNS: &str = "id, refund_id, org_id, invoice_id, amount, reason, status, \
      fail_reason, kaspi_refund_id, initiated_by, created_at, updated_at, completed_at";
@@ -104,7 +105,7 @@ fn moving_to(to: RefundStatus) -> String {
         .join(", ")
 }
 
-impl Store {
+impl RefundRepo {
     /// Reserves `new.amount` (or all that is left) of a paid invoice and records the refund
     /// `pending` with its job, in one transaction. Never more than what was paid, also when
     /// refunds race: the reservation is one conditional UPDATE.

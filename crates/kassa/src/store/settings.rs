@@ -8,7 +8,8 @@ use super::{Store, StoreError};
 impl Store {
     /// Every setting, by key (the table holds a handful of rows).
     pub async fn settings(&self) -> Result<HashMap<String, String>, StoreError> {
-        self.db
+        self.repo
+            .db
             .read(|tx| {
                 let rows = tx.query("SELECT key, value FROM settings", &[])?;
                 Ok(rows
@@ -23,7 +24,8 @@ impl Store {
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let (key, value) = (key.to_owned(), value.to_owned());
         let now = self.now_ms();
-        self.db
+        self.repo
+            .db
             .write(move |tx| {
                 tx.execute(
                     "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
@@ -39,7 +41,8 @@ impl Store {
     /// Removes `key` (back to its default); `true` when it was set.
     pub async fn delete_setting(&self, key: &str) -> Result<bool, StoreError> {
         let key = key.to_owned();
-        self.db
+        self.repo
+            .db
             .write(move |tx| {
                 Ok(tx.execute(
                     "DELETE FROM settings WHERE key = $1",

@@ -54,6 +54,7 @@ impl Webhooks {
                     "the endpoint was deleted"
                 };
                 self.store()
+                    .webhooks()
                     .abandon_webhook_delivery(delivery.id, worker, reason, self.now_ms())
                     .await?;
                 return Ok(None);

@@ -109,7 +109,7 @@ impl Webhooks {
         look: Look,
     ) -> Result<Option<(Vec<Leased>, bool)>, WebhookError> {
         let now = self.now_ms();
-        if look == Look::Maybe && !self.store().webhook_deliveries_due(now).await? {
+        if look == Look::Maybe && !self.store().webhooks().webhook_deliveries_due(now).await? {
             return Ok(Some((Vec::new(), false)));
         }
         let Some(permits) = take_slots(&pipeline.slots, free) else {
@@ -118,6 +118,7 @@ impl Webhooks {
         let limit = permits.num_permits();
         let leased = self
             .store()
+            .webhooks()
             .lease_webhook_deliveries(
                 &pipeline.worker_id,
                 now,
@@ -165,7 +166,12 @@ impl Webhooks {
     /// not lose the others).
     pub(super) async fn record(&self, records: Vec<AttemptRecord>) {
         let ids: Vec<i64> = records.iter().map(|r| r.delivery).collect();
-        let failed = match self.store().record_webhook_attempts(records.clone()).await {
+        let failed = match self
+            .store()
+            .webhooks()
+            .record_webhook_attempts(records.clone())
+            .await
+        {
             Ok(recorded) => {
                 for (id, recorded) in ids.iter().zip(recorded) {
                     if !recorded {
@@ -183,7 +189,7 @@ impl Webhooks {
         tracing::warn!(error = %failed, attempts = records.len(), "recording webhook attempts together failed; one by one");
         for record in records {
             let id = record.delivery;
-            match self.store().record_webhook_attempt(record).await {
+            match self.store().webhooks().record_webhook_attempt(record).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!(delivery = id, "webhook attempt not recorded: lease lost");

@@ -100,12 +100,17 @@ impl Webhooks {
     /// rendered, one per format that the organization's active endpoints have: their invoices
     /// and organizations are read in one go.
     pub(super) async fn prepare_events(&self) -> Result<Vec<EventToDispatch>, WebhookError> {
-        let events = self.store().undispatched_events(DISPATCH_BATCH).await?;
+        let events = self
+            .store()
+            .webhooks()
+            .undispatched_events(DISPATCH_BATCH)
+            .await?;
         if events.is_empty() {
             return Ok(Vec::new());
         }
         let rows = self
             .store()
+            .webhooks()
             .webhook_event_rows(
                 events.iter().map(|e| e.invoice_id).collect(),
                 events.iter().map(|e| e.org_id).collect(),
@@ -115,7 +120,7 @@ impl Webhooks {
         let mut refunds = HashMap::new();
         for id in events.iter().filter_map(|e| e.refund_id) {
             if let Entry::Vacant(slot) = refunds.entry(id) {
-                slot.insert(self.store().refund_by_id(id).await?);
+                slot.insert(self.store().refunds().refund_by_id(id).await?);
             }
         }
         Ok(events
@@ -197,6 +202,7 @@ impl Webhooks {
     ) -> Result<Dispatched, WebhookError> {
         let done = match self
             .store()
+            .webhooks()
             .dispatch_events(batch.clone(), self.now_ms(), lease)
             .await
         {
@@ -209,6 +215,7 @@ impl Webhooks {
                     let event_id = event.event_id;
                     match self
                         .store()
+                        .webhooks()
                         .dispatch_events(vec![event], self.now_ms(), None)
                         .await
                     {

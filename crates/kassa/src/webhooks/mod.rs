@@ -236,6 +236,7 @@ impl Webhooks {
             .seal(secret.as_bytes(), &Self::seal_context(&endpoint_id));
         let endpoint = self
             .store()
+            .webhooks()
             .insert_webhook_endpoint(NewWebhookEndpoint {
                 endpoint_id,
                 org_id,
@@ -259,12 +260,17 @@ impl Webhooks {
 
     /// The organization's endpoints, oldest first.
     pub async fn list(&self, org_id: i64) -> Result<Vec<WebhookEndpoint>, WebhookError> {
-        Ok(self.store().list_webhook_endpoints(org_id).await?)
+        Ok(self
+            .store()
+            .webhooks()
+            .list_webhook_endpoints(org_id)
+            .await?)
     }
 
     /// Endpoint `id` of the organization.
     pub async fn get(&self, org_id: i64, id: i64) -> Result<WebhookEndpoint, WebhookError> {
         self.store()
+            .webhooks()
             .webhook_endpoint(org_id, id)
             .await?
             .ok_or(WebhookError::NotFound)
@@ -300,6 +306,7 @@ impl Webhooks {
             is_active: input.is_active,
         };
         self.store()
+            .webhooks()
             .update_webhook_endpoint(org_id, id, update, self.now_ms())
             .await?
             .ok_or(WebhookError::NotFound)
@@ -307,7 +314,12 @@ impl Webhooks {
 
     /// Deletes endpoint `id` with its delivery log.
     pub async fn delete(&self, org_id: i64, id: i64) -> Result<(), WebhookError> {
-        if self.store().delete_webhook_endpoint(org_id, id).await? {
+        if self
+            .store()
+            .webhooks()
+            .delete_webhook_endpoint(org_id, id)
+            .await?
+        {
             tracing::info!(org_id, endpoint = id, "webhook endpoint deleted");
             Ok(())
         } else {
@@ -344,6 +356,7 @@ impl Webhooks {
             (grace_ms > 0).then(|| (current.secret_sealed, now.saturating_add(grace_ms)));
         let endpoint = self
             .store()
+            .webhooks()
             .set_webhook_secret(org_id, id, sealed, previous, now)
             .await?
             .ok_or(WebhookError::NotFound)?;
@@ -365,11 +378,17 @@ impl Webhooks {
         let offset = page.saturating_sub(1).saturating_mul(per_page);
         let deliveries = self
             .store()
+            .webhooks()
             .list_webhook_deliveries(org_id, id, per_page, offset)
             .await?;
-        let total = self.store().count_webhook_deliveries(org_id, id).await?;
+        let total = self
+            .store()
+            .webhooks()
+            .count_webhook_deliveries(org_id, id)
+            .await?;
         let attempts = self
             .store()
+            .webhooks()
             .webhook_attempts(deliveries.iter().map(|d| d.id).collect())
             .await?;
         let logs = deliveries
@@ -401,6 +420,7 @@ impl Webhooks {
         }
         let queued = self
             .store()
+            .webhooks()
             .redeliver_webhook(org_id, id, delivery, self.now_ms())
             .await?
             .ok_or(WebhookError::NotFound)?;

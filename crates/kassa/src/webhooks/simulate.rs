@@ -32,6 +32,7 @@ impl Webhooks {
             Some(id) => {
                 let endpoint = self
                     .store()
+                    .webhooks()
                     .webhook_endpoint_by_uuid(org_id, id)
                     .await?
                     .filter(|e| e.format == WebhookFormat::XPayment)
@@ -46,6 +47,7 @@ impl Webhooks {
         };
         let user_id = self
             .store()
+            .orgs()
             .org_by_id(org_id)
             .await?
             .map_or_else(|| org_id.to_string(), |o| o.slug);
@@ -109,6 +111,7 @@ impl Webhooks {
         })?;
         let delivery = self
             .store()
+            .webhooks()
             .insert_test_delivery(endpoint, &delivery_id, event, payload, now)
             .await?;
         let sent = self.send(endpoint, &delivery, true).await?;
@@ -118,6 +121,7 @@ impl Webhooks {
             AttemptOutcome::GiveUp
         };
         self.store()
+            .webhooks()
             .record_webhook_attempt(AttemptRecord {
                 delivery: delivery.id,
                 worker: None,

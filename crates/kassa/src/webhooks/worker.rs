@@ -130,6 +130,7 @@ impl Webhooks {
         loop {
             let leased = self
                 .store()
+                .webhooks()
                 .lease_webhook_deliveries(worker_id, self.now_ms(), self.lease_ms(), limit)
                 .await?;
             let full = leased.len() >= IN_FLIGHT;

@@ -177,6 +177,24 @@ impl Kassa {
         &self.state.store
     }
 
+    /// The status changes of invoice `id` of `org` in its outbox events, oldest first: from,
+    /// to, when.
+    pub async fn invoice_events(
+        &self,
+        org: i64,
+        id: i64,
+    ) -> Vec<(
+        Option<kassa::store::InvoiceStatus>,
+        kassa::store::InvoiceStatus,
+        i64,
+    )> {
+        self.store()
+            .invoices()
+            .invoice_events(org, id)
+            .await
+            .expect("events")
+    }
+
     /// Does all the background work due now on the gateway's clock, to the end.
     pub async fn step(&self) -> usize {
         self.jobs.run_until_idle().await
@@ -240,11 +258,17 @@ impl Kassa {
         self.state.wait_started().await;
         let org = self
             .store()
+            .orgs()
             .org_by_slug("demo")
             .await
             .expect("read")
             .expect("the demo organization is set up on first start");
-        let cashier = self.store().terminal_for_org(org.id).await.expect("read");
+        let cashier = self
+            .store()
+            .orgs()
+            .terminal_for_org(org.id)
+            .await
+            .expect("read");
         assert!(cashier.is_some(), "the demo organization has its cashier");
         org.id
     }
@@ -254,6 +278,7 @@ impl Kassa {
         let (raw, prefix) = new_api_key();
         let hash = self.state.master_key.api_key_hash(&raw);
         self.store()
+            .orgs()
             .create_api_key(org_id, "test", &prefix, &hash)
             .await
             .expect("key stored");
@@ -371,7 +396,12 @@ where
 
 /// Logs a cashier of a new organization `slug` in to `sim` through `kassa`'s own settings.
 pub async fn connect(kassa: &Kassa, sim: &kaspi_sim::Simulator, slug: &str, cashier: &str) -> i64 {
-    let org = kassa.store().create_org(slug, slug).await.expect("org");
+    let org = kassa
+        .store()
+        .orgs()
+        .create_org(slug, slug)
+        .await
+        .expect("org");
     login(kassa, sim, org.id, cashier).await;
     org.id
 }

@@ -190,6 +190,7 @@ pub(super) async fn list_invoices(
     };
     let (invoices, total) = gateway
         .store()
+        .invoices()
         .list_invoices(caller.org_id, &filter)
         .await
         .map_err(|e| ApiError::store(F, e))?;
@@ -206,6 +207,7 @@ pub(super) async fn get_invoice(
 ) -> Result<Json<Value>, ApiError> {
     let invoice = gateway
         .store()
+        .invoices()
         .invoice(caller.org_id, id)
         .await
         .map_err(|e| ApiError::store(F, e))?

@@ -79,6 +79,7 @@ pub(super) async fn invoice_refunds(
 ) -> Result<Json<Value>, ApiError> {
     gateway
         .store()
+        .invoices()
         .invoice(caller.org_id, id)
         .await
         .map_err(|e| ApiError::store(F, e))?
@@ -89,6 +90,7 @@ pub(super) async fn invoice_refunds(
     };
     let (refunds, _) = gateway
         .store()
+        .refunds()
         .list_refunds(caller.org_id, &filter, 1, 100)
         .await
         .map_err(|e| ApiError::store(F, e))?;
@@ -140,6 +142,7 @@ pub(super) async fn list_refunds(
     };
     let (refunds, total) = gateway
         .store()
+        .refunds()
         .list_refunds(
             caller.org_id,
             &filter,

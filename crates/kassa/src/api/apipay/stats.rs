@@ -69,6 +69,7 @@ pub(super) async fn invoice_stats(
     let to_ms = end.next_day().map_or(i64::MAX, almaty_day_start);
     let stats = gateway
         .store()
+        .invoices()
         .invoice_stats(caller.org_id, almaty_day_start(start), to_ms)
         .await
         .map_err(|e| ApiError::store(F, e))?;

@@ -39,6 +39,7 @@ pub(super) async fn payment(
 ) -> Result<Invoice, ApiError> {
     gateway
         .store()
+        .invoices()
         .invoice_by_payment_id(caller.org_id, payment_id)
         .await
         .map_err(store_error)?
@@ -195,6 +196,7 @@ pub(super) async fn list_payments(
     };
     let mut rows = gateway
         .store()
+        .invoices()
         .list_invoices_before(caller.org_id, &filter, after, limit + 1)
         .await
         .map_err(store_error)?;

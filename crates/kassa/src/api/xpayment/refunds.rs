@@ -69,6 +69,7 @@ pub(super) async fn payment_refunds(
     // The spec answers this list 200 only: an unknown payment simply has no refunds.
     let Some(invoice) = gateway
         .store()
+        .invoices()
         .invoice_by_payment_id(caller.org_id, &payment_id)
         .await
         .map_err(store_error)?
@@ -83,6 +84,7 @@ pub(super) async fn payment_refunds(
     };
     let refunds = gateway
         .store()
+        .refunds()
         .list_refunds_before(caller.org_id, &filter, None, 100)
         .await
         .map_err(store_error)?;
@@ -118,6 +120,7 @@ pub(super) async fn list_refunds(
     };
     let mut rows = gateway
         .store()
+        .refunds()
         .list_refunds_before(caller.org_id, &filter, after, limit + 1)
         .await
         .map_err(store_error)?;
@@ -138,6 +141,7 @@ pub(super) async fn list_refunds(
 async fn refund_payment_id(gateway: &Gateway, refund: &Refund) -> Result<String, ApiError> {
     Ok(gateway
         .store()
+        .invoices()
         .invoice(refund.org_id, refund.invoice_id)
         .await
         .map_err(store_error)?
@@ -152,6 +156,7 @@ pub(super) async fn get_refund(
 ) -> Result<Json<Value>, ApiError> {
     let refund = gateway
         .store()
+        .refunds()
         .refund_by_uuid(caller.org_id, &refund_id)
         .await
         .map_err(store_error)?

@@ -18,6 +18,7 @@ pub(super) async fn static_qr_payment(
 ) -> Result<Json<Value>, ApiError> {
     let op = gateway
         .store()
+        .invoices()
         .static_qr_payment(caller.org_id, &order_number)
         .await
         .map_err(store_error)?

@@ -1,6 +1,7 @@
 //! Attempts: their records written in batches, each under its lease (log row, delivery
 //! state, endpoint health), and the attempt log read by the API.
 
+use crate::store::WebhookRepo;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::db::{DbError, Row, Tx, Value};
@@ -8,7 +9,7 @@ use crate::db::{DbError, Row, Tx, Value};
 use super::ATTEMPT_COLUMNS;
 use super::{insert_rows, insert_sizes};
 use super::{AttemptOutcome, AttemptRecord, DeliveryStatus, EndpointHealth, WebhookAttempt};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 /// The columns of an attempt's log row, in the order of its parameters.
 const NEW_ATTEMPT_COLUMNS: &[&str] = &[
@@ -72,7 +73,7 @@ fn attempt_from_row(row: &Row) -> Result<WebhookAttempt, DbError> {
     })
 }
 
-impl Store {
+impl WebhookRepo {
     /// Records one attempt, as [`Store::record_webhook_attempts`] does several. `false` when
     /// the delivery is gone or leased to another worker.
     pub async fn record_webhook_attempt(&self, record: AttemptRecord) -> Result<bool, StoreError> {

@@ -1,6 +1,7 @@
 //! Deliveries: a simulated one made in flight, the lease of due ones (with their endpoints),
 //! giving one up, the delivery log read by the API, and redelivery.
 
+use crate::store::WebhookRepo;
 use std::collections::HashMap;
 
 use crate::db::{DbError, Tx, Value};
@@ -8,7 +9,7 @@ use crate::db::{DbError, Tx, Value};
 use super::{delivery_from_row, endpoint_from_row, id_chunks};
 use super::{DeliveryStatus, WebhookDelivery, WebhookEndpoint};
 use super::{DELIVERY_COLUMNS, ENDPOINT_COLUMNS};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 /// A delivery row to insert.
 struct NewDelivery<'a> {
@@ -54,7 +55,7 @@ fn insert_delivery_tx(
         .transpose()
 }
 
-impl Store {
+impl WebhookRepo {
     /// Records a simulated (test) delivery to `endpoint`, in flight (`sending`): the worker
     /// never claims it; its attempt is recorded by the sender.
     pub async fn insert_test_delivery(

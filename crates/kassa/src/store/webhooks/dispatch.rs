@@ -1,6 +1,7 @@
 //! The outbox side: events not dispatched yet, what their bodies are made from, and
 //! [`Store::dispatch_events`], which turns a batch of events into deliveries in one transaction.
 
+use crate::store::WebhookRepo;
 use std::collections::{HashMap, HashSet};
 
 use crate::db::Value;
@@ -12,7 +13,7 @@ use super::{EventToDispatch, FormatBody, PendingEvent, WebhookFormat};
 use super::{DELIVERY_COLUMNS, ENDPOINT_COLUMNS};
 use crate::store::invoices::{invoice_from_row, INVOICE_COLUMNS};
 use crate::store::EventKind;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 /// The columns of a delivery row made by the dispatcher, in the order of its parameters.
 const NEW_DELIVERY_COLUMNS: &[&str] = &[
@@ -31,7 +32,7 @@ const NEW_DELIVERY_COLUMNS: &[&str] = &[
     "locked_by",
 ];
 
-impl Store {
+impl WebhookRepo {
     /// Up to `limit` events not dispatched yet, oldest first.
     pub async fn undispatched_events(&self, limit: u32) -> Result<Vec<PendingEvent>, StoreError> {
         self.db

@@ -2,10 +2,11 @@
 //! deliveries and log). Every read by the API takes the organization.
 
 use crate::db::{DbError, Tx, Value};
+use crate::store::WebhookRepo;
 
 use super::{endpoint_from_row, WebhookEndpoint, ENDPOINT_COLUMNS};
 use super::{NewWebhookEndpoint, WebhookEndpointUpdate};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 /// The stored form of an event list: names joined with `,` (names never contain one).
 fn events_text(events: &[String]) -> String {
@@ -21,7 +22,7 @@ fn endpoint_tx(tx: &mut dyn Tx, org_id: i64, id: i64) -> Result<Option<WebhookEn
         .transpose()
 }
 
-impl Store {
+impl WebhookRepo {
     /// Stores a new endpoint. `Conflict` when its UUID exists.
     pub async fn insert_webhook_endpoint(
         &self,
