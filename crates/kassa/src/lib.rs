@@ -19,10 +19,12 @@
 //! - [`jobs`]: the background runner: leased rows dispatched on `JobKind` (`jobs/poll.rs`,
 //!   `reconcile.rs`, `refund.rs`, `history.rs`; `retry.rs` for schedules) and the webhook
 //!   pipeline, under one cancellation token; `Jobs::run_until_idle` steps it all.
-//! - [`webhooks`]: endpoints, the outbox dispatched into signed deliveries; **a webhook retry**
-//!   is decided in the attempt (`webhooks/worker.rs`) and recorded under its lease by the store.
-//! - [`store`]: every SQL statement: organizations, keys, terminals, invoices and their events
-//!   (the outbox), refunds, leased jobs, history, idempotency, webhooks.
+//! - [`webhooks`]: endpoints, the outbox dispatched into signed deliveries (`webhooks/dispatch.rs`,
+//!   `delivery.rs`); **a webhook retry** is decided by the attempt (`webhooks/attempt.rs`: the
+//!   schedule or `Retry-After`) and recorded under its lease (`store/webhooks/attempts.rs`).
+//! - [`store`]: every SQL statement, as repositories: `store.invoices()` (invoices, their events
+//!   — the outbox —, Kaspi's history), `refunds()`, `jobs()`, `webhooks()`, `orgs()`
+//!   (organizations, API keys, idempotency, quotas, terminals).
 //! - [`db`]: one `Db` over SQLite (default) or PostgreSQL, transaction closures, migrations.
 //! - [`app`]: builds and runs the server; [`server`]: the HTTP listener (limits, timeouts,
 //!   drain); [`config`]: one typed configuration; [`datadir`]: the owner-only data dir and its
