@@ -40,7 +40,7 @@ const COLUMNS: &[&str] = &[
     "metadata",
 ];
 
-/// One invoice as [`Store::bulk_insert_invoices`] writes it: sent to Kaspi (create state
+/// One invoice as [`crate::store::InvoiceRepo::bulk_insert_invoices`] writes it: sent to Kaspi (create state
 /// `sent`, its Kaspi operation id known), in `status` since `changed_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BulkInvoice {

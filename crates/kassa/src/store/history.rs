@@ -85,7 +85,7 @@ impl InvoiceRepo {
     /// Records one page of `org_id`'s history in one transaction: operations whose comment
     /// carries the marker of an invoice without an operation are given to it first (see
     /// `claim_operations_tx`), then the invoices the page ends are
-    /// settled (each allowed change with its event, as [`Store::apply_status`] would) and its operations written (new ones
+    /// settled (each allowed change with its event, as [`crate::store::InvoiceRepo::apply_status`] would) and its operations written (new ones
     /// inserted, known ones updated). How many invoices changed, and how many operations were
     /// new.
     pub async fn record_history_page(

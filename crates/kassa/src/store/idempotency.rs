@@ -38,7 +38,7 @@ pub(crate) fn link_tx(tx: &mut dyn Tx, link: &IdemLink, resource: Resource) -> R
 impl OrgRepo {
     /// Starts a request with idempotency key `key` of API key `api_key_id`. A record past its
     /// `expires_at` counts as absent; a new one lives until `now_ms + ttl_ms` and is leased to
-    /// this request for [`RUNNING_LEASE_MS`] (renew it with [`Store::idempotency_renew`]).
+    /// this request for [`RUNNING_LEASE_MS`] (renew it with [`crate::store::OrgRepo::idempotency_renew`]).
     /// A running record whose lease ran out is taken over: [`Begin::Recover`] when its
     /// request had made something, else [`Begin::New`] (nothing was made: run afresh).
     pub async fn idempotency_begin(

@@ -204,7 +204,7 @@ fn record_changes_tx(tx: &mut dyn Tx, changes: &[(&Invoice, &Change<'_>)]) -> Re
 
 /// Records the ends of many invoices of `org_id` at once, found by Kaspi operation id (as one
 /// history page shows them), inside the caller's transaction: each allowed change with its
-/// event, as [`Store::apply_status`] would. The invoices are read with one statement, their
+/// event, as [`crate::store::InvoiceRepo::apply_status`] would. The invoices are read with one statement, their
 /// events written with one, their poll jobs ended with one; each change is its own conditional
 /// UPDATE. How many invoices changed.
 pub(super) fn settle_operations_tx(
@@ -454,7 +454,7 @@ impl InvoiceRepo {
     }
 
     /// Moves a pending invoice to `cancelled` with the merchant's `reason`, like
-    /// [`Store::apply_status`].
+    /// [`crate::store::InvoiceRepo::apply_status`].
     pub async fn cancel_invoice(
         &self,
         invoice_id: i64,

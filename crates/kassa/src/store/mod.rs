@@ -3,7 +3,7 @@
 //! One [`Store`], handed out as repositories (`store.invoices()`, `refunds()`, `jobs()`,
 //! `webhooks()`, `orgs()`), each with a method per question or change, each one transaction. Every status change
 //! writes its `invoice_events` row in the same transaction (the outbox); jobs are rows leased
-//! with `UPDATE … RETURNING`. The only dialect difference used is [`Dialect::skip_locked`]
+//! with `UPDATE … RETURNING`. The only dialect difference used is [`Dialect::skip_locked`](crate::db::Dialect::skip_locked)
 //! (`crate::db::Dialect`); the tables come from `migrations/*/0002_gateway.sql`.
 //!
 //! - `orgs.rs`: organizations, API keys, terminals.

@@ -71,7 +71,7 @@ pub enum RefundRefusal {
     BadAmount,
 }
 
-/// The outcome of [`Store::create_refund`].
+/// The outcome of [`crate::store::RefundRepo::create_refund`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefundCreated {
     Created {

@@ -391,7 +391,7 @@ pub struct Job {
     pub created_at: i64,
 }
 
-/// What [`Store::idempotency_begin`](super::Store::idempotency_begin) found.
+/// What [`crate::store::OrgRepo::idempotency_begin`](super::OrgRepo::idempotency_begin) found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Begin {
     /// First time: the key is now recorded as running; do the work, then finish or abandon it.

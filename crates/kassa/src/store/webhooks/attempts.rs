@@ -74,7 +74,7 @@ fn attempt_from_row(row: &Row) -> Result<WebhookAttempt, DbError> {
 }
 
 impl WebhookRepo {
-    /// Records one attempt, as [`Store::record_webhook_attempts`] does several. `false` when
+    /// Records one attempt, as [`crate::store::WebhookRepo::record_webhook_attempts`] does several. `false` when
     /// the delivery is gone or leased to another worker.
     pub async fn record_webhook_attempt(&self, record: AttemptRecord) -> Result<bool, StoreError> {
         let recorded = self.record_webhook_attempts(vec![record]).await?;

@@ -119,7 +119,7 @@ impl WebhookRepo {
         Ok(leased.into_iter().map(|(delivery, _)| delivery).collect())
     }
 
-    /// Like [`Store::claim_webhook_deliveries`], each delivery with its endpoint (`None` when
+    /// Like [`crate::store::WebhookRepo::claim_webhook_deliveries`], each delivery with its endpoint (`None` when
     /// it is gone) read in the same transaction.
     pub async fn lease_webhook_deliveries(
         &self,

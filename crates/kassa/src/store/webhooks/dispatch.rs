@@ -127,7 +127,7 @@ impl WebhookRepo {
     /// With a `lease`, its first `max` deliveries made are leased to its `worker` until its
     /// `until` as they are inserted (the dispatching process attempts them without leasing
     /// them again) and returned with their endpoints; the others are left for
-    /// [`Store::claim_webhook_deliveries`].
+    /// [`crate::store::WebhookRepo::claim_webhook_deliveries`].
     ///
     /// Returns how many events this transaction marked, how many deliveries it made, the
     /// deliveries leased, and how many events were left; an event another dispatcher got first

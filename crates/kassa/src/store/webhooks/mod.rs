@@ -12,7 +12,7 @@
 //! - Deliveries are leased like jobs ([`Store::lease_webhook_deliveries`]: `UPDATE …
 //!   RETURNING`, SKIP LOCKED on PostgreSQL), or leased to the dispatching worker as they are
 //!   made (as many as it has room for); the outcome of an attempt, its log row and the
-//!   endpoint's health change are one transaction ([`Store::record_webhook_attempts`] writes
+//!   endpoint's health change are one transaction ([`crate::store::WebhookRepo::record_webhook_attempts`] writes
 //!   several attempts' records in one, each checking its own lease).
 //!
 //! Lists of ids are bound in chunks padded to a few sizes, so the statements' texts repeat
@@ -27,7 +27,7 @@
 //! [`Store::dispatch_events`]: crate::store::Store::dispatch_events
 //! [`Store::webhook_event_rows`]: crate::store::Store::webhook_event_rows
 //! [`Store::lease_webhook_deliveries`]: crate::store::Store::lease_webhook_deliveries
-//! [`Store::record_webhook_attempts`]: crate::store::Store::record_webhook_attempts
+//! [`crate::store::WebhookRepo::record_webhook_attempts`]: crate::store::Store::record_webhook_attempts
 
 use std::collections::HashSet;
 
