@@ -257,19 +257,25 @@ both_databases!(a_failed_write_is_rolled_back_alone, |db: Db| async move {
         "CREATE TABLE t_batch (id BIGINT PRIMARY KEY, v TEXT NOT NULL)",
     )
     .await;
-    // The first write holds the SQLite writer a moment, so the others queue into one batch.
+    // The first write holds the SQLite writer a moment, so the others queue into one batch;
+    // they are sent once it holds it.
+    let (holding, held) = std::sync::mpsc::channel::<()>();
     let slow = {
         let db = db.clone();
         tokio::spawn(async move {
-            db.write(|tx| {
+            db.write(move |tx| {
                 let inserted = tx.execute("INSERT INTO t_batch (id, v) VALUES (0, 'slow')", &[]);
+                let _ = holding.send(());
                 std::thread::sleep(Duration::from_millis(200));
                 inserted
             })
             .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::task::spawn_blocking(move || held.recv())
+        .await
+        .expect("joined")
+        .expect("the slow write holds the writer");
     let mut tasks = Vec::new();
     for id in 1..=40_i64 {
         let db = db.clone();
