@@ -558,3 +558,10 @@ pub fn clock_at_minute_start() -> Clock {
     let now = kassa::clock::wall_ms();
     Clock::manual(now - now.rem_euclid(60_000))
 }
+
+/// The number in column `n` of the one row `sql` reads.
+pub async fn count(db: &kassa::db::Db, sql: &'static str) -> i64 {
+    db.read(move |tx| tx.query_one(sql, &[])?.i64("n"))
+        .await
+        .expect("count")
+}
