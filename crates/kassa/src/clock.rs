@@ -84,11 +84,6 @@ impl Clock {
         at_ms(self.now_ms())
     }
 
-    /// `d` from now, in unix milliseconds.
-    pub fn after(&self, d: Duration) -> i64 {
-        self.now_ms().saturating_add(ms(d))
-    }
-
     /// Moves the clock forward by `by` (a manual clock jumps; the system clock keeps running
     /// from its new place).
     pub fn advance(&self, by: Duration) {
@@ -97,14 +92,6 @@ impl Clock {
             Some(at) => at.fetch_add(by, Ordering::SeqCst),
             None => self.inner.offset.fetch_add(by, Ordering::SeqCst),
         };
-    }
-
-    /// Sets a manual clock to `to_ms`; only forward (an earlier moment is ignored), and the
-    /// system clock is not set.
-    pub fn advance_to(&self, to_ms: i64) {
-        if let Some(at) = &self.inner.manual {
-            at.fetch_max(to_ms, Ordering::SeqCst);
-        }
     }
 }
 
@@ -132,17 +119,14 @@ mod tests {
     use super::Clock;
 
     #[test]
-    fn a_manual_clock_moves_only_when_told_and_only_forward() {
+    fn a_manual_clock_moves_only_when_told_and_clones_share_it() {
         let clock = Clock::manual(1_000);
         let shared = clock.clone();
         assert_eq!(clock.now_ms(), 1_000);
         shared.advance(Duration::from_millis(250));
         assert_eq!(clock.now_ms(), 1_250);
-        clock.advance_to(1_100);
-        assert_eq!(clock.now_ms(), 1_250, "never backwards");
-        clock.advance_to(5_000);
+        clock.advance(Duration::from_millis(3_750));
         assert_eq!(shared.now_ms(), 5_000);
-        assert_eq!(clock.after(Duration::from_secs(1)), 6_000);
         assert_eq!(clock.now().unix_timestamp(), 5);
     }
 
@@ -154,10 +138,5 @@ mod tests {
         let after = clock.now_ms();
         assert!(after - before >= 3_600_000, "{before} → {after}");
         assert!(after - before < 3_660_000, "{before} → {after}");
-        clock.advance_to(0);
-        assert!(
-            clock.now_ms() >= after,
-            "advance_to leaves the system clock alone"
-        );
     }
 }

@@ -55,9 +55,7 @@ on_both_databases!(
     nul_characters_are_refused_everywhere,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, _, key) = Kassa::stepped_demo(&test, dir.path()).await;
         let nul = "a\u{0}b";
 
         // ApiPay bodies: top-level fields and a nested one.
@@ -202,9 +200,7 @@ on_both_databases!(
     a_request_running_elsewhere_answers_409_with_retry_after,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, _, key) = Kassa::stepped_demo(&test, dir.path()).await;
         let owner = kassa
             .store()
             .orgs()
@@ -240,9 +236,7 @@ on_both_databases!(
     |test: TestDb| async move {
         use sha2::{Digest as _, Sha256};
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, _, key) = Kassa::stepped_demo(&test, dir.path()).await;
         let owner = kassa
             .store()
             .orgs()
@@ -289,9 +283,7 @@ on_both_databases!(
     idempotency_compares_the_parsed_body,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, _, key) = Kassa::stepped_demo(&test, dir.path()).await;
 
         let first = post_text(
         &kassa,
@@ -726,9 +718,7 @@ async fn shutdown_drains_the_request_in_flight() {
 async fn every_answer_carries_a_request_id() {
     let test = TestDb::sqlite().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-    let org = kassa.demo_org().await;
-    let key = kassa.api_key(org).await;
+    let (kassa, _, key) = Kassa::stepped_demo(&test, dir.path()).await;
     let ask = |path: &'static str, id: Option<String>| {
         let (http, url, key) = (
             kassa.http.clone(),

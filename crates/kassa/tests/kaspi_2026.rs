@@ -39,9 +39,7 @@ on_both_databases!(
     an_eviction_during_a_create_loses_nothing_and_work_resumes_after_login,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, org, key) = Kassa::stepped_demo(&test, dir.path()).await;
         let sim = kassa.sim().clone();
         let first = kassa
             .post(
@@ -140,9 +138,7 @@ on_both_databases!(
     an_eviction_during_a_history_sync_keeps_the_invoice_and_finds_it_paid_after_login,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, org, key) = Kassa::stepped_demo(&test, dir.path()).await;
         let sim = kassa.sim().clone();
         let created = kassa
             .invoice(&key, json!({"amount": 700, "phone_number": "87001234567"}))

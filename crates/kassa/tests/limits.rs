@@ -31,9 +31,7 @@ on_both_databases!(
     idempotency_keys_replay_refuse_and_serialise,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, org, key) = Kassa::stepped_demo(&test, dir.path()).await;
         let body = json!({"amount": 1000, "phone_number": "87001234567"});
 
         let first = post_with_key(&kassa, &key, "Idempotency-Key", "order-1", body.clone()).await;

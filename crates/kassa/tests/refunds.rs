@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Kassa, Options};
+use common::Kassa;
 use kaspi_sim::{Faults, LostMode};
 use kassa::db::testing::TestDb;
 use reqwest::Method;
@@ -64,9 +64,7 @@ on_both_databases!(
     partial_then_full_refunds_on_both_surfaces,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, _, key) = Kassa::stepped_demo(&test, dir.path()).await;
         let (id, payment_id, op) = paid_invoice(&kassa, &key, 10_000).await;
 
         let first = kassa
@@ -218,9 +216,7 @@ on_both_databases!(
     racing_refunds_never_exceed_what_was_paid,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, _, key) = Kassa::stepped_demo(&test, dir.path()).await;
         let (id, _, op) = paid_invoice(&kassa, &key, 10_000).await;
 
         let path = format!("/invoices/{id}/refund");
@@ -250,9 +246,7 @@ on_both_databases!(
     kaspi_refusals_fail_the_refund_and_lost_answers_are_not_resent,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, org, key) = Kassa::stepped_demo(&test, dir.path()).await;
 
         // The answer to a refund is lost: Kassa checks the operation instead of sending again.
         let (id, _, op) = paid_invoice(&kassa, &key, 5_000).await;

@@ -30,9 +30,7 @@ on_both_databases!(
     a_lost_create_answer_is_reconciled_not_repeated,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, org, key) = Kassa::stepped_demo(&test, dir.path()).await;
         let sim = kassa.sim().clone();
 
         // Kaspi makes the invoice, the answer never arrives.
@@ -111,9 +109,7 @@ on_both_databases!(
     a_dead_session_is_refreshed_or_reported_and_resumes_after_login,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, org, key) = Kassa::stepped_demo(&test, dir.path()).await;
         let sim = kassa.sim().clone();
         let invoice = json!({"amount": 100, "phone_number": "87001234567"});
 
@@ -305,9 +301,7 @@ on_both_databases!(
     a_sandbox_restart_changes_nothing_a_user_sees,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, org, key) = Kassa::stepped_demo(&test, dir.path()).await;
         let pending = kassa
             .post(
                 &key,
@@ -420,9 +414,7 @@ on_both_databases!(
     a_sandbox_that_lost_its_state_logs_the_cashier_in_again,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, _, key) = Kassa::stepped_demo(&test, dir.path()).await;
         let before = kassa
             .post(
                 &key,
@@ -464,9 +456,7 @@ on_both_databases!(
     a_create_whose_process_died_is_finished_by_the_next,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, org, key) = Kassa::stepped_demo(&test, dir.path()).await;
         let sim = kassa.sim().clone();
         let now = kassa.store().now_ms();
         // What a process that died in the middle of a create leaves: the invoice stored with

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{Kassa, Options};
+use common::Kassa;
 use kassa::db::testing::TestDb;
 use reqwest::Method;
 use serde_json::json;
@@ -16,9 +16,7 @@ on_both_databases!(
     payments_by_phone_with_two_faces,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, _, key) = Kassa::stepped_demo(&test, dir.path()).await;
 
         let created = kassa
         .x(
@@ -172,9 +170,7 @@ on_both_databases!(
     cursor_pages_stay_stable_while_payments_are_added,
     |test: TestDb| async move {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-        let org = kassa.demo_org().await;
-        let key = kassa.api_key(org).await;
+        let (kassa, _, key) = Kassa::stepped_demo(&test, dir.path()).await;
         let create = |amount: i64| {
             kassa.x(Method::POST, &key, "/payments", Some(json!({"payer_phone": "+77001234567", "amount": amount, "merchant_order_id": format!("o-{amount}")})))
         };
@@ -258,9 +254,7 @@ on_both_databases!(
 
 on_both_databases!(qr_links_and_static_qr_payments, |test: TestDb| async move {
     let dir = tempfile::tempdir().expect("tempdir");
-    let kassa = Kassa::start(Options::new(test.url(), dir.path()).stepped()).await;
-    let org = kassa.demo_org().await;
-    let key = kassa.api_key(org).await;
+    let (kassa, _, key) = Kassa::stepped_demo(&test, dir.path()).await;
 
     let link = kassa
         .x(

@@ -117,6 +117,16 @@ pub fn optional_text(
     }
 }
 
+/// The body of a refund request, as both surfaces take it (each checks the fields in its own
+/// words).
+#[derive(Debug, serde::Deserialize)]
+pub struct RefundBody {
+    #[serde(default)]
+    pub amount: Option<Value>,
+    #[serde(default)]
+    pub reason: Option<Value>,
+}
+
 /// `amount` of a request: a JSON number or a numeric string, 0.01–99999999.99, at most two
 /// decimals, read exactly ([`Money::from_json`]); an error on `field` otherwise, in ApiPay's
 /// words (both surfaces use them).

@@ -1,5 +1,5 @@
-//! An invoice's kind, its status as the APIs show it, and how far its create at Kaspi got,
-//! with the moves each allows.
+//! An invoice's kind, its status as the APIs show it (with the moves it allows), and how far
+//! its create at Kaspi got.
 
 /// Declares `as_str`/`parse` for a plain enum from one table of spellings (the database's and
 /// the API's), so the two directions cannot disagree.
@@ -100,17 +100,6 @@ spelled!(CreateState {
 });
 
 impl CreateState {
-    /// Whether a create may move from `self` to `to`. Kaspi's answer ends `sending`; a lost
-    /// answer leaves `unknown` until the history says; the history (by the invoice's marker)
-    /// may still find at Kaspi a create that was failed because it was not seen in time.
-    pub fn can_move_to(self, to: CreateState) -> bool {
-        use CreateState::{Failed, Sending, Sent, Unknown};
-        matches!(
-            (self, to),
-            (Sending, Sent | Unknown | Failed) | (Unknown, Sent | Failed) | (Failed, Sent)
-        )
-    }
-
     /// Whether Kaspi's answer to the create is still missing (the reconciliation looks for it).
     pub fn awaits_kaspi(self) -> bool {
         matches!(self, CreateState::Sending | CreateState::Unknown)
@@ -149,13 +138,8 @@ mod tests {
     }
 
     #[test]
-    fn a_create_ends_once_but_a_failed_one_can_be_found_sent() {
+    fn only_a_create_without_kaspi_s_answer_awaits_it() {
         use CreateState::{Failed, Sending, Sent, Unknown};
-        assert!(Sending.can_move_to(Sent) && Sending.can_move_to(Unknown));
-        assert!(Unknown.can_move_to(Sent) && Unknown.can_move_to(Failed));
-        assert!(Failed.can_move_to(Sent));
-        assert!(CreateState::ALL.iter().all(|to| !Sent.can_move_to(*to)));
-        assert!(!Unknown.can_move_to(Sending) && !Failed.can_move_to(Unknown));
         assert!(Sending.awaits_kaspi() && Unknown.awaits_kaspi());
         assert!(!Sent.awaits_kaspi() && !Failed.awaits_kaspi());
     }

@@ -54,10 +54,6 @@ impl Jobs {
         }
     }
 
-    pub fn worker_id(&self) -> &str {
-        &self.worker_id
-    }
-
     /// Runs the work of a server until `stop` is cancelled, then waits for the jobs and webhook
     /// attempts in hand: one loop for the history syncs and one for every other job (so a batch
     /// of slow polls never holds up the next history page, which settles open invoices in

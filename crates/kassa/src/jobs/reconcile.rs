@@ -4,35 +4,32 @@
 
 use super::retry::{again_after, delay_at, same_attempt_on, wait_for_person};
 use crate::gateway::{Gateway, GatewayError};
-use crate::store::{CreateState, InvoiceKind, Job};
+use crate::store::{InvoiceKind, Job};
 
 pub(super) async fn run(gateway: &Gateway, worker: &str, job: &Job) -> Result<(), GatewayError> {
     let Some(invoice) = gateway.store().invoices().invoice_by_id(job.ref_id).await? else {
         gateway.store().jobs().finish_job(job.id).await?;
         return Ok(());
     };
-    match (invoice.create_state, invoice.kind) {
-        (CreateState::Sending | CreateState::Unknown, InvoiceKind::Remote) => {}
-        (CreateState::Sending | CreateState::Unknown, InvoiceKind::Qr) => {
-            // Its create never recorded an outcome (the process died while Kaspi was
-            // asked): nobody saw the link, so the unsent payment goes (Kaspi discards an
-            // unused token by itself).
-            tracing::warn!(
-                invoice = invoice.id,
-                "a QR payment's create never finished; removing it"
-            );
-            gateway
-                .store()
-                .invoices()
-                .delete_unsent_invoice(invoice.id)
-                .await?;
-            gateway.store().jobs().finish_job(job.id).await?;
-            return Ok(());
-        }
-        _ => {
-            gateway.store().jobs().finish_job(job.id).await?;
-            return Ok(());
-        }
+    if !invoice.create_state.awaits_kaspi() {
+        gateway.store().jobs().finish_job(job.id).await?;
+        return Ok(());
+    }
+    if invoice.kind == InvoiceKind::Qr {
+        // Its create never recorded an outcome (the process died while Kaspi was
+        // asked): nobody saw the link, so the unsent payment goes (Kaspi discards an
+        // unused token by itself).
+        tracing::warn!(
+            invoice = invoice.id,
+            "a QR payment's create never finished; removing it"
+        );
+        gateway
+            .store()
+            .invoices()
+            .delete_unsent_invoice(invoice.id)
+            .await?;
+        gateway.store().jobs().finish_job(job.id).await?;
+        return Ok(());
     }
     let schedule = &gateway.settings().reconcile_schedule;
     match gateway.find_in_history(&invoice).await {

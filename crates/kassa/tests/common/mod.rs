@@ -173,6 +173,17 @@ impl Kassa {
         }
     }
 
+    /// A stepped sandbox gateway on `test` in `dir`, with its demo organization and a key of it.
+    pub async fn stepped_demo(
+        test: &kassa::db::testing::TestDb,
+        dir: &Path,
+    ) -> (Kassa, i64, String) {
+        let kassa = Kassa::start(Options::new(test.url(), dir).stepped()).await;
+        let org = kassa.demo_org().await;
+        let key = kassa.api_key(org).await;
+        (kassa, org, key)
+    }
+
     pub fn store(&self) -> &Store {
         &self.state.store
     }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::errors::gateway_error;
-use super::query::{almaty_day_start, lenient_page, STATUS_FILTERS};
+use super::query::{almaty_day_start, page_and_size, STATUS_FILTERS};
 use super::views::{invoice_json, page_meta};
 use super::F;
 use crate::api::auth::Caller;
@@ -127,11 +127,7 @@ pub(super) async fn list_invoices(
     query: QueryPairs<ApiPay>,
 ) -> Result<Json<Value>, ApiError> {
     let mut errors = FieldErrors::new();
-    let page = lenient_page(&query, &mut errors)?;
-    let per_page = errors
-        .take(query.int("per_page", 1, 100))?
-        .flatten()
-        .unwrap_or(10);
+    let (page, per_page) = page_and_size(&query, &mut errors)?;
     let search = errors
         .take(query.string("search", 100))?
         .flatten()

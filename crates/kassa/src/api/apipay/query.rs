@@ -13,17 +13,22 @@ const ALMATY: UtcOffset = match UtcOffset::from_hms(5, 0, 0) {
     Err(_) => UtcOffset::UTC,
 };
 
-/// `page` as Laravel's paginator reads it: below 1 means the first page; a page past the end is
-/// simply empty. Only text that is not an integer is an error.
-pub(super) fn lenient_page(
+/// `page` and `per_page` of a list. `page` as Laravel's paginator reads it: below 1 means the
+/// first page; a page past the end is simply empty; only text that is not an integer is an
+/// error. `per_page` is 1–100, 10 when absent.
+pub(super) fn page_and_size(
     query: &QueryPairs<ApiPay>,
     errors: &mut FieldErrors,
-) -> Result<i64, ApiError> {
+) -> Result<(i64, i64), ApiError> {
     let page = errors
         .take(query.int("page", i64::MIN, i64::MAX))?
         .flatten()
         .unwrap_or(1);
-    Ok(page.clamp(1, i64::from(u32::MAX)))
+    let per_page = errors
+        .take(query.int("per_page", 1, 100))?
+        .flatten()
+        .unwrap_or(10);
+    Ok((page.clamp(1, i64::from(u32::MAX)), per_page))
 }
 
 /// The start of `date` in Almaty, as unix ms.

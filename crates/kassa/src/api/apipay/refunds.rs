@@ -3,27 +3,18 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::errors::gateway_error;
-use super::query::{almaty_day_start, lenient_page};
+use super::query::{almaty_day_start, page_and_size};
 use super::views::{apipay_status, page_meta, refund_json};
 use super::F;
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, FieldErrors};
 use crate::api::extract::{ApiJson, ApiPay, IdPath, QueryPairs};
-use crate::api::{optional_text, parse_amount};
+use crate::api::{optional_text, parse_amount, RefundBody};
 use crate::gateway::{Gateway, GatewayError, RefundRequest};
 use crate::store::{IdemLink, RefundFilter, RefundStatus};
-
-#[derive(Debug, Deserialize)]
-pub(super) struct RefundBody {
-    #[serde(default)]
-    amount: Option<Value>,
-    #[serde(default)]
-    reason: Option<Value>,
-}
 
 pub(super) async fn refund_invoice(
     State(gateway): State<Gateway>,
@@ -107,11 +98,7 @@ pub(super) async fn list_refunds(
     query: QueryPairs<ApiPay>,
 ) -> Result<Json<Value>, ApiError> {
     let mut errors = FieldErrors::new();
-    let page = lenient_page(&query, &mut errors)?;
-    let per_page = errors
-        .take(query.int("per_page", 1, 100))?
-        .flatten()
-        .unwrap_or(10);
+    let (page, per_page) = page_and_size(&query, &mut errors)?;
     let statuses = errors
         .take(query.all_of("status", REFUND_STATUSES))?
         .unwrap_or_default();

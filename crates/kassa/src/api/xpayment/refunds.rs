@@ -3,7 +3,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::errors::{gateway_error, store_error};
@@ -14,17 +13,9 @@ use super::F;
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, FieldErrors};
 use crate::api::extract::{QueryPairs, XJson, XPayment};
-use crate::api::{optional_text, parse_amount};
+use crate::api::{optional_text, parse_amount, RefundBody};
 use crate::gateway::{Gateway, RefundRequest};
 use crate::store::{IdemLink, Refund, RefundFilter, RefundStatus};
-
-#[derive(Debug, Deserialize)]
-pub(super) struct RefundBody {
-    #[serde(default)]
-    amount: Option<Value>,
-    #[serde(default)]
-    reason: Option<Value>,
-}
 
 pub(super) async fn refund_payment(
     State(gateway): State<Gateway>,
