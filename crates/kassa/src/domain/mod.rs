@@ -7,6 +7,8 @@
 //! - `cashier.rs`: [`TerminalState`].
 //! - `event.rs`: [`EventKind`], what an outbox event records.
 //! - `job.rs`: [`JobKind`].
+//! - `subscription.rs`: [`BillingPeriod`], [`SubscriptionStatus`], the [`Calendar`] of billing
+//!   dates (Asia/Almaty).
 //! - `money.rs`: [`Money`], amounts in tiyn, read and written as each surface does.
 //! - `ids.rs`: [`KaspiOperationId`].
 //! - [`Phone`]: a Kazakhstan mobile number normalized as Kaspi takes it (the Kaspi crate's).
@@ -18,6 +20,7 @@ mod invoice;
 mod job;
 mod money;
 mod refund;
+mod subscription;
 
 pub use cashier::TerminalState;
 pub use event::EventKind;
@@ -27,3 +30,7 @@ pub use job::JobKind;
 pub use kaspi::phone::{normalize as parse_phone, Phone, PhoneError};
 pub use money::{Money, MoneyError};
 pub use refund::RefundStatus;
+pub use subscription::{
+    almaty_date, almaty_rfc3339, billing_moment, date_label, date_text, parse_date, BillingPeriod,
+    Calendar, SubscriptionAction, SubscriptionStatus, ALMATY, BILLING_HOUR,
+};
