@@ -154,8 +154,17 @@ impl App {
         );
         let xpayment_auth = auth.for_surface(ErrorFormat::XPayment);
         let apipay = api::protect(
-            api::apipay::routes(state.gateway.clone(), state.sandbox.is_some())
-                .merge(api::webhooks::routes(state.webhooks.clone())),
+            api::apipay::routes(
+                state.gateway.clone(),
+                state.sandbox.as_ref().map(|_| {
+                    Jobs::new(
+                        state.gateway.clone(),
+                        state.webhooks.clone(),
+                        format!("kassa-sandbox-clock-{}", uuid::Uuid::new_v4().simple()),
+                    )
+                }),
+            )
+            .merge(api::webhooks::routes(state.webhooks.clone())),
             auth,
         );
         // xPayment's paths at the root, as its spec names them, and under `/v1`, its real base.

@@ -54,6 +54,7 @@ migrations! {
     9 "key_limits" "0009_key_limits",
     10 "settings" "0010_settings",
     11 "operation_ids" "0011_operation_ids",
+    12 "subscriptions" "0012_subscriptions",
 }
 
 /// The migrations for `dialect`, in the order they apply.

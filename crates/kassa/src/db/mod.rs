@@ -74,6 +74,15 @@ impl Dialect {
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
         }
     }
+
+    /// Appended to a `SELECT` of a row the transaction is about to change from what it read:
+    /// PostgreSQL locks it until the commit; SQLite's one writer is exclusive already.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
 }
 
 /// One transaction, as seen by a closure passed to [`Db::write`] or [`Db::read`].

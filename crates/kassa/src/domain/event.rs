@@ -12,13 +12,38 @@ pub enum EventKind {
     Refunded,
     /// A refund failed (the event names it).
     RefundFailed,
+    /// A subscription's invoice was paid (the event carries its body).
+    SubscriptionPaymentSucceeded,
+    /// A subscription's invoice ended unpaid.
+    SubscriptionPaymentFailed,
+    /// A subscription's retries ran out: its grace period began.
+    SubscriptionGracePeriodStarted,
+    /// A subscription's grace period ended unpaid.
+    SubscriptionExpired,
 }
 
 spelled!(EventKind {
     StatusChanged = "invoice.status_changed",
     Refunded = "invoice.refunded",
     RefundFailed = "invoice.refund_failed",
+    SubscriptionPaymentSucceeded = "subscription.payment_succeeded",
+    SubscriptionPaymentFailed = "subscription.payment_failed",
+    SubscriptionGracePeriodStarted = "subscription.grace_period_started",
+    SubscriptionExpired = "subscription.expired",
 });
+
+impl EventKind {
+    /// Whether the event is about a subscription (its body is stored with it).
+    pub fn is_subscription(self) -> bool {
+        matches!(
+            self,
+            EventKind::SubscriptionPaymentSucceeded
+                | EventKind::SubscriptionPaymentFailed
+                | EventKind::SubscriptionGracePeriodStarted
+                | EventKind::SubscriptionExpired
+        )
+    }
+}
 
 #[cfg(test)]
 mod tests {

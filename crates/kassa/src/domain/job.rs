@@ -14,6 +14,9 @@ pub enum JobKind {
     Refund,
     /// Read an organization's Kaspi operations history (`ref_id`: the organization).
     SyncHistory,
+    /// Bill a subscription's due period or retry, or end its grace period (`ref_id`: the
+    /// subscription).
+    BillSubscription,
 }
 
 spelled!(JobKind {
@@ -21,6 +24,7 @@ spelled!(JobKind {
     ReconcileInvoice = "reconcile_invoice",
     Refund = "refund",
     SyncHistory = "sync_history",
+    BillSubscription = "bill_subscription",
 });
 
 #[cfg(test)]

@@ -43,6 +43,16 @@ pub(crate) enum Checked {
     Busy,
 }
 
+/// What [`Gateway::send_stored`] does with an invoice Kaspi did not take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Remove it: the request that made it is answered with the error.
+    Delete,
+    /// Keep it: a refusal fails it (its subscription sees a failed payment); anything else
+    /// leaves it to its reconciliation, which sends it again.
+    Fail,
+}
+
 /// What the sandbox payer can do to an open operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SandboxAction {
@@ -96,7 +106,6 @@ impl Gateway {
         let store = self.store();
         let now = self.now_ms();
         let kaspi_ref = new_kaspi_ref();
-        let comment = kaspi_comment(new.description.as_deref(), &kaspi_ref);
         // Stored with its reconciliation already scheduled and its marker: if this process
         // dies while Kaspi is asked, a later one finds the operation by the marker.
         let invoice = store
@@ -119,11 +128,32 @@ impl Gateway {
             })
             .await?;
         super::traced_invoice(invoice.id);
+        self.send_stored(invoice, terminal, Refused::Delete).await
+    }
+
+    /// Sends a stored `sending` invoice by phone to Kaspi and records the operation. When
+    /// Kaspi's answer is lost the request is not repeated: the invoice is looked for in
+    /// Kaspi's history and else reconciled. Another error is handled as `refused` says.
+    pub(crate) async fn send_stored(
+        &self,
+        invoice: Invoice,
+        terminal: Arc<Loaded>,
+        refused: Refused,
+    ) -> Result<Invoice, GatewayError> {
+        let store = self.store();
+        let Some(phone) = invoice.phone.clone() else {
+            return Err(GatewayError::Internal(format!(
+                "invoice {} has no phone to send to",
+                invoice.id
+            )));
+        };
+        let marker = invoice.kaspi_ref.clone().unwrap_or_else(new_kaspi_ref);
+        let comment = kaspi_comment(invoice.description.as_deref(), &marker);
         let comment = comment.as_str();
-        let (phone, amount) = (&new.phone, new.amount);
+        let (phone, amount) = (&phone, invoice.amount);
         let sent = self
             .terminals()
-            .call_with(org_id, terminal, |k| async move {
+            .call_with(invoice.org_id, terminal, |k| async move {
                 k.client
                     .create_invoice(&k.session, phone, Amount::from(amount), comment)
                     .await
@@ -167,10 +197,31 @@ impl Gateway {
                     Err(e) => Err(e.into()),
                 }
             }
-            Err(e) => {
-                store.invoices().delete_unsent_invoice(invoice.id).await?;
-                Err(e)
-            }
+            Err(e) => match refused {
+                Refused::Delete => {
+                    store.invoices().delete_unsent_invoice(invoice.id).await?;
+                    Err(e)
+                }
+                Refused::Fail
+                    if matches!(
+                        e,
+                        GatewayError::KaspiRefused(_) | GatewayError::KaspiClientNotFound
+                    ) =>
+                {
+                    tracing::warn!(invoice = invoice.id, error = %e, "Kaspi refused a recurring invoice");
+                    let failed = store
+                        .invoices()
+                        .mark_invoice_create_failed(invoice.id, &e.to_string(), self.now_ms())
+                        .await?;
+                    Ok(failed)
+                }
+                Refused::Fail => {
+                    // Not sent, for now: its reconciliation (already scheduled) looks for it in
+                    // Kaspi's history and sends it again when it is not there.
+                    tracing::warn!(invoice = invoice.id, error = %e, "a recurring invoice is not sent yet; reconciling");
+                    Ok(invoice)
+                }
+            },
         }
     }
 

@@ -21,6 +21,7 @@ mod history;
 mod invoices;
 mod qr;
 mod refunds;
+mod subscriptions;
 mod terminals;
 
 use std::sync::Arc;
@@ -31,11 +32,12 @@ pub use app_build::{
     AppBuildState, SETTING_APP_BUILD, SETTING_APP_BUILD_REFUSED, SETTING_APP_VERSION,
 };
 pub use bootstrap::{SandboxPrompt, DEMO_CASHIER_PHONE, DEMO_ORG_SLUG};
-pub(crate) use invoices::Checked;
+pub(crate) use invoices::{Checked, Refused};
 pub use invoices::{NewRemoteInvoice, SandboxAction};
 pub use qr::NewQrPayment;
 pub use refunds::RefundRequest;
 pub(crate) use refunds::RefundStep;
+pub use subscriptions::SubscriptionActError;
 pub use terminals::{connect_terminal, Loaded, Terminals, SIGNED_IN_ELSEWHERE};
 
 use crate::secrets::MasterKey;

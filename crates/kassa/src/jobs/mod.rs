@@ -6,6 +6,7 @@
 //! - `reconcile.rs`: a create whose answer was lost, looked for in Kaspi's history.
 //! - `refund.rs`: a refund sent to Kaspi or confirmed.
 //! - `history.rs`: each cashier's operations history read (payments found in bulk).
+//! - `subscription.rs`: a subscription's due period, retry or end of grace.
 //! - `retry.rs`: the schedules, and a job released to run again later.
 //!
 //! Every "now" comes from the store's [`Clock`](crate::clock::Clock). [`Jobs::start`] runs the
@@ -22,6 +23,7 @@ mod poll;
 mod reconcile;
 mod refund;
 mod retry;
+mod subscription;
 
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -54,6 +56,11 @@ impl Jobs {
         }
     }
 
+    /// The gateway this work is done for.
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
     /// Runs the work of a server until `stop` is cancelled, then waits for the jobs and webhook
     /// attempts in hand: one loop for the history syncs and one for every other job (so a batch
     /// of slow polls never holds up the next history page, which settles open invoices in
@@ -75,6 +82,7 @@ impl Jobs {
                         JobKind::PollInvoice,
                         JobKind::ReconcileInvoice,
                         JobKind::Refund,
+                        JobKind::BillSubscription,
                     ],
                     stop,
                 )
@@ -198,6 +206,7 @@ impl Jobs {
             JobKind::ReconcileInvoice => reconcile::run(gateway, worker, job).await,
             JobKind::Refund => refund::run(gateway, worker, job).await,
             JobKind::SyncHistory => history::run(gateway, worker, job).await,
+            JobKind::BillSubscription => subscription::run(gateway, worker, job).await,
         }
     }
 }

@@ -1,9 +1,14 @@
 //! `reconcile_invoice`: a create whose answer was lost (or whose process died while Kaspi
 //! was asked) is looked for in Kaspi's history by its marker; found, it becomes sent; not found
-//! after the whole schedule, it is failed. A QR create nobody saw is removed.
+//! after the whole schedule, it is failed; a subscription's invoice is sent again instead
+//! (nobody else will ask the payer for that period), unless the subscription ended. A QR create
+//! nobody saw is removed.
 
 use super::retry::{again_after, delay_at, same_attempt_on, wait_for_person};
+use crate::domain::SubscriptionStatus;
+use crate::gateway::Refused;
 use crate::gateway::{Gateway, GatewayError};
+use crate::store::Invoice;
 use crate::store::{InvoiceKind, Job};
 
 pub(super) async fn run(gateway: &Gateway, worker: &str, job: &Job) -> Result<(), GatewayError> {
@@ -39,6 +44,12 @@ pub(super) async fn run(gateway: &Gateway, worker: &str, job: &Job) -> Result<()
             // Recorded (or found recorded by someone else): the job is done either way.
             gateway.store().jobs().finish_job(job.id).await?;
             Ok(())
+        }
+        Ok(None)
+            if invoice.subscription_id.is_some()
+                && usize::try_from(job.attempt + 1).unwrap_or(usize::MAX) >= schedule.len() =>
+        {
+            send_again(gateway, worker, job, invoice).await
         }
         Ok(None) if usize::try_from(job.attempt + 1).unwrap_or(usize::MAX) >= schedule.len() => {
             tracing::warn!(
@@ -79,5 +90,62 @@ pub(super) async fn run(gateway: &Gateway, worker: &str, job: &Job) -> Result<()
         // person acts; look again at the slower pace.
         Err(e) if e.waits_for_person() => wait_for_person(gateway, worker, job, &e).await,
         Err(e) => same_attempt_on(gateway, worker, job, schedule, Some(&e)).await,
+    }
+}
+
+/// A subscription's invoice Kaspi never received (its create's process died before or while
+/// asking, and the whole schedule of history look-ups did not find it): sent again with the
+/// same marker, and reconciled from the start if the answer is lost again. Failed instead when
+/// its subscription no longer bills.
+async fn send_again(
+    gateway: &Gateway,
+    worker: &str,
+    job: &Job,
+    invoice: Invoice,
+) -> Result<(), GatewayError> {
+    let store = gateway.store();
+    let billing = match invoice.subscription_id {
+        Some(id) => store
+            .subscriptions()
+            .subscription(invoice.org_id, id)
+            .await?
+            .is_some_and(|s| s.status == SubscriptionStatus::Active),
+        None => false,
+    };
+    if !billing {
+        let failed = store
+            .invoices()
+            .mark_invoice_create_failed(
+                invoice.id,
+                "Kaspi never received the invoice and its subscription no longer bills",
+                gateway.now_ms(),
+            )
+            .await;
+        if let Err(e) = failed {
+            if !matches!(e, crate::store::StoreError::NotFound) {
+                return Err(e.into());
+            }
+        }
+        store.jobs().finish_job(job.id).await?;
+        return Ok(());
+    }
+    tracing::warn!(
+        invoice = invoice.id,
+        "Kaspi never received a subscription's invoice; sending it again"
+    );
+    let terminal = match gateway.terminals().load(invoice.org_id).await {
+        Ok(terminal) => terminal,
+        Err(e) if e.waits_for_person() => return wait_for_person(gateway, worker, job, &e).await,
+        Err(e) => return Err(e),
+    };
+    let sent = gateway
+        .send_stored(invoice, terminal, Refused::Fail)
+        .await?;
+    if sent.create_state.awaits_kaspi() {
+        let schedule = &gateway.settings().reconcile_schedule;
+        again_after(gateway, worker, job, 0, delay_at(schedule, 0), None).await
+    } else {
+        store.jobs().finish_job(job.id).await?;
+        Ok(())
     }
 }

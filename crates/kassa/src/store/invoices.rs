@@ -19,7 +19,8 @@ pub(super) const INVOICE_COLUMNS: &str =
     "id, payment_id, org_id, kind, amount, phone, description, \
      external_order_id, status, kaspi_status, kaspi_operation_id, client_name, total_refunded, \
      is_sandbox, create_state, last_error, created_at, updated_at, paid_at, cancelled_at, \
-     expires_at, metadata, cancel_reason, qr_token, ext_tran_id, refund_reserved, kaspi_ref";
+     expires_at, metadata, cancel_reason, qr_token, ext_tran_id, refund_reserved, kaspi_ref, \
+     subscription_id";
 
 /// The most a page holds.
 const MAX_PER_PAGE: u32 = 100;
@@ -53,6 +54,7 @@ pub(super) fn invoice_from_row(row: &Row) -> Result<Invoice, DbError> {
         ext_tran_id: row.opt_text("ext_tran_id")?,
         refund_reserved: row.money("refund_reserved")?,
         kaspi_ref: row.opt_text("kaspi_ref")?,
+        subscription_id: row.opt_i64("subscription_id")?,
     })
 }
 
@@ -194,6 +196,9 @@ fn record_changes_tx(tx: &mut dyn Tx, changes: &[(&Invoice, &Change<'_>)]) -> Re
         ),
         &params,
     )?;
+    for (before, change) in changes {
+        super::subscriptions::invoice_ended_tx(tx, before, change.to, change.at_ms)?;
+    }
     let ended: Vec<i64> = changes
         .iter()
         .filter(|(_, change)| change.to.is_final())
@@ -252,54 +257,64 @@ pub(super) fn settle_operations_tx(
     Ok(changed.len())
 }
 
+/// Records a new invoice as `pending`, `sending`, inside the caller's transaction: with its
+/// kept count, its reconciliation job (`reconcile_at`) and its idempotency link, as
+/// [`InvoiceRepo::insert_invoice`] says; `subscription_id` names the subscription billing it.
+pub(super) fn insert_invoice_tx(
+    tx: &mut dyn Tx,
+    new: &NewInvoice,
+    subscription_id: Option<i64>,
+) -> Result<Invoice, StoreError> {
+    let sql = format!(
+        "INSERT INTO invoices (payment_id, org_id, kind, amount, phone, description, \
+         external_order_id, status, is_sandbox, create_state, created_at, updated_at, \
+         expires_at, metadata, kaspi_ref, subscription_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15) \
+         RETURNING {INVOICE_COLUMNS}"
+    );
+    let params: [Value; 15] = [
+        (&new.payment_id).into(),
+        new.org_id.into(),
+        new.kind.as_str().into(),
+        new.amount.into(),
+        new.phone.as_ref().into(),
+        new.description.as_ref().into(),
+        new.external_order_id.as_ref().into(),
+        InvoiceStatus::Pending.as_str().into(),
+        new.is_sandbox.into(),
+        CreateState::Sending.as_str().into(),
+        new.created_at.into(),
+        new.expires_at.into(),
+        new.metadata.as_ref().into(),
+        new.kaspi_ref.as_ref().into(),
+        subscription_id.into(),
+    ];
+    let invoice = invoice_from_row(&tx.query_one(&sql, &params)?)?;
+    add_to_counts_tx(tx, &[(invoice.org_id, invoice.id)], 1)?;
+    if let Some(at) = new.reconcile_at {
+        schedule_job(
+            tx,
+            JobKind::ReconcileInvoice,
+            invoice.id,
+            at,
+            new.created_at,
+        )?;
+    }
+    if let Some(link) = &new.idempotency {
+        super::idempotency::link_tx(tx, link, Resource::Invoice(invoice.id))?;
+    }
+    Ok(invoice)
+}
+
 impl InvoiceRepo {
     /// Records a new invoice as `pending`, `sending`; with `reconcile_at`, its reconciliation
     /// job is scheduled in the same transaction (so a create whose process dies while Kaspi is
     /// asked is finished by a later one), and with `idempotency` the request's record names
     /// the invoice. `Conflict` when the payment id exists.
     pub async fn insert_invoice(&self, new: NewInvoice) -> Result<Invoice, StoreError> {
-        let sql = format!(
-            "INSERT INTO invoices (payment_id, org_id, kind, amount, phone, description, \
-             external_order_id, status, is_sandbox, create_state, created_at, updated_at, \
-             expires_at, metadata, kaspi_ref) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14) \
-             RETURNING {INVOICE_COLUMNS}"
-        );
         let inserted = self
             .db
-            .write(move |tx| {
-                let params: [Value; 14] = [
-                    (&new.payment_id).into(),
-                    new.org_id.into(),
-                    new.kind.as_str().into(),
-                    new.amount.into(),
-                    new.phone.as_ref().into(),
-                    new.description.as_ref().into(),
-                    new.external_order_id.as_ref().into(),
-                    InvoiceStatus::Pending.as_str().into(),
-                    new.is_sandbox.into(),
-                    CreateState::Sending.as_str().into(),
-                    new.created_at.into(),
-                    new.expires_at.into(),
-                    new.metadata.as_ref().into(),
-                    new.kaspi_ref.as_ref().into(),
-                ];
-                let invoice = invoice_from_row(&tx.query_one(&sql, &params)?)?;
-                add_to_counts_tx(tx, &[(invoice.org_id, invoice.id)], 1)?;
-                if let Some(at) = new.reconcile_at {
-                    schedule_job(
-                        tx,
-                        JobKind::ReconcileInvoice,
-                        invoice.id,
-                        at,
-                        new.created_at,
-                    )?;
-                }
-                if let Some(link) = &new.idempotency {
-                    super::idempotency::link_tx(tx, link, Resource::Invoice(invoice.id))?;
-                }
-                Ok(invoice)
-            })
+            .write(move |tx| insert_invoice_tx(tx, &new, None))
             .await;
         conflict_on_unique(inserted, "an invoice with this payment id exists")
     }
@@ -577,7 +592,8 @@ impl InvoiceRepo {
             .await
     }
 
-    /// The events of one invoice, oldest first, as `(from_status, to_status, at)`.
+    /// The events of one invoice, oldest first, as `(from_status, to_status, at)` (its
+    /// subscription's events aside).
     pub async fn invoice_events(
         &self,
         org_id: i64,
@@ -587,7 +603,7 @@ impl InvoiceRepo {
             .read(move |tx| {
                 let rows = tx.query(
                     "SELECT from_status, to_status, at FROM invoice_events \
-                     WHERE org_id = $1 AND invoice_id = $2 ORDER BY id",
+                     WHERE org_id = $1 AND invoice_id = $2 AND subscription_id IS NULL ORDER BY id",
                     &[org_id.into(), invoice_id.into()],
                 )?;
                 let mut events = Vec::with_capacity(rows.len());
@@ -612,7 +628,7 @@ impl InvoiceRepo {
         org_id: i64,
         filter: &InvoiceFilter,
     ) -> Result<(Vec<Invoice>, i64), StoreError> {
-        let (condition, mut params) = list_condition(org_id, filter);
+        let (condition, params) = list_condition(org_id, filter);
         let count_sql = format!("SELECT COUNT(*) AS n FROM invoices WHERE {condition}");
         let per_page = filter.per_page.clamp(1, MAX_PER_PAGE);
         let offset = i64::from(filter.page.max(1) - 1) * i64::from(per_page);
@@ -631,15 +647,15 @@ impl InvoiceRepo {
         };
         self.db
             .read(move |tx| {
-                let total = tx.query_one(&count_sql, &params)?.i64("n")?;
-                params.push(per_page.into());
-                params.push(offset.into());
-                let rows = tx.query(&page_sql, &params)?;
-                let invoices = rows
-                    .iter()
-                    .map(invoice_from_row)
-                    .collect::<Result<_, _>>()?;
-                Ok((invoices, total))
+                Ok(super::counted_page(
+                    tx,
+                    &count_sql,
+                    &page_sql,
+                    params.clone(),
+                    i64::from(per_page),
+                    offset,
+                    invoice_from_row,
+                )?)
             })
             .await
     }
@@ -782,7 +798,7 @@ fn order_by(filter: &InvoiceFilter) -> String {
 }
 
 /// `text` with LIKE's wildcards and the escape character escaped by `\`.
-fn escape_like(text: &str) -> String {
+pub(super) fn escape_like(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {

@@ -93,6 +93,20 @@ pub(crate) fn delete_job(tx: &mut dyn Tx, kind: JobKind, ref_id: i64) -> Result<
 }
 
 impl JobRepo {
+    /// When the earliest job not of kind `except` is due, if any.
+    pub async fn next_due(&self, except: JobKind) -> Result<Option<i64>, StoreError> {
+        self.db
+            .read(move |tx| {
+                Ok(tx
+                    .query_one(
+                        "SELECT MIN(run_at) AS at FROM jobs WHERE kind <> $1",
+                        &[except.as_str().into()],
+                    )?
+                    .opt_i64("at")?)
+            })
+            .await
+    }
+
     /// Schedules job `(kind, ref_id)` at `run_at` unless it exists; `true` when it was made.
     pub async fn schedule_job(
         &self,

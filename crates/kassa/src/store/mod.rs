@@ -1,7 +1,7 @@
 //! The gateway's store: all of its SQL, written once for SQLite and PostgreSQL over [`Db`].
 //!
 //! One [`Store`], handed out as repositories (`store.invoices()`, `refunds()`, `jobs()`,
-//! `webhooks()`, `orgs()`), each with a method per question or change, each one transaction. Every status change
+//! `webhooks()`, `orgs()`, `subscriptions()`), each with a method per question or change, each one transaction. Every status change
 //! writes its `invoice_events` row in the same transaction (the outbox); jobs are rows leased
 //! with `UPDATE … RETURNING`. The only dialect difference used is [`Dialect::skip_locked`](crate::db::Dialect::skip_locked)
 //! (`crate::db::Dialect`); the tables come from `migrations/*/0002_gateway.sql`.
@@ -16,6 +16,7 @@
 //! - `bulk.rs`: invoices seeded in bulk (load tests), many rows per statement.
 //! - `webhooks/`: webhook endpoints, the dispatch of events into deliveries, attempts.
 //! - `settings.rs`: run-time settings (on [`Store`] itself).
+//! - `subscriptions.rs`: subscriptions, each due period billed once, their invoices' ends.
 
 mod bulk;
 mod history;
@@ -26,6 +27,7 @@ mod limits;
 mod orgs;
 mod refunds;
 mod settings;
+mod subscriptions;
 pub mod types;
 mod values;
 mod webhooks;
@@ -42,6 +44,10 @@ pub use idempotency::RUNNING_LEASE_MS;
 pub use invoices::OperationEnd;
 pub use limits::QuotaLease;
 pub use refunds::{NewRefund, RefundCreated, RefundFilter, RefundRefusal};
+pub use subscriptions::{
+    ActError, Billed, BillingTemplate, NewSubscription, Subscription, SubscriptionEventFacts,
+    SubscriptionFilter, SubscriptionInvoice, SubscriptionStats, SubscriptionUpdate,
+};
 pub use types::*;
 pub(crate) use values::DomainColumns;
 pub use webhooks::{
@@ -142,6 +148,8 @@ repositories! {
     /// Organizations, API keys (and their revocations, rate-limit quotas, idempotency
     /// records), cashier terminals.
     OrgRepo => orgs;
+    /// Subscriptions: made, changed, billed once per period and attempt, their invoices.
+    SubscriptionRepo => subscriptions;
 }
 
 impl Store {
@@ -174,6 +182,25 @@ fn conflict_on_unique<T>(result: Result<T, StoreError>, what: &str) -> Result<T,
         }
         other => other,
     }
+}
+
+/// How many rows `count_sql` counts, and the page `page_sql` reads with `limit` and `offset`
+/// as its last two parameters after `params`, each row read by `from_row`: one list answer.
+pub(crate) fn counted_page<T>(
+    tx: &mut dyn crate::db::Tx,
+    count_sql: &str,
+    page_sql: &str,
+    mut params: Vec<crate::db::Value>,
+    limit: i64,
+    offset: i64,
+    from_row: fn(&crate::db::Row) -> Result<T, DbError>,
+) -> Result<(Vec<T>, i64), DbError> {
+    let total = tx.query_one(count_sql, &params)?.i64("n")?;
+    params.push(limit.into());
+    params.push(offset.into());
+    let rows = tx.query(page_sql, &params)?;
+    let items = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    Ok((items, total))
 }
 
 /// `$from, $from+1, …`: `n` placeholders, for `IN (…)` lists.

@@ -113,6 +113,8 @@ pub struct Invoice {
     /// The marker Kassa put in the Kaspi comment of an invoice by phone (see
     /// [`kaspi_comment`]); `None` for QR payments and invoices made before markers.
     pub kaspi_ref: Option<String>,
+    /// The subscription that billed it, for a recurring invoice.
+    pub subscription_id: Option<i64>,
 }
 
 impl Invoice {

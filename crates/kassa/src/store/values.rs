@@ -2,7 +2,8 @@
 //! phones as Kaspi's 10 digits.
 
 use crate::db::{DbError, Row, Value};
-use crate::domain::{parse_phone, KaspiOperationId, Money, Phone};
+use crate::domain::{date_text, parse_date, parse_phone, KaspiOperationId, Money, Phone};
+use time::Date;
 
 impl From<Money> for Value {
     fn from(money: Money) -> Value {
@@ -22,12 +23,19 @@ impl From<&Phone> for Value {
     }
 }
 
+impl From<Date> for Value {
+    fn from(date: Date) -> Value {
+        Value::from(date_text(date))
+    }
+}
+
 /// Reads the domain's values from rows.
 pub(crate) trait DomainColumns {
     fn money(&self, name: &str) -> Result<Money, DbError>;
     fn opt_money(&self, name: &str) -> Result<Option<Money>, DbError>;
     fn opt_operation_id(&self, name: &str) -> Result<Option<KaspiOperationId>, DbError>;
     fn opt_phone(&self, name: &str) -> Result<Option<Phone>, DbError>;
+    fn opt_date(&self, name: &str) -> Result<Option<Date>, DbError>;
 }
 
 impl DomainColumns for Row {
@@ -48,6 +56,15 @@ impl DomainColumns for Row {
             .map(|text| {
                 parse_phone(&text)
                     .map_err(|_| DbError::decode(name, format!("not a phone number `{text}`")))
+            })
+            .transpose()
+    }
+
+    fn opt_date(&self, name: &str) -> Result<Option<Date>, DbError> {
+        self.opt_text(name)?
+            .map(|text| {
+                parse_date(&text)
+                    .ok_or_else(|| DbError::decode(name, format!("not a date `{text}`")))
             })
             .transpose()
     }

@@ -108,7 +108,7 @@ impl Webhooks {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = self
+        let mut rows = self
             .store()
             .webhooks()
             .webhook_event_rows(
@@ -116,6 +116,18 @@ impl Webhooks {
                 events.iter().map(|e| e.org_id).collect(),
             )
             .await?;
+        let mut subscription_ids: Vec<i64> =
+            events.iter().filter_map(|e| e.subscription_id).collect();
+        subscription_ids.sort_unstable();
+        subscription_ids.dedup();
+        rows.subscriptions = self
+            .store()
+            .subscriptions()
+            .subscriptions_by_id(subscription_ids)
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s))
+            .collect();
         // Refund events are few: their refunds are read one by one.
         let mut refunds = HashMap::new();
         for id in events.iter().filter_map(|e| e.refund_id) {
@@ -140,6 +152,9 @@ impl Webhooks {
                     .invoices
                     .get(&event.invoice_id)
                     .map(|invoice| EventFacts {
+                        subscription: event
+                            .subscription_id
+                            .and_then(|id| rows.subscriptions.get(&id).cloned()),
                         event,
                         invoice: invoice.clone(),
                         refund,

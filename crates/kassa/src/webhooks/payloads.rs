@@ -10,6 +10,7 @@
 //! | … to failed | `invoice.status_changed` (status `cancelled`) | `payment.failed` |
 //! | `invoice.refunded` | `invoice.refunded` | `payment.refunded` |
 //! | `invoice.refund_failed` | — | `payment.refund_failed` |
+//! | `subscription.*` (four) | the same name | — |
 //!
 //! Bodies: apipay `{event, invoice, source: "api", timestamp}` (plus `refund` for a refund);
 //! xpayment `{event, payment, refund?, delivery_id, timestamp}`. A status change shows the
@@ -22,14 +23,21 @@
 use serde_json::{json, Value};
 
 use crate::api::{apipay, rfc3339_ms, xpayment};
-use crate::domain::{parse_phone, Money};
+use crate::domain::{almaty_date, almaty_rfc3339, date_text, parse_phone, Money};
 use crate::store::{
     CreateState, EventKind, Invoice, InvoiceKind, InvoiceStatus, Payload, PendingEvent, Refund,
-    RefundStatus, WebhookFormat,
+    RefundStatus, Subscription, SubscriptionEventFacts, WebhookFormat,
 };
 
 /// The events an apipay endpoint can subscribe to.
-pub const APIPAY_EVENTS: &[&str] = &["invoice.status_changed", "invoice.refunded"];
+pub const APIPAY_EVENTS: &[&str] = &[
+    "invoice.status_changed",
+    "invoice.refunded",
+    "subscription.payment_succeeded",
+    "subscription.payment_failed",
+    "subscription.grace_period_started",
+    "subscription.expired",
+];
 /// The events an xpayment endpoint can subscribe to (`domain.WebhookEventType`).
 pub const XPAYMENT_EVENTS: &[&str] = &[
     "payment.completed",
@@ -66,6 +74,7 @@ pub fn event_type(
         },
         (WebhookFormat::XPayment, EventKind::Refunded) => Some("payment.refunded"),
         (WebhookFormat::XPayment, EventKind::RefundFailed) => Some("payment.refund_failed"),
+        (WebhookFormat::ApiPay, kind) if kind.is_subscription() => Some(kind.as_str()),
         _ => None,
     }
 }
@@ -78,6 +87,8 @@ pub struct EventFacts {
     pub refund: Option<Refund>,
     /// xPayment's `user_id` (the organization's slug).
     pub user_id: String,
+    /// The subscription of a subscription event.
+    pub subscription: Option<Subscription>,
 }
 
 /// The event type and body bytes of `facts` for an endpoint of `format`, for delivery
@@ -87,6 +98,11 @@ pub fn event_body(
     facts: &EventFacts,
     delivery_id: &str,
 ) -> Option<(String, Vec<u8>)> {
+    if facts.event.kind.is_subscription() {
+        let name = event_type(format, facts.event.kind, InvoiceStatus::Pending)?;
+        let body = subscription_body(name, facts)?;
+        return Some((name.to_owned(), serde_json::to_vec(&body).ok()?));
+    }
     let to = InvoiceStatus::parse(&facts.event.to_status)?;
     let name = event_type(format, facts.event.kind, to)?;
     let mut invoice = facts.invoice.clone();
@@ -129,6 +145,69 @@ pub fn event_payload(format: WebhookFormat, facts: &EventFacts) -> Option<Payloa
         .to_string();
     let (event_type, bytes) = event_body(format, facts, &stand_in)?;
     Some(Payload::around(event_type, bytes, &stand_in))
+}
+
+/// The ApiPay body of a subscription event, readable by clients of both doc versions: the
+/// current version's flat fields (`subscription`, `invoice_id`, `amount`, `reason`, …) and
+/// the seed's `data{subscription, invoice, reason}` side by side. The subscription is shown
+/// as it was when the event happened (status, failures, grace, next billing, amount).
+fn subscription_body(name: &str, facts: &EventFacts) -> Option<Value> {
+    let sub = facts.subscription.as_ref()?;
+    let told: SubscriptionEventFacts = serde_json::from_str(facts.event.data.as_deref()?).ok()?;
+    let mut subscription = apipay::views::subscription_json(sub);
+    subscription["status"] = json!(told.status);
+    subscription["failed_attempts"] = json!(told.failed_attempts);
+    subscription["in_grace_period"] = json!(told.in_grace_period);
+    subscription["next_billing_at"] = json!(told.next_billing_at.map(almaty_rfc3339));
+    subscription["next_billing_date"] =
+        json!(told.next_billing_at.map(|at| date_text(almaty_date(at))));
+    subscription["amount"] = json!(Money::from_tiyn(told.amount).to_decimal_string());
+    let mut body = json!({
+        "event": name,
+        "subscription": subscription,
+        "source": "subscription",
+        "timestamp": rfc3339_ms(facts.event.at),
+    });
+    let mut data = json!({});
+    if let Some(id) = told.invoice_id {
+        body["invoice_id"] = json!(id);
+        let amount = told
+            .invoice_amount
+            .map(|t| Money::from_tiyn(t).to_decimal_string());
+        if amount.is_some() {
+            body["amount"] = json!(amount);
+            // ApiPay has no `failed`: a declined or refused invoice shows as `cancelled`.
+            let status = told.invoice_status.as_deref().map(|s| match s {
+                "failed" => "cancelled",
+                other => other,
+            });
+            data["invoice"] = json!({"id": id, "amount": amount, "status": status});
+        }
+    }
+    if let Some(paid_at) = told.paid_at {
+        body["paid_at"] = json!(almaty_rfc3339(paid_at));
+    }
+    if let Some(reason) = &told.reason {
+        body["reason"] = json!(reason);
+        data["reason"] = json!(reason);
+    }
+    if let Some(attempt) = told.attempt_number {
+        body["attempt_number"] = json!(attempt);
+    }
+    let mut seed_subscription = body["subscription"].clone();
+    if let Some(days) = told.grace_period_days {
+        body["grace_period_days"] = json!(days);
+        seed_subscription["grace_period_days"] = json!(days);
+    }
+    if let Some(expires_at) = told.expires_at {
+        body["expires_at"] = json!(almaty_rfc3339(expires_at));
+    }
+    if let Some(left) = told.retry_attempts_remaining {
+        seed_subscription["retry_attempts_remaining"] = json!(left);
+    }
+    data["subscription"] = seed_subscription;
+    body["data"] = data;
+    Some(body)
 }
 
 fn xpayment_body(
@@ -223,6 +302,7 @@ fn simulated_rows(
         ext_tran_id: None,
         refund_reserved: Money::ZERO,
         kaspi_ref: None,
+        subscription_id: None,
     };
     let refund = match name {
         "payment.refunded" | "payment.refund_failed" => {
@@ -273,10 +353,13 @@ mod tests {
                 to_status: invoice.status.as_str().into(),
                 at: 1_700_000_000_123,
                 refund_id: refund.as_ref().map(|r| r.id),
+                subscription_id: None,
+                data: None,
             },
             invoice,
             refund,
             user_id: "demo".into(),
+            subscription: None,
         }
     }
 

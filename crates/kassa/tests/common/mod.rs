@@ -444,7 +444,18 @@ pub async fn serve_process(
     database_url: &str,
     base: &str,
 ) -> (tokio::process::Child, String) {
+    serve_process_with(dir, database_url, base, &[]).await
+}
+
+/// [`serve_process`] with more environment settings.
+pub async fn serve_process_with(
+    dir: &std::path::Path,
+    database_url: &str,
+    base: &str,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kassa"))
+        .envs(env.iter().copied())
         .args(["serve", "--listen", "127.0.0.1:0", "--kaspi", "live"])
         .env("KASSA_DATA_DIR", dir)
         .env("KASSA_DATABASE_URL", database_url)
@@ -571,8 +582,9 @@ pub fn clock_at_minute_start() -> Clock {
 }
 
 /// The number in column `n` of the one row `sql` reads.
-pub async fn count(db: &kassa::db::Db, sql: &'static str) -> i64 {
-    db.read(move |tx| tx.query_one(sql, &[])?.i64("n"))
+pub async fn count(db: &kassa::db::Db, sql: &str) -> i64 {
+    let sql = sql.to_owned();
+    db.read(move |tx| tx.query_one(&sql, &[])?.i64("n"))
         .await
         .expect("count")
 }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::errors::gateway_error;
+use super::fields;
 use super::query::{almaty_day_start, page_and_size, STATUS_FILTERS};
 use super::views::{invoice_json, page_meta};
 use super::F;
@@ -38,33 +39,7 @@ pub(super) async fn create_invoice(
     ApiJson(body): ApiJson<CreateInvoiceBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mut errors = FieldErrors::new();
-    let phone = match &body.phone_number {
-        None | Some(Value::Null) => {
-            errors.add("phone_number", "The phone number field is required.");
-            None
-        }
-        Some(Value::String(p)) if is_apipay_phone(p) => match kaspi::phone::normalize(p) {
-            Ok(phone) => Some(phone),
-            Err(_) => {
-                errors.add(
-                    "phone_number",
-                    "The phone number is not a Kazakhstan mobile number (8 7XX XXX XX XX).",
-                );
-                None
-            }
-        },
-        Some(Value::String(_)) => {
-            errors.add(
-                "phone_number",
-                "Phone number must be in format 8XXXXXXXXXX.",
-            );
-            None
-        }
-        Some(_) => {
-            errors.add("phone_number", "The phone number must be a string.");
-            None
-        }
-    };
+    let phone = fields::phone_number(body.phone_number.as_ref(), &mut errors);
     if body.cart_items.as_ref().is_some_and(|c| !c.is_null()) {
         errors.add(
             "cart_items",
@@ -116,18 +91,13 @@ pub(super) async fn create_invoice(
     Ok((StatusCode::CREATED, Json(invoice_json(&invoice))))
 }
 
-/// `8` and ten digits, as ApiPay requires.
-fn is_apipay_phone(text: &str) -> bool {
-    text.len() == 11 && text.starts_with('8') && text.bytes().all(|b| b.is_ascii_digit())
-}
-
 pub(super) async fn list_invoices(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
     query: QueryPairs<ApiPay>,
 ) -> Result<Json<Value>, ApiError> {
     let mut errors = FieldErrors::new();
-    let (page, per_page) = page_and_size(&query, &mut errors)?;
+    let (page, per_page) = page_and_size(&query, 10, &mut errors)?;
     let search = errors
         .take(query.string("search", 100))?
         .flatten()

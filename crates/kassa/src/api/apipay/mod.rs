@@ -12,7 +12,10 @@
 //! - `invoices`: create, list, get and cancel invoices.
 //! - `stats`: the invoice statistics of a period.
 //! - `refunds`: refund an invoice, list refunds.
-//! - `sandbox`: the payer's helpers (pay, decline, expire), mounted in sandbox mode only.
+//! - `subscriptions`: recurring invoices on a schedule (both doc versions' shapes at once).
+//! - `sandbox`: the payer's helpers (pay, decline, expire) and the sandbox clock, mounted in
+//!   sandbox mode only.
+//! - `fields`: body fields read with Laravel's rules.
 //! - [`views`]: the JSON a client sees; [`errors`]: gateway errors as ApiPay answers them;
 //!   `query`: what the list and stats queries share (pages, Almaty days).
 
@@ -21,25 +24,40 @@ use axum::Router;
 
 use super::error::ErrorFormat;
 use crate::gateway::Gateway;
+use crate::jobs::Jobs;
 
 pub mod errors;
+mod fields;
 mod invoices;
 mod query;
 mod refunds;
 mod sandbox;
 mod stats;
+mod subscriptions;
 pub mod views;
 
 use invoices::{cancel_invoice, create_invoice, get_invoice, list_invoices};
 use refunds::{invoice_refunds, list_refunds, refund_invoice};
-use sandbox::{sandbox_decline, sandbox_expire, sandbox_pay};
+use sandbox::{
+    sandbox_clock, sandbox_clock_advance, sandbox_decline, sandbox_expire, sandbox_pay,
+    SandboxClock,
+};
 use stats::invoice_stats;
+use subscriptions::{
+    cancel_subscription, create_subscription, get_subscription, list_subscriptions,
+    pause_subscription, resume_subscription, subscription_invoices, update_subscription,
+};
+
+pub use subscriptions::{
+    DEFAULT_GRACE_PERIOD_DAYS, DEFAULT_MAX_RETRY_ATTEMPTS, DEFAULT_RETRY_INTERVAL_HOURS,
+};
 
 const F: ErrorFormat = ErrorFormat::ApiPay;
 
 /// The authenticated routes (relative to `/api/v1`); the caller adds authentication, rate
-/// limit and idempotency around them. `sandbox` mounts the payer's helpers.
-pub fn routes(gateway: Gateway, sandbox: bool) -> Router {
+/// limit and idempotency around them. `sandbox` (the work of this process, in sandbox mode)
+/// mounts the payer's helpers and the sandbox clock.
+pub fn routes(gateway: Gateway, sandbox: Option<Jobs>) -> Router {
     let mut router = Router::new()
         .route("/invoices", post(create_invoice).get(list_invoices))
         .route("/invoices/stats", get(invoice_stats))
@@ -47,12 +65,29 @@ pub fn routes(gateway: Gateway, sandbox: bool) -> Router {
         .route("/invoices/{id}/cancel", post(cancel_invoice))
         .route("/invoices/{id}/refund", post(refund_invoice))
         .route("/invoices/{id}/refunds", get(invoice_refunds))
-        .route("/refunds", get(list_refunds));
-    if sandbox {
+        .route("/refunds", get(list_refunds))
+        .route(
+            "/subscriptions",
+            post(create_subscription).get(list_subscriptions),
+        )
+        .route(
+            "/subscriptions/{id}",
+            get(get_subscription).put(update_subscription),
+        )
+        .route("/subscriptions/{id}/pause", post(pause_subscription))
+        .route("/subscriptions/{id}/resume", post(resume_subscription))
+        .route("/subscriptions/{id}/cancel", post(cancel_subscription))
+        .route("/subscriptions/{id}/invoices", get(subscription_invoices));
+    let mut clock: Router = Router::new();
+    if let Some(jobs) = sandbox {
         router = router
             .route("/sandbox/invoices/{id}/pay", post(sandbox_pay))
             .route("/sandbox/invoices/{id}/decline", post(sandbox_decline))
             .route("/sandbox/invoices/{id}/expire", post(sandbox_expire));
+        clock = Router::new()
+            .route("/sandbox/clock", get(sandbox_clock))
+            .route("/sandbox/clock/advance", post(sandbox_clock_advance))
+            .with_state(SandboxClock::new(jobs));
     }
-    router.with_state(gateway)
+    router.with_state(gateway).merge(clock)
 }

@@ -1,23 +1,20 @@
 //! What ApiPay's list and stats queries share: the invoice status names a filter takes, `page`
 //! as Laravel reads it, and Asia/Almaty days as unix ms.
 
-use time::{Date, UtcOffset};
+use time::Date;
+
+use crate::domain::ALMATY;
 
 use crate::api::error::{ApiError, FieldErrors};
 use crate::api::extract::{ApiPay, QueryPairs};
 use crate::gateway::Gateway;
 
-/// Asia/Almaty: UTC+5 all year.
-const ALMATY: UtcOffset = match UtcOffset::from_hms(5, 0, 0) {
-    Ok(offset) => offset,
-    Err(_) => UtcOffset::UTC,
-};
-
 /// `page` and `per_page` of a list. `page` as Laravel's paginator reads it: below 1 means the
 /// first page; a page past the end is simply empty; only text that is not an integer is an
-/// error. `per_page` is 1–100, 10 when absent.
+/// error. `per_page` is 1–100, `default_size` when absent.
 pub(super) fn page_and_size(
     query: &QueryPairs<ApiPay>,
+    default_size: i64,
     errors: &mut FieldErrors,
 ) -> Result<(i64, i64), ApiError> {
     let page = errors
@@ -27,7 +24,7 @@ pub(super) fn page_and_size(
     let per_page = errors
         .take(query.int("per_page", 1, 100))?
         .flatten()
-        .unwrap_or(10);
+        .unwrap_or(default_size);
     Ok((page.clamp(1, i64::from(u32::MAX)), per_page))
 }
 

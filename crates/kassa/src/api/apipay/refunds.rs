@@ -98,7 +98,7 @@ pub(super) async fn list_refunds(
     query: QueryPairs<ApiPay>,
 ) -> Result<Json<Value>, ApiError> {
     let mut errors = FieldErrors::new();
-    let (page, per_page) = page_and_size(&query, &mut errors)?;
+    let (page, per_page) = page_and_size(&query, 10, &mut errors)?;
     let statuses = errors
         .take(query.all_of("status", REFUND_STATUSES))?
         .unwrap_or_default();

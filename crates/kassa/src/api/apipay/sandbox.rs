@@ -1,15 +1,24 @@
-//! The sandbox payer's helpers: pay, decline or expire a sandbox invoice as Kaspi would.
+//! The sandbox's helpers: the payer pays, declines or lets a sandbox invoice expire as Kaspi
+//! would; the sandbox clock is read, and moved forward with the work that comes due.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::{Extension, Json};
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
 use super::errors::gateway_error;
+use super::fields;
 use super::views::invoice_json;
+use super::F;
 use crate::api::auth::Caller;
-use crate::api::error::ApiError;
-use crate::api::extract::IdPath;
-use crate::gateway::{Gateway, SandboxAction};
+use crate::api::error::{ApiError, FieldErrors};
+use crate::api::extract::{ApiJson, IdPath};
+use crate::api::rfc3339_ms;
+use crate::domain::{almaty_date, almaty_rfc3339, date_text, JobKind};
+use crate::gateway::{ms, Gateway, GatewayError, SandboxAction};
+use crate::jobs::Jobs;
 
 async fn sandbox(
     gateway: &Gateway,
@@ -46,4 +55,121 @@ pub(super) async fn sandbox_expire(
     IdPath(id): IdPath,
 ) -> Result<Json<Value>, ApiError> {
     sandbox(&gateway, caller, id, SandboxAction::Expire).await
+}
+
+/// The most the sandbox clock moves in one request: ten years.
+const MAX_ADVANCE_SECS: i64 = 10 * 366 * 24 * 3600;
+/// The smallest step of the sandbox clock while it moves from one due piece of work to the
+/// next: an invoice still open is looked at (and its payment found) at least this often, and
+/// a year passes in a few hundred steps at most.
+const MIN_STEP: Duration = Duration::from_secs(3600);
+
+/// The sandbox clock's state: the work it runs as it moves, one move at a time.
+#[derive(Clone)]
+pub(super) struct SandboxClock {
+    jobs: Jobs,
+    moving: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl SandboxClock {
+    pub(super) fn new(jobs: Jobs) -> SandboxClock {
+        SandboxClock {
+            jobs,
+            moving: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    fn now(&self) -> Value {
+        let gateway = self.jobs.gateway();
+        let now = gateway.now_ms();
+        json!({
+            "now": rfc3339_ms(now),
+            "now_almaty": almaty_rfc3339(now),
+            "today": date_text(almaty_date(now)),
+            "is_sandbox": true,
+        })
+    }
+
+    /// Moves Kassa's clock and the sandbox Kaspi's together by `by`, stopping at every moment
+    /// work comes due (at least [`MIN_STEP`] apart) and doing it there, so what a year holds
+    /// happens in order. How many pieces of work were done.
+    async fn advance(&self, by: Duration) -> Result<usize, GatewayError> {
+        let _one_at_a_time = self.moving.lock().await;
+        let gateway = self.jobs.gateway();
+        let sim = gateway
+            .sandbox()
+            .ok_or_else(|| {
+                GatewayError::Sandbox("the sandbox clock exists only in sandbox mode".into())
+            })?
+            .clone();
+        let target = gateway.now_ms().saturating_add(ms(by));
+        let mut done = self.jobs.run_until_idle().await;
+        loop {
+            let now = gateway.now_ms();
+            if now >= target {
+                break;
+            }
+            let next = gateway
+                .store()
+                .jobs()
+                .next_due(JobKind::SyncHistory)
+                .await?
+                .unwrap_or(target);
+            let to = next.max(now.saturating_add(ms(MIN_STEP))).min(target);
+            let step = Duration::from_millis(u64::try_from(to - now).unwrap_or(0));
+            gateway.clock().advance(step);
+            sim.advance_clock(step);
+            done += self.jobs.run_until_idle().await;
+        }
+        Ok(done)
+    }
+}
+
+pub(super) async fn sandbox_clock(State(clock): State<SandboxClock>) -> Json<Value> {
+    Json(clock.now())
+}
+
+pub(super) async fn sandbox_clock_advance(
+    State(clock): State<SandboxClock>,
+    ApiJson(body): ApiJson<Map<String, Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let mut errors = FieldErrors::new();
+    let days = fields::integer(
+        body.get("days"),
+        "days",
+        1,
+        MAX_ADVANCE_SECS / 86_400,
+        &mut errors,
+    );
+    let seconds = fields::integer(
+        body.get("seconds"),
+        "seconds",
+        1,
+        MAX_ADVANCE_SECS,
+        &mut errors,
+    );
+    let by = match (days, seconds) {
+        (Some(days), None) => Some(days * 86_400),
+        (None, Some(seconds)) => Some(seconds),
+        (Some(_), Some(_)) => {
+            errors.add("days", "Give either days or seconds, not both.");
+            None
+        }
+        (None, None) => {
+            if errors.is_empty() {
+                errors.add(
+                    "days",
+                    "The days field is required when seconds is not present.",
+                );
+            }
+            None
+        }
+    };
+    errors.into_result(F)?;
+    let by = Duration::from_secs(u64::try_from(by.unwrap_or(0)).unwrap_or(0));
+    let done = clock.advance(by).await.map_err(gateway_error)?;
+    let mut body = clock.now();
+    body["advanced_by_seconds"] = json!(by.as_secs());
+    body["work_done"] = json!(done);
+    Ok(Json(body))
 }

@@ -4,8 +4,10 @@
 use serde_json::{json, Value};
 
 use crate::api::rfc3339_ms;
-use crate::domain::Money;
-use crate::store::{Invoice, InvoiceStatus, Refund};
+use crate::domain::{almaty_rfc3339, date_label, date_text, Money};
+use crate::store::{
+    Invoice, InvoiceStatus, Refund, Subscription, SubscriptionInvoice, SubscriptionStats,
+};
 
 /// An invoice as ApiPay shows it.
 pub fn invoice_json(invoice: &Invoice) -> Value {
@@ -24,6 +26,8 @@ pub fn invoice_json(invoice: &Invoice) -> Value {
         "expires_at": invoice.expires_at.map(rfc3339_ms),
         "created_at": rfc3339_ms(invoice.created_at),
         "updated_at": rfc3339_ms(invoice.updated_at),
+        "is_recurring": invoice.subscription_id.is_some(),
+        "subscription_id": invoice.subscription_id,
     });
     // The spec types these as strings: absent rather than null (a QR payment has no phone;
     // Kaspi's id comes with its answer).
@@ -78,4 +82,118 @@ pub fn refund_json(refund: &Refund) -> Value {
         "updated_at": rfc3339_ms(refund.updated_at),
         "completed_at": refund.completed_at.map(rfc3339_ms),
     })
+}
+
+/// A subscription as ApiPay shows it: the fields of both doc versions (`next_billing_date`
+/// of the seed and `next_billing_at` of the current one side by side).
+pub fn subscription_json(sub: &Subscription) -> Value {
+    json!({
+        "id": sub.id,
+        "amount": sub.amount.to_decimal_string(),
+        "phone_number": format!("8{}", sub.phone),
+        "subscriber_name": sub.subscriber_name,
+        "external_subscriber_id": sub.external_subscriber_id,
+        "description": sub.description,
+        "billing_period": sub.period.as_str(),
+        "billing_day": sub.effective_billing_day(),
+        "status": sub.status.as_str(),
+        "started_at": date_text(sub.started_on),
+        "next_billing_date": sub.next_billing_on.map(date_text),
+        "next_billing_at": sub.next_billing_at.map(almaty_rfc3339),
+        "failed_attempts": sub.failed_attempts,
+        "in_grace_period": sub.in_grace_period(),
+        "grace_period_ends_at": sub.grace_until.map(almaty_rfc3339),
+        "max_retry_attempts": sub.max_retry_attempts,
+        "retry_interval_hours": sub.retry_interval_hours,
+        "grace_period_days": sub.grace_period_days,
+        "metadata": metadata_json(sub.metadata.as_deref()),
+        "is_sandbox": sub.is_sandbox,
+        "paused_at": sub.paused_at.map(rfc3339_ms),
+        "cancelled_at": sub.cancelled_at.map(rfc3339_ms),
+        "expired_at": sub.expired_at.map(rfc3339_ms),
+        "created_at": rfc3339_ms(sub.created_at),
+        "updated_at": rfc3339_ms(sub.updated_at),
+    })
+}
+
+/// The client's metadata object, as given (`null` when none).
+fn metadata_json(text: Option<&str>) -> Value {
+    text.and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// An answer about one subscription, read by clients of both doc versions: its fields at the
+/// top level (the seed) and under `"subscription"` (the current version), with `extra`
+/// (`stats`, `last_payment`, `message`) beside them.
+pub fn subscription_answer(sub: &Subscription, extra: &[(&str, Value)]) -> Value {
+    let fields = subscription_json(sub);
+    let mut body = fields.clone();
+    body["subscription"] = fields;
+    for (name, value) in extra {
+        body[*name] = value.clone();
+    }
+    body
+}
+
+/// `stats` of a subscription (the seed's `total_amount` and the current `total_collected`
+/// are the same sum).
+pub fn subscription_stats_json(stats: &SubscriptionStats) -> Value {
+    json!({
+        "total_payments": stats.total_payments,
+        "successful_payments": stats.successful_payments,
+        "failed_payments": stats.failed_payments,
+        "total_amount": stats.total_collected.to_decimal_string(),
+        "total_collected": stats.total_collected.to_decimal_string(),
+    })
+}
+
+/// `last_payment`: the newest paid invoice, or `null`.
+pub fn last_payment_json(invoice: Option<&Invoice>) -> Value {
+    match invoice {
+        Some(invoice) => json!({
+            "id": invoice.id,
+            "invoice_id": invoice.id,
+            "amount": invoice.amount.to_decimal_string(),
+            "status": apipay_status(invoice),
+            "paid_at": invoice.paid_at.map(rfc3339_ms),
+        }),
+        None => Value::Null,
+    }
+}
+
+/// One invoice a subscription made: the invoice as `/invoices` shows it (so `id` is the
+/// invoice's, as the seed lists "the subscription's invoices") with the current version's
+/// `SubscriptionInvoiceResource` fields.
+pub fn subscription_invoice_json(item: &SubscriptionInvoice) -> Value {
+    let invoice = &item.invoice;
+    let status = apipay_status(invoice);
+    let (label, color) = match status {
+        "pending" => ("Ожидает оплаты", "yellow"),
+        "paid" => ("Оплачен", "green"),
+        "partially_refunded" => ("Частично возвращён", "blue"),
+        "refunded" => ("Возвращён", "gray"),
+        "expired" => ("Истёк", "gray"),
+        _ => ("Отменён", "red"),
+    };
+    let mut body = invoice_json(invoice);
+    body["invoice_id"] = json!(invoice.id);
+    body["billing_period_start"] = json!(date_text(item.period_start));
+    body["billing_period_end"] = json!(date_text(item.period_end));
+    body["billing_period_label"] = json!(format!(
+        "{} — {}",
+        date_label(item.period_start),
+        date_label(item.period_end)
+    ));
+    body["amount"] = json!(item.amount.to_decimal_string());
+    body["attempt_number"] = json!(item.attempt_number);
+    body["status_label"] = json!(label);
+    body["status_color"] = json!(color);
+    body["failure_reason"] = json!(item.failure_reason);
+    body["invoice"] = json!({
+        "id": invoice.id,
+        "kaspi_invoice_id": invoice.kaspi_operation_id.map(|op| op.to_string()),
+        "status": status,
+    });
+    body["created_at"] = json!(rfc3339_ms(item.created_at));
+    body
 }

@@ -53,6 +53,15 @@ pub fn payment_json(invoice: &Invoice, user_id: &str) -> Value {
         .and_then(|m| serde_json::from_str::<Value>(m).ok())
         .unwrap_or_else(|| json!({}));
     o.insert("metadata".into(), metadata);
+    o.insert(
+        "is_recurring".into(),
+        json!(invoice.subscription_id.is_some()),
+    );
+    put(
+        &mut o,
+        "subscription_id",
+        invoice.subscription_id.map(|id| json!(id)),
+    );
     put(
         &mut o,
         "cancel_reason",

@@ -38,7 +38,8 @@ impl WebhookRepo {
         self.db
             .read(move |tx| {
                 let rows = tx.query(
-                    "SELECT id, org_id, invoice_id, kind, from_status, to_status, at, refund_id \
+                    "SELECT id, org_id, invoice_id, kind, from_status, to_status, at, refund_id, \
+                     subscription_id, data \
                      FROM invoice_events WHERE dispatched_at IS NULL ORDER BY id LIMIT $1",
                     &[limit.into()],
                 )?;
@@ -53,6 +54,8 @@ impl WebhookRepo {
                         to_status: row.text("to_status")?,
                         at: row.i64("at")?,
                         refund_id: row.opt_i64("refund_id")?,
+                        subscription_id: row.opt_i64("subscription_id")?,
+                        data: row.opt_text("data")?,
                     });
                 }
                 Ok(events)
@@ -109,6 +112,7 @@ impl WebhookRepo {
                     invoices,
                     slugs,
                     formats,
+                    subscriptions: HashMap::new(),
                 })
             })
             .await

@@ -188,6 +188,11 @@ pub struct PendingEvent {
     pub to_status: String,
     pub at: i64,
     pub refund_id: Option<i64>,
+    /// A subscription event's subscription.
+    pub subscription_id: Option<i64>,
+    /// A subscription event's facts ([`crate::store::SubscriptionEventFacts`], JSON), as
+    /// they were when it happened.
+    pub data: Option<String>,
 }
 
 /// The body of an event for the endpoints of one format, rendered before the store is called:
@@ -281,6 +286,8 @@ pub struct EventRows {
     pub slugs: HashMap<i64, String>,
     /// The formats of each organization's active endpoints (absent: it has none).
     pub formats: HashMap<i64, HashSet<WebhookFormat>>,
+    /// The subscriptions of subscription events, by id.
+    pub subscriptions: HashMap<i64, crate::store::Subscription>,
 }
 
 /// Deliveries leased to the dispatching worker as they are made.
