@@ -5,7 +5,7 @@
 //! by all.
 //!
 //! - [`domain`]: money, phones, Kaspi operation ids, the statuses and the moves they allow, the
-//!   kinds of jobs. No I/O.
+//!   kinds of jobs, the calendar of subscription billing dates. No I/O.
 //! - [`clock`]: the one source of "now" (system; manual in tests, stepped forward).
 //! - [`api`]: the HTTP surfaces. `api::apipay` and `api::xpayment` hold each surface's routes,
 //!   handlers by resource, views (JSON from domain values) and errors; `api::webhooks` the
@@ -15,16 +15,20 @@
 //!   `gateway/qr.rs`; **a refund**: `gateway/refunds.rs` (`request_refund` reserves it,
 //!   `advance_refund` sends or confirms it); **a status change found in history**:
 //!   `gateway/history.rs` (`sync_history`, settling invoices through the store); cashier
-//!   sessions in `gateway/terminals.rs`; the sandbox in `gateway/bootstrap.rs`.
+//!   sessions in `gateway/terminals.rs`; the sandbox in `gateway/bootstrap.rs`; **a
+//!   subscription's due period**: `gateway/subscriptions.rs` (`bill_subscription`: stored by
+//!   `store.subscriptions().bill_due` with the schedule moved on, then sent like any invoice).
 //! - [`jobs`]: the background runner: leased rows dispatched on `JobKind` (`jobs/poll.rs`,
-//!   `reconcile.rs`, `refund.rs`, `history.rs`; `retry.rs` for schedules) and the webhook
+//!   `reconcile.rs`, `refund.rs`, `history.rs`, `subscription.rs`; `retry.rs` for schedules)
+//!   and the webhook
 //!   pipeline, under one cancellation token; `Jobs::run_until_idle` steps it all.
 //! - [`webhooks`]: endpoints, the outbox dispatched into signed deliveries (`webhooks/dispatch.rs`,
 //!   `delivery.rs`); **a webhook retry** is decided by the attempt (`webhooks/attempt.rs`: the
 //!   schedule or `Retry-After`) and recorded under its lease (`store/webhooks/attempts.rs`).
 //! - [`store`]: every SQL statement, as repositories: `store.invoices()` (invoices, their events
 //!   — the outbox —, Kaspi's history), `refunds()`, `jobs()`, `webhooks()`, `orgs()`
-//!   (organizations, API keys, idempotency, quotas, terminals).
+//!   (organizations, API keys, idempotency, quotas, terminals), `subscriptions()` (billed once
+//!   per period and attempt; an invoice's end moves its subscription in the same transaction).
 //! - [`db`]: one `Db` over SQLite (default) or PostgreSQL, transaction closures, migrations.
 //! - [`app`]: builds and runs the server; [`server`]: the HTTP listener (limits, timeouts,
 //!   drain); [`config`]: one typed configuration; [`datadir`]: the owner-only data dir and its

@@ -82,6 +82,27 @@ async fn invoices_of(kassa: &Kassa, key: &str, id: i64) -> Vec<Value> {
     all
 }
 
+/// How many rows of `table` belong to subscription `id` and meet `and` (SQL, or empty).
+async fn rows_of(db: &kassa::db::Db, table: &str, id: i64, and: &str) -> i64 {
+    common::count(
+        db,
+        &format!("SELECT COUNT(*) AS n FROM {table} WHERE subscription_id = {id} {and}"),
+    )
+    .await
+}
+
+/// Waits (at most `limit`, real time) until subscription `id` has an invoice meeting `and`.
+async fn wait_for_invoice(db: &kassa::db::Db, id: i64, and: &str, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while rows_of(db, "invoices", id, and).await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscription {id} has an invoice {and} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The Almaty date of an RFC 3339 time.
 fn almaty_day(rfc3339: &Value) -> String {
     let at = time::OffsetDateTime::parse(
@@ -262,6 +283,20 @@ on_both_databases!(
             .await
             .json;
         assert_eq!(got["next_billing_date"], "2030-02-28");
+        // A new billing day applies from the next period: the next date moves to the first
+        // 15th on or after the one already due.
+        let put = kassa
+            .http
+            .put(kassa.url(&format!("/subscriptions/{}", id(&day_28))))
+            .header("X-API-Key", &key)
+            .json(&json!({"billing_day": 15}))
+            .send()
+            .await
+            .expect("sent");
+        let put = Answer::read(put).await;
+        assert_eq!(put.status, 200, "{:?}", put.json);
+        assert_eq!(put.json["billing_day"], 15);
+        assert_eq!(put.json["next_billing_date"], "2029-04-15");
         // Each period's end is the day before the next one's start.
         let items = invoices_of(&kassa, &key, id(&day_28)).await;
         assert_eq!(items[2]["billing_period_end"], "2028-03-27");
@@ -501,9 +536,11 @@ on_both_databases!(
         assert_eq!(got["stats"]["failed_payments"], 2);
         let events = kassa.store().db().clone();
         assert_eq!(
-            common::count(
+            rows_of(
                 &events,
-                &format!("SELECT COUNT(*) AS n FROM invoice_events WHERE subscription_id = {id} AND kind = 'subscription.payment_succeeded'")
+                "invoice_events",
+                id,
+                "AND kind = 'subscription.payment_succeeded'"
             )
             .await,
             1
@@ -672,14 +709,7 @@ on_both_databases!(
         );
         // A cancel is not a failed payment.
         let db = test.db();
-        assert_eq!(
-            common::count(
-                &db,
-                &format!("SELECT COUNT(*) AS n FROM invoice_events WHERE subscription_id = {id}")
-            )
-            .await,
-            0
-        );
+        assert_eq!(rows_of(&db, "invoice_events", id, "").await, 0);
     }
 );
 
@@ -816,6 +846,7 @@ async fn two_processes_on_one_postgres_bill_a_thousand_subscriptions_once_each()
     setup.stop().await;
 
     let env = [("KASSA_KASPI_CALLS_PER_SEC", "200")];
+    let started = std::time::Instant::now();
     let (a, _) = common::serve_process_with(dir.path(), test.url(), &base, &env).await;
     let dir_b = common::sibling_data_dir(dir.path());
     let (b, _) = common::serve_process_with(dir_b.path(), test.url(), &base, &env).await;
@@ -836,6 +867,10 @@ async fn two_processes_on_one_postgres_bill_a_thousand_subscriptions_once_each()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    eprintln!(
+        "two processes billed and sent {N} subscriptions due at one moment in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     common::terminate(a).await;
     common::terminate(b).await;
     let n = i64::try_from(N).expect("small");
@@ -912,16 +947,7 @@ on_both_databases!(
             sim.set_faults(faults).expect("faults");
             let jobs = kassa.jobs.clone();
             let stepping = tokio::spawn(async move { jobs.run_until_idle().await });
-            let db = test.db();
-            let stored = format!("SELECT COUNT(*) AS n FROM invoices WHERE subscription_id = {id}");
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-            while common::count(&db, &stored).await == 0 {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "{case}: the invoice is stored"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            wait_for_invoice(&test.db(), id, "", Duration::from_secs(20)).await;
             if case == "answer lost" {
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
                 while sim.operations().len() == ops_before {
@@ -966,5 +992,139 @@ on_both_databases!(
             );
         }
         kassa.stop().await;
+    }
+);
+
+// The same, with a real `kassa serve` killed (SIGKILL) while its create waits at Kaspi, and a
+// new process started on the same data: its own background loops on the real clock find the
+// stored invoice, see in Kaspi's history that Kaspi never got it (after the whole
+// reconciliation schedule, about two and a half minutes), and send it, once.
+on_both_databases!(
+    a_killed_kassa_serve_still_bills_once_after_restart,
+    |test: TestDb| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sim = kaspi_sim::Simulator::new(kaspi_sim::SimConfig::default());
+        let base = kaspi_sim::spawn(sim.clone()).await.expect("simulator");
+        let mut options = Options::new(test.url(), dir.path()).stepped();
+        options.live_kaspi = Some(base.clone());
+        let setup = Kassa::start(options).await;
+        let org = common::connect(&setup, &sim, "school", "7000000023").await;
+        let key = setup.api_key(org).await;
+        let sub = create(
+            &setup,
+            &key,
+            json!({"amount": 4200, "phone_number": WAITS, "billing_period": "monthly", "bill_immediately": true}),
+        )
+        .await;
+        let id = sub["id"].as_i64().expect("id");
+        setup.stop().await;
+
+        sim.set_faults(kaspi_sim::Faults {
+            latency_ms: 600_000,
+            path_contains: Some("/remote/create".into()),
+            count: Some(1),
+            ..kaspi_sim::Faults::default()
+        })
+        .expect("faults");
+        let (mut first, _) = common::serve_process(dir.path(), test.url(), &base).await;
+        let db = test.db();
+        wait_for_invoice(&db, id, "", Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(sim.operations().is_empty(), "the create waits at Kaspi");
+        first.kill().await.expect("SIGKILL");
+        sim.clear_faults();
+
+        let (second, _) = common::serve_process(dir.path(), test.url(), &base).await;
+        wait_for_invoice(
+            &db,
+            id,
+            "AND create_state = 'sent'",
+            Duration::from_secs(240),
+        )
+        .await;
+        common::terminate(second).await;
+        assert_eq!(rows_of(&db, "invoices", id, "").await, 1, "one invoice");
+        let ops = sim.operations();
+        assert_eq!(ops.len(), 1, "one Kaspi invoice: {ops:?}");
+        assert_eq!(rows_of(&db, "subscription_invoices", id, "").await, 1);
+    }
+);
+
+on_both_databases!(
+    a_create_repeated_with_its_idempotency_key_makes_one_subscription,
+    |test: TestDb| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (kassa, org, key) = start(&test, dir.path()).await;
+        let post = |idem: &'static str, body: &'static str| {
+            let request = kassa
+                .http
+                .post(kassa.url("/subscriptions"))
+                .header("X-API-Key", &key)
+                .header("Idempotency-Key", idem)
+                .header("Content-Type", "application/json")
+                .body(body);
+            async move { Answer::read(request.send().await.expect("sent")).await }
+        };
+        let body = r#"{"amount":5000,"phone_number":"87001234567","billing_period":"monthly"}"#;
+        let first = post("sub-1", body).await;
+        assert_eq!(first.status, 201, "{:?}", first.json);
+        let again = post("sub-1", body).await;
+        assert_eq!(again.status, 201);
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        assert_eq!(again.json["id"], first.json["id"]);
+
+        // A run that made its subscription and died before answering: the retry, once the
+        // run's lease is over, answers with that subscription.
+        let key_id = kassa.key_id(&key).await;
+        let hash = kassa::api::idempotency::request_hash(
+            &axum::http::Method::POST,
+            "/api/v1/subscriptions",
+            body.as_bytes(),
+        );
+        let now = kassa.store().now_ms();
+        kassa
+            .store()
+            .orgs()
+            .idempotency_begin(key_id, "sub-2", &hash, now, 3_600_000)
+            .await
+            .expect("begin");
+        let made = kassa
+            .store()
+            .subscriptions()
+            .create(kassa::store::NewSubscription {
+                org_id: org,
+                amount: kassa::domain::Money::from_tiyn(500_000),
+                phone: kassa::domain::parse_phone("87001234567").expect("phone"),
+                period: kassa::domain::BillingPeriod::Monthly,
+                billing_day: None,
+                description: None,
+                subscriber_name: None,
+                external_subscriber_id: None,
+                metadata: None,
+                started_on: kassa::domain::almaty_date(now),
+                max_retry_attempts: 3,
+                retry_interval_hours: 24,
+                grace_period_days: 3,
+                bill_immediately: false,
+                is_sandbox: true,
+                idempotency: Some(kassa::store::IdemLink {
+                    api_key_id: key_id,
+                    key: "sub-2".into(),
+                    recovered: None,
+                }),
+            })
+            .await
+            .expect("made");
+        kassa.state.clock.advance(Duration::from_millis(
+            u64::try_from(kassa::store::RUNNING_LEASE_MS).expect("positive") + 1,
+        ));
+        let retried = post("sub-2", body).await;
+        assert_eq!(retried.status, 201, "{:?}", retried.json);
+        assert_eq!(retried.json["id"], made.id);
+        assert_eq!(
+            kassa.get(&key, "/subscriptions").await.json["meta"]["total"],
+            2,
+            "the first request's and the one that died: none more"
+        );
     }
 );

@@ -172,6 +172,9 @@ pub struct NewSubscription {
     /// of first on the next billing date after it.
     pub bill_immediately: bool,
     pub is_sandbox: bool,
+    /// The idempotent request making it, if any: linked to it in the same transaction, so a
+    /// retry after a crash answers from this subscription instead of making another.
+    pub idempotency: Option<super::IdemLink>,
 }
 
 /// What `PUT` changes; `None` leaves a field as it is, `Some(None)` clears it.
@@ -538,7 +541,8 @@ pub(super) fn invoice_ended_tx(
 }
 
 impl SubscriptionRepo {
-    /// Stores a new active subscription with its first billing date and its job.
+    /// Stores a new active subscription with its first billing date and its job (and, with
+    /// `idempotency`, the request's record naming it).
     pub async fn create(&self, new: NewSubscription) -> Result<Subscription, StoreError> {
         let now = self.now_ms();
         let calendar = Calendar::new(new.period, new.billing_day, new.started_on);
@@ -586,6 +590,9 @@ impl SubscriptionRepo {
                 let sub = subscription_from_row(&tx.query_one(&sql, &params)?)?;
                 if let Some(due) = sub.due_at() {
                     schedule_job_at(tx, JobKind::BillSubscription, sub.id, due, now)?;
+                }
+                if let Some(link) = &new.idempotency {
+                    super::idempotency::link_tx(tx, link, super::Resource::Subscription(sub.id))?;
                 }
                 Ok(sub)
             })
@@ -735,11 +742,9 @@ impl SubscriptionRepo {
                     sub.billing_day = Some(day);
                     if let (true, Some(next)) = (sub.period.uses_billing_day(), sub.next_billing_on)
                     {
-                        if sub.failed_attempts == 0 || sub.next_billing_at > Some(now) {
-                            let on = sub.calendar().on_or_after(next);
-                            sub.next_billing_on = Some(on);
-                            sub.next_billing_at = Some(billing_moment(on).max(now));
-                        }
+                        let on = sub.calendar().on_or_after(next);
+                        sub.next_billing_on = Some(on);
+                        sub.next_billing_at = Some(billing_moment(on));
                     }
                 }
                 if let Some(v) = &update.description {

@@ -168,7 +168,7 @@ impl IdemLink {
     pub fn recovered_invoice(&self) -> Option<i64> {
         match self.recovered? {
             Resource::Invoice(id) => Some(id),
-            Resource::Refund(_) => None,
+            _ => None,
         }
     }
 
@@ -176,7 +176,15 @@ impl IdemLink {
     pub fn recovered_refund(&self) -> Option<i64> {
         match self.recovered? {
             Resource::Refund(id) => Some(id),
-            Resource::Invoice(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The subscription an earlier run of this request made, if any.
+    pub fn recovered_subscription(&self) -> Option<i64> {
+        match self.recovered? {
+            Resource::Subscription(id) => Some(id),
+            _ => None,
         }
     }
 }
@@ -186,6 +194,7 @@ impl IdemLink {
 pub enum Resource {
     Invoice(i64),
     Refund(i64),
+    Subscription(i64),
 }
 
 impl Resource {
@@ -193,12 +202,13 @@ impl Resource {
         match self {
             Resource::Invoice(_) => "invoice",
             Resource::Refund(_) => "refund",
+            Resource::Subscription(_) => "subscription",
         }
     }
 
     pub(crate) fn id(self) -> i64 {
         match self {
-            Resource::Invoice(id) | Resource::Refund(id) => id,
+            Resource::Invoice(id) | Resource::Refund(id) | Resource::Subscription(id) => id,
         }
     }
 
@@ -206,6 +216,7 @@ impl Resource {
         match kind {
             "invoice" => Some(Resource::Invoice(id)),
             "refund" => Some(Resource::Refund(id)),
+            "subscription" => Some(Resource::Subscription(id)),
             _ => None,
         }
     }

@@ -284,6 +284,17 @@ impl Kassa {
         org.id
     }
 
+    /// The stored id of API key `key` (idempotency records are kept per key id).
+    pub async fn key_id(&self, key: &str) -> i64 {
+        self.store()
+            .orgs()
+            .api_key_by_hash(&self.state.master_key.api_key_hash(key))
+            .await
+            .expect("read")
+            .expect("the key")
+            .key_id
+    }
+
     /// A new API key of `org_id`, made as `kassa api-key create` makes it.
     pub async fn api_key(&self, org_id: i64) -> String {
         let (raw, prefix) = new_api_key();

@@ -22,7 +22,9 @@ use crate::api::extract::{ApiJson, ApiPay, IdPath, QueryPairs};
 use crate::api::{optional_text, parse_amount};
 use crate::domain::{BillingPeriod, Money, SubscriptionAction, SubscriptionStatus};
 use crate::gateway::{Gateway, SubscriptionActError};
-use crate::store::{NewSubscription, Subscription, SubscriptionFilter, SubscriptionUpdate};
+use crate::store::{
+    IdemLink, NewSubscription, Subscription, SubscriptionFilter, SubscriptionUpdate,
+};
 
 /// Retries of a failed payment when the request names none.
 pub const DEFAULT_MAX_RETRY_ATTEMPTS: i64 = 3;
@@ -129,8 +131,25 @@ fn common(body: &Map<String, Value>, errors: &mut FieldErrors) -> Common {
 pub(super) async fn create_subscription(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
+    idem: Option<Extension<IdemLink>>,
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let idempotency = idem.map(|Extension(link)| link);
+    if let Some(id) = idempotency
+        .as_ref()
+        .and_then(IdemLink::recovered_subscription)
+    {
+        // An earlier run of this request made it, then its process died: that one is the
+        // answer.
+        let sub = find(&gateway, &caller, id).await?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(subscription_answer(
+                &sub,
+                &[("message", json!("Subscription created"))],
+            )),
+        ));
+    }
     let mut errors = FieldErrors::new();
     let phone = fields::phone_number(body.get("phone_number"), &mut errors);
     let amount = amount(body.get("amount"), true, &mut errors);
@@ -196,6 +215,7 @@ pub(super) async fn create_subscription(
                 .unwrap_or(DEFAULT_GRACE_PERIOD_DAYS),
             bill_immediately: bill_immediately.unwrap_or(false),
             is_sandbox: gateway.sandbox().is_some(),
+            idempotency,
         })
         .await
         .map_err(|e| ApiError::store(F, e))?;
