@@ -912,6 +912,18 @@ on_both_databases!(
         let first = Kassa::start(options()).await;
         let org = common::connect(&first, &sim, "gym", "7000000022").await;
         let key = first.api_key(org).await;
+        // Live mode has no sandbox clock.
+        for (path, answer) in [
+            ("/sandbox/clock", first.get(&key, "/sandbox/clock").await),
+            (
+                "/sandbox/clock/advance",
+                first
+                    .post(&key, "/sandbox/clock/advance", json!({"days": 1}))
+                    .await,
+            ),
+        ] {
+            assert_eq!(answer.status, 404, "{path}: {:?}", answer.json);
+        }
         // (a) the create never reaches Kaspi; (b) Kaspi makes it and the answer is lost.
         let cases = [
             (
@@ -1125,6 +1137,44 @@ on_both_databases!(
             kassa.get(&key, "/subscriptions").await.json["meta"]["total"],
             2,
             "the first request's and the one that died: none more"
+        );
+    }
+);
+
+on_both_databases!(
+    an_invoice_kaspi_refuses_is_a_failed_payment_and_retried,
+    |test: TestDb| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (kassa, _, key) = start(&test, dir.path()).await;
+        // 700555…: not a Kaspi client, so Kaspi refuses every invoice to it.
+        let sub = create(
+            &kassa,
+            &key,
+            json!({"amount": 700, "phone_number": "87005550000", "billing_period": "monthly",
+                   "bill_immediately": true, "max_retry_attempts": 1, "retry_interval_hours": 2}),
+        )
+        .await;
+        let id = sub["id"].as_i64().expect("id");
+        kassa.step().await;
+        let items = invoices_of(&kassa, &key, id).await;
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0]["status"], "cancelled", "{}", items[0]);
+        let reason = items[0]["failure_reason"].as_str().expect("a reason");
+        assert!(reason.starts_with("Kaspi refused the invoice"), "{reason}");
+        let got = kassa.get(&key, &format!("/subscriptions/{id}")).await.json;
+        assert_eq!(got["failed_attempts"], 1);
+        assert_eq!(
+            outbox_events(&test.db(), id).await,
+            [("subscription.payment_failed".to_owned(), Some(1))]
+        );
+        // Two hours later the retry, refused too: the retries are spent, grace begins.
+        advance(&kassa, &key, json!({"seconds": 2 * 3600 + 1})).await;
+        let got = kassa.get(&key, &format!("/subscriptions/{id}")).await.json;
+        assert_eq!(got["in_grace_period"], true, "{got}");
+        assert_eq!(
+            invoices_of(&kassa, &key, id).await.len(),
+            3,
+            "the first, one retry, grace's"
         );
     }
 );
