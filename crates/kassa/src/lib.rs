@@ -32,7 +32,8 @@
 //! - [`db`]: one `Db` over SQLite (default) or PostgreSQL, transaction closures, migrations.
 //! - [`app`]: builds and runs the server; [`server`]: the HTTP listener (limits, timeouts,
 //!   drain); [`config`]: one typed configuration; [`datadir`]: the owner-only data dir and its
-//!   lock; [`secrets`]: master key, sealed secrets, API key hashes; [`qr`]: QR images; [`cli`]:
+//!   lock; [`secrets`]: master key, sealed secrets, API key hashes; [`qr`]: QR images; [`images`]:
+//!   catalog images; [`cli`]:
 //!   the administration commands.
 
 pub mod api;
@@ -44,6 +45,7 @@ pub mod datadir;
 pub mod db;
 pub mod domain;
 pub mod gateway;
+pub mod images;
 pub mod jobs;
 pub mod qr;
 pub mod secrets;

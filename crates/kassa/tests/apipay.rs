@@ -203,7 +203,7 @@ on_both_databases!(
                 "description",
             ),
             (
-                json!({"phone_number": "87001234567", "cart_items": [{"Name": "Tea", "Price": 100, "Count": 1, "NomenclatureId": -2, "Type": "FAST_SALE", "UnitId": 1}]}),
+                json!({"phone_number": "87001234567", "cart_items": []}),
                 "cart_items",
             ),
             (

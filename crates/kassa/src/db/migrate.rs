@@ -55,6 +55,7 @@ migrations! {
     10 "settings" "0010_settings",
     11 "operation_ids" "0011_operation_ids",
     12 "subscriptions" "0012_subscriptions",
+    13 "catalog" "0013_catalog",
 }
 
 /// The migrations for `dialect`, in the order they apply.

@@ -4,6 +4,7 @@
 //!
 //! - `invoice.rs`: [`InvoiceKind`], [`InvoiceStatus`], [`CreateState`].
 //! - `refund.rs`: [`RefundStatus`].
+//! - `cart.rs`: units of measure, a cart's sum and discount.
 //! - `cashier.rs`: [`TerminalState`].
 //! - `event.rs`: [`EventKind`], what an outbox event records.
 //! - `job.rs`: [`JobKind`].
@@ -13,6 +14,7 @@
 //! - `ids.rs`: [`KaspiOperationId`].
 //! - [`Phone`]: a Kazakhstan mobile number normalized as Kaspi takes it (the Kaspi crate's).
 
+mod cart;
 mod cashier;
 mod event;
 mod ids;
@@ -22,6 +24,7 @@ mod money;
 mod refund;
 mod subscription;
 
+pub use cart::{cart_totals, unit, CartError, CartTotals, Unit, UNITS};
 pub use cashier::TerminalState;
 pub use event::EventKind;
 pub use ids::KaspiOperationId;

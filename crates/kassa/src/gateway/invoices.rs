@@ -15,8 +15,8 @@ use crate::domain::{KaspiOperationId, Money};
 use super::terminals::Loaded;
 use super::{ms, Gateway, GatewayError};
 use crate::store::{
-    kaspi_comment, kaspi_ref_of, new_kaspi_ref, CreateState, IdemLink, Invoice, InvoiceKind,
-    InvoiceSent, InvoiceStatus, JobKind, NewInvoice, StoreError,
+    kaspi_comment, kaspi_ref_of, new_kaspi_ref, Cart, CreateState, IdemLink, Invoice, InvoiceItem,
+    InvoiceKind, InvoiceSent, InvoiceStatus, JobKind, NewInvoice, StoreError,
 };
 
 /// What a surface asks for when it invoices a customer by phone.
@@ -30,6 +30,36 @@ pub struct NewRemoteInvoice {
     pub metadata: Option<String>,
     /// The idempotent request asking, if any: it will name the invoice.
     pub idempotency: Option<IdemLink>,
+    /// The cart (or discount) that made `amount`, stored with the invoice.
+    pub cart: Option<Cart>,
+}
+
+/// The most characters of a cart's lines that go into the Kaspi comment (Kaspi's limit is not
+/// public; the lines are kept in full in Kassa).
+const COMMENT_LINES_MAX: usize = 200;
+
+/// What Kaspi is told an invoice is for: the description, and for a cart its lines
+/// (`Coffee Latte ×2, Cookie ×3`), cut to [`COMMENT_LINES_MAX`] characters.
+fn kaspi_description(description: Option<&str>, items: &[InvoiceItem]) -> Option<String> {
+    if items.is_empty() {
+        return description.map(str::to_owned);
+    }
+    let lines = items
+        .iter()
+        .map(|i| format!("{} ×{}", i.item.name, i.item.count))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let lines = if lines.chars().count() > COMMENT_LINES_MAX {
+        let mut cut: String = lines.chars().take(COMMENT_LINES_MAX - 1).collect();
+        cut.push('…');
+        cut
+    } else {
+        lines
+    };
+    Some(match description.map(str::trim).filter(|d| !d.is_empty()) {
+        Some(text) => format!("{text} — {lines}"),
+        None => lines,
+    })
 }
 
 /// What a status check found.
@@ -110,22 +140,25 @@ impl Gateway {
         // dies while Kaspi is asked, a later one finds the operation by the marker.
         let invoice = store
             .invoices()
-            .insert_invoice(NewInvoice {
-                payment_id: uuid::Uuid::new_v4().to_string(),
-                org_id,
-                kind: InvoiceKind::Remote,
-                amount: new.amount,
-                phone: Some(new.phone.clone()),
-                description: new.description.clone(),
-                external_order_id: new.external_order_id.clone(),
-                is_sandbox: self.sandbox().is_some(),
-                created_at: now,
-                expires_at: Some(now.saturating_add(ms(self.settings().invoice_ttl))),
-                metadata: new.metadata.clone(),
-                kaspi_ref: Some(kaspi_ref),
-                reconcile_at: Some(now.saturating_add(ms(self.settings().create_grace))),
-                idempotency: new.idempotency.clone(),
-            })
+            .insert_invoice_with_cart(
+                NewInvoice {
+                    payment_id: uuid::Uuid::new_v4().to_string(),
+                    org_id,
+                    kind: InvoiceKind::Remote,
+                    amount: new.amount,
+                    phone: Some(new.phone.clone()),
+                    description: new.description.clone(),
+                    external_order_id: new.external_order_id.clone(),
+                    is_sandbox: self.sandbox().is_some(),
+                    created_at: now,
+                    expires_at: Some(now.saturating_add(ms(self.settings().invoice_ttl))),
+                    metadata: new.metadata.clone(),
+                    kaspi_ref: Some(kaspi_ref),
+                    reconcile_at: Some(now.saturating_add(ms(self.settings().create_grace))),
+                    idempotency: new.idempotency.clone(),
+                },
+                new.cart.clone(),
+            )
             .await?;
         super::traced_invoice(invoice.id);
         self.send_stored(invoice, terminal, Refused::Delete).await
@@ -148,7 +181,13 @@ impl Gateway {
             )));
         };
         let marker = invoice.kaspi_ref.clone().unwrap_or_else(new_kaspi_ref);
-        let comment = kaspi_comment(invoice.description.as_deref(), &marker);
+        let items = if invoice.subtotal.is_some() {
+            store.invoices().items(invoice.org_id, invoice.id).await?
+        } else {
+            Vec::new()
+        };
+        let description = kaspi_description(invoice.description.as_deref(), &items);
+        let comment = kaspi_comment(description.as_deref(), &marker);
         let comment = comment.as_str();
         let (phone, amount) = (&phone, invoice.amount);
         let sent = self

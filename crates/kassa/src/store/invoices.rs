@@ -10,9 +10,9 @@ use crate::store::InvoiceRepo;
 
 use super::jobs::{delete_job, delete_jobs, schedule_job, schedule_job_at};
 use super::{
-    conflict_on_unique, CreateState, EventKind, Invoice, InvoiceFilter, InvoiceKind, InvoiceSent,
-    InvoiceSort, InvoiceStats, InvoiceStatus, JobKind, NewInvoice, Resource, StatusTotals,
-    StoreError,
+    conflict_on_unique, Cart, CreateState, EventKind, Invoice, InvoiceFilter, InvoiceItem,
+    InvoiceKind, InvoiceSent, InvoiceSort, InvoiceStats, InvoiceStatus, JobKind, NewInvoice,
+    NewInvoiceItem, Resource, StatusTotals, StoreError,
 };
 
 pub(super) const INVOICE_COLUMNS: &str =
@@ -20,7 +20,7 @@ pub(super) const INVOICE_COLUMNS: &str =
      external_order_id, status, kaspi_status, kaspi_operation_id, client_name, total_refunded, \
      is_sandbox, create_state, last_error, created_at, updated_at, paid_at, cancelled_at, \
      expires_at, metadata, cancel_reason, qr_token, ext_tran_id, refund_reserved, kaspi_ref, \
-     subscription_id";
+     subscription_id, subtotal, discount_percentage, discount_sum";
 
 /// The most a page holds.
 const MAX_PER_PAGE: u32 = 100;
@@ -55,6 +55,9 @@ pub(super) fn invoice_from_row(row: &Row) -> Result<Invoice, DbError> {
         refund_reserved: row.money("refund_reserved")?,
         kaspi_ref: row.opt_text("kaspi_ref")?,
         subscription_id: row.opt_i64("subscription_id")?,
+        subtotal: row.opt_money("subtotal")?,
+        discount_percentage: row.opt_i64("discount_percentage")?,
+        discount_sum: row.opt_money("discount_sum")?,
     })
 }
 
@@ -64,6 +67,61 @@ pub(super) fn invoice_by_id_tx(tx: &mut dyn Tx, id: i64) -> Result<Option<Invoic
         .as_ref()
         .map(invoice_from_row)
         .transpose()
+}
+
+const ITEM_COLUMNS: &str = "id, invoice_id, position, catalog_item_id, name, price, \
+     original_price, count, unit_id, discount, item_type, nomenclature_id, nomenclature_history_id";
+
+fn item_from_row(row: &Row) -> Result<InvoiceItem, DbError> {
+    Ok(InvoiceItem {
+        id: row.i64("id")?,
+        invoice_id: row.i64("invoice_id")?,
+        position: row.i64("position")?,
+        item: NewInvoiceItem {
+            catalog_item_id: row.opt_i64("catalog_item_id")?,
+            name: row.text("name")?,
+            price: row.money("price")?,
+            original_price: row.money("original_price")?,
+            count: row.i64("count")?,
+            unit_id: row.opt_i64("unit_id")?,
+            discount: row.money("discount")?,
+            item_type: row.opt_text("item_type")?,
+            nomenclature_id: row.opt_i64("nomenclature_id")?,
+            nomenclature_history_id: row.opt_i64("nomenclature_history_id")?,
+        },
+    })
+}
+
+/// Stores the lines of `invoice`, in order, inside the caller's transaction.
+fn insert_items_tx(
+    tx: &mut dyn Tx,
+    invoice: &Invoice,
+    items: &[NewInvoiceItem],
+) -> Result<(), DbError> {
+    for (position, item) in items.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO invoice_items (invoice_id, org_id, position, catalog_item_id, name, \
+             price, original_price, count, unit_id, discount, item_type, nomenclature_id, \
+             nomenclature_history_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            &[
+                invoice.id.into(),
+                invoice.org_id.into(),
+                i64::try_from(position).unwrap_or(i64::MAX).into(),
+                item.catalog_item_id.into(),
+                (&item.name).into(),
+                item.price.into(),
+                item.original_price.into(),
+                item.count.into(),
+                item.unit_id.into(),
+                item.discount.into(),
+                item.item_type.as_ref().into(),
+                item.nomenclature_id.into(),
+                item.nomenclature_history_id.into(),
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 /// Shards of an organization's count in `invoice_counts`.
@@ -264,15 +322,17 @@ pub(super) fn insert_invoice_tx(
     tx: &mut dyn Tx,
     new: &NewInvoice,
     subscription_id: Option<i64>,
+    cart: Option<&Cart>,
 ) -> Result<Invoice, StoreError> {
     let sql = format!(
         "INSERT INTO invoices (payment_id, org_id, kind, amount, phone, description, \
          external_order_id, status, is_sandbox, create_state, created_at, updated_at, \
-         expires_at, metadata, kaspi_ref, subscription_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15) \
-         RETURNING {INVOICE_COLUMNS}"
+         expires_at, metadata, kaspi_ref, subscription_id, subtotal, discount_percentage, \
+         discount_sum) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, \
+         $17, $18) RETURNING {INVOICE_COLUMNS}"
     );
-    let params: [Value; 15] = [
+    let params: [Value; 18] = [
         (&new.payment_id).into(),
         new.org_id.into(),
         new.kind.as_str().into(),
@@ -288,8 +348,14 @@ pub(super) fn insert_invoice_tx(
         new.metadata.as_ref().into(),
         new.kaspi_ref.as_ref().into(),
         subscription_id.into(),
+        cart.map(|c| c.subtotal).into(),
+        cart.and_then(|c| c.discount_percentage).into(),
+        cart.map(|c| c.discount_sum).into(),
     ];
     let invoice = invoice_from_row(&tx.query_one(&sql, &params)?)?;
+    if let Some(cart) = cart {
+        insert_items_tx(tx, &invoice, &cart.items)?;
+    }
     add_to_counts_tx(tx, &[(invoice.org_id, invoice.id)], 1)?;
     if let Some(at) = new.reconcile_at {
         schedule_job(
@@ -312,11 +378,41 @@ impl InvoiceRepo {
     /// asked is finished by a later one), and with `idempotency` the request's record names
     /// the invoice. `Conflict` when the payment id exists.
     pub async fn insert_invoice(&self, new: NewInvoice) -> Result<Invoice, StoreError> {
+        self.insert_invoice_with_cart(new, None).await
+    }
+
+    /// [`InvoiceRepo::insert_invoice`] with the cart that made its amount: its lines are stored
+    /// in the same transaction.
+    pub async fn insert_invoice_with_cart(
+        &self,
+        new: NewInvoice,
+        cart: Option<Cart>,
+    ) -> Result<Invoice, StoreError> {
         let inserted = self
             .db
-            .write(move |tx| insert_invoice_tx(tx, &new, None))
+            .write(move |tx| insert_invoice_tx(tx, &new, None, cart.as_ref()))
             .await;
         conflict_on_unique(inserted, "an invoice with this payment id exists")
+    }
+
+    /// The lines of invoice `invoice_id` of `org_id`, in order (none for a flat amount).
+    pub async fn items(
+        &self,
+        org_id: i64,
+        invoice_id: i64,
+    ) -> Result<Vec<InvoiceItem>, StoreError> {
+        self.db
+            .read(move |tx| {
+                let rows = tx.query(
+                    &format!(
+                        "SELECT {ITEM_COLUMNS} FROM invoice_items WHERE org_id = $1 \
+                         AND invoice_id = $2 ORDER BY position"
+                    ),
+                    &[org_id.into(), invoice_id.into()],
+                )?;
+                Ok(rows.iter().map(item_from_row).collect::<Result<_, _>>()?)
+            })
+            .await
     }
 
     /// Kaspi accepted the invoice: records its operation id and schedules the first status

@@ -16,9 +16,11 @@
 //! - `bulk.rs`: invoices seeded in bulk (load tests), many rows per statement.
 //! - `webhooks/`: webhook endpoints, the dispatch of events into deliveries, attempts.
 //! - `settings.rs`: run-time settings (on [`Store`] itself).
+//! - `catalog.rs`: catalog items and images.
 //! - `subscriptions.rs`: subscriptions, each due period billed once, their invoices' ends.
 
 mod bulk;
+mod catalog;
 mod history;
 mod idempotency;
 mod invoices;
@@ -39,6 +41,7 @@ use crate::clock::Clock;
 use crate::db::{Db, DbError};
 
 pub use bulk::BulkInvoice;
+pub use catalog::{CatalogFilter, CatalogItem, CatalogPatch, NewCatalogItem};
 pub use history::{HistoryGap, HistoryMark, KaspiOperation};
 pub use idempotency::RUNNING_LEASE_MS;
 pub use invoices::OperationEnd;
@@ -150,6 +153,8 @@ repositories! {
     OrgRepo => orgs;
     /// Subscriptions: made, changed, billed once per period and attempt, their invoices.
     SubscriptionRepo => subscriptions;
+    /// The catalog: items and their images.
+    CatalogRepo => catalog;
 }
 
 impl Store {
@@ -201,6 +206,16 @@ pub(crate) fn counted_page<T>(
     let rows = tx.query(page_sql, &params)?;
     let items = rows.iter().map(from_row).collect::<Result<_, _>>()?;
     Ok((items, total))
+}
+
+/// Every row `sql` reads with `params`, each read by `from_row`.
+pub(crate) fn all_rows<T>(
+    tx: &mut dyn crate::db::Tx,
+    sql: &str,
+    params: &[crate::db::Value],
+    from_row: fn(&crate::db::Row) -> Result<T, DbError>,
+) -> Result<Vec<T>, DbError> {
+    tx.query(sql, params)?.iter().map(from_row).collect()
 }
 
 /// `$from, $from+1, …`: `n` placeholders, for `IN (…)` lists.

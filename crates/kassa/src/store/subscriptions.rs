@@ -634,11 +634,7 @@ impl SubscriptionRepo {
         self.db
             .read(move |tx| {
                 let params: Vec<Value> = ids.iter().map(|&id| id.into()).collect();
-                Ok(tx
-                    .query(&sql, &params)?
-                    .iter()
-                    .map(subscription_from_row)
-                    .collect::<Result<_, _>>()?)
+                Ok(super::all_rows(tx, &sql, &params, subscription_from_row)?)
             })
             .await
     }
@@ -918,7 +914,7 @@ impl SubscriptionRepo {
                     reconcile_at: Some(template.reconcile_at),
                     idempotency: None,
                 };
-                let invoice = insert_invoice_tx(tx, &new, Some(sub.id))?;
+                let invoice = insert_invoice_tx(tx, &new, Some(sub.id), None)?;
                 tx.execute(
                     "INSERT INTO subscription_invoices (subscription_id, org_id, invoice_id, \
                      period_start, period_end, attempt_number, amount, created_at) \

@@ -115,6 +115,11 @@ pub struct Invoice {
     pub kaspi_ref: Option<String>,
     /// The subscription that billed it, for a recurring invoice.
     pub subscription_id: Option<i64>,
+    /// For an invoice made from a cart or with a discount: the sum before the discount.
+    pub subtotal: Option<Money>,
+    /// The discount in whole percent, when one was given.
+    pub discount_percentage: Option<i64>,
+    pub discount_sum: Option<Money>,
 }
 
 impl Invoice {
@@ -150,6 +155,46 @@ pub struct NewInvoice {
     /// The idempotent request making the invoice: linked to it in the same transaction, so a
     /// retry after a crash answers from this invoice instead of making another.
     pub idempotency: Option<IdemLink>,
+}
+
+/// The cart of a new invoice: its lines as sold, and the sum and discount that made its amount
+/// (see [`crate::domain::cart_totals`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cart {
+    pub subtotal: Money,
+    pub discount_percentage: Option<i64>,
+    pub discount_sum: Money,
+    /// Empty for a flat amount with a discount.
+    pub items: Vec<NewInvoiceItem>,
+}
+
+/// One line of a cart as it is sold: a catalog item's name and price at the time (the item may
+/// change or go later), or a Kaspi-native line (`NomenclatureId`, `Type`) as the client sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewInvoiceItem {
+    pub catalog_item_id: Option<i64>,
+    pub name: String,
+    /// The unit price charged.
+    pub price: Money,
+    /// The catalog's price (the price charged when there is no catalog item).
+    pub original_price: Money,
+    pub count: i64,
+    pub unit_id: Option<i64>,
+    /// This line's share of the invoice's discount.
+    pub discount: Money,
+    /// `CATALOGUE` or `FAST_SALE` (Kaspi-native lines).
+    pub item_type: Option<String>,
+    pub nomenclature_id: Option<i64>,
+    pub nomenclature_history_id: Option<i64>,
+}
+
+/// A stored line of an invoice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceItem {
+    pub id: i64,
+    pub invoice_id: i64,
+    pub position: i64,
+    pub item: NewInvoiceItem,
 }
 
 /// An idempotent request in progress: the API key and the `Idempotency-Key` it sent (the API

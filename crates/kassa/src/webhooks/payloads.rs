@@ -303,6 +303,9 @@ fn simulated_rows(
         refund_reserved: Money::ZERO,
         kaspi_ref: None,
         subscription_id: None,
+        subtotal: None,
+        discount_percentage: None,
+        discount_sum: None,
     };
     let refund = match name {
         "payment.refunded" | "payment.refund_failed" => {

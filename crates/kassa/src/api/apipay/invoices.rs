@@ -6,15 +6,16 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::cart;
 use super::errors::gateway_error;
 use super::fields;
 use super::query::{almaty_day_start, page_and_size, STATUS_FILTERS};
-use super::views::{invoice_json, page_meta};
+use super::views::{invoice_item_json, invoice_json, page_meta};
 use super::F;
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, FieldErrors};
 use crate::api::extract::{ApiJson, ApiPay, IdPath, QueryPairs};
-use crate::api::{optional_text, parse_amount};
+use crate::api::optional_text;
 use crate::gateway::{Gateway, GatewayError, NewRemoteInvoice};
 use crate::store::{IdemLink, InvoiceFilter, InvoiceSort, InvoiceStatus, SortOrder};
 
@@ -30,6 +31,8 @@ pub(super) struct CreateInvoiceBody {
     external_order_id: Option<Value>,
     #[serde(default)]
     cart_items: Option<Value>,
+    #[serde(default)]
+    discount_percentage: Option<Value>,
 }
 
 pub(super) async fn create_invoice(
@@ -40,19 +43,15 @@ pub(super) async fn create_invoice(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mut errors = FieldErrors::new();
     let phone = fields::phone_number(body.phone_number.as_ref(), &mut errors);
-    if body.cart_items.as_ref().is_some_and(|c| !c.is_null()) {
-        errors.add(
-            "cart_items",
-            "Cart items need the product catalog, which this Kassa does not have yet; send amount instead.",
-        );
-    }
-    let amount = match &body.amount {
-        None | Some(Value::Null) => {
-            errors.add("amount", "The amount field is required.");
-            None
-        }
-        Some(v) => parse_amount(v, "amount", &mut errors),
-    };
+    let priced = cart::priced(
+        &gateway,
+        caller.org_id,
+        body.amount.as_ref(),
+        body.cart_items.as_ref(),
+        body.discount_percentage.as_ref(),
+        &mut errors,
+    )
+    .await?;
     let description = optional_text(
         F,
         body.description.as_ref(),
@@ -68,7 +67,7 @@ pub(super) async fn create_invoice(
         &mut errors,
     );
     errors.into_result(F)?;
-    let (Some(phone), Some(amount)) = (phone, amount) else {
+    let (Some(phone), Some((amount, cart))) = (phone, priced) else {
         return Err(ApiError::internal(
             F,
             anyhow::anyhow!("validated fields missing"),
@@ -84,11 +83,35 @@ pub(super) async fn create_invoice(
                 external_order_id,
                 metadata: None,
                 idempotency: idem.map(|Extension(link)| link),
+                cart,
             },
         )
         .await
         .map_err(gateway_error)?;
-    Ok((StatusCode::CREATED, Json(invoice_json(&invoice))))
+    Ok((
+        StatusCode::CREATED,
+        Json(with_items(&gateway, invoice_json(&invoice), &invoice).await?),
+    ))
+}
+
+/// `body` (an invoice's view) with the invoice's lines as `items` (empty for a flat amount).
+async fn with_items(
+    gateway: &Gateway,
+    mut body: Value,
+    invoice: &crate::store::Invoice,
+) -> Result<Value, ApiError> {
+    let items = if invoice.subtotal.is_some() {
+        gateway
+            .store()
+            .invoices()
+            .items(invoice.org_id, invoice.id)
+            .await
+            .map_err(|e| ApiError::store(F, e))?
+    } else {
+        Vec::new()
+    };
+    body["items"] = Value::Array(items.iter().map(invoice_item_json).collect());
+    Ok(body)
 }
 
 pub(super) async fn list_invoices(
@@ -178,7 +201,9 @@ pub(super) async fn get_invoice(
         .await
         .map_err(|e| ApiError::store(F, e))?
         .ok_or_else(|| gateway_error(GatewayError::NotFound))?;
-    Ok(Json(invoice_json(&invoice)))
+    Ok(Json(
+        with_items(&gateway, invoice_json(&invoice), &invoice).await?,
+    ))
 }
 
 pub(super) async fn cancel_invoice(

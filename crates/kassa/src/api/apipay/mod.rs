@@ -16,9 +16,11 @@
 //! - `sandbox`: the payer's helpers (pay, decline, expire) and the sandbox clock, mounted in
 //!   sandbox mode only.
 //! - `fields`: body fields read with Laravel's rules.
+//! - `catalog`: units, items and their images (Kassa's own catalog).
 //! - [`views`]: the JSON a client sees; [`errors`]: gateway errors as ApiPay answers them;
 //!   `query`: what the list and stats queries share (pages, Almaty days).
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -26,6 +28,8 @@ use super::error::ErrorFormat;
 use crate::gateway::Gateway;
 use crate::jobs::Jobs;
 
+mod cart;
+mod catalog;
 pub mod errors;
 mod fields;
 mod invoices;
@@ -36,6 +40,10 @@ mod stats;
 mod subscriptions;
 pub mod views;
 
+use catalog::{
+    catalog_image, create_catalog_items, delete_catalog_item, list_catalog, list_units,
+    update_catalog_item, upload_image,
+};
 use invoices::{cancel_invoice, create_invoice, get_invoice, list_invoices};
 use refunds::{invoice_refunds, list_refunds, refund_invoice};
 use sandbox::{
@@ -77,7 +85,21 @@ pub fn routes(gateway: Gateway, sandbox: Option<Jobs>) -> Router {
         .route("/subscriptions/{id}/pause", post(pause_subscription))
         .route("/subscriptions/{id}/resume", post(resume_subscription))
         .route("/subscriptions/{id}/cancel", post(cancel_subscription))
-        .route("/subscriptions/{id}/invoices", get(subscription_invoices));
+        .route("/subscriptions/{id}/invoices", get(subscription_invoices))
+        .route("/catalog", get(list_catalog).post(create_catalog_items))
+        .route("/catalog/units", get(list_units))
+        .route(
+            "/catalog/upload-image",
+            // The one body larger than a JSON request: an image of up to 10 MB, in multipart.
+            post(upload_image).layer(DefaultBodyLimit::max(
+                crate::images::MAX_UPLOAD_BYTES + 256 * 1024,
+            )),
+        )
+        .route("/catalog/images/{file}", get(catalog_image))
+        .route(
+            "/catalog/{id}",
+            axum::routing::patch(update_catalog_item).delete(delete_catalog_item),
+        );
     let mut clock: Router = Router::new();
     if let Some(jobs) = sandbox {
         router = router

@@ -17,15 +17,29 @@ pub(super) fn page_and_size(
     default_size: i64,
     errors: &mut FieldErrors,
 ) -> Result<(i64, i64), ApiError> {
-    let page = errors
-        .take(query.int("page", i64::MIN, i64::MAX))?
-        .flatten()
-        .unwrap_or(1);
+    let page = page(query, errors)?;
     let per_page = errors
         .take(query.int("per_page", 1, 100))?
         .flatten()
         .unwrap_or(default_size);
-    Ok((page.clamp(1, i64::from(u32::MAX)), per_page))
+    Ok((page, per_page))
+}
+
+/// `page` as Laravel's paginator reads it: below 1 is the first page, a number past any end
+/// (even past `i64`) is simply a page past the end; only text that is not an integer is an
+/// error.
+pub(super) fn page(query: &QueryPairs<ApiPay>, errors: &mut FieldErrors) -> Result<i64, ApiError> {
+    let digits = query.get("page").map(|t| t.strip_prefix('-').unwrap_or(t));
+    let huge = digits.is_some_and(|d| d.len() > 18 && d.bytes().all(|b| b.is_ascii_digit()));
+    if huge {
+        let negative = query.get("page").is_some_and(|t| t.starts_with('-'));
+        return Ok(if negative { 1 } else { i64::from(u32::MAX) });
+    }
+    let page = errors
+        .take(query.int("page", i64::MIN, i64::MAX))?
+        .flatten()
+        .unwrap_or(1);
+    Ok(page.clamp(1, i64::from(u32::MAX)))
 }
 
 /// The start of `date` in Almaty, as unix ms.

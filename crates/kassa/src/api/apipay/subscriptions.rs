@@ -90,7 +90,7 @@ fn common(body: &Map<String, Value>, errors: &mut FieldErrors) -> Common {
     if body.get("cart_items").is_some_and(|c| !c.is_null()) {
         errors.add(
             "cart_items",
-            "Cart items need the product catalog, which this Kassa does not have yet; send amount instead.",
+            "A subscription takes an amount; cart items are not supported on subscriptions yet.",
         );
     }
     // ApiPay's current version lets a subscription name one of the dashboard's webhooks; Kassa
@@ -317,10 +317,12 @@ pub(super) async fn list_subscriptions(
         )
         .await
         .map_err(|e| ApiError::store(F, e))?;
-    Ok(Json(json!({
-        "data": subs.iter().map(subscription_json).collect::<Vec<_>>(),
-        "meta": page_meta(page, per_page, total),
-    })))
+    Ok(Json(super::views::page_json(
+        subs.iter().map(subscription_json).collect::<Vec<_>>(),
+        page,
+        per_page,
+        total,
+    )))
 }
 
 async fn find(gateway: &Gateway, caller: &Caller, id: i64) -> Result<Subscription, ApiError> {

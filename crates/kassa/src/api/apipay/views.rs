@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 use crate::api::rfc3339_ms;
 use crate::domain::{almaty_rfc3339, date_label, date_text, Money};
 use crate::store::{
-    Invoice, InvoiceStatus, Refund, Subscription, SubscriptionInvoice, SubscriptionStats,
+    Invoice, InvoiceItem, InvoiceStatus, Refund, Subscription, SubscriptionInvoice,
+    SubscriptionStats,
 };
 
 /// An invoice as ApiPay shows it.
@@ -37,6 +38,40 @@ pub fn invoice_json(invoice: &Invoice) -> Value {
     if let Some(op) = &invoice.kaspi_operation_id {
         body["kaspi_invoice_id"] = json!(op.to_string());
     }
+    // Only with a discount, as ApiPay's current version shows them.
+    if let (Some(percent), Some(subtotal), Some(sum)) = (
+        invoice.discount_percentage,
+        invoice.subtotal,
+        invoice.discount_sum,
+    ) {
+        body["subtotal"] = json!(subtotal.to_decimal_string());
+        body["discount_sum"] = json!(sum.to_decimal_string());
+        body["discount_percentage"] = json!(percent.to_string());
+    }
+    body
+}
+
+/// One line of an invoice, as ApiPay's current version lists `items`, with the seed's
+/// Kaspi-native fields beside them for a line sent that way.
+pub fn invoice_item_json(line: &InvoiceItem) -> Value {
+    let item = &line.item;
+    let mut body = json!({
+        "id": line.id,
+        "invoice_id": line.invoice_id,
+        "catalog_item_id": item.catalog_item_id,
+        "name": item.name,
+        "price": item.price.to_decimal_string(),
+        "count": item.count,
+        "unit_id": item.unit_id,
+        "original_price": item.original_price.to_decimal_string(),
+        "discount": item.discount.to_decimal_string(),
+        "total": Money::from_tiyn(item.price.tiyn().saturating_mul(item.count)).to_decimal_string(),
+    });
+    if let Some(kind) = &item.item_type {
+        body["Type"] = json!(kind);
+        body["NomenclatureId"] = json!(item.nomenclature_id);
+        body["NomenclatureHistoryId"] = json!(item.nomenclature_history_id);
+    }
     body
 }
 
@@ -51,6 +86,11 @@ pub(super) fn apipay_status(invoice: &Invoice) -> &'static str {
         InvoiceStatus::Cancelled | InvoiceStatus::Failed => "cancelled",
         InvoiceStatus::Expired => "expired",
     }
+}
+
+/// A page of a list as ApiPay answers it: `data` and `meta`.
+pub(super) fn page_json(data: Vec<Value>, page: i64, per_page: i64, total: i64) -> Value {
+    json!({"data": data, "meta": page_meta(page, per_page, total)})
 }
 
 /// ApiPay's `meta` of a page.

@@ -140,6 +140,7 @@ pub(super) async fn create_payment(
                 external_order_id: merchant_order_id,
                 metadata,
                 idempotency: idem.map(|Extension(link)| link),
+                cart: None,
             },
         )
         .await
