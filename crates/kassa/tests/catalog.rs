@@ -575,3 +575,285 @@ on_both_databases!(
         );
     }
 );
+
+/// Makes catalog items `(name, price)`; their ids.
+async fn catalog(kassa: &Kassa, key: &str, items: &[(&str, f64)]) -> Vec<i64> {
+    let items: Vec<Value> = items
+        .iter()
+        .map(|(name, price)| json!({"name": name, "selling_price": price, "unit_id": 1}))
+        .collect();
+    let made = kassa.post(key, "/catalog", json!({"items": items})).await;
+    assert_eq!(made.status, 201, "{:?}", made.json);
+    made.json["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|i| i["id"].as_i64().expect("id"))
+        .collect()
+}
+
+/// A paid cart invoice of `lines` `(catalog_item_id, count)` with `discount`; its view.
+async fn paid_cart(kassa: &Kassa, key: &str, lines: &[(i64, i64)], discount: Option<i64>) -> Value {
+    let cart: Vec<Value> = lines
+        .iter()
+        .map(|(id, n)| json!({"catalog_item_id": id, "count": n}))
+        .collect();
+    let mut body = json!({"phone_number": "87001234567", "cart_items": cart});
+    if let Some(d) = discount {
+        body["discount_percentage"] = json!(d);
+    }
+    let made = kassa.post(key, "/invoices", body).await;
+    assert_eq!(made.status, 201, "{:?}", made.json);
+    let id = made.json["id"].as_i64().expect("id");
+    let paid = kassa
+        .post(key, &format!("/sandbox/invoices/{id}/pay"), json!({}))
+        .await;
+    assert_eq!(paid.json["status"], "paid", "{:?}", paid.json);
+    kassa.get(key, &format!("/invoices/{id}")).await.json
+}
+
+fn tiyn(text: &Value) -> i64 {
+    let money = kassa::domain::Money::from_json(text).expect("money");
+    money.tiyn()
+}
+
+on_both_databases!(
+    return_items_refund_their_share_and_never_more_than_was_sold,
+    |test: TestDb| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (kassa, _, key) = Kassa::stepped_demo(&test, dir.path()).await;
+        let ids = catalog(&kassa, &key, &[("Tea", 1000.0), ("Cake", 333.33)]).await;
+        let (tea, cake) = (ids[0], ids[1]);
+        let invoice = paid_cart(&kassa, &key, &[(tea, 3), (cake, 2)], Some(10)).await;
+        let id = invoice["id"].as_i64().expect("id");
+        let net = |line: &Value| {
+            tiyn(&line["price"]) * line["count"].as_i64().expect("n") - tiyn(&line["discount"])
+        };
+        let tea_net = net(&invoice["items"][0]);
+        let cake_net = net(&invoice["items"][1]);
+        assert_eq!(tea_net + cake_net, tiyn(&invoice["amount"]));
+
+        // One tea: a third of the tea line, floored.
+        let one = kassa
+            .post(
+                &key,
+                &format!("/invoices/{id}/refund"),
+                json!({"return_items": [{"catalog_item_id": tea, "count": 1}], "reason": "cold"}),
+            )
+            .await;
+        assert_eq!(one.status, 201, "{:?}", one.json);
+        assert_eq!(tiyn(&one.json["refund"]["amount"]), tea_net / 3);
+        assert_eq!(one.json["refund"]["items"][0]["catalog_item_id"], tea);
+        assert_eq!(one.json["refund"]["items"][0]["count"], 1);
+
+        // Refused, naming the field, nothing taken back.
+        for (body, field) in [
+            (
+                json!({"return_items": [{"catalog_item_id": tea, "count": 3}]}),
+                "return_items",
+            ),
+            (
+                json!({"return_items": [{"catalog_item_id": 999_999, "count": 1}]}),
+                "return_items",
+            ),
+            (
+                json!({"return_items": [{"catalog_item_id": tea, "count": 0}]}),
+                "return_items.0.count",
+            ),
+            (
+                json!({"return_items": [{"count": 1}]}),
+                "return_items.0.catalog_item_id",
+            ),
+            (json!({"return_items": []}), "return_items"),
+            (
+                json!({"amount": 10, "return_items": [{"catalog_item_id": tea, "count": 1}]}),
+                "amount",
+            ),
+        ] {
+            let refused = kassa
+                .post(&key, &format!("/invoices/{id}/refund"), body.clone())
+                .await;
+            assert_eq!(refused.status, 422, "{body}: {:?}", refused.json);
+            assert!(
+                refused.json["errors"][field].is_array(),
+                "{field}: {:?}",
+                refused.json
+            );
+        }
+        // The rest: everything paid comes back, to the tiyn.
+        let rest = kassa
+            .post(&key, &format!("/invoices/{id}/refund"), json!({"return_items": [{"catalog_item_id": tea, "count": 2}, {"catalog_item_id": cake, "count": 2}]}))
+            .await;
+        assert_eq!(rest.status, 201, "{:?}", rest.json);
+        kassa.step().await;
+        let after = kassa.get(&key, &format!("/invoices/{id}")).await.json;
+        assert_eq!(after["status"], "refunded", "{after}");
+        assert_eq!(after["total_refunded"], invoice["amount"]);
+        let more = kassa
+            .post(
+                &key,
+                &format!("/invoices/{id}/refund"),
+                json!({"return_items": [{"catalog_item_id": cake, "count": 1}]}),
+            )
+            .await;
+        assert!(more.status == 400 || more.status == 422, "{:?}", more.json);
+
+        // A flat invoice has no lines to take back.
+        let flat = kassa
+            .post(
+                &key,
+                "/invoices",
+                json!({"phone_number": "87001234567", "amount": 500}),
+            )
+            .await;
+        let flat_id = flat.json["id"].as_i64().expect("id");
+        kassa
+            .post(&key, &format!("/sandbox/invoices/{flat_id}/pay"), json!({}))
+            .await;
+        let refused = kassa
+            .post(
+                &key,
+                &format!("/invoices/{flat_id}/refund"),
+                json!({"return_items": [{"catalog_item_id": tea, "count": 1}]}),
+            )
+            .await;
+        assert_eq!(refused.status, 422, "{:?}", refused.json);
+        assert!(refused.json["errors"]["return_items"].is_array());
+    }
+);
+
+on_both_databases!(
+    racing_return_items_never_take_back_more_than_was_sold,
+    |test: TestDb| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (kassa, _, key) = Kassa::stepped_demo(&test, dir.path()).await;
+        let ids = catalog(&kassa, &key, &[("Bun", 250.0)]).await;
+        let invoice = paid_cart(&kassa, &key, &[(ids[0], 5)], None).await;
+        let id = invoice["id"].as_i64().expect("id");
+        let path = format!("/invoices/{id}/refund");
+        let requests = (0..12).map(|_| {
+            kassa.post(
+                &key,
+                &path,
+                json!({"return_items": [{"catalog_item_id": ids[0], "count": 1}]}),
+            )
+        });
+        let answers = futures::future::join_all(requests).await;
+        let made = answers.iter().filter(|a| a.status == 201).count();
+        assert_eq!(
+            made,
+            5,
+            "{:?}",
+            answers.iter().map(|a| a.status).collect::<Vec<_>>()
+        );
+        assert!(answers
+            .iter()
+            .all(|a| a.status == 201 || a.status == 422 || a.status == 400));
+        let db = test.db();
+        assert_eq!(
+            common::count(
+                &db,
+                "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) AS n FROM refund_items"
+            )
+            .await,
+            5
+        );
+        assert_eq!(
+            common::count(
+                &db,
+                "SELECT CAST(SUM(returned_count) AS BIGINT) AS n FROM invoice_items"
+            )
+            .await,
+            5
+        );
+        assert_eq!(
+            common::count(&db, "SELECT CAST(SUM(amount) AS BIGINT) AS n FROM refunds").await,
+            125_000,
+            "five buns, 1250.00 in all"
+        );
+    }
+);
+
+on_both_databases!(
+    a_subscription_bills_its_cart_each_period,
+    |test: TestDb| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (kassa, _, key) = Kassa::stepped_demo(&test, dir.path()).await;
+        let ids = catalog(&kassa, &key, &[("Coffee beans", 4500.0), ("Filter", 150.0)]).await;
+        let sub = kassa
+            .post(
+                &key,
+                "/subscriptions",
+                json!({"phone_number": "87001110005", "billing_period": "monthly", "bill_immediately": true,
+                       "cart_items": [{"catalog_item_id": ids[0], "count": 2}, {"catalog_item_id": ids[1], "count": 1}]}),
+            )
+            .await;
+        assert_eq!(sub.status, 201, "{:?}", sub.json);
+        assert_eq!(sub.json["amount"], "9150.00", "the cart's sum");
+        assert_eq!(sub.json["cart_items"][0]["count"], 2);
+        let sub_id = sub.json["id"].as_i64().expect("id");
+        kassa.step().await;
+        let billed = kassa
+            .get(&key, &format!("/subscriptions/{sub_id}/invoices"))
+            .await
+            .json;
+        let first = billed["data"][0]["id"].as_i64().expect("invoice");
+        let invoice = kassa.get(&key, &format!("/invoices/{first}")).await.json;
+        assert_eq!(invoice["amount"], "9150.00");
+        assert_eq!(invoice["items"].as_array().map(Vec::len), Some(2));
+        let op: u64 = invoice["kaspi_invoice_id"]
+            .as_str()
+            .expect("sent")
+            .parse()
+            .expect("n");
+        assert!(kassa
+            .sim()
+            .operation(op)
+            .expect("op")
+            .comment
+            .contains("Coffee beans ×2"));
+
+        // A new cart applies from the next period.
+        let put = kassa
+            .http
+            .put(kassa.url(&format!("/subscriptions/{sub_id}")))
+            .header("X-API-Key", &key)
+            .json(&json!({"cart_items": [{"catalog_item_id": 999_999, "count": 1}]}))
+            .send()
+            .await
+            .expect("sent");
+        let put = Answer::read(put).await;
+        assert_eq!(put.status, 422, "{:?}", put.json);
+        assert!(put.json["errors"]["cart_items.0.catalog_item_id"].is_array());
+        let put = kassa
+            .http
+            .put(kassa.url(&format!("/subscriptions/{sub_id}")))
+            .header("X-API-Key", &key)
+            .json(&json!({"cart_items": [{"catalog_item_id": ids[1], "count": 3}]}))
+            .send()
+            .await
+            .expect("sent");
+        let put = Answer::read(put).await;
+        assert_eq!(put.status, 200, "{:?}", put.json);
+        assert_eq!(put.json["amount"], "450.00");
+        let moved = kassa
+            .post(&key, "/sandbox/clock/advance", json!({"days": 32}))
+            .await;
+        assert_eq!(moved.status, 200);
+        let billed = kassa
+            .get(&key, &format!("/subscriptions/{sub_id}/invoices"))
+            .await
+            .json;
+        assert_eq!(billed["data"].as_array().map(Vec::len), Some(2), "{billed}");
+        let second = billed["data"][0]["id"].as_i64().expect("invoice");
+        let invoice = kassa.get(&key, &format!("/invoices/{second}")).await.json;
+        assert_eq!(invoice["amount"], "450.00");
+        assert_eq!(invoice["items"][0]["name"], "Filter");
+        assert_eq!(invoice["items"][0]["count"], 3);
+        let first_again = kassa.get(&key, &format!("/invoices/{first}")).await.json;
+        assert_eq!(
+            first_again["items"][0]["name"], "Coffee beans",
+            "what was billed stays"
+        );
+    }
+);

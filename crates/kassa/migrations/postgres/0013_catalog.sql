@@ -42,10 +42,25 @@ CREATE TABLE invoice_items (
     discount                BIGINT NOT NULL,
     item_type               TEXT,
     nomenclature_id         BIGINT,
-    nomenclature_history_id BIGINT
+    nomenclature_history_id BIGINT,
+    -- How many of this line refunds took back (pending, processing or completed refunds).
+    returned_count          BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX invoice_items_invoice ON invoice_items (invoice_id, position);
+
+-- The lines a refund takes back (`return_items`), released again if the refund fails.
+CREATE TABLE refund_items (
+    id              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    refund_id       BIGINT NOT NULL REFERENCES refunds (id),
+    invoice_item_id BIGINT NOT NULL REFERENCES invoice_items (id),
+    catalog_item_id BIGINT,
+    count           BIGINT NOT NULL,
+    amount          BIGINT NOT NULL
+);
+CREATE INDEX refund_items_refund ON refund_items (refund_id);
 
 ALTER TABLE invoices ADD COLUMN subtotal BIGINT;
 ALTER TABLE invoices ADD COLUMN discount_percentage BIGINT;
 ALTER TABLE invoices ADD COLUMN discount_sum BIGINT;
+-- A subscription billed from a cart: its lines as priced when it was made or changed (JSON).
+ALTER TABLE subscriptions ADD COLUMN cart TEXT;

@@ -125,6 +125,9 @@ pub struct RefundBody {
     pub amount: Option<Value>,
     #[serde(default)]
     pub reason: Option<Value>,
+    /// ApiPay's current version: cart lines to take back (xPayment has none).
+    #[serde(default)]
+    pub return_items: Option<Value>,
 }
 
 /// `amount` of a request: a JSON number or a numeric string, 0.01–99999999.99, at most two

@@ -58,6 +58,15 @@ fn refusal_message(refusal: &RefundRefusal) -> String {
             left.to_decimal_string()
         ),
         RefundRefusal::BadAmount => "the refund amount must be positive".into(),
+        RefundRefusal::NoCart => "this invoice was not made from a cart: refund an amount".into(),
+        RefundRefusal::NotSold { catalog_item_id } => {
+            format!("this invoice did not sell catalog item {catalog_item_id}")
+        }
+        RefundRefusal::TooManyReturned {
+            catalog_item_id,
+            left,
+        } => format!("only {left} of catalog item {catalog_item_id} can still be returned"),
+        RefundRefusal::ItemsDoNotFit(why) => why.clone(),
     }
 }
 

@@ -23,6 +23,8 @@ pub struct RefundRequest {
     pub initiated_by: &'static str,
     /// The idempotent request asking, if any: it will name the refund.
     pub idempotency: Option<IdemLink>,
+    /// Cart lines to take back, `(catalog_item_id, count)` (then `amount` is `None`).
+    pub return_items: Vec<(i64, i64)>,
 }
 
 /// What one attempt of the refund job achieved.
@@ -74,6 +76,7 @@ impl Gateway {
                 at_ms: now,
                 job_at_ms: now,
                 idempotency: request.idempotency,
+                return_items: request.return_items,
             })
             .await;
         match created {
@@ -89,6 +92,9 @@ impl Gateway {
             }
             Ok(RefundCreated::Refused(why)) => Err(GatewayError::NotRefundable(why)),
             Err(crate::store::StoreError::NotFound) => Err(GatewayError::NotFound),
+            Err(crate::store::StoreError::Conflict(why)) => Err(GatewayError::NotRefundable(
+                crate::store::RefundRefusal::ItemsDoNotFit(why),
+            )),
             Err(e) => Err(e.into()),
         }
     }

@@ -46,10 +46,11 @@ pub use history::{HistoryGap, HistoryMark, KaspiOperation};
 pub use idempotency::RUNNING_LEASE_MS;
 pub use invoices::OperationEnd;
 pub use limits::QuotaLease;
-pub use refunds::{NewRefund, RefundCreated, RefundFilter, RefundRefusal};
+pub use refunds::{NewRefund, RefundCreated, RefundFilter, RefundItem, RefundRefusal};
 pub use subscriptions::{
-    ActError, Billed, BillingTemplate, NewSubscription, Subscription, SubscriptionEventFacts,
-    SubscriptionFilter, SubscriptionInvoice, SubscriptionStats, SubscriptionUpdate,
+    ActError, Billed, BillingTemplate, CartLine, NewSubscription, Subscription,
+    SubscriptionEventFacts, SubscriptionFilter, SubscriptionInvoice, SubscriptionStats,
+    SubscriptionUpdate,
 };
 pub use types::*;
 pub(crate) use values::DomainColumns;

@@ -56,6 +56,18 @@ pub struct NewRefund {
     pub job_at_ms: i64,
     /// The idempotent request asking for the refund: linked to it in the same transaction.
     pub idempotency: Option<super::IdemLink>,
+    /// Cart lines to take back, as `(catalog_item_id, count)`: the refund is then their share
+    /// of what was paid (`amount` must be `None`).
+    pub return_items: Vec<(i64, i64)>,
+}
+
+/// One line a refund took back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundItem {
+    pub catalog_item_id: Option<i64>,
+    pub count: i64,
+    /// Its share of what was paid.
+    pub amount: Money,
 }
 
 /// Why a refund was not recorded.
@@ -69,6 +81,126 @@ pub enum RefundRefusal {
     TooMuch { left: Money },
     /// Zero or negative.
     BadAmount,
+    /// `return_items` for an invoice that was not made from a cart.
+    NoCart,
+    /// `return_items` names a catalog item the invoice did not sell.
+    NotSold { catalog_item_id: i64 },
+    /// More of a catalog item than is left to take back.
+    TooManyReturned { catalog_item_id: i64, left: i64 },
+    /// Items were taken back but did not fit what is left (another refund came first).
+    ItemsDoNotFit(String),
+}
+
+/// `net × to / count − net × from / count` (each floored): the share of a line's `net` paid
+/// for its units `from..to` of `count`. The shares of all its units add up to `net` exactly.
+fn units_share(net: i64, count: i64, from: i64, to: i64) -> i64 {
+    if count <= 0 {
+        return 0;
+    }
+    let part = |n: i64| (i128::from(net) * i128::from(n)).div_euclid(i128::from(count));
+    i64::try_from(part(to) - part(from)).unwrap_or(0)
+}
+
+/// Takes back `wanted` `(catalog_item_id, count)` of invoice `invoice_id`'s lines inside the
+/// caller's transaction: each line's `returned_count` moved by one conditional UPDATE (so two
+/// refunds racing never take back more than was sold; the loser's transaction is rolled back
+/// with `Conflict`), and what they come to. Checked against what was read first, so a plain
+/// refusal writes nothing.
+fn take_back_tx(
+    tx: &mut dyn Tx,
+    invoice_id: i64,
+    wanted: &[(i64, i64)],
+) -> Result<Result<Vec<(i64, RefundItem)>, RefundRefusal>, StoreError> {
+    let lines = tx.query(
+        "SELECT id, catalog_item_id, price, count, discount, returned_count FROM invoice_items \
+         WHERE invoice_id = $1 ORDER BY position",
+        &[invoice_id.into()],
+    )?;
+    if lines.is_empty() {
+        return Ok(Err(RefundRefusal::NoCart));
+    }
+    struct Line {
+        id: i64,
+        catalog_item_id: Option<i64>,
+        net: i64,
+        count: i64,
+        returned: i64,
+    }
+    let mut lines: Vec<Line> = lines
+        .iter()
+        .map(|row| {
+            let price = row.i64("price")?;
+            let count = row.i64("count")?;
+            Ok(Line {
+                id: row.i64("id")?,
+                catalog_item_id: row.opt_i64("catalog_item_id")?,
+                net: price.saturating_mul(count) - row.i64("discount")?,
+                count,
+                returned: row.i64("returned_count")?,
+            })
+        })
+        .collect::<Result<_, DbError>>()?;
+    // Each catalog item once, its counts added up.
+    let mut asked: Vec<(i64, i64)> = Vec::new();
+    for &(id, n) in wanted {
+        match asked.iter_mut().find(|(a, _)| *a == id) {
+            Some((_, total)) => *total = total.saturating_add(n),
+            None => asked.push((id, n)),
+        }
+    }
+    let mut plan: Vec<(usize, i64)> = Vec::new();
+    for &(catalog_item_id, n) in &asked {
+        let sold: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].catalog_item_id == Some(catalog_item_id))
+            .collect();
+        if sold.is_empty() {
+            return Ok(Err(RefundRefusal::NotSold { catalog_item_id }));
+        }
+        let left: i64 = sold
+            .iter()
+            .map(|&i| lines[i].count - lines[i].returned)
+            .sum();
+        if n > left {
+            return Ok(Err(RefundRefusal::TooManyReturned {
+                catalog_item_id,
+                left,
+            }));
+        }
+        let mut rest = n;
+        for i in sold {
+            let take = rest.min(lines[i].count - lines[i].returned);
+            if take > 0 {
+                plan.push((i, take));
+                rest -= take;
+            }
+        }
+    }
+    let mut taken = Vec::with_capacity(plan.len());
+    for (i, take) in plan {
+        let line = &mut lines[i];
+        let row = tx.query_opt(
+            "UPDATE invoice_items SET returned_count = returned_count + $2 \
+             WHERE id = $1 AND returned_count + $2 <= count RETURNING returned_count",
+            &[line.id.into(), take.into()],
+        )?;
+        let Some(row) = row else {
+            return Err(StoreError::Conflict(
+                "another refund took these items back meanwhile".into(),
+            ));
+        };
+        let to = row.i64("returned_count")?;
+        let amount = units_share(line.net, line.count, to - take, to);
+        line.returned = to;
+        taken.push((
+            line.id,
+            RefundItem {
+                catalog_item_id: line.catalog_item_id,
+                count: take,
+                amount: Money::from_tiyn(amount),
+            },
+        ));
+    }
+    Ok(Ok(taken))
 }
 
 /// The outcome of [`crate::store::RefundRepo::create_refund`].
@@ -131,9 +263,28 @@ impl RefundRepo {
                     )));
                 }
                 let left = invoice.refundable();
-                let amount = new.amount.unwrap_or(left);
                 if left == Money::ZERO {
                     return Ok(RefundCreated::Refused(RefundRefusal::FullyRefunded));
+                }
+                let taken = if new.return_items.is_empty() {
+                    Vec::new()
+                } else {
+                    match take_back_tx(tx, new.invoice_id, &new.return_items)? {
+                        Ok(taken) => taken,
+                        Err(refusal) => return Ok(RefundCreated::Refused(refusal)),
+                    }
+                };
+                let amount = if taken.is_empty() {
+                    new.amount.unwrap_or(left)
+                } else {
+                    Money::from_tiyn(taken.iter().map(|(_, t)| t.amount.tiyn()).sum())
+                };
+                if !taken.is_empty() && amount > left {
+                    // Lines were taken back above: undo them with the transaction.
+                    return Err(StoreError::Conflict(format!(
+                        "the items come to more than what is left to refund ({})",
+                        left.to_decimal_string()
+                    )));
                 }
                 if amount <= Money::ZERO {
                     return Ok(RefundCreated::Refused(RefundRefusal::BadAmount));
@@ -148,6 +299,11 @@ impl RefundRepo {
                     ],
                 )?
                 else {
+                    if !taken.is_empty() {
+                        return Err(StoreError::Conflict(
+                            "another refund reserved the rest meanwhile".into(),
+                        ));
+                    }
                     return Ok(RefundCreated::Refused(RefundRefusal::TooMuch { left }));
                 };
                 let invoice = super::invoices::invoice_from_row(&row)?;
@@ -162,6 +318,19 @@ impl RefundRepo {
                     new.at_ms.into(),
                 ];
                 let refund = refund_from_row(&tx.query_one(&insert, &params)?)?;
+                for (line_id, item) in &taken {
+                    tx.execute(
+                        "INSERT INTO refund_items (refund_id, invoice_item_id, catalog_item_id, \
+                         count, amount) VALUES ($1, $2, $3, $4, $5)",
+                        &[
+                            refund.id.into(),
+                            (*line_id).into(),
+                            item.catalog_item_id.into(),
+                            item.count.into(),
+                            item.amount.into(),
+                        ],
+                    )?;
+                }
                 schedule_job(tx, JobKind::Refund, refund.id, new.job_at_ms, new.at_ms)?;
                 if let Some(link) = &new.idempotency {
                     super::idempotency::link_tx(tx, link, super::Resource::Refund(refund.id))?;
@@ -270,8 +439,41 @@ impl RefundRepo {
                      WHERE id = $1",
                     &[refund.invoice_id.into(), refund.amount.into(), at_ms.into()],
                 )?;
+                // The lines it took back can be taken back again.
+                for row in tx.query(
+                    "SELECT invoice_item_id, count FROM refund_items WHERE refund_id = $1",
+                    &[refund.id.into()],
+                )? {
+                    tx.execute(
+                        "UPDATE invoice_items SET returned_count = returned_count - $2 WHERE id = $1",
+                        &[row.i64("invoice_item_id")?.into(), row.i64("count")?.into()],
+                    )?;
+                }
                 let invoice = end_refund_tx(tx, &refund, EventKind::RefundFailed, at_ms)?;
                 Ok(Some((refund, invoice)))
+            })
+            .await
+    }
+
+    /// The lines refund `id` took back, if it took back lines.
+    pub async fn refund_items(&self, id: i64) -> Result<Vec<RefundItem>, StoreError> {
+        self.db
+            .read(move |tx| {
+                let rows = tx.query(
+                    "SELECT catalog_item_id, count, amount FROM refund_items WHERE refund_id = $1 \
+                     ORDER BY id",
+                    &[id.into()],
+                )?;
+                Ok(rows
+                    .iter()
+                    .map(|row| {
+                        Ok(RefundItem {
+                            catalog_item_id: row.opt_i64("catalog_item_id")?,
+                            count: row.i64("count")?,
+                            amount: row.money("amount")?,
+                        })
+                    })
+                    .collect::<Result<_, DbError>>()?)
             })
             .await
     }

@@ -31,7 +31,7 @@ const SUBSCRIPTION_COLUMNS: &str = "id, org_id, amount, phone, billing_period, b
      description, subscriber_name, external_subscriber_id, metadata, started_on, \
      max_retry_attempts, retry_interval_hours, grace_period_days, status, next_billing_on, \
      next_billing_at, period_on, attempt, failed_attempts, retry_at, grace_until, is_sandbox, \
-     created_at, updated_at, paused_at, cancelled_at, expired_at";
+     created_at, updated_at, paused_at, cancelled_at, expired_at, cart";
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -75,6 +75,68 @@ pub struct Subscription {
     pub paused_at: Option<i64>,
     pub cancelled_at: Option<i64>,
     pub expired_at: Option<i64>,
+    /// For a subscription billed from a cart: its lines, priced when it was made or changed.
+    pub cart: Vec<CartLine>,
+}
+
+/// One line of a subscription's cart, as each period's invoice sells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartLine {
+    pub catalog_item_id: Option<i64>,
+    pub name: String,
+    /// In tiyn.
+    pub price: i64,
+    pub original_price: i64,
+    pub count: i64,
+    pub unit_id: Option<i64>,
+}
+
+impl CartLine {
+    /// The line of a priced cart.
+    pub fn of(item: &super::NewInvoiceItem) -> CartLine {
+        CartLine {
+            catalog_item_id: item.catalog_item_id,
+            name: item.name.clone(),
+            price: item.price.tiyn(),
+            original_price: item.original_price.tiyn(),
+            count: item.count,
+            unit_id: item.unit_id,
+        }
+    }
+
+    fn item(&self) -> super::NewInvoiceItem {
+        super::NewInvoiceItem {
+            catalog_item_id: self.catalog_item_id,
+            name: self.name.clone(),
+            price: Money::from_tiyn(self.price),
+            original_price: Money::from_tiyn(self.original_price),
+            count: self.count,
+            unit_id: self.unit_id,
+            discount: Money::ZERO,
+            item_type: None,
+            nomenclature_id: None,
+            nomenclature_history_id: None,
+        }
+    }
+}
+
+/// The cart of an invoice selling `lines` for `amount` (no discount on subscriptions).
+fn cart_of(lines: &[CartLine], amount: Money) -> Option<super::Cart> {
+    (!lines.is_empty()).then(|| super::Cart {
+        subtotal: amount,
+        discount_percentage: None,
+        discount_sum: Money::ZERO,
+        items: lines.iter().map(CartLine::item).collect(),
+    })
+}
+
+fn cart_text(lines: &[CartLine]) -> Result<Option<String>, DbError> {
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(lines)
+        .map(Some)
+        .map_err(|e| DbError::decode("cart", format!("cannot write the cart: {e}")))
 }
 
 impl Subscription {
@@ -148,6 +210,11 @@ fn subscription_from_row(row: &Row) -> Result<Subscription, DbError> {
         paused_at: row.opt_i64("paused_at")?,
         cancelled_at: row.opt_i64("cancelled_at")?,
         expired_at: row.opt_i64("expired_at")?,
+        cart: match row.opt_text("cart")? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| DbError::decode("cart", format!("not a cart: {e}")))?,
+            None => Vec::new(),
+        },
     })
 }
 
@@ -175,12 +242,16 @@ pub struct NewSubscription {
     /// The idempotent request making it, if any: linked to it in the same transaction, so a
     /// retry after a crash answers from this subscription instead of making another.
     pub idempotency: Option<super::IdemLink>,
+    /// The lines of a subscription billed from a cart (`amount` is their sum).
+    pub cart: Vec<CartLine>,
 }
 
 /// What `PUT` changes; `None` leaves a field as it is, `Some(None)` clears it.
 #[derive(Debug, Clone, Default)]
 pub struct SubscriptionUpdate {
     pub amount: Option<Money>,
+    /// A new cart (with `amount` its sum); `Some(empty)` ends billing from a cart.
+    pub cart: Option<Vec<CartLine>>,
     pub billing_day: Option<u8>,
     pub description: Option<Option<String>>,
     pub subscriber_name: Option<Option<String>>,
@@ -313,7 +384,8 @@ fn save_tx(tx: &mut dyn Tx, sub: &Subscription, now_ms: i64) -> Result<(), DbErr
          max_retry_attempts = $8, retry_interval_hours = $9, grace_period_days = $10, \
          status = $11, next_billing_on = $12, next_billing_at = $13, period_on = $14, \
          attempt = $15, failed_attempts = $16, retry_at = $17, grace_until = $18, \
-         updated_at = $19, paused_at = $20, cancelled_at = $21, expired_at = $22 WHERE id = $1",
+         updated_at = $19, paused_at = $20, cancelled_at = $21, expired_at = $22, cart = $23 \
+         WHERE id = $1",
         &[
             sub.id.into(),
             sub.amount.into(),
@@ -337,6 +409,7 @@ fn save_tx(tx: &mut dyn Tx, sub: &Subscription, now_ms: i64) -> Result<(), DbErr
             sub.paused_at.into(),
             sub.cancelled_at.into(),
             sub.expired_at.into(),
+            cart_text(&sub.cart)?.into(),
         ],
     )?;
     match sub.due_at() {
@@ -377,6 +450,27 @@ fn event_tx(
         ],
     )?;
     Ok(())
+}
+
+/// The lines invoice `invoice_id` sold, as a subscription's cart.
+fn period_lines_tx(tx: &mut dyn Tx, invoice_id: i64) -> Result<Vec<CartLine>, DbError> {
+    let rows = tx.query(
+        "SELECT catalog_item_id, name, price, original_price, count, unit_id FROM invoice_items \
+         WHERE invoice_id = $1 ORDER BY position",
+        &[invoice_id.into()],
+    )?;
+    rows.iter()
+        .map(|row| {
+            Ok(CartLine {
+                catalog_item_id: row.opt_i64("catalog_item_id")?,
+                name: row.text("name")?,
+                price: row.i64("price")?,
+                original_price: row.i64("original_price")?,
+                count: row.i64("count")?,
+                unit_id: row.opt_i64("unit_id")?,
+            })
+        })
+        .collect()
 }
 
 /// The newest invoice a subscription made, if any.
@@ -561,9 +655,9 @@ impl SubscriptionRepo {
             "INSERT INTO subscriptions (org_id, amount, phone, billing_period, billing_day, \
              description, subscriber_name, external_subscriber_id, metadata, started_on, \
              max_retry_attempts, retry_interval_hours, grace_period_days, status, \
-             next_billing_on, next_billing_at, is_sandbox, created_at, updated_at) \
+             next_billing_on, next_billing_at, is_sandbox, created_at, updated_at, cart) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $18) RETURNING {SUBSCRIPTION_COLUMNS}"
+             $17, $18, $18, $19) RETURNING {SUBSCRIPTION_COLUMNS}"
         );
         self.db
             .write(move |tx| {
@@ -586,6 +680,7 @@ impl SubscriptionRepo {
                     next_at.into(),
                     new.is_sandbox.into(),
                     now.into(),
+                    cart_text(&new.cart)?.into(),
                 ];
                 let sub = subscription_from_row(&tx.query_one(&sql, &params)?)?;
                 if let Some(due) = sub.due_at() {
@@ -734,6 +829,9 @@ impl SubscriptionRepo {
                 if let Some(amount) = update.amount {
                     sub.amount = amount;
                 }
+                if let Some(cart) = &update.cart {
+                    sub.cart = cart.clone();
+                }
                 if let Some(day) = update.billing_day {
                     sub.billing_day = Some(day);
                     if let (true, Some(next)) = (sub.period.uses_billing_day(), sub.next_billing_on)
@@ -871,27 +969,32 @@ impl SubscriptionRepo {
                     return Ok(Billed::Expired(open_invoices_tx(tx, sub.id)?));
                 }
                 let calendar = sub.calendar();
-                let (period, attempt, amount) = match (sub.retry_at, sub.period_on) {
+                let (period, attempt, amount, cart) = match (sub.retry_at, sub.period_on) {
                     (Some(at), Some(period)) if at <= now_ms => {
-                        let amount = tx
-                            .query_opt(
-                                "SELECT amount FROM subscription_invoices \
-                                 WHERE subscription_id = $1 AND period_start = $2 \
-                                 ORDER BY attempt_number LIMIT 1",
-                                &[sub.id.into(), period.into()],
-                            )?
-                            .map(|row| row.money("amount"))
-                            .transpose()?
-                            .unwrap_or(sub.amount);
+                        // A retry sells what the period's first invoice sold.
+                        let first = tx.query_opt(
+                            "SELECT amount, invoice_id FROM subscription_invoices \
+                             WHERE subscription_id = $1 AND period_start = $2 \
+                             ORDER BY attempt_number LIMIT 1",
+                            &[sub.id.into(), period.into()],
+                        )?;
+                        let (amount, cart) = match first {
+                            Some(row) => {
+                                let amount = row.money("amount")?;
+                                let lines = period_lines_tx(tx, row.i64("invoice_id")?)?;
+                                (amount, cart_of(&lines, amount))
+                            }
+                            None => (sub.amount, cart_of(&sub.cart, sub.amount)),
+                        };
                         sub.retry_at = None;
-                        (period, sub.attempt + 1, amount)
+                        (period, sub.attempt + 1, amount, cart)
                     }
                     _ => match (sub.next_billing_on, sub.next_billing_at) {
                         (Some(on), Some(at)) if sub.failed_attempts == 0 && at <= now_ms => {
                             let next = calendar.next_due(on, now_ms);
                             sub.next_billing_on = Some(next);
                             sub.next_billing_at = Some(billing_moment(next));
-                            (on, 1, sub.amount)
+                            (on, 1, sub.amount, cart_of(&sub.cart, sub.amount))
                         }
                         _ => return Ok(Billed::Nothing),
                     },
@@ -914,7 +1017,7 @@ impl SubscriptionRepo {
                     reconcile_at: Some(template.reconcile_at),
                     idempotency: None,
                 };
-                let invoice = insert_invoice_tx(tx, &new, Some(sub.id), None)?;
+                let invoice = insert_invoice_tx(tx, &new, Some(sub.id), cart.as_ref())?;
                 tx.execute(
                     "INSERT INTO subscription_invoices (subscription_id, org_id, invoice_id, \
                      period_start, period_end, attempt_number, amount, created_at) \

@@ -68,7 +68,7 @@ pub fn gateway_error(e: GatewayError) -> ApiError {
 }
 
 /// `text` with its first letter upper-case, as a sentence.
-fn capitalized(text: &str) -> String {
+pub(super) fn capitalized(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
         Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde_json::{json, Value};
 
-use super::errors::gateway_error;
+use super::errors::{capitalized, gateway_error};
 use super::query::{almaty_day_start, page_and_size};
 use super::views::{apipay_status, page_meta, refund_json};
 use super::F;
@@ -14,7 +14,7 @@ use crate::api::error::{ApiError, FieldErrors};
 use crate::api::extract::{ApiJson, ApiPay, IdPath, QueryPairs};
 use crate::api::{optional_text, parse_amount, RefundBody};
 use crate::gateway::{Gateway, GatewayError, RefundRequest};
-use crate::store::{IdemLink, RefundFilter, RefundStatus};
+use crate::store::{IdemLink, RefundFilter, RefundRefusal, RefundStatus};
 
 pub(super) async fn refund_invoice(
     State(gateway): State<Gateway>,
@@ -29,6 +29,13 @@ pub(super) async fn refund_invoice(
         Some(v) => parse_amount(v, "amount", &mut errors),
     };
     let reason = optional_text(F, body.reason.as_ref(), "reason", 500, &mut errors);
+    let return_items = return_items(body.return_items.as_ref(), &mut errors);
+    if !return_items.is_empty() && body.amount.as_ref().is_some_and(|a| !a.is_null()) {
+        errors.add(
+            "amount",
+            "The amount field is prohibited when return items is present: the items make the amount.",
+        );
+    }
     errors.into_result(F)?;
     let (refund, invoice) = gateway
         .request_refund(
@@ -39,15 +46,46 @@ pub(super) async fn refund_invoice(
                 reason,
                 initiated_by: "api",
                 idempotency: idem.map(|Extension(link)| link),
+                return_items,
             },
         )
         .await
-        .map_err(gateway_error)?;
+        .map_err(|e| match e {
+            GatewayError::NotRefundable(
+                why @ (RefundRefusal::NoCart
+                | RefundRefusal::NotSold { .. }
+                | RefundRefusal::TooManyReturned { .. }),
+            ) => ApiError::validation(
+                F,
+                "return_items",
+                capitalized(&GatewayError::NotRefundable(why).to_string()),
+            ),
+            e => gateway_error(e),
+        })?;
+    let items = gateway
+        .store()
+        .refunds()
+        .refund_items(refund.id)
+        .await
+        .map_err(|e| ApiError::store(F, e))?;
+    let mut refund_view = refund_json(&refund);
+    refund_view["items"] = Value::Array(
+        items
+            .iter()
+            .map(|i| {
+                json!({
+                    "catalog_item_id": i.catalog_item_id,
+                    "count": i.count,
+                    "amount": i.amount.to_decimal_string(),
+                })
+            })
+            .collect(),
+    );
     Ok((
         StatusCode::CREATED,
         Json(json!({
             "message": "Refund initiated successfully",
-            "refund": refund_json(&refund),
+            "refund": refund_view,
             "invoice": {
                 "id": invoice.id,
                 "amount": invoice.amount.to_decimal_string(),
@@ -61,6 +99,54 @@ pub(super) async fn refund_invoice(
             },
         })),
     ))
+}
+
+/// `return_items`: `[{catalog_item_id, count}]`, each named in errors (empty when absent).
+fn return_items(value: Option<&Value>, errors: &mut FieldErrors) -> Vec<(i64, i64)> {
+    let list = match value {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(list)) if !list.is_empty() && list.len() <= 100 => list,
+        Some(Value::Array(list)) if list.is_empty() => {
+            errors.add(
+                "return_items",
+                "The return items field must have at least 1 item.",
+            );
+            return Vec::new();
+        }
+        Some(_) => {
+            errors.add(
+                "return_items",
+                "The return items field must be an array of 1 to 100 items.",
+            );
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let Some(item) = item.as_object() else {
+            errors.add(
+                format!("return_items.{i}"),
+                "Each return item must be an object.",
+            );
+            continue;
+        };
+        let mut one = |key: &str, max: i64| {
+            let field = format!("return_items.{i}.{key}");
+            match item.get(key) {
+                None | Some(Value::Null) => {
+                    errors.add(field.clone(), format!("The {field} field is required."));
+                    None
+                }
+                v => super::fields::integer(v, &field, 1, max, errors),
+            }
+        };
+        let id = one("catalog_item_id", i64::MAX);
+        let count = one("count", 100_000);
+        if let (Some(id), Some(count)) = (id, count) {
+            out.push((id, count));
+        }
+    }
+    out
 }
 
 pub(super) async fn invoice_refunds(

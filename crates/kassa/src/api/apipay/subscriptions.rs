@@ -23,7 +23,7 @@ use crate::api::{optional_text, parse_amount};
 use crate::domain::{BillingPeriod, Money, SubscriptionAction, SubscriptionStatus};
 use crate::gateway::{Gateway, SubscriptionActError};
 use crate::store::{
-    IdemLink, NewSubscription, Subscription, SubscriptionFilter, SubscriptionUpdate,
+    CartLine, IdemLink, NewSubscription, Subscription, SubscriptionFilter, SubscriptionUpdate,
 };
 
 /// Retries of a failed payment when the request names none.
@@ -70,6 +70,38 @@ fn amount(value: Option<&Value>, required: bool, errors: &mut FieldErrors) -> Op
     }
 }
 
+/// `cart_items` of a subscription (ApiPay's current shape, or the seed's): what each period
+/// sells and its sum, which is the subscription's amount (within ApiPay's bounds). `None` when
+/// the body has no cart (or it is refused, with its errors added).
+async fn cart(
+    gateway: &Gateway,
+    org_id: i64,
+    body: &Map<String, Value>,
+    errors: &mut FieldErrors,
+) -> Result<Option<(Money, Vec<CartLine>)>, ApiError> {
+    let Some(items) = body.get("cart_items").filter(|c| !c.is_null()) else {
+        return Ok(None);
+    };
+    let Some((total, Some(priced))) =
+        super::cart::priced(gateway, org_id, None, Some(items), None, errors).await?
+    else {
+        return Ok(None);
+    };
+    if total < Money::from_tiyn(MIN_AMOUNT_KZT * 100)
+        || total > Money::from_tiyn(MAX_AMOUNT_KZT * 100)
+    {
+        errors.add(
+            "cart_items",
+            format!("The cart comes to {}; a subscription's amount must be between {MIN_AMOUNT_KZT} and {MAX_AMOUNT_KZT}.", total.to_decimal_string()),
+        );
+        return Ok(None);
+    }
+    Ok(Some((
+        total,
+        priced.items.iter().map(CartLine::of).collect(),
+    )))
+}
+
 /// The fields both create and update take and check the same way.
 struct Common {
     description: Option<Option<String>>,
@@ -87,12 +119,6 @@ fn common(body: &Map<String, Value>, errors: &mut FieldErrors) -> Common {
         body.get(name)
             .map(|v| optional_text(F, Some(v), name, 255, errors))
     };
-    if body.get("cart_items").is_some_and(|c| !c.is_null()) {
-        errors.add(
-            "cart_items",
-            "A subscription takes an amount; cart items are not supported on subscriptions yet.",
-        );
-    }
     // ApiPay's current version lets a subscription name one of the dashboard's webhooks; Kassa
     // sends an organization's events to all its endpoints (each filters by event), so the id
     // is checked and otherwise not used.
@@ -152,7 +178,14 @@ pub(super) async fn create_subscription(
     }
     let mut errors = FieldErrors::new();
     let phone = fields::phone_number(body.get("phone_number"), &mut errors);
-    let amount = amount(body.get("amount"), true, &mut errors);
+    // With a cart, its sum is the amount (ApiPay ignores `amount` then).
+    let cart = cart(&gateway, caller.org_id, &body, &mut errors).await?;
+    let has_cart = body.get("cart_items").is_some_and(|c| !c.is_null());
+    let amount = match &cart {
+        Some((total, _)) => Some(*total),
+        None if has_cart => None,
+        None => amount(body.get("amount"), true, &mut errors),
+    };
     let period = match body.get("billing_period") {
         None | Some(Value::Null) => {
             errors.add("billing_period", "The billing period field is required.");
@@ -216,6 +249,7 @@ pub(super) async fn create_subscription(
             bill_immediately: bill_immediately.unwrap_or(false),
             is_sandbox: gateway.sandbox().is_some(),
             idempotency,
+            cart: cart.map(|(_, lines)| lines).unwrap_or_default(),
         })
         .await
         .map_err(|e| ApiError::store(F, e))?;
@@ -373,9 +407,20 @@ pub(super) async fn update_subscription(
             );
         }
     }
-    let amount = amount(body.get("amount"), false, &mut errors);
+    let cart = cart(&gateway, caller.org_id, &body, &mut errors).await?;
+    let has_cart = body.get("cart_items").is_some_and(|c| !c.is_null());
+    let flat = if has_cart {
+        None
+    } else {
+        amount(body.get("amount"), false, &mut errors)
+    };
     let common = common(&body, &mut errors);
     errors.into_result(F)?;
+    // A new cart sets the amount; a flat amount alone ends billing from a cart.
+    let (amount, new_cart) = match cart {
+        Some((total, lines)) => (Some(total), Some(lines)),
+        None => (flat, flat.map(|_| Vec::new())),
+    };
     let current = find(&gateway, &caller, id).await?;
     if matches!(
         current.status,
@@ -399,6 +444,7 @@ pub(super) async fn update_subscription(
             id,
             SubscriptionUpdate {
                 amount,
+                cart: new_cart,
                 billing_day: common.billing_day,
                 description: common.description,
                 subscriber_name: common.subscriber_name,

@@ -153,6 +153,13 @@ pub fn subscription_json(sub: &Subscription) -> Value {
         "expired_at": sub.expired_at.map(rfc3339_ms),
         "created_at": rfc3339_ms(sub.created_at),
         "updated_at": rfc3339_ms(sub.updated_at),
+        "cart_items": sub.cart.iter().map(|line| json!({
+            "catalog_item_id": line.catalog_item_id,
+            "name": line.name,
+            "price": Money::from_tiyn(line.price).to_decimal_string(),
+            "count": line.count,
+            "unit_id": line.unit_id,
+        })).collect::<Vec<_>>(),
     })
 }
 

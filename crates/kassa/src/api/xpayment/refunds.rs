@@ -41,6 +41,7 @@ pub(super) async fn refund_payment(
                 reason,
                 initiated_by: "xpayment",
                 idempotency: idem.map(|Extension(link)| link),
+                return_items: Vec::new(),
             },
         )
         .await
