@@ -84,10 +84,11 @@ on_both_databases!(
         assert_eq!(unsent.status, 201, "{:?}", unsent.json);
         let unsent_id = unsent.json["id"].as_i64().expect("id");
         let ended = kassa
-            .invoice_reaches(&key, unsent_id, "status", "cancelled")
+            .invoice_reaches(&key, unsent_id, "status", "error")
             .await
             .expect("an invoice Kaspi never received ends");
         assert!(ended.get("kaspi_invoice_id").is_none());
+        assert!(ended["error_message"].is_string(), "{ended}");
         assert!(
             operations_for(&sim, "7012223344").is_empty(),
             "never sent twice, never sent blindly"
@@ -511,10 +512,11 @@ on_both_databases!(
             .await;
         assert!(paid.is_some(), "the payment is recorded");
         let ended = kassa
-            .invoice_reaches(&key, lost.id, "status", "cancelled")
+            .invoice_reaches(&key, lost.id, "status", "error")
             .await
             .expect("an invoice Kaspi never received ends");
         assert!(ended.get("kaspi_invoice_id").is_none());
+        assert!(ended["error_message"].is_string(), "{ended}");
         assert_eq!(
             operations_for(&sim, "7011112233").len(),
             1,

@@ -1159,7 +1159,9 @@ on_both_databases!(
         kassa.step().await;
         let items = invoices_of(&kassa, &key, id).await;
         assert_eq!(items.len(), 1);
-        assert_eq!(items[0]["status"], "cancelled", "{}", items[0]);
+        // ApiPay's current `error`, with Kaspi's reason.
+        assert_eq!(items[0]["status"], "error", "{}", items[0]);
+        assert!(items[0]["error_message"].is_string(), "{}", items[0]);
         let reason = items[0]["failure_reason"].as_str().expect("a reason");
         assert!(reason.starts_with("Kaspi refused the invoice"), "{reason}");
         let got = kassa.get(&key, &format!("/subscriptions/{id}")).await.json;

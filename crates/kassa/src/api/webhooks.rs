@@ -43,6 +43,7 @@ pub fn routes(webhooks: Webhooks) -> Router {
             get(show).patch(update).put(update).delete(remove),
         )
         .route("/webhooks/{id}/rotate-secret", post(rotate))
+        .route("/webhooks/{id}/test", post(send_test))
         .route("/webhooks/{id}/deliveries", get(deliveries))
         .route(
             "/webhooks/{id}/deliveries/{delivery}/redeliver",
@@ -310,6 +311,24 @@ async fn rotate(
     let mut body = endpoint_json(&endpoint, webhooks.now_ms());
     body["secret"] = json!(secret);
     Ok(Json(body))
+}
+
+/// ApiPay's `webhook.test`, sent now to this endpoint; the answer says whether it arrived.
+async fn send_test(
+    State(webhooks): State<Webhooks>,
+    Extension(caller): Extension<Caller>,
+    IdPath(id): IdPath,
+) -> Result<Json<Value>, ApiError> {
+    let result = webhooks
+        .send_test(caller.org_id, id)
+        .await
+        .map_err(webhook_error)?;
+    Ok(Json(json!({
+        "event": result.event,
+        "url": result.url,
+        "success": result.success,
+        "error": result.error,
+    })))
 }
 
 async fn deliveries(

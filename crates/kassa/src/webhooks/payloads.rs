@@ -230,6 +230,19 @@ fn xpayment_body(
     body
 }
 
+/// ApiPay's `webhook.test` body (the current docs: `{event, source: "test", timestamp}`),
+/// with the delivery's id.
+pub fn test_body(delivery_id: &str, now_ms: i64) -> Vec<u8> {
+    let body = json!({
+        "event": "webhook.test",
+        "source": "test",
+        "timestamp": rfc3339_ms(now_ms),
+        "delivery_id": delivery_id,
+        "test": true,
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
 /// The body of a simulated xPayment event `name` (one of [`XPAYMENT_EVENTS`]): a made-up
 /// payment of 1500 KZT (and refund of 500 KZT for refund events) that exists nowhere, marked
 /// `"test": true`.

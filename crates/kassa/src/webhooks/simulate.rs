@@ -1,5 +1,6 @@
-//! The xPayment simulator: a made-up event sent now to one or every xpayment-format endpoint of
-//! an organization, each logged as a test delivery.
+//! Test deliveries: the xPayment simulator (a made-up event sent now to one or every
+//! xpayment-format endpoint of an organization) and ApiPay's `webhook.test` to one endpoint,
+//! each logged as a test delivery.
 
 use tokio::task::JoinSet;
 
@@ -88,6 +89,30 @@ impl Webhooks {
         Ok(results)
     }
 
+    /// Sends ApiPay's `webhook.test` now to endpoint `id` of `org_id` (any format), logged as a
+    /// test delivery; whether it was delivered, and why not.
+    pub async fn send_test(&self, org_id: i64, id: i64) -> Result<SimulateResult, WebhookError> {
+        let endpoint = self
+            .store()
+            .webhooks()
+            .webhook_endpoint(org_id, id)
+            .await?
+            .ok_or(WebhookError::NotFound)?;
+        let delivery_id = uuid::Uuid::new_v4().to_string();
+        let now = self.now_ms();
+        let payload = payloads::test_body(&delivery_id, now);
+        let sent = self
+            .deliver_test(&endpoint, "webhook.test", &delivery_id, payload, now)
+            .await?;
+        Ok(SimulateResult {
+            subscription_id: endpoint.endpoint_id,
+            url: endpoint.url,
+            event: "webhook.test".into(),
+            success: sent.delivered(),
+            error: sent.error,
+        })
+    }
+
     async fn simulate_one(
         &self,
         endpoint: &WebhookEndpoint,
@@ -109,10 +134,24 @@ impl Webhooks {
             field: "event",
             message: "unknown event".into(),
         })?;
+        self.deliver_test(endpoint, event, &delivery_id, payload, now)
+            .await
+    }
+
+    /// Sends `payload` now to `endpoint` as test delivery `delivery_id` of `event`, and logs
+    /// the attempt.
+    async fn deliver_test(
+        &self,
+        endpoint: &WebhookEndpoint,
+        event: &str,
+        delivery_id: &str,
+        payload: Vec<u8>,
+        now: i64,
+    ) -> Result<Sent, WebhookError> {
         let delivery = self
             .store()
             .webhooks()
-            .insert_test_delivery(endpoint, &delivery_id, event, payload, now)
+            .insert_test_delivery(endpoint, delivery_id, event, payload, now)
             .await?;
         let sent = self.send(endpoint, &delivery, true).await?;
         let outcome = if sent.delivered() {

@@ -103,7 +103,7 @@ impl World {
             .iter()
             .filter(|i| {
                 let status = i["status"].as_str().unwrap_or_default();
-                status != "pending"
+                !is_open(status)
                     && !self
                         .hooks
                         .iter()
@@ -251,7 +251,7 @@ impl World {
                 }
             }
             let status = invoice["status"].as_str().unwrap_or_default();
-            if status != "pending" && !ids_by_status.contains_key(status) {
+            if !is_open(status) && !ids_by_status.contains_key(status) {
                 failures.add(
                     order,
                     "webhook missing",
@@ -370,4 +370,10 @@ impl Failures {
         }
         text.join("\n")
     }
+}
+
+/// Whether an ApiPay status is an open invoice, which has sent no status webhook: `pending`, or
+/// `processing` while Kaspi's answer to its create is not known.
+fn is_open(status: &str) -> bool {
+    status == "pending" || status == "processing"
 }

@@ -157,9 +157,9 @@ pub(super) async fn list_invoices(
     let mut status_set = Vec::new();
     for s in statuses {
         match s {
-            "pending" => status_set.push(InvoiceStatus::Pending),
+            "pending" | "processing" => status_set.push(InvoiceStatus::Pending),
             "paid" => status_set.push(InvoiceStatus::Paid),
-            "cancelled" => {
+            "cancelled" | "error" => {
                 status_set.push(InvoiceStatus::Cancelled);
                 status_set.push(InvoiceStatus::Failed);
             }
@@ -218,4 +218,66 @@ pub(super) async fn cancel_invoice(
     let mut body = invoice_json(&invoice);
     body["message"] = json!("Invoice cancelled.");
     Ok(Json(body))
+}
+
+/// `POST /invoices/status/check`: the current status of up to 100 invoices, each still open
+/// one asked of Kaspi first (one that cannot be asked now keeps the status Kassa has). Ids of
+/// no invoice of the caller are left out.
+pub(super) async fn check_statuses(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<serde_json::Map<String, Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let mut errors = FieldErrors::new();
+    let mut ids: Vec<i64> = Vec::new();
+    match body.get("invoice_ids") {
+        Some(Value::Array(list)) if !list.is_empty() && list.len() <= 100 => {
+            for (i, v) in list.iter().enumerate() {
+                let field = format!("invoice_ids.{i}");
+                if let Some(id) = fields::integer(Some(v), &field, 1, i64::MAX, &mut errors) {
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+            }
+        }
+        None | Some(Value::Null) => errors.add("invoice_ids", "The invoice ids field is required."),
+        Some(_) => errors.add(
+            "invoice_ids",
+            "The invoice ids field must be an array of 1 to 100 integers.",
+        ),
+    }
+    errors.into_result(F)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let read = || async {
+            gateway
+                .store()
+                .invoices()
+                .invoice(caller.org_id, id)
+                .await
+                .map_err(|e| ApiError::store(F, e))
+        };
+        let Some(invoice) = read().await? else {
+            continue;
+        };
+        let invoice = if invoice.status == InvoiceStatus::Pending {
+            if let Err(e) = gateway.check_status(&invoice).await {
+                tracing::debug!(invoice = id, error = %e, "status check at Kaspi not possible now");
+            }
+            read().await?.unwrap_or(invoice)
+        } else {
+            invoice
+        };
+        out.push(json!({
+            "id": invoice.id,
+            "status": super::views::apipay_status(&invoice),
+            "kaspi_invoice_id": invoice.kaspi_operation_id.map(|op| op.to_string()),
+            "amount": invoice.amount.to_decimal_string(),
+            "error_message": super::views::error_message(&invoice),
+            "paid_at": invoice.paid_at.map(crate::api::rfc3339_ms),
+            "updated_at": crate::api::rfc3339_ms(invoice.updated_at),
+        }));
+    }
+    Ok(Json(json!({ "invoices": out })))
 }

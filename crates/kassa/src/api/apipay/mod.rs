@@ -44,8 +44,8 @@ use catalog::{
     catalog_image, create_catalog_items, delete_catalog_item, list_catalog, list_units,
     update_catalog_item, upload_image,
 };
-use invoices::{cancel_invoice, create_invoice, get_invoice, list_invoices};
-use refunds::{invoice_refunds, list_refunds, refund_invoice};
+use invoices::{cancel_invoice, check_statuses, create_invoice, get_invoice, list_invoices};
+use refunds::{get_refund, invoice_refunds, list_refunds, refund_invoice};
 use sandbox::{
     sandbox_clock, sandbox_clock_advance, sandbox_decline, sandbox_expire, sandbox_pay,
     SandboxClock,
@@ -69,11 +69,13 @@ pub fn routes(gateway: Gateway, sandbox: Option<Jobs>) -> Router {
     let mut router = Router::new()
         .route("/invoices", post(create_invoice).get(list_invoices))
         .route("/invoices/stats", get(invoice_stats))
+        .route("/invoices/status/check", post(check_statuses))
         .route("/invoices/{id}", get(get_invoice))
         .route("/invoices/{id}/cancel", post(cancel_invoice))
         .route("/invoices/{id}/refund", post(refund_invoice))
         .route("/invoices/{id}/refunds", get(invoice_refunds))
         .route("/refunds", get(list_refunds))
+        .route("/refunds/{id}", get(get_refund))
         .route(
             "/subscriptions",
             post(create_subscription).get(list_subscriptions),

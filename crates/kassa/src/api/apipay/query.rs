@@ -53,5 +53,13 @@ pub(super) fn almaty_today(gateway: &Gateway) -> Date {
     gateway.clock().now().to_offset(ALMATY).date()
 }
 
-/// The invoice statuses a client names (Kassa's `failed` is among the `cancelled`).
-pub(super) const STATUS_FILTERS: &[&str] = &["pending", "paid", "cancelled", "expired"];
+/// The invoice statuses a client names (Kassa's `failed` is among the `cancelled`; the current
+/// version's `processing` is among the `pending`, its `error` among the `cancelled`).
+pub(super) const STATUS_FILTERS: &[&str] = &[
+    "pending",
+    "processing",
+    "paid",
+    "cancelled",
+    "error",
+    "expired",
+];

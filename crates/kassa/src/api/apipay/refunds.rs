@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::errors::{capitalized, gateway_error};
 use super::query::{almaty_day_start, page_and_size};
-use super::views::{apipay_status, page_meta, refund_json};
+use super::views::{apipay_status, page_meta, refund_detail_json};
 use super::F;
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, FieldErrors};
@@ -62,25 +62,10 @@ pub(super) async fn refund_invoice(
             ),
             e => gateway_error(e),
         })?;
-    let items = gateway
-        .store()
-        .refunds()
-        .refund_items(refund.id)
-        .await
-        .map_err(|e| ApiError::store(F, e))?;
-    let mut refund_view = refund_json(&refund);
-    refund_view["items"] = Value::Array(
-        items
-            .iter()
-            .map(|i| {
-                json!({
-                    "catalog_item_id": i.catalog_item_id,
-                    "count": i.count,
-                    "amount": i.amount.to_decimal_string(),
-                })
-            })
-            .collect(),
-    );
+    let refund_view = details(&gateway, caller.org_id, std::slice::from_ref(&refund))
+        .await?
+        .pop()
+        .unwrap_or(Value::Null);
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -171,9 +156,50 @@ pub(super) async fn invoice_refunds(
         .list_refunds(caller.org_id, &filter, 1, 100)
         .await
         .map_err(|e| ApiError::store(F, e))?;
-    Ok(Json(json!({
-        "data": refunds.iter().map(refund_json).collect::<Vec<_>>(),
-    })))
+    Ok(Json(
+        json!({ "data": details(&gateway, caller.org_id, &refunds).await? }),
+    ))
+}
+
+/// Each of `refunds` as ApiPay's current version lists it, with its invoice and lines.
+async fn details(
+    gateway: &Gateway,
+    org_id: i64,
+    refunds: &[crate::store::Refund],
+) -> Result<Vec<Value>, ApiError> {
+    let mut out = Vec::with_capacity(refunds.len());
+    for refund in refunds {
+        let invoice = gateway
+            .store()
+            .invoices()
+            .invoice(org_id, refund.invoice_id)
+            .await
+            .map_err(|e| ApiError::store(F, e))?;
+        let items = gateway
+            .store()
+            .refunds()
+            .refund_items(refund.id)
+            .await
+            .map_err(|e| ApiError::store(F, e))?;
+        out.push(refund_detail_json(refund, invoice.as_ref(), &items));
+    }
+    Ok(out)
+}
+
+pub(super) async fn get_refund(
+    State(gateway): State<Gateway>,
+    Extension(caller): Extension<Caller>,
+    IdPath(id): IdPath,
+) -> Result<Json<Value>, ApiError> {
+    let refund = gateway
+        .store()
+        .refunds()
+        .refund(caller.org_id, id)
+        .await
+        .map_err(|e| ApiError::store(F, e))?
+        .ok_or_else(|| ApiError::not_found(F, "REFUND_NOT_FOUND", "Refund not found."))?;
+    let mut one = details(&gateway, caller.org_id, std::slice::from_ref(&refund)).await?;
+    Ok(Json(one.pop().unwrap_or(Value::Null)))
 }
 
 const REFUND_STATUSES: &[&str] = &["pending", "processing", "completed", "failed"];
@@ -225,7 +251,7 @@ pub(super) async fn list_refunds(
         .await
         .map_err(|e| ApiError::store(F, e))?;
     Ok(Json(json!({
-        "data": refunds.iter().map(refund_json).collect::<Vec<_>>(),
+        "data": details(&gateway, caller.org_id, &refunds).await?,
         "meta": page_meta(page, per_page, total)
     })))
 }

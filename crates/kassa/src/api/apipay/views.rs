@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::api::rfc3339_ms;
 use crate::domain::{almaty_rfc3339, date_label, date_text, Money};
 use crate::store::{
-    Invoice, InvoiceItem, InvoiceStatus, Refund, Subscription, SubscriptionInvoice,
+    Invoice, InvoiceItem, InvoiceStatus, Refund, RefundItem, Subscription, SubscriptionInvoice,
     SubscriptionStats,
 };
 
@@ -29,6 +29,7 @@ pub fn invoice_json(invoice: &Invoice) -> Value {
         "updated_at": rfc3339_ms(invoice.updated_at),
         "is_recurring": invoice.subscription_id.is_some(),
         "subscription_id": invoice.subscription_id,
+        "error_message": error_message(invoice),
     });
     // The spec types these as strings: absent rather than null (a QR payment has no phone;
     // Kaspi's id comes with its answer).
@@ -48,6 +49,39 @@ pub fn invoice_json(invoice: &Invoice) -> Value {
         body["discount_sum"] = json!(sum.to_decimal_string());
         body["discount_percentage"] = json!(percent.to_string());
     }
+    body
+}
+
+/// A refund with what ApiPay's current version shows beside it: its invoice (`id`,
+/// `external_order_id`, `amount`, `status`, `kaspi_invoice_id`) and the lines it took back.
+pub fn refund_detail_json(
+    refund: &Refund,
+    invoice: Option<&Invoice>,
+    items: &[RefundItem],
+) -> Value {
+    let mut body = refund_json(refund);
+    body["invoice"] = match invoice {
+        Some(invoice) => json!({
+            "id": invoice.id,
+            "external_order_id": invoice.external_order_id,
+            "amount": invoice.amount.to_decimal_string(),
+            "status": apipay_status(invoice),
+            "kaspi_invoice_id": invoice.kaspi_operation_id.map(|op| op.to_string()),
+        }),
+        None => Value::Null,
+    };
+    body["items"] = Value::Array(
+        items
+            .iter()
+            .map(|i| {
+                json!({
+                    "catalog_item_id": i.catalog_item_id,
+                    "count": i.count,
+                    "amount": i.amount.to_decimal_string(),
+                })
+            })
+            .collect(),
+    );
     body
 }
 
@@ -75,14 +109,26 @@ pub fn invoice_item_json(line: &InvoiceItem) -> Value {
     body
 }
 
+/// Why an invoice ended without Kaspi taking it (ApiPay's current `error_message`), if it did.
+pub(super) fn error_message(invoice: &Invoice) -> Option<&str> {
+    (invoice.create_state == crate::store::CreateState::Failed)
+        .then_some(invoice.last_error.as_deref())
+        .flatten()
+}
+
 /// ApiPay's name for the invoice's status: a paid invoice is `partially_refunded` or
 /// `refunded` once refunds completed (as ApiPay's invoice docs list them).
 pub(super) fn apipay_status(invoice: &Invoice) -> &'static str {
+    use crate::store::CreateState;
     match invoice.status {
+        // Kaspi's answer to the create is not known yet (ApiPay's current `processing`).
+        InvoiceStatus::Pending if invoice.create_state.awaits_kaspi() => "processing",
         InvoiceStatus::Pending => "pending",
         InvoiceStatus::Paid if invoice.total_refunded >= invoice.amount => "refunded",
         InvoiceStatus::Paid if invoice.total_refunded > Money::ZERO => "partially_refunded",
         InvoiceStatus::Paid => "paid",
+        // Kaspi definitely did not take it (the current version's `error`, with `error_message`).
+        InvoiceStatus::Failed if invoice.create_state == CreateState::Failed => "error",
         InvoiceStatus::Cancelled | InvoiceStatus::Failed => "cancelled",
         InvoiceStatus::Expired => "expired",
     }
@@ -117,6 +163,9 @@ pub fn refund_json(refund: &Refund) -> Value {
         "reason": refund.reason,
         "status": refund.status.as_str(),
         "fail_reason": refund.fail_reason,
+        "error_message": refund.fail_reason,
+        "kaspi_refund_id": refund.kaspi_refund_id,
+        "kaspi_status": Value::Null,
         "initiated_by": refund.initiated_by,
         "created_at": rfc3339_ms(refund.created_at),
         "updated_at": rfc3339_ms(refund.updated_at),
@@ -216,6 +265,8 @@ pub fn subscription_invoice_json(item: &SubscriptionInvoice) -> Value {
     let status = apipay_status(invoice);
     let (label, color) = match status {
         "pending" => ("Ожидает оплаты", "yellow"),
+        "processing" => ("Обрабатывается", "yellow"),
+        "error" => ("Ошибка", "red"),
         "paid" => ("Оплачен", "green"),
         "partially_refunded" => ("Частично возвращён", "blue"),
         "refunded" => ("Возвращён", "gray"),
