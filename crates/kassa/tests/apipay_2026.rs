@@ -40,13 +40,7 @@ on_both_databases!(
             "pending"
         );
 
-        let other = kassa
-            .store()
-            .orgs()
-            .create_org("other", "Other")
-            .await
-            .expect("org");
-        let other_key = kassa.api_key(other.id).await;
+        let other_key = kassa.other_org_key("other").await;
         let theirs = kassa
             .post(
                 &other_key,
@@ -150,13 +144,7 @@ on_both_databases!(
         let listed = kassa.get(&key, "/refunds").await.json;
         assert_eq!(listed["data"][0]["invoice"]["amount"], "1000.00");
         assert_eq!(kassa.get(&key, "/refunds/999999").await.status, 404);
-        let other = kassa
-            .store()
-            .orgs()
-            .create_org("other", "Other")
-            .await
-            .expect("org");
-        let other_key = kassa.api_key(other.id).await;
+        let other_key = kassa.other_org_key("other").await;
         assert_eq!(
             kassa
                 .get(&other_key, &format!("/refunds/{refund_id}"))

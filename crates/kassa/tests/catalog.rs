@@ -230,13 +230,7 @@ on_both_databases!(
         assert!(gone.json["errors"]["cart_items.0.catalog_item_id"].is_array());
 
         // Another organization sees none of it.
-        let other = kassa
-            .store()
-            .orgs()
-            .create_org("other", "Other")
-            .await
-            .expect("org");
-        let other_key = kassa.api_key(other.id).await;
+        let other_key = kassa.other_org_key("other").await;
         assert_eq!(
             kassa.get(&other_key, "/catalog").await.json["meta"]["total"],
             0
@@ -377,13 +371,7 @@ on_both_databases!(
         )
         .await;
         assert_eq!(removed.json["image_id"], Value::Null);
-        let other = kassa
-            .store()
-            .orgs()
-            .create_org("other", "Other")
-            .await
-            .expect("org");
-        let other_key = kassa.api_key(other.id).await;
+        let other_key = kassa.other_org_key("other").await;
         let r = kassa
             .http
             .get(kassa.url(&format!("/catalog/images/{}.png", ids[0])))

@@ -765,13 +765,7 @@ on_both_databases!(
         // Another organization's subscription does not exist for this key.
         let sub = create(&kassa, &key, base.clone()).await;
         let id = sub["id"].as_i64().expect("id");
-        let other = kassa
-            .store()
-            .orgs()
-            .create_org("other", "Other")
-            .await
-            .expect("org");
-        let other_key = kassa.api_key(other.id).await;
+        let other_key = kassa.other_org_key("other").await;
         for path in [
             format!("/subscriptions/{id}"),
             format!("/subscriptions/{id}/invoices"),

@@ -197,13 +197,7 @@ on_both_databases!(
         assert_eq!(listed.json["data"].as_array().expect("list").len(), 2);
 
         // Another organization sees none of it.
-        let other = kassa
-            .store()
-            .orgs()
-            .create_org("other", "Other")
-            .await
-            .expect("org");
-        let other_key = kassa.api_key(other.id).await;
+        let other_key = kassa.other_org_key("other").await;
         let hidden = kassa
             .get(&other_key, &format!("/webhooks/{apipay_id}"))
             .await;

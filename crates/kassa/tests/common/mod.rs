@@ -284,6 +284,17 @@ impl Kassa {
         org.id
     }
 
+    /// A key of a new organization `slug`: another shop on the same Kassa.
+    pub async fn other_org_key(&self, slug: &str) -> String {
+        let org = self
+            .store()
+            .orgs()
+            .create_org(slug, slug)
+            .await
+            .expect("org");
+        self.api_key(org.id).await
+    }
+
     /// The stored id of API key `key` (idempotency records are kept per key id).
     pub async fn key_id(&self, key: &str) -> i64 {
         self.store()
