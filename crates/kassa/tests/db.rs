@@ -510,7 +510,9 @@ async fn deadlocks_are_retried_postgres() {
     for write in writes {
         assert_eq!(write.await.unwrap().unwrap(), 1);
     }
-    assert_eq!(runs.load(Ordering::SeqCst), 3, "one of the two ran again");
+    // At least one ran again; under load PostgreSQL may abort the re-run too (seen once in CI),
+    // which is retried the same way.
+    assert!(runs.load(Ordering::SeqCst) >= 3, "one of the two ran again");
     assert_eq!(
         count(&db, "SELECT CAST(SUM(n) AS BIGINT) AS n FROM t_rows").await,
         4
