@@ -91,16 +91,36 @@ async fn rows_of(db: &kassa::db::Db, table: &str, id: i64, and: &str) -> i64 {
     .await
 }
 
-/// Waits (at most `limit`, real time) until subscription `id` has an invoice meeting `and`.
-async fn wait_for_invoice(db: &kassa::db::Db, id: i64, and: &str, limit: Duration) {
+/// Waits (at most `limit` of real time) until `done` holds: for work of other tasks or real
+/// processes, which no clock of the test moves. Panics saying `what` when it never holds.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let deadline = tokio::time::Instant::now() + limit;
-    while rows_of(db, "invoices", id, and).await == 0 {
+    while !done().await {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "subscription {id} has an invoice {and} within {limit:?}"
+            "{what} within {limit:?}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits (at most `limit`, real time) until subscription `id` has an invoice meeting `and`.
+async fn wait_for_invoice(db: &kassa::db::Db, id: i64, and: &str, limit: Duration) {
+    let what = format!("subscription {id} has an invoice {and}");
+    eventually(limit, &what, || async {
+        rows_of(db, "invoices", id, and).await > 0
+    })
+    .await;
+}
+
+/// Whether the one create the simulator's fault was set for has reached it (the fault's
+/// count is spent when a matching request arrives).
+fn fault_spent(sim: &kaspi_sim::Simulator) -> bool {
+    sim.faults().count == Some(0)
 }
 
 /// The Almaty date of an RFC 3339 time.
@@ -845,22 +865,15 @@ async fn two_processes_on_one_postgres_bill_a_thousand_subscriptions_once_each()
     let dir_b = common::sibling_data_dir(dir.path());
     let (b, _) = common::serve_process_with(dir_b.path(), test.url(), &base, &env).await;
     let db = test.db();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let sent = common::count(
+    eventually(Duration::from_secs(120), "every subscription billed and sent", || async {
+        common::count(
             &db,
             "SELECT COUNT(*) AS n FROM invoices WHERE subscription_id IS NOT NULL AND create_state = 'sent'",
         )
-        .await;
-        if sent >= i64::try_from(N).expect("small") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{sent} of {N} sent in 120 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        .await
+            >= i64::try_from(N).expect("small")
+    })
+    .await;
     eprintln!(
         "two processes billed and sent {N} subscriptions due at one moment in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -954,17 +967,20 @@ on_both_databases!(
             let jobs = kassa.jobs.clone();
             let stepping = tokio::spawn(async move { jobs.run_until_idle().await });
             wait_for_invoice(&test.db(), id, "", Duration::from_secs(20)).await;
+            // The create has reached Kaspi, which holds it (never made) or made it and holds
+            // the answer.
+            eventually(
+                Duration::from_secs(20),
+                "the create reaches Kaspi",
+                || async { fault_spent(&sim) },
+            )
+            .await;
             if case == "answer lost" {
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-                while sim.operations().len() == ops_before {
-                    assert!(
-                        tokio::time::Instant::now() < deadline,
-                        "{case}: Kaspi made it"
-                    );
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+                eventually(Duration::from_secs(20), "Kaspi makes it", || async {
+                    sim.operations().len() > ops_before
+                })
+                .await;
             } else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
                 assert_eq!(
                     sim.operations().len(),
                     ops_before,
@@ -1035,7 +1051,12 @@ on_both_databases!(
         let (mut first, _) = common::serve_process(dir.path(), test.url(), &base).await;
         let db = test.db();
         wait_for_invoice(&db, id, "", Duration::from_secs(30)).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        eventually(
+            Duration::from_secs(30),
+            "the create reaches Kaspi",
+            || async { fault_spent(&sim) },
+        )
+        .await;
         assert!(sim.operations().is_empty(), "the create waits at Kaspi");
         first.kill().await.expect("SIGKILL");
         sim.clear_faults();

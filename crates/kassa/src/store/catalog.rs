@@ -130,7 +130,11 @@ impl CatalogRepo {
         if let Some(search) = &filter.search {
             let pattern = param(
                 &mut params,
-                format!("%{}%", super::invoices::escape_like(&search.to_lowercase())).into(),
+                format!(
+                    "%{}%",
+                    super::invoice_list::escape_like(&search.to_lowercase())
+                )
+                .into(),
             );
             parts.push(format!("name_search LIKE {pattern} ESCAPE '\\'"));
         }
@@ -140,7 +144,11 @@ impl CatalogRepo {
         if let Some(first) = &filter.first_char {
             let pattern = param(
                 &mut params,
-                format!("{}%", super::invoices::escape_like(&first.to_lowercase())).into(),
+                format!(
+                    "{}%",
+                    super::invoice_list::escape_like(&first.to_lowercase())
+                )
+                .into(),
             );
             parts.push(format!("name_search LIKE {pattern} ESCAPE '\\'"));
         }

@@ -1,5 +1,5 @@
 //! Invoices: creation in steps (`sending` → `sent` | `unknown` | `failed`), status changes with
-//! their `invoice_events` row in the same transaction, listing and stats per organization.
+//! their `invoice_events` row in the same transaction (listing and stats: `invoice_list.rs`).
 //!
 //! Every read takes the organization: another organization's invoice is simply not found.
 
@@ -10,9 +10,8 @@ use crate::store::InvoiceRepo;
 
 use super::jobs::{delete_job, delete_jobs, schedule_job, schedule_job_at};
 use super::{
-    conflict_on_unique, Cart, CreateState, EventKind, Invoice, InvoiceFilter, InvoiceItem,
-    InvoiceKind, InvoiceSent, InvoiceSort, InvoiceStats, InvoiceStatus, JobKind, NewInvoice,
-    NewInvoiceItem, Resource, StatusTotals, StoreError,
+    conflict_on_unique, Cart, CreateState, EventKind, Invoice, InvoiceItem, InvoiceKind,
+    InvoiceSent, InvoiceStatus, JobKind, NewInvoice, NewInvoiceItem, Resource, StoreError,
 };
 
 pub(super) const INVOICE_COLUMNS: &str =
@@ -21,9 +20,6 @@ pub(super) const INVOICE_COLUMNS: &str =
      is_sandbox, create_state, last_error, created_at, updated_at, paid_at, cancelled_at, \
      expires_at, metadata, cancel_reason, qr_token, ext_tran_id, refund_reserved, kaspi_ref, \
      subscription_id, subtotal, discount_percentage, discount_sum";
-
-/// The most a page holds.
-const MAX_PER_PAGE: u32 = 100;
 
 pub(super) fn invoice_from_row(row: &Row) -> Result<Invoice, DbError> {
     Ok(Invoice {
@@ -717,190 +713,4 @@ impl InvoiceRepo {
             })
             .await
     }
-
-    /// One page of `org_id`'s invoices matching `filter`, and how many match in all.
-    pub async fn list_invoices(
-        &self,
-        org_id: i64,
-        filter: &InvoiceFilter,
-    ) -> Result<(Vec<Invoice>, i64), StoreError> {
-        let (condition, params) = list_condition(org_id, filter);
-        let count_sql = format!("SELECT COUNT(*) AS n FROM invoices WHERE {condition}");
-        let per_page = filter.per_page.clamp(1, MAX_PER_PAGE);
-        let offset = i64::from(filter.page.max(1) - 1) * i64::from(per_page);
-        let page_sql = format!(
-            "SELECT {INVOICE_COLUMNS} FROM invoices WHERE {condition} ORDER BY {} LIMIT ${} OFFSET ${}",
-            order_by(filter),
-            params.len() + 1,
-            params.len() + 2,
-        );
-        // Only the organization: its kept count answers without counting every invoice.
-        let count_sql = if params.len() == 1 {
-            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM invoice_counts WHERE org_id = $1"
-                .to_owned()
-        } else {
-            count_sql
-        };
-        self.db
-            .read(move |tx| {
-                Ok(super::counted_page(
-                    tx,
-                    &count_sql,
-                    &page_sql,
-                    params.clone(),
-                    i64::from(per_page),
-                    offset,
-                    invoice_from_row,
-                )?)
-            })
-            .await
-    }
-
-    /// Up to `limit` of `org_id`'s invoices matching `filter` with ids below `before_id`,
-    /// newest first: keyset pages that stay stable while invoices are added.
-    pub async fn list_invoices_before(
-        &self,
-        org_id: i64,
-        filter: &InvoiceFilter,
-        before_id: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<Invoice>, StoreError> {
-        let (mut condition, mut params) = list_condition(org_id, filter);
-        if let Some(before) = before_id {
-            params.push(before.into());
-            condition.push_str(&format!(" AND id < ${}", params.len()));
-        }
-        params.push(i64::from(limit).into());
-        let sql = format!(
-            "SELECT {INVOICE_COLUMNS} FROM invoices WHERE {condition} ORDER BY id DESC LIMIT ${}",
-            params.len()
-        );
-        self.db
-            .read(move |tx| {
-                let rows = tx.query(&sql, &params)?;
-                Ok(rows
-                    .iter()
-                    .map(invoice_from_row)
-                    .collect::<Result<_, _>>()?)
-            })
-            .await
-    }
-
-    /// Counts and sums (in tiyn) per status of `org_id`'s invoices created in
-    /// `[from_ms, to_ms)`.
-    pub async fn invoice_stats(
-        &self,
-        org_id: i64,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<InvoiceStats, StoreError> {
-        self.db
-            .read(move |tx| {
-                let rows = tx.query(
-                    "SELECT status, COUNT(*) AS n, \
-                     CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS amount, \
-                     CAST(COALESCE(SUM(total_refunded), 0) AS BIGINT) AS refunded \
-                     FROM invoices WHERE org_id = $1 AND created_at >= $2 AND created_at < $3 \
-                     GROUP BY status",
-                    &[org_id.into(), from_ms.into(), to_ms.into()],
-                )?;
-                let mut by_status: Vec<StatusTotals> = InvoiceStatus::ALL
-                    .iter()
-                    .map(|&status| StatusTotals {
-                        status,
-                        count: 0,
-                        amount: 0,
-                        refunded: 0,
-                    })
-                    .collect();
-                for row in &rows {
-                    let status = row.parsed("status", InvoiceStatus::parse)?;
-                    if let Some(totals) = by_status.iter_mut().find(|t| t.status == status) {
-                        totals.count = row.i64("n")?;
-                        totals.amount = row.i64("amount")?;
-                        totals.refunded = row.i64("refunded")?;
-                    }
-                }
-                Ok(InvoiceStats { by_status })
-            })
-            .await
-    }
-}
-
-/// The WHERE condition of a listing and its parameters (`$1` is the organization).
-fn list_condition(org_id: i64, filter: &InvoiceFilter) -> (String, Vec<Value>) {
-    let mut params: Vec<Value> = vec![org_id.into()];
-    let mut parts = vec!["org_id = $1".to_owned()];
-    let param = |params: &mut Vec<Value>, value: Value| {
-        params.push(value);
-        format!("${}", params.len())
-    };
-    if let Some(search) = filter
-        .search
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let pattern = param(&mut params, format!("%{}%", escape_like(search)).into());
-        let mut alternatives: Vec<String> = ["description", "external_order_id", "phone"]
-            .iter()
-            .map(|column| format!("{column} LIKE {pattern} ESCAPE '\\'"))
-            .collect();
-        if let Ok(id) = search.parse::<i64>() {
-            alternatives.push(format!("id = {}", param(&mut params, id.into())));
-        }
-        parts.push(format!("({})", alternatives.join(" OR ")));
-    }
-    if !filter.statuses.is_empty() {
-        let list: Vec<String> = filter
-            .statuses
-            .iter()
-            .map(|s| param(&mut params, s.as_str().into()))
-            .collect();
-        parts.push(format!("status IN ({})", list.join(", ")));
-    }
-    if let Some(phone) = &filter.phone {
-        parts.push(format!("phone = {}", param(&mut params, phone.into())));
-    }
-    if let Some(order) = &filter.external_order_id {
-        parts.push(format!(
-            "external_order_id = {}",
-            param(&mut params, order.into())
-        ));
-    }
-    if let Some(from) = filter.created_from {
-        parts.push(format!("created_at >= {}", param(&mut params, from.into())));
-    }
-    if let Some(to) = filter.created_to {
-        parts.push(format!("created_at < {}", param(&mut params, to.into())));
-    }
-    (parts.join(" AND "), params)
-}
-
-/// The ORDER BY of a listing: a whitelisted column, NULLs last either way (the databases
-/// disagree by default), then the id in the same direction so pages are stable.
-fn order_by(filter: &InvoiceFilter) -> String {
-    let direction = filter.sort_order.sql();
-    let column = filter.sort_by.column();
-    match filter.sort_by {
-        InvoiceSort::Id => format!("id {direction}"),
-        InvoiceSort::ClientName => format!(
-            "CASE WHEN {column} IS NULL THEN 1 ELSE 0 END, {column} {direction}, id {direction}"
-        ),
-        InvoiceSort::Amount | InvoiceSort::Status | InvoiceSort::CreatedAt => {
-            format!("{column} {direction}, id {direction}")
-        }
-    }
-}
-
-/// `text` with LIKE's wildcards and the escape character escaped by `\`.
-pub(super) fn escape_like(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -7,7 +7,8 @@
 //! (`crate::db::Dialect`); the tables come from `migrations/*/0002_gateway.sql`.
 //!
 //! - `orgs.rs`: organizations, API keys, terminals.
-//! - `invoices.rs`: invoices, status changes and their events, listing and stats.
+//! - `invoices.rs`: invoices, status changes and their events; `invoice_list.rs`: listing and
+//!   stats.
 //! - `jobs.rs`: scheduling, claiming and finishing jobs.
 //! - `idempotency.rs`: `Idempotency-Key` records.
 //! - `limits.rs`: the API key revocation generation and rate-limit quota leases.
@@ -17,12 +18,14 @@
 //! - `webhooks/`: webhook endpoints, the dispatch of events into deliveries, attempts.
 //! - `settings.rs`: run-time settings (on [`Store`] itself).
 //! - `catalog.rs`: catalog items and images.
-//! - `subscriptions.rs`: subscriptions, each due period billed once, their invoices' ends.
+//! - `subscriptions/`: subscriptions made and changed (`manage.rs`), each due period billed once
+//!   (`billing.rs`), what the end of their invoices means (`outcomes.rs`).
 
 mod bulk;
 mod catalog;
 mod history;
 mod idempotency;
+mod invoice_list;
 mod invoices;
 mod jobs;
 mod limits;

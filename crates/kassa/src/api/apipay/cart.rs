@@ -234,26 +234,8 @@ pub(super) async fn priced(
             "The amount field is prohibited when cart items is present.",
         );
     }
-    let list = match cart_items {
-        Value::Array(list) if list.is_empty() => {
-            errors.add(
-                "cart_items",
-                "The cart items field must have at least 1 item.",
-            );
-            return Ok(None);
-        }
-        Value::Array(list) if list.len() > MAX_LINES => {
-            errors.add(
-                "cart_items",
-                format!("The cart items field must not have more than {MAX_LINES} items."),
-            );
-            return Ok(None);
-        }
-        Value::Array(list) => list,
-        _ => {
-            errors.add("cart_items", "The cart items field must be an array.");
-            return Ok(None);
-        }
+    let Some(list) = fields::list(cart_items, "cart_items", MAX_LINES, errors) else {
+        return Ok(None);
     };
     let lines: Vec<Option<Line>> = list
         .iter()

@@ -256,27 +256,12 @@ pub(super) async fn create_catalog_items(
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mut errors = FieldErrors::new();
-    let list = match body.get("items") {
-        Some(Value::Array(list)) if list.is_empty() => {
-            errors.add("items", "The items field must have at least 1 item.");
-            Vec::new()
-        }
-        Some(Value::Array(list)) if list.len() > MAX_BATCH => {
-            errors.add(
-                "items",
-                format!("The items field must not have more than {MAX_BATCH} items."),
-            );
-            Vec::new()
-        }
-        Some(Value::Array(list)) => list.clone(),
+    let list: &[Value] = match body.get("items") {
         None | Some(Value::Null) => {
             errors.add("items", "The items field is required.");
-            Vec::new()
+            &[]
         }
-        Some(_) => {
-            errors.add("items", "The items field must be an array.");
-            Vec::new()
-        }
+        Some(items) => fields::list(items, "items", MAX_BATCH, &mut errors).unwrap_or(&[]),
     };
     let mut new_items = Vec::with_capacity(list.len());
     let mut images = Vec::new();

@@ -138,3 +138,35 @@ pub(super) fn object(
         }
     }
 }
+
+/// A list of 1 to `max` values (the value is present and not `null`); an error on `field`
+/// otherwise.
+pub(super) fn list<'a>(
+    value: &'a Value,
+    field: &str,
+    max: usize,
+    errors: &mut FieldErrors,
+) -> Option<&'a [Value]> {
+    let label = field.replace('_', " ");
+    match value {
+        Value::Array(list) if list.is_empty() => {
+            errors.add(
+                field,
+                format!("The {label} field must have at least 1 item."),
+            );
+            None
+        }
+        Value::Array(list) if list.len() > max => {
+            errors.add(
+                field,
+                format!("The {label} field must not have more than {max} items."),
+            );
+            None
+        }
+        Value::Array(list) => Some(list),
+        _ => {
+            errors.add(field, format!("The {label} field must be an array."));
+            None
+        }
+    }
+}

@@ -231,8 +231,13 @@ pub(super) async fn check_statuses(
     let mut errors = FieldErrors::new();
     let mut ids: Vec<i64> = Vec::new();
     match body.get("invoice_ids") {
-        Some(Value::Array(list)) if !list.is_empty() && list.len() <= 100 => {
-            for (i, v) in list.iter().enumerate() {
+        None | Some(Value::Null) => errors.add("invoice_ids", "The invoice ids field is required."),
+        Some(value) => {
+            for (i, v) in fields::list(value, "invoice_ids", 100, &mut errors)
+                .unwrap_or(&[])
+                .iter()
+                .enumerate()
+            {
                 let field = format!("invoice_ids.{i}");
                 if let Some(id) = fields::integer(Some(v), &field, 1, i64::MAX, &mut errors) {
                     if !ids.contains(&id) {
@@ -241,11 +246,6 @@ pub(super) async fn check_statuses(
                 }
             }
         }
-        None | Some(Value::Null) => errors.add("invoice_ids", "The invoice ids field is required."),
-        Some(_) => errors.add(
-            "invoice_ids",
-            "The invoice ids field must be an array of 1 to 100 integers.",
-        ),
     }
     errors.into_result(F)?;
     let mut out = Vec::with_capacity(ids.len());

@@ -88,23 +88,11 @@ pub(super) async fn refund_invoice(
 
 /// `return_items`: `[{catalog_item_id, count}]`, each named in errors (empty when absent).
 fn return_items(value: Option<&Value>, errors: &mut FieldErrors) -> Vec<(i64, i64)> {
-    let list = match value {
-        None | Some(Value::Null) => return Vec::new(),
-        Some(Value::Array(list)) if !list.is_empty() && list.len() <= 100 => list,
-        Some(Value::Array(list)) if list.is_empty() => {
-            errors.add(
-                "return_items",
-                "The return items field must have at least 1 item.",
-            );
-            return Vec::new();
-        }
-        Some(_) => {
-            errors.add(
-                "return_items",
-                "The return items field must be an array of 1 to 100 items.",
-            );
-            return Vec::new();
-        }
+    let Some(list) = value
+        .filter(|v| !v.is_null())
+        .and_then(|v| super::fields::list(v, "return_items", 100, errors))
+    else {
+        return Vec::new();
     };
     let mut out = Vec::with_capacity(list.len());
     for (i, item) in list.iter().enumerate() {
