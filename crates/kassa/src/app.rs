@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crate::api::{self, ApiPay, AuthState, ErrorFormat, RateLimiter, XPayment};
 use crate::clock::Clock;
 use crate::config::{Config, KaspiMode};
+use crate::dashboard::{self, Dashboard};
 use crate::datadir::DataDirLock;
 use crate::db::{Db, DbOptions};
 use crate::gateway::{Gateway, GatewaySettings};
@@ -153,20 +154,21 @@ impl App {
             ErrorFormat::ApiPay,
         );
         let xpayment_auth = auth.for_surface(ErrorFormat::XPayment);
-        let apipay = api::protect(
-            api::apipay::routes(
-                state.gateway.clone(),
-                state.sandbox.as_ref().map(|_| {
-                    Jobs::new(
-                        state.gateway.clone(),
-                        state.webhooks.clone(),
-                        format!("kassa-sandbox-clock-{}", uuid::Uuid::new_v4().simple()),
-                    )
-                }),
-            )
-            .merge(api::webhooks::routes(state.webhooks.clone())),
-            auth,
-        );
+        let apipay_routes = api::apipay::routes(
+            state.gateway.clone(),
+            state.sandbox.as_ref().map(|_| {
+                Jobs::new(
+                    state.gateway.clone(),
+                    state.webhooks.clone(),
+                    format!("kassa-sandbox-clock-{}", uuid::Uuid::new_v4().simple()),
+                )
+            }),
+        )
+        .merge(api::webhooks::routes(state.webhooks.clone()));
+        // The dashboard calls the same handlers in process, as its signed-in user's
+        // organization (see `crate::dashboard`).
+        let dashboard = Dashboard::new(state.clone(), apipay_routes.clone());
+        let apipay = api::protect(apipay_routes, auth);
         // xPayment's paths at the root, as its spec names them, and under `/v1`, its real base.
         let xpayment = api::protect(
             api::xpayment::routes(state.gateway.clone())
@@ -184,6 +186,8 @@ impl App {
             .nest("/api/v1", api_v1)
             .nest("/v1", xpayment.clone().fallback(api::not_found::<XPayment>))
             .merge(xpayment)
+            .nest(dashboard::PREFIX, dashboard::routes(dashboard.clone()))
+            .merge(dashboard::root_route(dashboard))
             .fallback(api::not_found::<ApiPay>);
         if let Some(sim) = &state.sandbox {
             router = router.nest(SANDBOX_PREFIX, sim.router());
@@ -228,6 +232,7 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let address = self.local_addr();
         let server = tokio::spawn(crate::server::serve(
             self.listener,
             self.router,
@@ -238,8 +243,19 @@ impl App {
         match gateway.bootstrap_sandbox().await {
             Ok(Some(org)) => {
                 tracing::info!(org = %org.slug, "made the demo organization with a sandbox cashier");
+                let dashboard = match demo_owner_link(&self.state.store, org.id).await {
+                    Ok(link) => format!(
+                        "Open the dashboard as its owner (this link works once):\n    \
+                         http://{address}{link}\n"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "no dashboard user for the demo organization");
+                        String::new()
+                    }
+                };
                 eprintln!(
                     "First start: organization `{slug}` is ready with a sandbox Kaspi cashier.\n\
+                     {dashboard}\
                      Make an API key for it with:\n    kassa api-key create --org {slug}\n\
                      (add the same --data-dir/--database-url as this server if you changed them)",
                     slug = org.slug
@@ -292,6 +308,19 @@ impl App {
         drop(self.lock);
         served
     }
+}
+
+/// The e-mail of the demo organization's owner, made on first start in sandbox mode.
+pub const DEMO_OWNER_EMAIL: &str = "demo@example.com";
+
+/// Makes the demo organization's owner (no password: the link signs in, and `kassa user
+/// login-link --email demo@example.com` makes another) and a one-time sign-in link's path.
+async fn demo_owner_link(store: &Store, org_id: i64) -> anyhow::Result<String> {
+    let user = store
+        .users()
+        .create_user(org_id, DEMO_OWNER_EMAIL, None, crate::domain::Role::Owner)
+        .await?;
+    crate::dashboard::issue_login_link(store, user.id).await
 }
 
 /// The header that carries a request's id: the client's own when it sends one (a visible

@@ -7,6 +7,7 @@
 //! here prints a secret except a new API key, once; phones are shown masked.
 
 mod kaspi_app;
+mod users;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -43,6 +44,9 @@ pub enum AdminCommand {
     /// Kaspi settings taken up without a restart: `kassa kaspi app-build show|set|reset`.
     #[command(subcommand)]
     Kaspi(kaspi_app::KaspiCommand),
+    /// Dashboard users of an organization: create, list, disable, login-link.
+    #[command(subcommand)]
+    User(users::UserCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +182,7 @@ pub async fn run(storage: &StorageArgs, command: AdminCommand) -> anyhow::Result
         AdminCommand::Terminal(command) => run_terminal(storage, command).await,
         AdminCommand::Webhook(args) => crate::webhooks::cli::run(storage, *args).await,
         AdminCommand::Kaspi(command) => kaspi_app::run(storage, command).await,
+        AdminCommand::User(command) => users::run(storage, command).await,
     }
 }
 

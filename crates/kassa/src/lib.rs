@@ -41,6 +41,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod datadir;
 pub mod db;
 pub mod domain;

@@ -56,6 +56,7 @@ migrations! {
     11 "operation_ids" "0011_operation_ids",
     12 "subscriptions" "0012_subscriptions",
     13 "catalog" "0013_catalog",
+    14 "dashboard" "0014_dashboard",
 }
 
 /// The migrations for `dialect`, in the order they apply.

@@ -8,6 +8,7 @@
 //! - `cashier.rs`: [`TerminalState`].
 //! - `event.rs`: [`EventKind`], what an outbox event records.
 //! - `job.rs`: [`JobKind`].
+//! - `user.rs`: [`Role`], what a dashboard user may do.
 //! - `subscription.rs`: [`BillingPeriod`], [`SubscriptionStatus`], the [`Calendar`] of billing
 //!   dates (Asia/Almaty).
 //! - `money.rs`: [`Money`], amounts in tiyn, read and written as each surface does.
@@ -23,6 +24,7 @@ mod job;
 mod money;
 mod refund;
 mod subscription;
+mod user;
 
 pub use cart::{cart_totals, unit, CartError, CartTotals, Unit, UNITS};
 pub use cashier::TerminalState;
@@ -37,3 +39,4 @@ pub use subscription::{
     almaty_date, almaty_rfc3339, billing_moment, date_label, date_text, parse_date, BillingPeriod,
     Calendar, SubscriptionAction, SubscriptionStatus, ALMATY, BILLING_HOUR,
 };
+pub use user::Role;

@@ -121,6 +121,41 @@ impl InvoiceRepo {
     }
 }
 
+impl InvoiceRepo {
+    /// Paid sums (tiyn) of `org_id` per day of the clock `offset_ms` from UTC, for invoices
+    /// paid in `[from_ms, to_ms)`: `(day number since 1970, sum)`, days without payments left
+    /// out.
+    pub async fn paid_per_day(
+        &self,
+        org_id: i64,
+        from_ms: i64,
+        to_ms: i64,
+        offset_ms: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        self.db
+            .read(move |tx| {
+                let rows = tx.query(
+                    "SELECT (paid_at + $4) / 86400000 AS day, \
+                     CAST(SUM(amount) AS BIGINT) AS amount FROM invoices \
+                     WHERE org_id = $1 AND status = 'paid' AND paid_at >= $2 AND paid_at < $3 \
+                     GROUP BY day ORDER BY day",
+                    &[
+                        org_id.into(),
+                        from_ms.into(),
+                        to_ms.into(),
+                        offset_ms.into(),
+                    ],
+                )?;
+                let mut days = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    days.push((row.i64("day")?, row.i64("amount")?));
+                }
+                Ok(days)
+            })
+            .await
+    }
+}
+
 /// The WHERE condition of a listing and its parameters (`$1` is the organization).
 fn list_condition(org_id: i64, filter: &InvoiceFilter) -> (String, Vec<Value>) {
     let mut params: Vec<Value> = vec![org_id.into()];

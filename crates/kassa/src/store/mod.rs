@@ -18,6 +18,7 @@
 //! - `webhooks/`: webhook endpoints, the dispatch of events into deliveries, attempts.
 //! - `settings.rs`: run-time settings (on [`Store`] itself).
 //! - `catalog.rs`: catalog items and images.
+//! - `users.rs`: dashboard users, sessions, one-time sign-in links.
 //! - `subscriptions/`: subscriptions made and changed (`manage.rs`), each due period billed once
 //!   (`billing.rs`), what the end of their invoices means (`outcomes.rs`).
 
@@ -34,6 +35,7 @@ mod refunds;
 mod settings;
 mod subscriptions;
 pub mod types;
+mod users;
 mod values;
 mod webhooks;
 
@@ -56,6 +58,7 @@ pub use subscriptions::{
     SubscriptionUpdate,
 };
 pub use types::*;
+pub use users::{DashboardSession, DashboardUser};
 pub(crate) use values::DomainColumns;
 pub use webhooks::{
     AttemptOutcome, AttemptRecord, DeliveryStatus, DispatchLease, Dispatched, EndpointHealth,
@@ -159,6 +162,8 @@ repositories! {
     SubscriptionRepo => subscriptions;
     /// The catalog: items and their images.
     CatalogRepo => catalog;
+    /// Dashboard users, their sessions and one-time sign-in links.
+    UserRepo => users;
 }
 
 impl Store {

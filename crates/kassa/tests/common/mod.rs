@@ -2,6 +2,7 @@
 //! keys and wait for things. Used by the API tests.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod receiver;
 
 use std::net::SocketAddr;

@@ -226,6 +226,30 @@ impl WebhookRepo {
             .await
     }
 
+    /// Deliveries of the events of invoice `invoice_id` of `org_id`, to every endpoint, oldest
+    /// first (at most 200).
+    pub async fn invoice_deliveries(
+        &self,
+        org_id: i64,
+        invoice_id: i64,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE org_id = $1 AND event_id IN \
+             (SELECT id FROM invoice_events WHERE org_id = $1 AND invoice_id = $2) \
+             ORDER BY id LIMIT 200"
+        );
+        self.db
+            .read(move |tx| {
+                Ok(crate::store::all_rows(
+                    tx,
+                    &sql,
+                    &[org_id.into(), invoice_id.into()],
+                    delivery_from_row,
+                )?)
+            })
+            .await
+    }
+
     /// How many deliveries endpoint `endpoint_id` of `org_id` has.
     pub async fn count_webhook_deliveries(
         &self,
