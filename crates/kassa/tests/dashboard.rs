@@ -425,6 +425,60 @@ async fn over_http(served: &Served, test: &TestDb) {
     let theirs = other.get("/dashboard/invoices").await;
     assert!(!theirs.body.contains(&format!("/dashboard/invoices/{id}\"")));
 
+    // A subscription's page lists its events: its first invoice paid.
+    let key = served.cli(&["api-key", "create", "--org", "demo"], "");
+    let api = reqwest::Client::new();
+    let made: serde_json::Value = api
+        .post(served.url("/api/v1/subscriptions"))
+        .header("X-API-Key", key.trim())
+        .json(&serde_json::json!({
+            "phone_number": "87001234570", "amount": 700, "billing_period": "monthly",
+            "bill_immediately": true, "description": "Клуб"
+        }))
+        .send()
+        .await
+        .expect("subscription")
+        .json()
+        .await
+        .expect("json");
+    let sub = made["id"].as_i64().unwrap_or_else(|| panic!("{made}"));
+    let invoice = common::wait_for(WAIT, || async {
+        let list: serde_json::Value = api
+            .get(served.url(&format!("/api/v1/subscriptions/{sub}/invoices")))
+            .header("X-API-Key", key.trim())
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let first = &list["data"][0];
+        (first["status"] == "pending").then(|| first["invoice_id"].as_i64())?
+    })
+    .await
+    .expect("the first invoice is sent");
+    let paid = api
+        .post(served.url(&format!("/api/v1/sandbox/invoices/{invoice}/pay")))
+        .header("X-API-Key", key.trim())
+        .send()
+        .await
+        .expect("pay");
+    assert!(paid.status().is_success());
+    let mut listed = false;
+    for _ in 0..150 {
+        let page = owner.get(&format!("/dashboard/subscriptions/{sub}")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        if page
+            .body
+            .contains("data-event=\"subscription.payment_succeeded\"")
+        {
+            listed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(listed, "the payment is not among the subscription's events");
+
     // Wrong passwords lock the user out for a while, the right one included.
     let mut guesser = Visitor::new(&base);
     for _ in 0..5 {
@@ -540,6 +594,15 @@ async fn in_browser(served: &Served, browser: &Browser, screenshots: bool) {
         .await;
     browser.click("#create-key").await;
     browser.wait_text("#new-key", "kassa_", WAIT).await;
+    let key_id = browser
+        .client
+        .find(fantoccini::Locator::Css("#new-key"))
+        .await
+        .expect("the new key")
+        .attr("data-key-id")
+        .await
+        .expect("attr")
+        .expect("its id");
     let key = browser.text("#new-key").await;
     let key = key
         .split_whitespace()
@@ -596,19 +659,15 @@ async fn in_browser(served: &Served, browser: &Browser, screenshots: bool) {
     browser.wait_text("#invoices", &id.to_string(), WAIT).await;
     shot("invoices").await;
     browser.goto(&served.url("/dashboard/")).await;
+    // 2,500 paid here and 700 of a subscription paid over HTTP.
     browser
-        .wait_text("#figures-today", "2\u{202f}500", WAIT)
+        .wait_text("#figures-today", "3\u{202f}200", WAIT)
         .await;
     shot("overview").await;
 
     // The key revoked: the API refuses it.
     browser.goto(&served.url("/dashboard/api-keys")).await;
-    let revoke = browser
-        .client
-        .find(fantoccini::Locator::Css("#keys button.danger"))
-        .await
-        .expect("a revoke button");
-    revoke.click().await.expect("clicked");
+    browser.click(&format!("#revoke-{key_id}")).await;
     accept_confirm(browser).await;
     browser.wait_text("#keys", "", WAIT).await;
     let mut refused = false;

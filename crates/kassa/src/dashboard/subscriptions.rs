@@ -25,6 +25,12 @@ use crate::domain::{BillingPeriod, SubscriptionAction, SubscriptionStatus};
 
 #[rustfmt::skip]
 pub(super) const WORDS: &[(&str, &str, &str)] = &[
+    ("sub.events", "События", "Events"),
+    ("sub.no_events", "Событий пока не было: они появляются, когда счёт подписки оплачен или не оплачен.", "No events yet: they come when a subscription invoice is paid or is not."),
+    ("sub.event.subscription.payment_succeeded", "оплата прошла", "payment succeeded"),
+    ("sub.event.subscription.payment_failed", "оплата не прошла", "payment failed"),
+    ("sub.event.subscription.grace_period_started", "начался льготный период", "grace period started"),
+    ("sub.event.subscription.expired", "подписка закончилась", "subscription expired"),
     ("subs.title", "Подписки", "Subscriptions"),
     ("subs.new", "Новая подписка", "New subscription"),
     ("subs.any_status", "Любой статус", "Any status"),
@@ -254,6 +260,22 @@ async fn detail(
             &format!("/subscriptions/{id}/invoices?page={page}&per_page=20"),
         )
         .await?;
+    let events: Vec<Value> = dash
+        .state()
+        .store
+        .subscriptions()
+        .subscription_events(org, id, 100)
+        .await?
+        .into_iter()
+        .map(|e| {
+            json!({
+                "event": e.kind.as_str(),
+                "status": e.status,
+                "invoice_id": e.invoice_id,
+                "at": crate::api::rfc3339_ms(e.at),
+            })
+        })
+        .collect();
     let status = SubscriptionStatus::parse(sub["status"].as_str().unwrap_or_default());
     let allowed = |action: SubscriptionAction| status.and_then(|s| action.apply(s)).is_some();
     let metadata = match &sub["metadata"] {
@@ -269,6 +291,7 @@ async fn detail(
                 "sub": sub,
                 "metadata": metadata,
                 "invoices": invoices["data"],
+                "events": events,
                 "meta": invoices["meta"],
                 "page_base": format!("/dashboard/subscriptions/{id}?"),
                 "can_pause": allowed(SubscriptionAction::Pause),

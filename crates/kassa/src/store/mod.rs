@@ -53,7 +53,7 @@ pub use invoices::OperationEnd;
 pub use limits::QuotaLease;
 pub use refunds::{NewRefund, RefundCreated, RefundFilter, RefundItem, RefundRefusal};
 pub use subscriptions::{
-    ActError, Billed, BillingTemplate, CartLine, NewSubscription, Subscription,
+    ActError, Billed, BillingTemplate, CartLine, NewSubscription, Subscription, SubscriptionEvent,
     SubscriptionEventFacts, SubscriptionFilter, SubscriptionInvoice, SubscriptionStats,
     SubscriptionUpdate,
 };

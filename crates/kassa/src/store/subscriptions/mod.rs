@@ -395,3 +395,47 @@ fn save_tx(tx: &mut dyn Tx, sub: &Subscription, now_ms: i64) -> Result<(), DbErr
         None => delete_job(tx, JobKind::BillSubscription, sub.id),
     }
 }
+
+/// One event of a subscription, as its page lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionEvent {
+    pub kind: EventKind,
+    /// The subscription's status right after the event.
+    pub status: String,
+    /// The invoice the event is about.
+    pub invoice_id: i64,
+    pub at: i64,
+}
+
+impl SubscriptionRepo {
+    /// The events of subscription `id` of `org_id` (payments succeeded and failed, grace
+    /// started, expired), newest first, at most `limit`.
+    pub async fn subscription_events(
+        &self,
+        org_id: i64,
+        id: i64,
+        limit: u32,
+    ) -> Result<Vec<SubscriptionEvent>, StoreError> {
+        self.db
+            .read(move |tx| {
+                let rows = tx.query(
+                    "SELECT kind, to_status, invoice_id, at FROM invoice_events \
+                     WHERE org_id = $1 AND subscription_id = $2 AND invoice_id IN \
+                     (SELECT invoice_id FROM subscription_invoices WHERE subscription_id = $2) \
+                     ORDER BY id DESC LIMIT $3",
+                    &[org_id.into(), id.into(), limit.into()],
+                )?;
+                let mut events = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    events.push(SubscriptionEvent {
+                        kind: row.parsed("kind", EventKind::parse)?,
+                        status: row.text("to_status")?,
+                        invoice_id: row.i64("invoice_id")?,
+                        at: row.i64("at")?,
+                    });
+                }
+                Ok(events)
+            })
+            .await
+    }
+}
