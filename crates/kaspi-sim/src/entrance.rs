@@ -628,7 +628,13 @@ fn finish_process(st: &mut SimState, req: &KaspiRequest, body: &FinishBody) -> A
     if let Some(p) = st.processes.get_mut(&body.process_id) {
         p.stage = LoginStage::Closed;
     }
-    tracing::info!(cashier = %phone, "cashier logged in");
+    // The phone masked, as Kassa writes phones in logs (`700***0001`).
+    let digits = phone.as_str();
+    let shown = match digits.len() {
+        n if n >= 8 => format!("{}***{}", &digits[..3], &digits[n - 4..]),
+        _ => "***".to_owned(),
+    };
+    tracing::info!(cashier = %shown, "cashier logged in");
     Answer {
         http: StatusCode::OK,
         body: json!({

@@ -188,10 +188,17 @@ impl App {
             .merge(xpayment)
             .nest(dashboard::PREFIX, dashboard::routes(dashboard.clone()))
             .merge(dashboard::root_route(dashboard))
+            // Outside the API's auth: its own optional bearer token (`--metrics-token`).
+            .route(
+                "/metrics",
+                get(crate::metrics::scrape).with_state(state.clone()),
+            )
             .fallback(api::not_found::<ApiPay>);
         if let Some(sim) = &state.sandbox {
             router = router.nest(SANDBOX_PREFIX, sim.router());
         }
+        // Every route's requests counted and timed by the route's pattern (see `crate::metrics`).
+        let router = router.layer(axum::middleware::from_fn(crate::metrics::track_http));
         let router = with_request_ids(router);
         Ok(App {
             listener,
@@ -253,13 +260,13 @@ impl App {
                         String::new()
                     }
                 };
-                eprintln!(
+                crate::logging::notice(&format!(
                     "First start: organization `{slug}` is ready with a sandbox Kaspi cashier.\n\
                      {dashboard}\
                      Make an API key for it with:\n    kassa api-key create --org {slug}\n\
                      (add the same --data-dir/--database-url as this server if you changed them)",
                     slug = org.slug
-                );
+                ));
             }
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "could not set up the demo organization"),

@@ -1,6 +1,8 @@
 //! The administration commands of the `kassa` binary: organizations, their API keys, the
 //! login of their Kaspi Pay cashier and the Kaspi app build (`kaspi_app.rs`), run against the same database and master key as
-//! `kassa serve` (the global `--data-dir`, `--database-url`, `--config`).
+//! `kassa serve` (the global `--data-dir`, `--database-url`, `--config`). That database must
+//! exist: these commands never create one (a command run in the wrong folder says where it
+//! looked instead); `kassa serve` and `kassa migrate` do.
 //!
 //! Data goes to stdout, one line per item, so scripts can take it
 //! (`KEY=$(kassa api-key create --org demo)`); prompts, notes and errors go to stderr. Nothing
@@ -19,7 +21,7 @@ use clap::Subcommand;
 use kaspi::{LoginPrompt, Phone};
 use tokio::io::{AsyncBufReadExt as _, BufReader, Lines, Stdin};
 
-use crate::config::{Config, KaspiMode, ServeArgs, StorageArgs};
+use crate::config::{Config, KaspiArgs, KaspiMode, ServeArgs, StorageArgs};
 use crate::db::{Db, DbOptions};
 use crate::gateway::{connect_terminal, GatewayError};
 use crate::secrets::MasterKey;
@@ -120,12 +122,12 @@ pub struct ConnectArgs {
     /// The cashier's phone, e.g. 87001234567 or +7 700 123 45 67.
     #[arg(long)]
     pub phone: Phone,
-    /// The same Kaspi settings as `kassa serve`.
+    /// The Kaspi settings of `kassa serve` that the login uses.
     #[command(
         flatten,
         next_help_heading = "Kaspi (the same settings as `kassa serve`)"
     )]
-    pub kaspi: ServeArgs,
+    pub kaspi: KaspiArgs,
 }
 
 /// An organization's slug: 1 to 63 lowercase ASCII letters, digits and `-`, not starting with
@@ -316,7 +318,7 @@ pub async fn run_terminal(storage: &StorageArgs, command: TerminalCommand) -> an
 }
 
 async fn connect(storage: &StorageArgs, args: ConnectArgs) -> anyhow::Result<()> {
-    let (config, store) = open(storage, &args.kaspi).await?;
+    let (config, store) = open(storage, &args.kaspi.serve_args()).await?;
     let org = find_org(&store, &args.org).await?;
     let master_key = load_master_key(&config)?;
     let client_config = config.kaspi_client_config(config.listen);
@@ -495,18 +497,87 @@ impl LoginPrompt for TerminalPrompt {
     }
 }
 
-/// Resolves the configuration as `kassa serve` would, then opens and migrates its database.
+/// Resolves the configuration as `kassa serve` would, then opens and migrates its database,
+/// which must exist: only `kassa serve` and `kassa migrate` create one (see
+/// [`require_database`]).
 pub(crate) async fn open(
     storage: &StorageArgs,
     serve: &ServeArgs,
 ) -> anyhow::Result<(Config, Store)> {
     let config = Config::resolve(storage, serve)?;
+    require_database(storage, &config)?;
     crate::datadir::prepare(&config)?;
+    let database = crate::logging::redact_url(&config.database_url);
     let db = Db::open(&config.database_url, DbOptions::default())
         .await
-        .context("opening the database")?;
-    db.migrate().await.context("migrating the database")?;
+        .with_context(|| format!("opening the database {database}"))?;
+    db.migrate()
+        .await
+        .with_context(|| format!("migrating the database {database}"))?;
     Ok((config, Store::new(db)))
+}
+
+/// Refuses a SQLite database that does not exist, saying where it was looked for and why
+/// there: a command run in the wrong folder must not make an empty database of its own
+/// (PostgreSQL databases are made by their server, not here).
+fn require_database(storage: &StorageArgs, config: &Config) -> anyhow::Result<()> {
+    let Some(path) = config
+        .database_url
+        .strip_prefix("sqlite://")
+        .filter(|p| !p.is_empty())
+    else {
+        return Ok(());
+    };
+    if std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    let given = |variable: &str, flag: &str, value: &std::ffi::OsStr| {
+        if std::env::var_os(variable).as_deref() == Some(value) {
+            format!("{variable} says so")
+        } else {
+            format!("{flag} says so")
+        }
+    };
+    let default_url = format!("sqlite://{}", config.data_dir.join("kassa.db").display());
+    let create = "run `kassa serve` (or `kassa migrate`) once";
+    let (why, fix) = if let Some(url) = &storage.database_url {
+        (
+            given("KASSA_DATABASE_URL", "--database-url", url.as_ref()),
+            format!("{create} with this URL to create it, or correct the URL"),
+        )
+    } else if config.database_url != default_url {
+        let file = storage
+            .config
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("kassa.toml"));
+        (
+            format!("database_url in {} says so", file.display()),
+            format!("{create} to create it, or correct database_url there"),
+        )
+    } else if let Some(dir) = &storage.data_dir {
+        (
+            format!(
+                "it is the database of the data dir {}, and {}",
+                dir.display(),
+                given("KASSA_DATA_DIR", "--data-dir", dir.as_os_str())
+            ),
+            format!(
+                "{create} with this data dir to create it, or pass the --data-dir (or \
+                 --database-url) of the existing one"
+            ),
+        )
+    } else {
+        let here = std::env::current_dir()
+            .map(|d| format!(" in {}", d.display()))
+            .unwrap_or_default();
+        (
+            format!("it is the database of the default data dir ./kassa-data{here}"),
+            "run `kassa serve` once in this folder to create it (or `kassa migrate`), or run \
+             this command where `kassa serve` runs, or pass --data-dir/--database-url"
+                .to_owned(),
+        )
+    };
+    bail!("no database at {path} (looked there because {why}); {fix}")
 }
 
 pub(crate) fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {

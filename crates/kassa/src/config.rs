@@ -19,81 +19,162 @@ pub enum KaspiMode {
     Live,
 }
 
-/// Settings shared by every command that opens the database.
+/// Settings shared by every command that opens the database; accepted before or after the
+/// command's name.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct StorageArgs {
-    /// Where Kassa keeps its data (SQLite database, master key).
-    #[arg(long, env = "KASSA_DATA_DIR", global = true)]
+    /// Where Kassa keeps its data (SQLite database, master key) [default: ./kassa-data]
+    #[arg(long, env = "KASSA_DATA_DIR", global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// `sqlite://PATH` or `postgres://…` (default: SQLite in the data dir).
-    #[arg(long, env = "KASSA_DATABASE_URL", global = true)]
+    /// `sqlite://PATH` or `postgres://…` [default: sqlite://<data dir>/kassa.db]
+    #[arg(long, env = "KASSA_DATABASE_URL", global = true, value_name = "URL")]
     pub database_url: Option<String>,
-    /// A TOML file with any of the settings (default: `kassa.toml` in the data dir, if present).
-    #[arg(long, env = "KASSA_CONFIG", global = true)]
+    /// A TOML file with any of the `kassa serve` settings [default: <data dir>/kassa.toml, if
+    /// present]
+    #[arg(long, env = "KASSA_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
+
+// The defaults below are written into the help by hand: a clap default would hide whether the
+// flag was given, and a setting of the file must win over a default. The test
+// `shown_defaults_are_the_defaults` checks each one against the resolved configuration.
 
 /// Settings of `kassa serve`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "KASSA_LISTEN")]
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "KASSA_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// `sandbox` (built-in Kaspi simulator) or `live`.
-    #[arg(long, env = "KASSA_KASPI", value_enum)]
+    /// `sandbox` (the built-in Kaspi simulator) or `live` [default: sandbox]
+    #[arg(long, env = "KASSA_KASPI", value_enum, value_name = "MODE")]
     pub kaspi: Option<KaspiMode>,
-    /// Base URL of Kaspi's entrance host.
-    #[arg(long, env = "KASSA_KASPI_ENTRANCE_URL")]
+    /// Base URL of Kaspi's entrance host (live mode) [default: https://entrance-pay.kaspi.kz]
+    #[arg(long, env = "KASSA_KASPI_ENTRANCE_URL", value_name = "URL")]
     pub kaspi_entrance_url: Option<String>,
-    /// Base URL of Kaspi's mtoken host.
-    #[arg(long, env = "KASSA_KASPI_MTOKEN_URL")]
+    /// Base URL of Kaspi's mtoken host (live mode) [default: https://mtoken.kaspi.kz]
+    #[arg(long, env = "KASSA_KASPI_MTOKEN_URL", value_name = "URL")]
     pub kaspi_mtoken_url: Option<String>,
-    /// Base URL of Kaspi's qrpay host.
-    #[arg(long, env = "KASSA_KASPI_QRPAY_URL")]
+    /// Base URL of Kaspi's qrpay host (live mode) [default: https://qrpay.kaspi.kz]
+    #[arg(long, env = "KASSA_KASPI_QRPAY_URL", value_name = "URL")]
     pub kaspi_qrpay_url: Option<String>,
-    /// Requests a minute per API key (0 turns the limit off).
-    #[arg(long, env = "KASSA_RATE_LIMIT_PER_MINUTE")]
+    /// Requests a minute per API key; 0 turns the limit off [default: 60]
+    #[arg(long, env = "KASSA_RATE_LIMIT_PER_MINUTE", value_name = "N")]
     pub rate_limit_per_minute: Option<u32>,
-    /// The most Kaspi calls a second Kassa makes for one cashier (default 15; Kaspi throttles
-    /// at about 20). Creates and history pages wait for a slot; polls take only spare ones.
-    #[arg(long, env = "KASSA_KASPI_CALLS_PER_SEC")]
+    /// The most Kaspi calls a second Kassa makes for one cashier (Kaspi throttles at about 20).
+    /// Creates and history pages wait for a slot; polls take only spare ones [default: 15]
+    #[arg(long, env = "KASSA_KASPI_CALLS_PER_SEC", value_name = "N")]
     pub kaspi_calls_per_sec: Option<u32>,
     /// Allow webhook URLs that resolve to loopback, private, link-local or other internal
-    /// addresses (local development and tests only).
-    #[arg(long, env = "KASSA_WEBHOOK_ALLOW_PRIVATE", num_args = 0..=1,
-          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    /// addresses (local development and tests only) [default: false]
+    #[arg(long, env = "KASSA_WEBHOOK_ALLOW_PRIVATE", num_args = 0..=1, value_name = "BOOL",
+          default_missing_value = "true", require_equals = true,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub webhook_allow_private: Option<bool>,
-    /// Refuse webhook URLs that are not https.
-    #[arg(long, env = "KASSA_WEBHOOK_HTTPS_ONLY", num_args = 0..=1,
-          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    /// Refuse webhook URLs that are not https [default: false]
+    #[arg(long, env = "KASSA_WEBHOOK_HTTPS_ONLY", num_args = 0..=1, value_name = "BOOL",
+          default_missing_value = "true", require_equals = true,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub webhook_https_only: Option<bool>,
-    /// Seconds one webhook attempt may take (default 15).
-    #[arg(long, env = "KASSA_WEBHOOK_TIMEOUT_SECS")]
+    /// Seconds one webhook attempt may take [default: 15]
+    #[arg(long, env = "KASSA_WEBHOOK_TIMEOUT_SECS", value_name = "SECS")]
     pub webhook_timeout_secs: Option<u64>,
-    /// Delays between webhook attempts, e.g. `5s,1m,5m,30m,2h,5h,10h,14h,20h,24h` (units ms,
-    /// s, m, h, d); after the last one a delivery is given up.
-    #[arg(long, env = "KASSA_WEBHOOK_RETRY_SCHEDULE")]
+    /// Delays between webhook attempts (units ms, s, m, h, d); after the last one a delivery
+    /// is given up [default: 5s,1m,5m,30m,2h,5h,10h,14h,20h,24h]
+    #[arg(long, env = "KASSA_WEBHOOK_RETRY_SCHEDULE", value_name = "DELAYS")]
     pub webhook_retry_schedule: Option<String>,
-    /// An endpoint whose attempts all failed for this long is disabled (default `5d`).
-    #[arg(long, env = "KASSA_WEBHOOK_DISABLE_AFTER")]
+    /// An endpoint whose attempts all failed for this long is disabled [default: 5d]
+    #[arg(long, env = "KASSA_WEBHOOK_DISABLE_AFTER", value_name = "DURATION")]
     pub webhook_disable_after: Option<String>,
     /// The longest a client may take to send a request's headers, from its first byte (or
-    /// from connecting) (default `10s`); then the connection is closed.
-    #[arg(long, env = "KASSA_HTTP_HEADER_TIMEOUT")]
+    /// from connecting); then the connection is closed [default: 10s]
+    #[arg(long, env = "KASSA_HTTP_HEADER_TIMEOUT", value_name = "DURATION")]
     pub http_header_timeout: Option<String>,
-    /// The longest pause while a request body is sent (default `10s`); then 408.
-    #[arg(long, env = "KASSA_HTTP_BODY_TIMEOUT")]
+    /// The longest pause while a request body is sent; then 408 [default: 10s]
+    #[arg(long, env = "KASSA_HTTP_BODY_TIMEOUT", value_name = "DURATION")]
     pub http_body_timeout: Option<String>,
-    /// How long a kept-alive connection may wait for its next request (default `60s`).
-    #[arg(long, env = "KASSA_HTTP_IDLE_TIMEOUT")]
+    /// How long a kept-alive connection may wait for its next request [default: 60s]
+    #[arg(long, env = "KASSA_HTTP_IDLE_TIMEOUT", value_name = "DURATION")]
     pub http_idle_timeout: Option<String>,
-    /// The longest one request may take, from its headers to its answer (default `60s`);
-    /// then 408 (work already started, such as a create, still finishes).
-    #[arg(long, env = "KASSA_HTTP_REQUEST_TIMEOUT")]
+    /// The longest one request may take, from its headers to its answer; then 408 (work
+    /// already started, such as a create, still finishes) [default: 60s]
+    #[arg(long, env = "KASSA_HTTP_REQUEST_TIMEOUT", value_name = "DURATION")]
     pub http_request_timeout: Option<String>,
-    /// The most client connections served at once (default 1024); more are closed at once.
-    #[arg(long, env = "KASSA_HTTP_MAX_CONNECTIONS")]
+    /// The most client connections served at once; more are closed at once [default: 1024]
+    #[arg(long, env = "KASSA_HTTP_MAX_CONNECTIONS", value_name = "N")]
     pub http_max_connections: Option<usize>,
+    /// The bearer token `GET /metrics` asks for (`Authorization: Bearer <token>`); empty
+    /// leaves it open to whoever reaches the listener [default: ]
+    #[arg(
+        long,
+        env = "KASSA_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<crate::metrics::MetricsToken>,
+}
+
+/// The Kaspi settings of `kassa terminal connect`: the same flags and variables as for
+/// `kassa serve`, and only those the login uses.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KaspiArgs {
+    /// The address `kassa serve` listens on: in sandbox mode the login goes to the simulator
+    /// inside it [default: 127.0.0.1:8080]
+    #[arg(long, env = "KASSA_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// `sandbox` (the simulator inside `kassa serve`) or `live` [default: sandbox]
+    #[arg(long, env = "KASSA_KASPI", value_enum, value_name = "MODE")]
+    pub kaspi: Option<KaspiMode>,
+    /// Base URL of Kaspi's entrance host (live mode) [default: https://entrance-pay.kaspi.kz]
+    #[arg(long, env = "KASSA_KASPI_ENTRANCE_URL", value_name = "URL")]
+    pub kaspi_entrance_url: Option<String>,
+    /// Base URL of Kaspi's mtoken host (live mode) [default: https://mtoken.kaspi.kz]
+    #[arg(long, env = "KASSA_KASPI_MTOKEN_URL", value_name = "URL")]
+    pub kaspi_mtoken_url: Option<String>,
+    /// Base URL of Kaspi's qrpay host (live mode) [default: https://qrpay.kaspi.kz]
+    #[arg(long, env = "KASSA_KASPI_QRPAY_URL", value_name = "URL")]
+    pub kaspi_qrpay_url: Option<String>,
+}
+
+impl KaspiArgs {
+    /// As `kassa serve` settings (the others from the file or their defaults).
+    pub fn serve_args(&self) -> ServeArgs {
+        ServeArgs {
+            listen: self.listen,
+            kaspi: self.kaspi,
+            kaspi_entrance_url: self.kaspi_entrance_url.clone(),
+            kaspi_mtoken_url: self.kaspi_mtoken_url.clone(),
+            kaspi_qrpay_url: self.kaspi_qrpay_url.clone(),
+            ..ServeArgs::default()
+        }
+    }
+}
+
+/// The webhook URL checks of `kassa webhook …`: the same flags and variables as for `kassa
+/// serve`, accepted anywhere after `webhook`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WebhookUrlArgs {
+    /// Allow webhook URLs that resolve to loopback, private, link-local or other internal
+    /// addresses (local development and tests only) [default: false]
+    #[arg(long, env = "KASSA_WEBHOOK_ALLOW_PRIVATE", num_args = 0..=1, value_name = "BOOL",
+          default_missing_value = "true", require_equals = true, global = true,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub webhook_allow_private: Option<bool>,
+    /// Refuse webhook URLs that are not https [default: false]
+    #[arg(long, env = "KASSA_WEBHOOK_HTTPS_ONLY", num_args = 0..=1, value_name = "BOOL",
+          default_missing_value = "true", require_equals = true, global = true,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub webhook_https_only: Option<bool>,
+}
+
+impl WebhookUrlArgs {
+    /// As `kassa serve` settings (the others from the file or their defaults).
+    pub fn serve_args(&self) -> ServeArgs {
+        ServeArgs {
+            webhook_allow_private: self.webhook_allow_private,
+            webhook_https_only: self.webhook_https_only,
+            ..ServeArgs::default()
+        }
+    }
 }
 
 /// The file form: every setting optional.
@@ -140,6 +221,8 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// Timeouts and the connection cap of the HTTP listener.
     pub http: HttpLimits,
+    /// The bearer token `GET /metrics` asks for; `None`: open (`Debug` never shows it).
+    pub metrics_token: Option<crate::metrics::MetricsToken>,
 }
 
 /// How long the HTTP listener waits for clients, and how many it serves at once.
@@ -324,6 +407,7 @@ impl Config {
                 .or(file.rate_limit_per_minute)
                 .unwrap_or(60),
             kaspi_calls_per_sec,
+            metrics_token: serve.metrics_token.clone().filter(|t| !t.is_empty()),
         })
     }
 }
@@ -467,9 +551,23 @@ fn read_file(explicit: Option<&Path>, data_dir: &Path) -> Result<FileConfig, Con
             p
         }
     };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        let given = if explicit.is_some() {
+            " (given with --config or KASSA_CONFIG)"
+        } else {
+            ""
+        };
+        ConfigError(format!(
+            "cannot read the settings file {}{given}: {e}",
+            path.display()
+        ))
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        ConfigError(format!(
+            "the settings file {} is not valid: {e}",
+            path.display()
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -534,6 +632,64 @@ mod tests {
         };
         let err = Config::resolve(&storage, &ServeArgs::default()).expect_err("refused");
         assert!(err.to_string().contains("no_such_setting"), "{err}");
+        let file = dir.path().join("kassa.toml");
+        assert!(
+            err.to_string().contains(&file.display().to_string()),
+            "{err}"
+        );
+
+        let storage = StorageArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            config: Some(dir.path().join("missing.toml")),
+            ..Default::default()
+        };
+        let err = Config::resolve(&storage, &ServeArgs::default()).expect_err("refused");
+        assert!(err.to_string().contains("missing.toml"), "{err}");
+        assert!(err.to_string().contains("--config"), "{err}");
+    }
+
+    /// Every `[default: …]` the help shows, given as the flag, resolves to the configuration
+    /// that no flag gives: the defaults written into the help are the real ones.
+    #[test]
+    fn shown_defaults_are_the_defaults() {
+        fn check<A: clap::Args + clap::FromArgMatches>(
+            to_serve: impl Fn(&A) -> ServeArgs,
+        ) -> usize {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let storage = StorageArgs {
+                data_dir: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            };
+            let defaults = Config::resolve(&storage, &ServeArgs::default()).expect("defaults");
+            let defaults = format!("{defaults:?}");
+            // The caller's KASSA_* variables must not count.
+            let command = A::augment_args(clap::Command::new("kassa"))
+                .mut_args(|arg| arg.env(None::<&'static str>));
+            let mut checked = 0;
+            for arg in command.get_arguments() {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                let shown = help
+                    .split("[default: ")
+                    .nth(1)
+                    .and_then(|rest| rest.split(']').next())
+                    .unwrap_or_else(|| panic!("--{} shows no default: {help}", arg.get_id()));
+                let flag = format!("--{}={shown}", arg.get_long().expect("a long flag"));
+                let matches = command
+                    .clone()
+                    .try_get_matches_from(["kassa", flag.as_str()])
+                    .unwrap_or_else(|e| panic!("{flag}: {e}"));
+                let args = A::from_arg_matches(&matches).expect("parsed");
+                let config = Config::resolve(&storage, &to_serve(&args))
+                    .unwrap_or_else(|e| panic!("{flag}: {e}"));
+                assert_eq!(format!("{config:?}"), defaults, "{flag} is not the default");
+                checked += 1;
+            }
+            checked
+        }
+        // Every flag shows a default (`check` panics on one that does not).
+        assert!(check(|a: &ServeArgs| a.clone()) >= 17);
+        assert_eq!(check(KaspiArgs::serve_args), 5);
+        assert_eq!(check(WebhookUrlArgs::serve_args), 2);
     }
 
     #[test]

@@ -32,7 +32,8 @@
 //! - [`db`]: one `Db` over SQLite (default) or PostgreSQL, transaction closures, migrations.
 //! - [`app`]: builds and runs the server; [`server`]: the HTTP listener (limits, timeouts,
 //!   drain); [`config`]: one typed configuration; [`datadir`]: the owner-only data dir and its
-//!   lock; [`secrets`]: master key, sealed secrets, API key hashes; [`qr`]: QR images; [`images`]:
+//!   lock; [`logging`]: the log's format, start line and notes; [`secrets`]: master key,
+//!   sealed secrets, API key hashes; [`qr`]: QR images; [`images`]:
 //!   catalog images; [`cli`]:
 //!   the administration commands.
 
@@ -48,6 +49,8 @@ pub mod domain;
 pub mod gateway;
 pub mod images;
 pub mod jobs;
+pub mod logging;
+pub mod metrics;
 pub mod qr;
 pub mod secrets;
 pub mod server;

@@ -1,14 +1,23 @@
-//! The `kassa` command: parse the configuration, start tracing, run the chosen command.
-//! The administration commands (`org`, `api-key`, `terminal`) live in `kassa::cli`; an error
-//! ends the process with `error: …` on stderr and exit code 1.
+//! The `kassa` command: parse the command line, start logging (`kassa::logging`: text or
+//! JSON), run the chosen command. The administration commands (`org`, `api-key`, `terminal`,
+//! `webhook`, `user`, `kaspi`) live in `kassa::cli`; an error ends the process with `error: …`
+//! on stderr and exit code 1, naming what failed (the address a server cannot listen on, the
+//! settings file that is not valid, the database that is not there).
+//!
+//! Each command's `--help` shows the options it uses, with their defaults: the global ones
+//! (`--data-dir`, `--database-url`, `--config`, `--log-format`) are accepted before or after
+//! the command's name, and hidden from the commands that do not use them.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::{anyhow, Context as _};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use kassa::app::App;
 use kassa::config::{Config, ServeArgs, StorageArgs};
+use kassa::logging::{self, LogArgs};
 
 /// mimalloc instead of the system allocator: a profile of the create benchmark spent ~15 % of
 /// its CPU in glibc's malloc and free.
@@ -18,8 +27,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "kassa", version, about = "Self-hosted Kaspi Pay gateway")]
 struct Cli {
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Global options")]
     storage: StorageArgs,
+    #[command(flatten, next_help_heading = "Global options")]
+    log: LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,7 +41,7 @@ struct Cli {
 enum Command {
     /// Run the gateway (sandbox Kaspi and SQLite in ./kassa-data unless told otherwise).
     Serve(ServeArgs),
-    /// Apply the database migrations and exit.
+    /// Apply the database migrations and exit (a missing SQLite database is created).
     Migrate,
     /// Run the Kaspi simulator alone (the same one sandbox mode mounts at /sandbox/kaspi).
     KaspiSim {
@@ -45,23 +56,53 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
     },
+    /// Print the shell completion script of `kassa` (bash, zsh, fish, …).
+    ///
+    /// For example: `kassa completions bash > ~/.local/share/bash-completion/completions/kassa`,
+    /// `kassa completions zsh > ~/.zfunc/_kassa`,
+    /// `kassa completions fish > ~/.config/fish/completions/kassa.fish`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     #[command(flatten)]
     Admin(kassa::cli::AdminCommand),
 }
 
+/// The global options each command does not use: accepted there, hidden from its help.
+const UNUSED_GLOBALS: [(&str, &[&str]); 2] = [
+    ("kaspi-sim", &["data_dir", "database_url", "config"]),
+    (
+        "completions",
+        &["data_dir", "database_url", "config", "log_format"],
+    ),
+];
+
+/// The command line of `kassa`, as parsed and as shown by `--help` and the completions.
+fn command() -> clap::Command {
+    let mut command = Cli::command();
+    // Built first, so that the global options are on every command and can be hidden there.
+    command.build();
+    for (name, unused) in UNUSED_GLOBALS {
+        command = command.mut_subcommand(name, |sub| {
+            sub.mut_args(|arg| {
+                let hide = unused.contains(&arg.get_id().as_str());
+                arg.hide(hide)
+            })
+        });
+    }
+    command
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()).await {
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
+    logging::init(cli.log.log_format);
+    match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            logging::fatal(&e);
             ExitCode::FAILURE
         }
     }
@@ -71,26 +112,81 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(serve) => {
             let config = Config::resolve(&cli.storage, &serve)?;
-            let app = App::build(config).await?;
-            eprintln!("kassa listening on http://{}", app.local_addr());
+            let listen = config.listen;
+            let app = App::build(config)
+                .await
+                .map_err(|e| explain_listen_error(e, listen))?;
+            let addr = app.local_addr();
+            logging::log_start(&app.state().config, addr);
+            logging::notice(&format!("kassa listening on http://{addr}"));
             app.run_until_stopped(shutdown_signal()).await?;
+            tracing::info!("kassa stopped");
         }
         Command::Migrate => {
             let config = Config::resolve(&cli.storage, &ServeArgs::default())?;
             kassa::datadir::prepare(&config)?;
-            let db =
-                kassa::db::Db::open(&config.database_url, kassa::db::DbOptions::default()).await?;
-            db.migrate().await?;
-            eprintln!("migrations applied");
+            let database = logging::redact_url(&config.database_url);
+            let db = kassa::db::Db::open(&config.database_url, kassa::db::DbOptions::default())
+                .await
+                .with_context(|| format!("opening the database {database}"))?;
+            db.migrate()
+                .await
+                .with_context(|| format!("migrating the database {database}"))?;
+            eprintln!("migrations applied to {database}");
         }
         Command::KaspiSim {
             listen,
             seed,
             state,
         } => kaspi_sim_alone(listen, seed, state).await?,
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command(), "kassa", &mut script);
+            let mut out = std::io::stdout().lock();
+            match out.write_all(&script).and_then(|()| out.flush()) {
+                // A reader that went away (`| head`) is not an error.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                _ => {}
+            }
+        }
         Command::Admin(command) => kassa::cli::run(&cli.storage, command).await?,
     }
     Ok(())
+}
+
+/// A start error in words that name what failed: a listener that cannot be bound names its
+/// address and what to do (`error` as it is otherwise).
+fn explain_listen_error(error: anyhow::Error, listen: SocketAddr) -> anyhow::Error {
+    use std::io::ErrorKind;
+    let in_chain = error.chain().find_map(|cause| {
+        let io = cause.downcast_ref::<std::io::Error>()?;
+        matches!(
+            io.kind(),
+            ErrorKind::AddrInUse | ErrorKind::AddrNotAvailable
+        )
+        .then_some(io)
+    });
+    // Permission is also what a file may lack: only the listener's own error counts, bare.
+    let io = in_chain.or_else(|| {
+        error
+            .downcast_ref::<std::io::Error>()
+            .filter(|io| io.kind() == ErrorKind::PermissionDenied && listen.port() < 1024)
+    });
+    let Some(io) = io else {
+        return error;
+    };
+    let why = match io.kind() {
+        ErrorKind::AddrInUse => {
+            "the address is already in use (by another `kassa serve` or another program); \
+             stop that one, or choose another address with --listen or KASSA_LISTEN"
+        }
+        ErrorKind::AddrNotAvailable => {
+            "this machine has no such address; choose one of its own with --listen or \
+             KASSA_LISTEN (127.0.0.1 for this machine only, 0.0.0.0 for every interface)"
+        }
+        _ => "ports below 1024 need privileges; choose a higher port with --listen or KASSA_LISTEN",
+    };
+    anyhow!("cannot listen on {listen}: {why} ({io})")
 }
 
 /// `kassa kaspi-sim`: the simulator alone until Ctrl-C or SIGTERM, its state in `state` when
@@ -118,7 +214,9 @@ async fn kaspi_sim_alone(
         }
         None => (kaspi_sim::Simulator::new(config), None),
     };
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| explain_listen_error(e.into(), listen))?;
     eprintln!(
         "Kaspi simulator on http://{0} (hosts {0}/entrance-pay, {0}/mtoken, {0}/qrpay; control {0}/_control)",
         listener.local_addr()?
@@ -132,7 +230,7 @@ async fn kaspi_sim_alone(
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
+/// Resolves on Ctrl-C or SIGTERM, saying which came.
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -146,8 +244,12 @@ async fn shutdown_signal() {
     };
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
+    let signal = tokio::select! {
+        () = ctrl_c => "SIGINT",
+        () = term => "SIGTERM",
+    };
+    tracing::info!(
+        signal,
+        "stopping: finishing the requests and the work in hand"
+    );
 }

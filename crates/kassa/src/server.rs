@@ -25,6 +25,12 @@
 //! Shutdown stops accepting, asks every connection to finish the request in hand and close
 //! (hyper's graceful shutdown), and waits until all have closed; stalled ones are closed by
 //! their deadlines, so the drain is bounded.
+//!
+//! Every request answered writes one **access line** (target `kassa::access`, see
+//! `access_line`): method, the route it matched (its pattern, never the path, which may carry
+//! a token such as a dashboard sign-in link's, nor the query), status, latency and the
+//! request's id (also answered as `x-request-id`). The sandbox Kaspi's routes, which the
+//! gateway calls itself, are logged at debug level.
 
 use std::future::Future;
 use std::io;
@@ -57,6 +63,8 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    // On every route (inside the routing, where the matched route is known).
+    let router = router.layer(axum::middleware::from_fn(access_line));
     let permits = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     let slots = Arc::new(Semaphore::new(permits as usize));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -159,12 +167,20 @@ async fn handle(
 ) -> Result<Response, std::convert::Infallible> {
     watch.enter(Stage::Busy);
     let format = surface_of(req.uri().path());
+    let method = req.method().clone();
     let req: Request = req.map(|body| Body::new(TimeoutBody::new(limits.body_timeout, body)));
     let response = match tokio::time::timeout(limits.request_timeout, router.oneshot(req)).await {
         Ok(Ok(response)) => response,
         Ok(Err(never)) => match never {},
         Err(_) => {
-            tracing::debug!("request timed out");
+            // The route's own access line is gone with the request: this one stands for it.
+            tracing::info!(
+                target: "kassa::access",
+                method = %method,
+                status = 408,
+                latency_ms = u64::try_from(limits.request_timeout.as_millis()).unwrap_or(u64::MAX),
+                "request timed out (http_request_timeout)"
+            );
             extract::request_timeout(format).into_response()
         }
     };
@@ -174,6 +190,33 @@ async fn handle(
             _idle: IdleOnDrop(watch),
         })
     }))
+}
+
+/// Writes the access line of one request once its answer is ready (see the module docs). It
+/// wraps the request id layers, so the id is read from the answer's `x-request-id`.
+async fn access_line(request: Request, next: axum::middleware::Next) -> Response {
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "(unrouted)".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let status = response.status().as_u16();
+    let request_id = response
+        .headers()
+        .get(crate::app::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    if route.starts_with(crate::app::SANDBOX_PREFIX) {
+        tracing::debug!(target: "kassa::access", method = %method, route = %route, status,
+            latency_ms, request_id = %request_id, "sandbox Kaspi request answered");
+    } else {
+        tracing::info!(target: "kassa::access", method = %method, route = %route, status,
+            latency_ms, request_id = %request_id, "request answered");
+    }
+    response
 }
 
 /// An answer's body that puts its connection back to idle when dropped.

@@ -111,6 +111,8 @@ async fn organizations_and_api_keys() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
 
+    // Administration commands need the database `kassa serve` or `kassa migrate` made.
+    ok(dir, &["migrate"]).await;
     let out = ok(dir, &["org", "create", "shop", "--name", "A Shop"]).await;
     assert!(out.contains("shop"), "{out}");
     let err = fails(dir, &["org", "create", "shop", "--name", "Again"]).await;
@@ -224,6 +226,7 @@ async fn terminal_connect_logs_the_cashier_in_and_status_shows_it() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     let (sim, flags) = simulator().await;
+    ok(dir, &["migrate"]).await;
     ok(dir, &["org", "create", "shop", "--name", "Shop"]).await;
     let status = ok(dir, &["terminal", "status"]).await;
     assert!(status.contains("not_connected"), "{status}");
@@ -271,6 +274,7 @@ async fn three_wrong_sms_codes_fail_the_login() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     let (sim, flags) = simulator().await;
+    ok(dir, &["migrate"]).await;
     ok(dir, &["org", "create", "shop", "--name", "Shop"]).await;
 
     let out = connect(dir, &sim, &flags, |code| {
@@ -304,6 +308,7 @@ async fn three_wrong_sms_codes_fail_the_login() {
 async fn sandbox_connect_without_a_running_server_says_to_start_it() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
+    ok(dir, &["migrate"]).await;
     ok(dir, &["org", "create", "shop", "--name", "Shop"]).await;
     // A port nobody listens on any more.
     let free = std::net::TcpListener::bind("127.0.0.1:0")
@@ -423,4 +428,293 @@ async fn kaspi_sim_with_a_state_file_keeps_its_operations_across_restarts() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+}
+
+/// `kassa <args>` in folder `cwd`, with no `--data-dir` and none of the caller's `KASSA_*`
+/// settings but `env`, run to its end.
+async fn run_in(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kassa"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("KASSA_") {
+            cmd.env_remove(name);
+        }
+    }
+    let run = cmd
+        .current_dir(cwd)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(RUN_LIMIT, run)
+        .await
+        .unwrap_or_else(|_| panic!("kassa {args:?} did not finish in {RUN_LIMIT:?}"))
+        .expect("kassa runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_without_a_database_says_where_it_looked_and_creates_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let folder = tmp.path();
+
+    // Run in a folder where `kassa serve` never ran: the default data dir.
+    let out = run_in(folder, &[], &["org", "list"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error: no database at kassa-data/kassa.db"),
+        "{err}"
+    );
+    assert!(err.contains("default data dir ./kassa-data"), "{err}");
+    assert!(err.contains(&folder.display().to_string()), "{err}");
+    assert!(
+        err.contains("run `kassa serve` once in this folder"),
+        "{err}"
+    );
+    assert!(err.contains("--data-dir"), "{err}");
+    assert!(!folder.join("kassa-data").exists(), "nothing was created");
+
+    // A data dir given (flag or variable), and a database URL given.
+    let elsewhere = folder.join("elsewhere");
+    let given = elsewhere.to_str().expect("utf-8");
+    let err = fails(&elsewhere, &["api-key", "list", "--org", "demo"]).await;
+    assert!(
+        err.contains(&format!("no database at {given}/kassa.db")),
+        "{err}"
+    );
+    assert!(err.contains("--data-dir says so"), "{err}");
+    let out = run_in(
+        folder,
+        &[("KASSA_DATA_DIR", given)],
+        &["user", "list", "--org", "x"],
+    )
+    .await;
+    assert!(
+        stderr(&out).contains("KASSA_DATA_DIR says so"),
+        "{}",
+        stderr(&out)
+    );
+    let url = format!("sqlite://{given}/other.db");
+    let out = run_in(
+        folder,
+        &[("KASSA_DATABASE_URL", &url)],
+        &["webhook", "list", "--org", "x"],
+    )
+    .await;
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("no database at {given}/other.db")),
+        "{err}"
+    );
+    assert!(err.contains("KASSA_DATABASE_URL says so"), "{err}");
+    for args in [
+        &["terminal", "status"][..],
+        &["kaspi", "app-build", "show"][..],
+        &["terminal", "connect", "--org", "x", "--phone", CASHIER][..],
+    ] {
+        let err = fails(&elsewhere, args).await;
+        assert!(err.contains("no database at"), "{args:?}: {err}");
+    }
+    assert!(!elsewhere.exists(), "nothing was created");
+
+    // `kassa migrate` (like `kassa serve`) creates it; then the commands work.
+    ok(&elsewhere, &["migrate"]).await;
+    assert!(elsewhere.join("kassa.db").exists());
+    let out = run(&elsewhere, &["org", "list"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no organizations yet"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `kassa <args> --help`; its stdout.
+async fn help(args: &[&str]) -> String {
+    let mut args = args.to_vec();
+    args.push("--help");
+    let out = run_in(Path::new("."), &[], &args).await;
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_shows_the_defaults_and_only_the_options_a_command_uses() {
+    let serve = help(&["serve"]).await;
+    for shown in [
+        "[default: 127.0.0.1:8080]",
+        "[default: sandbox]",
+        "[default: 60]",
+        "[default: 15]",
+        "[default: 5s,1m,5m,30m,2h,5h,10h,14h,20h,24h]",
+        "[default: 5d]",
+        "[default: 1024]",
+        "[default: ./kassa-data]",
+        "--log-format",
+        "[env: KASSA_LOG_FORMAT=]",
+        "[default: text]",
+    ] {
+        assert!(
+            serve.contains(shown),
+            "serve --help lacks {shown}:\n{serve}"
+        );
+    }
+
+    // The webhook commands: the two URL checks, wherever the user writes them.
+    for args in [&["webhook"][..], &["webhook", "create"][..]] {
+        let text = help(args).await;
+        assert!(
+            text.contains("--webhook-allow-private"),
+            "{args:?}:\n{text}"
+        );
+        assert!(text.contains("--webhook-https-only"), "{args:?}:\n{text}");
+        for unused in [
+            "--listen",
+            "--rate-limit",
+            "--http-",
+            "--kaspi-",
+            "--webhook-timeout",
+        ] {
+            assert!(!text.contains(unused), "{args:?} shows {unused}:\n{text}");
+        }
+    }
+    let connect = help(&["terminal", "connect"]).await;
+    for used in [
+        "--listen",
+        "--kaspi <MODE>",
+        "--kaspi-entrance-url",
+        "--data-dir",
+    ] {
+        assert!(connect.contains(used), "connect lacks {used}:\n{connect}");
+    }
+    for unused in ["--webhook", "--http-", "--rate-limit"] {
+        assert!(
+            !connect.contains(unused),
+            "connect shows {unused}:\n{connect}"
+        );
+    }
+    for args in [
+        &["org", "create"][..],
+        &["api-key", "create"][..],
+        &["user", "create"][..],
+        &["migrate"][..],
+    ] {
+        let text = help(args).await;
+        assert!(text.contains("--data-dir"), "{args:?}:\n{text}");
+        for unused in ["--listen", "--webhook", "--http-", "--kaspi-"] {
+            assert!(!text.contains(unused), "{args:?} shows {unused}:\n{text}");
+        }
+    }
+    // Commands without a database do not offer one.
+    for args in [&["kaspi-sim"][..], &["completions"][..]] {
+        let text = help(args).await;
+        for unused in ["--data-dir", "--database-url", "--config"] {
+            assert!(!text.contains(unused), "{args:?} shows {unused}:\n{text}");
+        }
+    }
+    assert!(help(&["kaspi-sim"])
+        .await
+        .contains("[default: 127.0.0.1:9000]"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_url_checks_are_taken_where_users_write_them() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    ok(dir, &["migrate"]).await;
+    ok(dir, &["org", "create", "shop", "--name", "Shop"]).await;
+    let url = "http://127.0.0.1:9/hook";
+    let err = fails(dir, &["webhook", "create", "--org", "shop", "--url", url]).await;
+    assert!(err.contains("url"), "{err}");
+    for args in [
+        &[
+            "webhook",
+            "create",
+            "--org",
+            "shop",
+            "--url",
+            url,
+            "--webhook-allow-private",
+        ][..],
+        &[
+            "webhook",
+            "--webhook-allow-private",
+            "create",
+            "--org",
+            "shop",
+            "--url",
+            url,
+        ][..],
+        &[
+            "webhook",
+            "create",
+            "--webhook-allow-private=true",
+            "--org",
+            "shop",
+            "--url",
+            url,
+        ][..],
+    ] {
+        let secret = ok(dir, args).await;
+        assert!(secret.starts_with("whsec_"), "{args:?}: {secret}");
+    }
+    let list = ok(dir, &["webhook", "list", "--org", "shop"]).await;
+    assert_eq!(list.matches(url).count(), 3, "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_and_shell_completions() {
+    let out = run_in(Path::new("."), &[], &["--version"]).await;
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("kassa {}", env!("CARGO_PKG_VERSION"))
+    );
+    for (shell, mark) in [
+        ("bash", "complete -F _kassa"),
+        ("zsh", "#compdef kassa"),
+        ("fish", "complete -c kassa"),
+    ] {
+        let out = run_in(Path::new("."), &[], &["completions", shell]).await;
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        assert!(script.contains(mark), "{shell}:\n{script}");
+        for command in ["serve", "webhook", "api-key", "completions"] {
+            assert!(script.contains(command), "{shell} lacks {command}");
+        }
+    }
+    let out = run_in(Path::new("."), &[], &["completions", "tcsh"]).await;
+    assert!(!out.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_errors_name_the_address_and_the_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    // A port someone else listens on.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let err = fails(dir, &["serve", "--listen", &addr]).await;
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(err.contains("already in use"), "{err}");
+    assert!(err.contains("--listen"), "{err}");
+    let err = fails(dir, &["kaspi-sim", "--listen", &addr]).await;
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    drop(taken);
+
+    // A settings file that is not valid, found in the data dir or given.
+    let file = dir.join("kassa.toml");
+    std::fs::write(&file, "listen = 8080\n").expect("written");
+    let err = fails(dir, &["migrate"]).await;
+    assert!(err.contains(&file.display().to_string()), "{err}");
+    assert!(err.contains("not valid"), "{err}");
+    std::fs::remove_file(&file).expect("removed");
+    let missing = dir.join("nowhere.toml");
+    let err = fails(
+        dir,
+        &["serve", "--config", missing.to_str().expect("utf-8")],
+    )
+    .await;
+    assert!(err.contains(&missing.display().to_string()), "{err}");
 }

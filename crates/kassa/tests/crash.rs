@@ -461,6 +461,7 @@ async fn set_up(url: &str, data_dir: std::path::PathBuf, seed: u64) -> Stage {
         database_url: url.to_owned(),
         kaspi: sim.base.clone(),
     };
+    site.admin(&["migrate"]).await;
     site.admin(&["org", "create", "drill", "--name", "Drill"])
         .await;
     site.connect_terminal(&sim, "drill", CASHIER).await;

@@ -145,7 +145,10 @@ async fn the_data_dir_and_its_files_are_owner_only_even_when_they_were_not() {
         .await
         .expect("simulator");
 
-    // A first command on a fresh dir makes it 0700 and the database 0600.
+    // A first command on a fresh dir makes it 0700 and the database 0600 (administration
+    // commands need the database `kassa migrate` or `kassa serve` made).
+    let migrated = run_kassa(&dir, &db, &base, &["migrate"]).await;
+    assert!(migrated.status.success(), "{}", text(&migrated.stderr));
     let org = run_kassa(
         &dir,
         &db,

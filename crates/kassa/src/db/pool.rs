@@ -27,15 +27,27 @@ pub struct Pool<M: Manage> {
     manager: M,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<M::Conn>>,
+    /// Time callers wait for a connection (`crate::metrics`).
+    waits: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl<M: Manage> Pool<M> {
     /// A pool of at most `size` connections, opened lazily.
     pub fn new(manager: M, size: usize) -> Pool<M> {
+        // Named by the backend whose manager this is: SQLite's readers or PostgreSQL's pool.
+        let name = std::any::type_name::<M>();
+        let pool = if name.contains("::sqlite::") {
+            "sqlite_readers"
+        } else if name.contains("::pg::") {
+            "postgres"
+        } else {
+            "other"
+        };
         Pool {
             manager,
             permits: Arc::new(Semaphore::new(size.max(1))),
             idle: Mutex::new(Vec::new()),
+            waits: crate::metrics::db_pool_wait(pool),
         }
     }
 
@@ -58,10 +70,12 @@ impl<M: Manage> Pool<M> {
         F: FnOnce(&mut M::Conn) -> R + Send + 'static,
         R: Send + 'static,
     {
+        let asked = std::time::Instant::now();
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
             .map_err(|_| DbError::Closed)?;
+        self.waits.observe(asked.elapsed().as_secs_f64());
         let pool = Arc::clone(self);
         let task = tokio::task::spawn_blocking(move || {
             // Held until the connection is back: the pool never has more than `size` open.

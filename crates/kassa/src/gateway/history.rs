@@ -131,7 +131,7 @@ impl Gateway {
             let page_cursor = cursor.clone();
             let page = self
                 .terminals()
-                .call(org_id, |k| {
+                .call(org_id, "operations_history", |k| {
                     let cursor = page_cursor.clone();
                     async move { k.client.operations(&k.session, today, &cursor).await }
                 })

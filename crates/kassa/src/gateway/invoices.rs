@@ -192,7 +192,7 @@ impl Gateway {
         let (phone, amount) = (&phone, invoice.amount);
         let sent = self
             .terminals()
-            .call_with(invoice.org_id, terminal, |k| async move {
+            .call_with(invoice.org_id, terminal, "create_invoice", |k| async move {
                 k.client
                     .create_invoice(&k.session, phone, Amount::from(amount), comment)
                     .await
@@ -348,7 +348,7 @@ impl Gateway {
     ) -> Result<Option<RemoteInvoice>, GatewayError> {
         let history = self
             .terminals()
-            .call(invoice.org_id, |k| async move {
+            .call(invoice.org_id, "invoice_history", |k| async move {
                 k.client.invoice_history(&k.session, HISTORY_WINDOW).await
             })
             .await?;
@@ -427,7 +427,7 @@ impl Gateway {
         let cancelled = match invoice.kind {
             InvoiceKind::Remote => {
                 self.terminals()
-                    .call(org_id, |k| async move {
+                    .call(org_id, "cancel_invoice", |k| async move {
                         k.client.cancel_invoice(&k.session, op).await
                     })
                     .await
@@ -512,16 +512,26 @@ impl Gateway {
         let org_id = invoice.org_id;
         let answer = match invoice.kind {
             InvoiceKind::Remote => {
-                self.ask(org_id, spare_only, |k: Arc<Loaded>| async move {
-                    let details = k.client.invoice_details(&k.session, op).await?;
-                    Ok((details.status, details.client_name))
-                })
+                self.ask(
+                    org_id,
+                    spare_only,
+                    "invoice_details",
+                    |k: Arc<Loaded>| async move {
+                        let details = k.client.invoice_details(&k.session, op).await?;
+                        Ok((details.status, details.client_name))
+                    },
+                )
                 .await?
             }
             InvoiceKind::Qr => {
-                self.ask(org_id, spare_only, |k: Arc<Loaded>| async move {
-                    Ok((k.client.qr_status(&k.session, op).await?.status, None))
-                })
+                self.ask(
+                    org_id,
+                    spare_only,
+                    "qr_status",
+                    |k: Arc<Loaded>| async move {
+                        Ok((k.client.qr_status(&k.session, op).await?.status, None))
+                    },
+                )
                 .await?
             }
         };
@@ -547,10 +557,11 @@ impl Gateway {
             )
             .await?;
         if let Some(changed) = &changed {
-            tracing::info!(
+            // The store logs the change itself ("invoice status changed"), in this span.
+            tracing::debug!(
                 invoice = changed.id,
                 status = changed.status.as_str(),
-                "invoice status changed"
+                "Kaspi reports a new status"
             );
             if changed.status == InvoiceStatus::Expired {
                 self.schedule_late_check(changed.id, now).await?;
@@ -560,11 +571,12 @@ impl Gateway {
     }
 
     /// Makes a Kaspi call for `org_id`: on the next slot, or with `spare_only` only on a slot
-    /// nobody else needs now (`None` then, and no call).
+    /// nobody else needs now (`None` then, and no call). `what` names the call in the metrics.
     async fn ask<T, F, Fut>(
         &self,
         org_id: i64,
         spare_only: bool,
+        what: &'static str,
         call: F,
     ) -> Result<Option<T>, GatewayError>
     where
@@ -572,9 +584,9 @@ impl Gateway {
         Fut: std::future::Future<Output = Result<T, kaspi::Error>>,
     {
         if spare_only {
-            self.terminals().call_spare(org_id, call).await
+            self.terminals().call_spare(org_id, what, call).await
         } else {
-            self.terminals().call(org_id, call).await.map(Some)
+            self.terminals().call(org_id, what, call).await.map(Some)
         }
     }
 

@@ -65,7 +65,7 @@ impl Gateway {
         let amount = new.amount;
         let made = self
             .terminals()
-            .call(org_id, |k| async move {
+            .call(org_id, "create_qr", |k| async move {
                 k.client
                     .create_qr(&k.session, Amount::from(amount), Location::default())
                     .await

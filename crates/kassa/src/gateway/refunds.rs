@@ -85,7 +85,7 @@ impl Gateway {
                 tracing::info!(
                     refund = refund.id,
                     invoice = invoice.id,
-                    amount = %refund.amount,
+                    amount_kzt = %refund.amount.to_decimal_string(),
                     "refund queued"
                 );
                 Ok((*refund, *invoice))
@@ -141,7 +141,7 @@ impl Gateway {
         let amount = Amount::from(refund.amount);
         let sent = self
             .terminals()
-            .call(refund.org_id, |k| async move {
+            .call(refund.org_id, "refund", |k| async move {
                 k.client.refund(&k.session, op, amount).await
             })
             .await;
@@ -152,7 +152,8 @@ impl Gateway {
                     .refunds()
                     .complete_refund(refund.id, kaspi_id.as_deref(), self.now_ms())
                     .await?;
-                tracing::info!(refund = refund.id, "refund completed at Kaspi");
+                // The store logs the outcome ("refund completed").
+                tracing::debug!(refund = refund.id, "Kaspi answered the refund");
                 Ok(RefundStep::Ended)
             }
             Err(GatewayError::KaspiRefused(message)) => {
@@ -195,7 +196,7 @@ impl Gateway {
         let store = self.store();
         let details = self
             .terminals()
-            .call(refund.org_id, |k| async move {
+            .call(refund.org_id, "operation_details", |k| async move {
                 k.client.operation_details(&k.session, op).await
             })
             .await;

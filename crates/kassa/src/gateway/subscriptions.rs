@@ -57,7 +57,7 @@ impl Gateway {
                 tracing::info!(
                     subscription = id,
                     invoice = invoice.id,
-                    amount = %invoice.amount.to_decimal_string(),
+                    amount_kzt = %invoice.amount.to_decimal_string(),
                     "subscription billed"
                 );
                 let terminal = match terminal {

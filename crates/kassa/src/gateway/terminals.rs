@@ -83,6 +83,21 @@ impl Budget {
         *tat = now + self.interval;
         true
     }
+
+    /// How many calls of `org_id` could go at once at `now` without waiting (for metrics).
+    fn left(&self, org_id: i64, now: Instant) -> u32 {
+        let Ok(next) = self.next.lock() else {
+            return 0;
+        };
+        let ahead = next
+            .get(&org_id)
+            .map_or(Duration::ZERO, |tat| tat.saturating_duration_since(now));
+        let Some(slack) = self.burst_window.checked_sub(ahead) else {
+            return 0;
+        };
+        let calls = slack.as_nanos() / self.interval.as_nanos().max(1) + 1;
+        u32::try_from(calls).unwrap_or(u32::MAX)
+    }
 }
 
 /// The terminals of every organization, as this process uses them.
@@ -248,13 +263,20 @@ impl Terminals {
         self.app_build.state(&self.store).await
     }
 
-    /// Waits for the cashier's next call slot.
-    async fn pace(&self, org_id: i64) {
+    /// Waits for the cashier's next call slot, for call `what`.
+    async fn pace(&self, org_id: i64, what: &'static str) {
         let now = Instant::now();
         let at = self.budget.reserve(org_id, now);
         if at > now {
             tokio::time::sleep_until(at.into()).await;
         }
+        crate::metrics::kaspi_throttle_wait(what, at.saturating_duration_since(now));
+    }
+
+    /// How many Kaspi calls `org_id`'s cashier could make at once now, within this process's
+    /// budget (`--kaspi-calls-per-sec`).
+    pub fn calls_left(&self, org_id: i64) -> u32 {
+        self.budget.left(org_id, Instant::now())
     }
 
     /// How Kaspi is reached.
@@ -313,17 +335,22 @@ impl Terminals {
     }
 
     /// Runs `call` with `org_id`'s session; when Kaspi says the session is dead, refreshes it
-    /// once and runs `call` again.
+    /// once and runs `call` again. `what` names the call in the metrics (`crate::metrics`).
     ///
     /// `call` gets the terminal by value (an `Arc`) so that its future borrows nothing of it:
     /// `|k| async move { k.client.invoice_details(&k.session, op).await }`.
-    pub async fn call<T, F, Fut>(&self, org_id: i64, call: F) -> Result<T, GatewayError>
+    pub async fn call<T, F, Fut>(
+        &self,
+        org_id: i64,
+        what: &'static str,
+        call: F,
+    ) -> Result<T, GatewayError>
     where
         F: Fn(Arc<Loaded>) -> Fut,
         Fut: Future<Output = Result<T, kaspi::Error>>,
     {
         let loaded = self.load(org_id).await?;
-        self.call_with(org_id, loaded, call).await
+        self.call_with(org_id, loaded, what, call).await
     }
 
     /// [`Terminals::call`] with a terminal already loaded by [`Terminals::load`].
@@ -331,14 +358,15 @@ impl Terminals {
         &self,
         org_id: i64,
         loaded: Arc<Loaded>,
+        what: &'static str,
         call: F,
     ) -> Result<T, GatewayError>
     where
         F: Fn(Arc<Loaded>) -> Fut,
         Fut: Future<Output = Result<T, kaspi::Error>>,
     {
-        self.pace(org_id).await;
-        self.call_loaded(org_id, loaded, call).await
+        self.pace(org_id, what).await;
+        self.call_loaded(org_id, loaded, what, call).await
     }
 
     /// Like [`Terminals::call`], but only on a call slot nobody else needs now: `None` (and
@@ -346,6 +374,7 @@ impl Terminals {
     pub async fn call_spare<T, F, Fut>(
         &self,
         org_id: i64,
+        what: &'static str,
         call: F,
     ) -> Result<Option<T>, GatewayError>
     where
@@ -354,9 +383,10 @@ impl Terminals {
     {
         let loaded = self.load(org_id).await?;
         if !self.budget.try_reserve(org_id, Instant::now()) {
+            crate::metrics::kaspi_spare_missed(what);
             return Ok(None);
         }
-        self.call_loaded(org_id, loaded, call).await.map(Some)
+        self.call_loaded(org_id, loaded, what, call).await.map(Some)
     }
 
     /// Makes `call` now with `loaded`; refreshes the session once if Kaspi says it is dead.
@@ -364,18 +394,19 @@ impl Terminals {
         &self,
         org_id: i64,
         loaded: Arc<Loaded>,
+        what: &'static str,
         call: F,
     ) -> Result<T, GatewayError>
     where
         F: Fn(Arc<Loaded>) -> Fut,
         Fut: Future<Output = Result<T, kaspi::Error>>,
     {
-        let answer = match call(loaded.clone()).await {
+        let answer = match crate::metrics::kaspi_call(what, call(loaded.clone())).await {
             Err(e) if e.is_session() => {
                 tracing::info!(org_id, error = %e, "Kaspi session rejected; refreshing");
                 let refreshed = self.refresh(org_id, &loaded).await?;
-                self.pace(org_id).await;
-                match call(refreshed.clone()).await {
+                self.pace(org_id, what).await;
+                match crate::metrics::kaspi_call(what, call(refreshed.clone())).await {
                     Err(e) if e.is_session() => {
                         tracing::warn!(org_id, error = %e, "Kaspi rejected a freshly refreshed session");
                         return Err(GatewayError::SessionInvalid(e.to_string()));
@@ -468,7 +499,9 @@ impl Terminals {
         if current.version != stale.version {
             return self.load_row(&current);
         }
-        match stale.client.refresh(&stale.session).await {
+        match crate::metrics::kaspi_call("refresh_session", stale.client.refresh(&stale.session))
+            .await
+        {
             Ok(session) => {
                 let sealed = self
                     .master_key

@@ -167,7 +167,10 @@ impl Jobs {
                 set.spawn(
                     async move {
                         tracing::debug!(attempt = job.attempt, "job started");
-                        if let Err(e) = jobs.handle(&job).await {
+                        let started = std::time::Instant::now();
+                        let handled = jobs.handle(&job).await;
+                        crate::metrics::job_ran(job.kind, handled.is_ok(), started.elapsed());
+                        if let Err(e) = handled {
                             tracing::error!(error = %e, "job failed");
                         }
                     }

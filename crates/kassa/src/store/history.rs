@@ -117,6 +117,10 @@ impl InvoiceRepo {
                 Ok((settled, new))
             })
             .await
+            .map(|(settled, new)| {
+                settled.iter().for_each(super::invoices::log_status_change);
+                (settled.len(), new)
+            })
     }
 
     /// Where the organization's history sync stands.

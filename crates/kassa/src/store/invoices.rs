@@ -265,15 +265,15 @@ fn record_changes_tx(tx: &mut dyn Tx, changes: &[(&Invoice, &Change<'_>)]) -> Re
 /// history page shows them), inside the caller's transaction: each allowed change with its
 /// event, as [`crate::store::InvoiceRepo::apply_status`] would. The invoices are read with one statement, their
 /// events written with one, their poll jobs ended with one; each change is its own conditional
-/// UPDATE. How many invoices changed.
+/// UPDATE. The invoices that changed, as they now are (for the log, once committed).
 pub(super) fn settle_operations_tx(
     tx: &mut dyn Tx,
     org_id: i64,
     ends: &[OperationEnd],
     at_ms: i64,
-) -> Result<usize, DbError> {
+) -> Result<Vec<Invoice>, DbError> {
     if ends.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let sql = format!(
         "SELECT {INVOICE_COLUMNS} FROM invoices WHERE org_id = $1 AND kaspi_operation_id IN ({})",
@@ -288,6 +288,7 @@ pub(super) fn settle_operations_tx(
         .map(invoice_from_row)
         .collect::<Result<_, _>>()?;
     let mut changed = Vec::new();
+    let mut updated = Vec::new();
     for end in ends {
         let Some(before) = current
             .iter()
@@ -302,13 +303,29 @@ pub(super) fn settle_operations_tx(
             cancel_reason: None,
             at_ms,
         };
-        if update_status_tx(tx, before, &change)?.is_some() {
+        if let Some(now) = update_status_tx(tx, before, &change)? {
             changed.push((before, change));
+            updated.push(now);
         }
     }
     let records: Vec<(&Invoice, &Change<'_>)> = changed.iter().map(|(b, c)| (*b, c)).collect();
     record_changes_tx(tx, &records)?;
-    Ok(changed.len())
+    Ok(updated)
+}
+
+/// The log line of a committed status change, whoever found it (a poll, a sandbox payer, the
+/// history, a cancel, a create Kaspi refused), written in the finder's span once the change is
+/// committed: amounts in tenge, never the phone.
+pub(super) fn log_status_change(invoice: &Invoice) {
+    tracing::info!(
+        org_id = invoice.org_id,
+        invoice = invoice.id,
+        status = invoice.status.as_str(),
+        kaspi_status = invoice.kaspi_status.as_deref(),
+        amount_kzt = %invoice.amount.to_decimal_string(),
+        "invoice status changed"
+    );
+    crate::metrics::invoice_status_changed(invoice.status);
 }
 
 /// Records a new invoice as `pending`, `sending`, inside the caller's transaction: with its
@@ -527,10 +544,17 @@ impl InvoiceRepo {
                     cancel_reason: None,
                     at_ms,
                 };
-                apply_status_tx(tx, invoice_id, &change)?;
-                invoice_by_id_tx(tx, invoice_id)?.ok_or(StoreError::NotFound)
+                let changed = apply_status_tx(tx, invoice_id, &change)?;
+                let invoice = invoice_by_id_tx(tx, invoice_id)?.ok_or(StoreError::NotFound)?;
+                Ok((invoice, changed.is_some()))
             })
             .await
+            .map(|(invoice, changed)| {
+                if changed {
+                    log_status_change(&invoice);
+                }
+                invoice
+            })
     }
 
     /// Moves the invoice to `status` if allowed (pending → anything else; cancelled, expired
@@ -558,6 +582,7 @@ impl InvoiceRepo {
                 Ok(apply_status_tx(tx, invoice_id, &change)?)
             })
             .await
+            .inspect(|changed| changed.iter().for_each(log_status_change))
     }
 
     /// Moves a pending invoice to `cancelled` with the merchant's `reason`, like
@@ -581,6 +606,7 @@ impl InvoiceRepo {
                 Ok(apply_status_tx(tx, invoice_id, &change)?)
             })
             .await
+            .inspect(|changed| changed.iter().for_each(log_status_change))
     }
 
     /// The invoice `id` of `org_id`.

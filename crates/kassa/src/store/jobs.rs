@@ -92,7 +92,49 @@ pub(crate) fn delete_job(tx: &mut dyn Tx, kind: JobKind, ref_id: i64) -> Result<
     delete_jobs(tx, kind, &[ref_id])
 }
 
+/// How the jobs of one kind stand (for metrics, see `crate::metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobGauge {
+    pub kind: JobKind,
+    /// Due and not leased (or their lease ran out).
+    pub due: i64,
+    /// Leased by a worker now.
+    pub running: i64,
+    /// When the earliest of the `due` ones came due.
+    pub oldest_due_at: Option<i64>,
+}
+
 impl JobRepo {
+    /// Per kind (only kinds with jobs): how many are due and waiting at `now_ms`, how many
+    /// are leased, and when the oldest waiting one came due. One read.
+    pub async fn job_gauges(&self, now_ms: i64) -> Result<Vec<JobGauge>, StoreError> {
+        const WAITING: &str = "run_at <= $1 AND (locked_until IS NULL OR locked_until < $1)";
+        let sql = format!(
+            "SELECT kind, COUNT(CASE WHEN {WAITING} THEN 1 END) AS due, \
+             COUNT(CASE WHEN locked_until >= $1 THEN 1 END) AS running, \
+             MIN(CASE WHEN {WAITING} THEN run_at END) AS oldest \
+             FROM jobs GROUP BY kind"
+        );
+        self.db
+            .read(move |tx| {
+                let mut gauges = Vec::new();
+                for row in tx.query(&sql, &[now_ms.into()])? {
+                    // A kind this version does not know (a newer server's) is left out.
+                    let Some(kind) = JobKind::parse(&row.text("kind")?) else {
+                        continue;
+                    };
+                    gauges.push(JobGauge {
+                        kind,
+                        due: row.i64("due")?,
+                        running: row.i64("running")?,
+                        oldest_due_at: row.opt_i64("oldest")?,
+                    });
+                }
+                Ok(gauges)
+            })
+            .await
+    }
+
     /// When the earliest job not of kind `except` is due, if any.
     pub async fn next_due(&self, except: JobKind) -> Result<Option<i64>, StoreError> {
         self.db

@@ -357,6 +357,11 @@ impl RefundRepo {
                 Ok(row.as_ref().map(refund_from_row).transpose()?)
             })
             .await
+            .inspect(|started| {
+                if started.is_some() {
+                    crate::metrics::refund_status_changed(RefundStatus::Processing);
+                }
+            })
     }
 
     /// `processing` → `pending` again: the attempt never reached Kaspi.
@@ -372,6 +377,11 @@ impl RefundRepo {
                 Ok(n == 1)
             })
             .await
+            .inspect(|&requeued| {
+                if requeued {
+                    crate::metrics::refund_status_changed(RefundStatus::Pending);
+                }
+            })
     }
 
     /// `processing` → `completed`: the invoice's `total_refunded` grows and the
@@ -410,6 +420,19 @@ impl RefundRepo {
                 Ok(Some((refund, invoice)))
             })
             .await
+            .inspect(|ended| {
+                if let Some((refund, invoice)) = ended {
+                    crate::metrics::refund_status_changed(RefundStatus::Completed);
+                    tracing::info!(
+                        org_id = refund.org_id,
+                        refund = refund.id,
+                        invoice = refund.invoice_id,
+                        amount_kzt = %refund.amount.to_decimal_string(),
+                        total_refunded_kzt = %invoice.total_refunded.to_decimal_string(),
+                        "refund completed"
+                    );
+                }
+            })
     }
 
     /// `pending` or `processing` → `failed` with `reason`: the reservation is released and the
@@ -453,6 +476,19 @@ impl RefundRepo {
                 Ok(Some((refund, invoice)))
             })
             .await
+            .inspect(|ended| {
+                if let Some((refund, _)) = ended {
+                    crate::metrics::refund_status_changed(RefundStatus::Failed);
+                    tracing::warn!(
+                        org_id = refund.org_id,
+                        refund = refund.id,
+                        invoice = refund.invoice_id,
+                        amount_kzt = %refund.amount.to_decimal_string(),
+                        reason = refund.fail_reason.as_deref().unwrap_or("-"),
+                        "refund failed"
+                    );
+                }
+            })
     }
 
     /// The lines refund `id` took back, if it took back lines.

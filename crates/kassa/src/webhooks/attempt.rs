@@ -57,6 +57,7 @@ impl Webhooks {
                     .webhooks()
                     .abandon_webhook_delivery(delivery.id, worker, reason, self.now_ms())
                     .await?;
+                crate::metrics::webhook_attempt("dead", None);
                 return Ok(None);
             }
         };
@@ -91,6 +92,16 @@ impl Webhooks {
             };
             (outcome, health)
         };
+        crate::metrics::webhook_attempt(
+            match outcome {
+                AttemptOutcome::Delivered => "delivered",
+                AttemptOutcome::RetryAt(_) => "retry",
+                AttemptOutcome::GiveUp => "dead",
+            },
+            Some(Duration::from_millis(
+                u64::try_from(sent.latency_ms).unwrap_or(0),
+            )),
+        );
         if matches!(outcome, AttemptOutcome::GiveUp) && !sent.delivered() {
             tracing::warn!(
                 delivery = delivery.id,

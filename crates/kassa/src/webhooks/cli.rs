@@ -1,7 +1,8 @@
 //! `kassa webhook …`: the webhook endpoints of an organization from the command line, through
 //! the same [`Webhooks`] functions as `/api/v1/webhooks`. Data goes to stdout (a new secret
-//! alone on its line, once), notes to stderr. The `--webhook-*` settings (and their
-//! `KASSA_WEBHOOK_*` variables) apply as for `kassa serve`: a URL is checked the same way.
+//! alone on its line, once), notes to stderr. The URL checks of `kassa serve`
+//! (`--webhook-allow-private`, `--webhook-https-only`, their `KASSA_WEBHOOK_*` variables and the
+//! settings file) apply here the same way; the flags are taken anywhere after `webhook`.
 
 use std::time::Duration;
 
@@ -10,15 +11,15 @@ use clap::Subcommand;
 
 use super::{EndpointInput, WebhookError, Webhooks};
 use crate::cli::{find_org, load_master_key, open, print_out, table, when, Slug};
-use crate::config::{ServeArgs, StorageArgs};
+use crate::config::{StorageArgs, WebhookUrlArgs};
 use crate::store::{WebhookEndpoint, WebhookFormat};
 
 /// `kassa webhook [settings] <command>`.
 #[derive(Debug, clap::Args)]
 pub struct WebhookArgs {
-    /// The same webhook settings as `kassa serve` (URL checks).
-    #[command(flatten, next_help_heading = "Settings (as for `kassa serve`)")]
-    pub serve: ServeArgs,
+    /// The URL checks of `kassa serve`.
+    #[command(flatten, next_help_heading = "URL checks (as for `kassa serve`)")]
+    pub urls: WebhookUrlArgs,
     #[command(subcommand)]
     pub command: WebhookCommand,
 }
@@ -39,16 +40,19 @@ pub enum WebhookCommand {
         /// `apipay` or `xpayment`: the body and signature format.
         #[arg(long, default_value = "apipay", value_parser = parse_format)]
         format: WebhookFormat,
+        /// A description, for people.
         #[arg(long)]
         description: Option<String>,
     },
     /// List an organization's endpoints.
     List {
+        /// The organization's slug.
         #[arg(long)]
         org: Slug,
     },
     /// Show one endpoint.
     Get {
+        /// The organization's slug.
         #[arg(long)]
         org: Slug,
         /// The endpoint's id, as `list` shows it.
@@ -56,31 +60,42 @@ pub enum WebhookCommand {
     },
     /// Change an endpoint; only the options given change. `--active true` re-enables it.
     Update {
+        /// The organization's slug.
         #[arg(long)]
         org: Slug,
+        /// The endpoint's id, as `list` shows it.
         id: i64,
+        /// A new URL.
         #[arg(long)]
         url: Option<String>,
+        /// New event names separated by commas, or `*` for all.
         #[arg(long, value_delimiter = ',')]
         events: Option<Vec<String>>,
+        /// A new body and signature format: `apipay` or `xpayment`.
         #[arg(long, value_parser = parse_format)]
         format: Option<WebhookFormat>,
+        /// A description, for people.
         #[arg(long)]
         description: Option<String>,
+        /// `true` re-enables a disabled endpoint, `false` disables it.
         #[arg(long)]
         active: Option<bool>,
     },
     /// Delete an endpoint and its delivery log.
     Delete {
+        /// The organization's slug.
         #[arg(long)]
         org: Slug,
+        /// The endpoint's id, as `list` shows it.
         id: i64,
     },
     /// Give an endpoint a new secret (printed alone on stdout, once); the old one keeps
     /// signing the `webhook-signature` header for the grace period.
     RotateSecret {
+        /// The organization's slug.
         #[arg(long)]
         org: Slug,
+        /// The endpoint's id, as `list` shows it.
         id: i64,
         /// Seconds the old secret keeps signing (0: stops at once).
         #[arg(long, default_value_t = 86_400)]
@@ -88,18 +103,24 @@ pub enum WebhookCommand {
     },
     /// The endpoint's deliveries, newest first, one line per attempt.
     Attempts {
+        /// The organization's slug.
         #[arg(long)]
         org: Slug,
+        /// The endpoint's id, as `list` shows it.
         id: i64,
+        /// The page to show, from 1.
         #[arg(long, default_value_t = 1)]
         page: u32,
+        /// Deliveries a page.
         #[arg(long, default_value_t = 20)]
         per_page: u32,
     },
     /// Queue a delivery again now (same webhook-id, same bytes).
     Redeliver {
+        /// The organization's slug.
         #[arg(long)]
         org: Slug,
+        /// The endpoint's id, as `list` shows it.
         id: i64,
         /// The delivery's id, as `attempts` shows it.
         delivery: i64,
@@ -144,7 +165,7 @@ fn describe(e: &WebhookEndpoint) -> String {
 
 /// Runs one `kassa webhook` command.
 pub async fn run(storage: &StorageArgs, args: WebhookArgs) -> anyhow::Result<()> {
-    let (config, store) = open(storage, &args.serve).await?;
+    let (config, store) = open(storage, &args.urls.serve_args()).await?;
     let master_key = load_master_key(&config)?;
     let webhooks = Webhooks::new(store.clone(), master_key, config.webhooks.clone())
         .context("preparing the webhook client")?;

@@ -245,5 +245,8 @@ fn disable_tx(tx: &mut dyn Tx, endpoint_id: i64, reason: &str, now: i64) -> Resu
          WHERE id = $1",
         &[endpoint_id.into(), reason.into(), now.into()],
     )?;
+    // Written as the change is made (on the database's writer, outside any span): a write
+    // re-run after a PostgreSQL conflict may log it twice.
+    tracing::warn!(endpoint = endpoint_id, reason, "webhook endpoint disabled");
     Ok(())
 }

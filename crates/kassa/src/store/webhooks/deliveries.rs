@@ -104,6 +104,22 @@ impl WebhookRepo {
             .await
     }
 
+    /// The backlog at `now` (for metrics): deliveries not yet delivered nor given up that are
+    /// due (in flight included), and those waiting for a later attempt. One read.
+    pub async fn webhook_backlog(&self, now: i64) -> Result<(i64, i64), StoreError> {
+        self.db
+            .read(move |tx| {
+                let row = tx.query_one(
+                    "SELECT COUNT(CASE WHEN next_attempt_at <= $1 THEN 1 END) AS due, \
+                     COUNT(CASE WHEN next_attempt_at > $1 THEN 1 END) AS waiting \
+                     FROM webhook_deliveries WHERE status = 'pending'",
+                    &[now.into()],
+                )?;
+                Ok((row.i64("due")?, row.i64("waiting")?))
+            })
+            .await
+    }
+
     /// Leases up to `limit` due deliveries to `worker` until `now + lease_ms`, earliest first.
     /// No delivery is handed to two workers while its lease runs.
     pub async fn claim_webhook_deliveries(
