@@ -186,6 +186,7 @@ impl App {
             .nest("/api/v1", api_v1)
             .nest("/v1", xpayment.clone().fallback(api::not_found::<XPayment>))
             .merge(xpayment)
+            .merge(api::openapi::routes())
             .nest(dashboard::PREFIX, dashboard::routes(dashboard.clone()))
             .merge(dashboard::root_route(dashboard))
             // Outside the API's auth: its own optional bearer token (`--metrics-token`).

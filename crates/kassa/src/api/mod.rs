@@ -10,6 +10,8 @@
 //! - [`apipay`], [`xpayment`]: the two surfaces, each a folder: routes, handlers by resource,
 //!   `views` (the JSON a client sees) and `errors` (gateway errors in that surface's format).
 //! - [`optional_text`], [`parse_amount`]: body fields both surfaces read alike.
+//! - [`openapi`]: Kassa's OpenAPI document of both surfaces (`GET /openapi.json`) and its
+//!   Swagger UI (`GET /docs`).
 //!
 //! A request to a protected route goes: [`auth::authenticate`] (401, or a `Caller`) →
 //! [`ratelimit::enforce`] (429, or counted; `X-RateLimit-*` headers on every answer) →
@@ -24,6 +26,7 @@ pub mod extract;
 pub mod idempotency;
 mod json_errors;
 pub mod nul;
+pub mod openapi;
 pub mod ratelimit;
 pub mod webhook_simulate;
 pub mod webhooks;

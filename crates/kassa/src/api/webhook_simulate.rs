@@ -21,6 +21,7 @@ use serde_json::{json, Map, Value};
 use super::auth::Caller;
 use super::error::{ApiError, ErrorFormat, FieldErrors};
 use super::extract::XJson;
+use super::openapi::{schemas as doc, TAG_SIMULATOR};
 use super::rfc3339_ms;
 use crate::store::WebhookEndpoint;
 use crate::webhooks::{WebhookError, Webhooks};
@@ -34,6 +35,12 @@ pub fn routes(webhooks: Webhooks) -> Router {
         .route("/webhook-simulate/subscriptions", get(subscriptions))
         .with_state(webhooks)
 }
+
+/// The operations of [`routes`] for Kassa's OpenAPI document (mounted with xPayment's; see
+/// [`crate::api::openapi`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(simulate, subscriptions))]
+pub struct ApiDoc;
 
 fn webhook_error(e: WebhookError) -> ApiError {
     match e {
@@ -88,6 +95,22 @@ fn optional_text(value: Option<Value>, field: &str, errors: &mut FieldErrors) ->
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/webhook-simulate",
+    tag = TAG_SIMULATOR,
+    operation_id = "simulate_webhook",
+    summary = "Send a test event now",
+    description = "A made-up event of that type, signed as usual, with `\"test\": true` in the \
+        body and the header `webhook-test: true`, to the named endpoint of the xPayment format \
+        (active or not) or to every active one, waiting for each answer. Each send is logged as \
+        a test delivery.",
+    request_body = doc::SimulateRequest,
+    responses(
+        (status = 200, description = "What each endpoint answered", body = doc::SimulateResults),
+        (status = 404, description = "No endpoint has this `subscription_id` (`SUBSCRIPTION_NOT_FOUND`)", body = doc::XPaymentError),
+    ),
+)]
 async fn simulate(
     State(webhooks): State<Webhooks>,
     Extension(caller): Extension<Caller>,
@@ -135,6 +158,16 @@ async fn simulate(
     Ok(Json(json!({"results": results})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/webhook-simulate/subscriptions",
+    tag = TAG_SIMULATOR,
+    operation_id = "list_webhook_subscriptions",
+    summary = "The endpoints of the xPayment format",
+    description = "Made with `POST /api/v1/webhooks` (`format: xpayment`) or `kassa webhook \
+        create`; their secrets are shown only when made.",
+    responses((status = 200, description = "The organization's endpoints of the xPayment format", body = doc::WebhookSubscriptions)),
+)]
 async fn subscriptions(
     State(webhooks): State<Webhooks>,
     Extension(caller): Extension<Caller>,

@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::error::{ApiError, ErrorFormat, FieldErrors};
 use super::extract::{parse_id, ApiJson, IdPath, QueryPairs};
+use super::openapi::{schemas as doc, TAG_WEBHOOKS};
 use super::rfc3339_ms;
 use crate::store::{WebhookDelivery, WebhookEndpoint, WebhookFormat};
 use crate::webhooks::{DeliveryLog, EndpointInput, WebhookError, Webhooks, DEFAULT_ROTATION_GRACE};
@@ -51,6 +52,14 @@ pub fn routes(webhooks: Webhooks) -> Router {
         )
         .with_state(webhooks)
 }
+
+/// The operations of [`routes`] for Kassa's OpenAPI document (relative to `/api/v1`; see
+/// [`crate::api::openapi`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create, list, show, update, remove, rotate, send_test, deliveries, redeliver
+))]
+pub struct ApiDoc;
 
 /// A webhook error as ApiPay answers it.
 pub fn webhook_error(e: WebhookError) -> ApiError {
@@ -216,6 +225,18 @@ fn endpoint_input(body: EndpointBody, create: bool) -> Result<EndpointInput, Api
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/webhooks",
+    tag = TAG_WEBHOOKS,
+    operation_id = "create_webhook",
+    summary = "Add a webhook endpoint",
+    description = "The organization's events of the chosen `format` go to `url`, signed with the \
+        Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`); a \
+        failed delivery is retried on a schedule, and an endpoint failing for days is disabled.",
+    request_body = doc::CreateWebhookRequest,
+    responses((status = 201, description = "The endpoint with its `secret`, shown this once", body = doc::WebhookWithSecret)),
+)]
 async fn create(
     State(webhooks): State<Webhooks>,
     Extension(caller): Extension<Caller>,
@@ -231,6 +252,14 @@ async fn create(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/webhooks",
+    tag = TAG_WEBHOOKS,
+    operation_id = "list_webhooks",
+    summary = "List webhook endpoints",
+    responses((status = 200, description = "The organization's endpoints", body = doc::WebhookList)),
+)]
 async fn list(
     State(webhooks): State<Webhooks>,
     Extension(caller): Extension<Caller>,
@@ -241,6 +270,15 @@ async fn list(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/webhooks/{id}",
+    tag = TAG_WEBHOOKS,
+    operation_id = "get_webhook",
+    summary = "Get a webhook endpoint",
+    params(("id" = i64, Path, description = "The endpoint's id")),
+    responses((status = 200, description = "The endpoint", body = doc::Webhook)),
+)]
 async fn show(
     State(webhooks): State<Webhooks>,
     Extension(caller): Extension<Caller>,
@@ -253,6 +291,18 @@ async fn show(
     Ok(Json(endpoint_json(&endpoint, webhooks.now_ms())))
 }
 
+#[utoipa::path(
+    method(patch, put),
+    path = "/webhooks/{id}",
+    tag = TAG_WEBHOOKS,
+    operation_id = "update_webhook",
+    summary = "Change a webhook endpoint",
+    description = "The fields given change (`PATCH` and `PUT` alike); `is_active: true` \
+        re-enables an endpoint Kassa disabled.",
+    params(("id" = i64, Path, description = "The endpoint's id")),
+    request_body = doc::UpdateWebhookRequest,
+    responses((status = 200, description = "The endpoint", body = doc::Webhook)),
+)]
 async fn update(
     State(webhooks): State<Webhooks>,
     Extension(caller): Extension<Caller>,
@@ -267,6 +317,15 @@ async fn update(
     Ok(Json(endpoint_json(&endpoint, webhooks.now_ms())))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/webhooks/{id}",
+    tag = TAG_WEBHOOKS,
+    operation_id = "delete_webhook",
+    summary = "Delete a webhook endpoint",
+    params(("id" = i64, Path, description = "The endpoint's id")),
+    responses((status = 200, description = "Deleted", body = doc::WebhookDeleted)),
+)]
 async fn remove(
     State(webhooks): State<Webhooks>,
     Extension(caller): Extension<Caller>,
@@ -285,6 +344,18 @@ struct RotateBody {
     grace_period_secs: Option<Value>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/webhooks/{id}/rotate-secret",
+    tag = TAG_WEBHOOKS,
+    operation_id = "rotate_webhook_secret",
+    summary = "Rotate an endpoint's secret",
+    description = "Deliveries are signed with the new secret and, until \
+        `previous_secret_expires_at`, the old one too (two signatures in the header).",
+    params(("id" = i64, Path, description = "The endpoint's id")),
+    request_body = Option<doc::RotateSecretRequest>,
+    responses((status = 200, description = "The endpoint with its new `secret`, shown this once", body = doc::WebhookWithSecret)),
+)]
 async fn rotate(
     State(webhooks): State<Webhooks>,
     Extension(caller): Extension<Caller>,
@@ -314,6 +385,18 @@ async fn rotate(
 }
 
 /// ApiPay's `webhook.test`, sent now to this endpoint; the answer says whether it arrived.
+#[utoipa::path(
+    post,
+    path = "/webhooks/{id}/test",
+    tag = TAG_WEBHOOKS,
+    operation_id = "test_webhook",
+    summary = "Send a test event to an endpoint",
+    params(("id" = i64, Path, description = "The endpoint's id")),
+    responses(
+        (status = 200, description = "Whether it arrived", body = doc::WebhookTestResult),
+        (status = 409, description = "The endpoint is disabled (`webhook_disabled`): enable it first", body = doc::ApiPayCodedError),
+    ),
+)]
 async fn send_test(
     State(webhooks): State<Webhooks>,
     Extension(caller): Extension<Caller>,
@@ -331,6 +414,15 @@ async fn send_test(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/webhooks/{id}/deliveries",
+    tag = TAG_WEBHOOKS,
+    operation_id = "list_webhook_deliveries",
+    summary = "An endpoint's deliveries",
+    params(("id" = i64, Path, description = "The endpoint's id"), doc::PageQuery),
+    responses((status = 200, description = "Its deliveries, newest first, each with its attempts", body = doc::WebhookDeliveryPage)),
+)]
 async fn deliveries(
     State(webhooks): State<Webhooks>,
     Extension(caller): Extension<Caller>,
@@ -365,6 +457,20 @@ async fn deliveries(
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/webhooks/{id}/deliveries/{delivery}/redeliver",
+    tag = TAG_WEBHOOKS,
+    operation_id = "redeliver_webhook",
+    summary = "Deliver an event again",
+    description = "Queued again now (the same `webhook-id`, the same bytes), from the start of \
+        the retry schedule.",
+    params(("id" = i64, Path, description = "The endpoint's id"), ("delivery" = i64, Path, description = "The delivery's id")),
+    responses(
+        (status = 202, description = "The delivery, queued", body = doc::WebhookDelivery),
+        (status = 409, description = "The endpoint is disabled (`webhook_disabled`): enable it first", body = doc::ApiPayCodedError),
+    ),
+)]
 async fn redeliver(
     State(webhooks): State<Webhooks>,
     Extension(caller): Extension<Caller>,

@@ -14,6 +14,7 @@ use super::F;
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, FieldErrors};
 use crate::api::extract::{ApiJson, ApiPay, IdPath, QueryPairs};
+use crate::api::openapi::{schemas as doc, TAG_CATALOG};
 use crate::api::{parse_amount, rfc3339_ms};
 use crate::domain::{unit, UNITS};
 use crate::gateway::Gateway;
@@ -49,6 +50,13 @@ pub fn catalog_item_json(item: &CatalogItem) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/catalog/units",
+    tag = TAG_CATALOG,
+    summary = "The units of measure",
+    responses((status = 200, description = "Every unit a catalog item may have (1 is the piece)", body = doc::UnitList)),
+)]
 pub(super) async fn list_units() -> Json<Value> {
     Json(json!({
         "data": UNITS
@@ -58,6 +66,14 @@ pub(super) async fn list_units() -> Json<Value> {
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/catalog",
+    tag = TAG_CATALOG,
+    summary = "List catalog items",
+    params(doc::CatalogListQuery),
+    responses((status = 200, description = "A page of the catalog, by name", body = doc::CatalogPage)),
+)]
 pub(super) async fn list_catalog(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -250,6 +266,16 @@ async fn check_images(
     Ok(())
 }
 
+#[utoipa::path(
+    post,
+    path = "/catalog",
+    tag = TAG_CATALOG,
+    summary = "Add catalog items",
+    description = "Made at once, `status: active` (Kassa's catalog is its own; nothing waits for \
+        a sync with Kaspi). Every item is checked first: one invalid item makes none.",
+    request_body = doc::CreateCatalogItemsRequest,
+    responses((status = 201, description = "The items made", body = doc::CatalogItemsCreated)),
+)]
 pub(super) async fn create_catalog_items(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -305,6 +331,17 @@ pub(super) async fn create_catalog_items(
     ))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/catalog/{id}",
+    tag = TAG_CATALOG,
+    summary = "Change a catalog item",
+    description = "The fields given change. Invoices already made keep the name and price they \
+        were sold at.",
+    params(("id" = i64, Path, description = "The catalog item's id")),
+    request_body = doc::UpdateCatalogItemRequest,
+    responses((status = 200, description = "The changed item", body = doc::CatalogItemUpdated)),
+)]
 pub(super) async fn update_catalog_item(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -354,6 +391,14 @@ pub(super) async fn update_catalog_item(
     Ok(Json(answer))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/catalog/{id}",
+    tag = TAG_CATALOG,
+    summary = "Delete a catalog item",
+    params(("id" = i64, Path, description = "The catalog item's id")),
+    responses((status = 200, description = "Deleted", body = doc::CatalogItemDeleted)),
+)]
 pub(super) async fn delete_catalog_item(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -373,6 +418,16 @@ pub(super) async fn delete_catalog_item(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/catalog/upload-image",
+    tag = TAG_CATALOG,
+    summary = "Upload an image for catalog items",
+    description = "A JPEG, PNG, GIF or WebP of at most 10 MB in the multipart field `image`; it \
+        is checked by decoding it, resized, and kept as PNG. Anything else is 422 naming `image`.",
+    request_body(content = doc::ImageUpload, content_type = "multipart/form-data"),
+    responses((status = 200, description = "The image's id, for `image_id`", body = doc::ImageUploaded)),
+)]
 pub(super) async fn upload_image(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -447,6 +502,14 @@ fn too_large() -> ApiError {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/catalog/images/{file}",
+    tag = TAG_CATALOG,
+    summary = "An uploaded image, as PNG",
+    params(("file" = String, Path, description = "`<image_id>.png`, as `image_url` names it")),
+    responses((status = 200, description = "The image", content_type = "image/png", body = doc::Binary)),
+)]
 pub(super) async fn catalog_image(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,

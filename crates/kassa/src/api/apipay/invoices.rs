@@ -15,6 +15,7 @@ use super::F;
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, FieldErrors};
 use crate::api::extract::{ApiJson, ApiPay, IdPath, QueryPairs};
+use crate::api::openapi::{schemas as doc, TAG_INVOICES};
 use crate::api::optional_text;
 use crate::gateway::{Gateway, GatewayError, NewRemoteInvoice};
 use crate::store::{IdemLink, InvoiceFilter, InvoiceSort, InvoiceStatus, SortOrder};
@@ -35,6 +36,22 @@ pub(super) struct CreateInvoiceBody {
     discount_percentage: Option<Value>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/invoices",
+    tag = TAG_INVOICES,
+    summary = "Create an invoice to a payer's phone",
+    description = "Kassa asks Kaspi before it answers, so a new invoice has reached the payer's \
+        Kaspi app: it is `pending` (`processing` only while Kaspi's answer is not known). A \
+        phone with no Kaspi client is 422 naming `phone_number`. The amount is `amount`, or the \
+        sum of `cart_items` (catalog items or Kaspi-native lines), less `discount_percentage`.",
+    request_body = doc::CreateInvoiceRequest,
+    responses(
+        (status = 201, description = "The invoice, with its lines", body = doc::Invoice),
+        (status = 502, description = "Kaspi refused or did not answer (`kaspi_error`, `kaspi_unavailable`)", body = doc::ApiPayCodedError),
+        (status = 503, description = "No Kaspi cashier can work now (`kaspi_not_connected`, `kaspi_session_invalid`, `kaspi_app_build_outdated`)", body = doc::ApiPayCodedError),
+    ),
+)]
 pub(super) async fn create_invoice(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -114,6 +131,15 @@ async fn with_items(
     Ok(body)
 }
 
+#[utoipa::path(
+    get,
+    path = "/invoices",
+    tag = TAG_INVOICES,
+    summary = "List invoices",
+    description = "Newest first unless sorted otherwise; days are Asia/Almaty days.",
+    params(doc::InvoiceListQuery),
+    responses((status = 200, description = "A page of invoices", body = doc::InvoicePage)),
+)]
 pub(super) async fn list_invoices(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -189,6 +215,14 @@ pub(super) async fn list_invoices(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/invoices/{id}",
+    tag = TAG_INVOICES,
+    summary = "Get an invoice",
+    params(("id" = i64, Path, description = "The invoice's id")),
+    responses((status = 200, description = "The invoice, with its lines", body = doc::Invoice)),
+)]
 pub(super) async fn get_invoice(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -206,6 +240,20 @@ pub(super) async fn get_invoice(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/invoices/{id}/cancel",
+    tag = TAG_INVOICES,
+    summary = "Cancel a pending invoice",
+    description = "Cancelled at Kaspi too: the payer can no longer pay it.",
+    params(("id" = i64, Path, description = "The invoice's id")),
+    responses(
+        (status = 200, description = "The cancelled invoice", body = doc::CancelledInvoice),
+        (status = 400, description = "Not pending (`invoice_not_cancellable`), or Kaspi has not taken it yet (`invoice_not_ready`)", body = doc::ApiPayCodedError),
+        (status = 502, description = "Kaspi refused or did not answer (`kaspi_error`, `kaspi_unavailable`)", body = doc::ApiPayCodedError),
+        (status = 503, description = "No Kaspi cashier can work now (`kaspi_not_connected`, `kaspi_session_invalid`, `kaspi_app_build_outdated`)", body = doc::ApiPayCodedError),
+    ),
+)]
 pub(super) async fn cancel_invoice(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -223,6 +271,14 @@ pub(super) async fn cancel_invoice(
 /// `POST /invoices/status/check`: the current status of up to 100 invoices, each still open
 /// one asked of Kaspi first (one that cannot be asked now keeps the status Kassa has). Ids of
 /// no invoice of the caller are left out.
+#[utoipa::path(
+    post,
+    path = "/invoices/status/check",
+    tag = TAG_INVOICES,
+    summary = "Check the status of up to 100 invoices (Kassa's own)",
+    request_body = doc::StatusCheckRequest,
+    responses((status = 200, description = "The status of each invoice of the caller", body = doc::StatusCheckAnswer)),
+)]
 pub(super) async fn check_statuses(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,

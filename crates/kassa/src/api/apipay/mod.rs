@@ -115,3 +115,40 @@ pub fn routes(gateway: Gateway, sandbox: Option<Jobs>) -> Router {
     }
     router.with_state(gateway).merge(clock)
 }
+
+/// The operations of [`routes`] for Kassa's OpenAPI document (relative to `/api/v1`; see
+/// [`crate::api::openapi`]), in the order of the routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    invoices::create_invoice,
+    invoices::list_invoices,
+    stats::invoice_stats,
+    invoices::check_statuses,
+    invoices::get_invoice,
+    invoices::cancel_invoice,
+    refunds::refund_invoice,
+    refunds::invoice_refunds,
+    refunds::list_refunds,
+    refunds::get_refund,
+    subscriptions::create_subscription,
+    subscriptions::list_subscriptions,
+    subscriptions::get_subscription,
+    subscriptions::update_subscription,
+    subscriptions::pause_subscription,
+    subscriptions::resume_subscription,
+    subscriptions::cancel_subscription,
+    subscriptions::subscription_invoices,
+    catalog::list_catalog,
+    catalog::create_catalog_items,
+    catalog::list_units,
+    catalog::upload_image,
+    catalog::catalog_image,
+    catalog::update_catalog_item,
+    catalog::delete_catalog_item,
+    sandbox::sandbox_pay,
+    sandbox::sandbox_decline,
+    sandbox::sandbox_expire,
+    sandbox::sandbox_clock,
+    sandbox::sandbox_clock_advance,
+))]
+pub struct ApiDoc;

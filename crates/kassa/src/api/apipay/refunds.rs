@@ -12,10 +12,29 @@ use super::F;
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, FieldErrors};
 use crate::api::extract::{ApiJson, ApiPay, IdPath, QueryPairs};
+use crate::api::openapi::{schemas as doc, TAG_REFUNDS};
 use crate::api::{optional_text, parse_amount, RefundBody};
 use crate::gateway::{Gateway, GatewayError, RefundRequest};
 use crate::store::{IdemLink, RefundFilter, RefundRefusal, RefundStatus};
 
+#[utoipa::path(
+    post,
+    path = "/invoices/{id}/refund",
+    tag = TAG_REFUNDS,
+    summary = "Refund a paid invoice",
+    description = "The whole rest (no body), a part (`amount`) or lines of its cart \
+        (`return_items`). The refund is asked of Kaspi and completes later: its status and the \
+        `invoice.refunded` webhook tell. More than what is left, or lines it did not sell, is \
+        422.",
+    params(("id" = i64, Path, description = "The invoice's id")),
+    request_body = Option<doc::RefundInvoiceRequest>,
+    responses(
+        (status = 201, description = "The refund asked, and the invoice's sums", body = doc::RefundCreated),
+        (status = 400, description = "The invoice cannot be refunded (`invoice_not_refundable`: not paid, or nothing left)", body = doc::ApiPayCodedError),
+        (status = 502, description = "Kaspi refused or did not answer (`kaspi_error`, `kaspi_unavailable`)", body = doc::ApiPayCodedError),
+        (status = 503, description = "No Kaspi cashier can work now (`kaspi_not_connected`, `kaspi_session_invalid`, `kaspi_app_build_outdated`)", body = doc::ApiPayCodedError),
+    ),
+)]
 pub(super) async fn refund_invoice(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -122,6 +141,14 @@ fn return_items(value: Option<&Value>, errors: &mut FieldErrors) -> Vec<(i64, i6
     out
 }
 
+#[utoipa::path(
+    get,
+    path = "/invoices/{id}/refunds",
+    tag = TAG_REFUNDS,
+    summary = "An invoice's refunds",
+    params(("id" = i64, Path, description = "The invoice's id")),
+    responses((status = 200, description = "Its refunds, newest first (at most 100)", body = doc::InvoiceRefunds)),
+)]
 pub(super) async fn invoice_refunds(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -174,6 +201,14 @@ async fn details(
     Ok(out)
 }
 
+#[utoipa::path(
+    get,
+    path = "/refunds/{id}",
+    tag = TAG_REFUNDS,
+    summary = "Get a refund",
+    params(("id" = i64, Path, description = "The refund's id")),
+    responses((status = 200, description = "The refund", body = doc::Refund)),
+)]
 pub(super) async fn get_refund(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -192,6 +227,14 @@ pub(super) async fn get_refund(
 
 const REFUND_STATUSES: &[&str] = &["pending", "processing", "completed", "failed"];
 
+#[utoipa::path(
+    get,
+    path = "/refunds",
+    tag = TAG_REFUNDS,
+    summary = "List refunds",
+    params(doc::RefundListQuery),
+    responses((status = 200, description = "A page of refunds, newest first", body = doc::RefundPage)),
+)]
 pub(super) async fn list_refunds(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,

@@ -15,6 +15,7 @@ use super::F;
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, FieldErrors};
 use crate::api::extract::{ApiJson, IdPath};
+use crate::api::openapi::{schemas as doc, TAG_SANDBOX};
 use crate::api::rfc3339_ms;
 use crate::domain::{almaty_date, almaty_rfc3339, date_text, JobKind};
 use crate::gateway::{ms, Gateway, GatewayError, SandboxAction};
@@ -33,6 +34,19 @@ async fn sandbox(
     Ok(Json(invoice_json(&invoice)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/sandbox/invoices/{id}/pay",
+    tag = TAG_SANDBOX,
+    summary = "The payer pays a sandbox invoice",
+    description = "Sandbox mode only: the pending invoice, as in the Kaspi app: it becomes `paid`; webhooks follow as for a \
+        real one.",
+    params(("id" = i64, Path, description = "The invoice's id")),
+    responses(
+        (status = 200, description = "The invoice after it", body = doc::Invoice),
+        (status = 400, description = "Not a pending sandbox invoice (`sandbox_action_refused`)", body = doc::ApiPayCodedError),
+    ),
+)]
 pub(super) async fn sandbox_pay(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -41,6 +55,19 @@ pub(super) async fn sandbox_pay(
     sandbox(&gateway, caller, id, SandboxAction::Pay).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/sandbox/invoices/{id}/decline",
+    tag = TAG_SANDBOX,
+    summary = "The payer declines a sandbox invoice",
+    description = "Sandbox mode only: the pending invoice, it becomes `cancelled`; webhooks follow as for a \
+        real one.",
+    params(("id" = i64, Path, description = "The invoice's id")),
+    responses(
+        (status = 200, description = "The invoice after it", body = doc::Invoice),
+        (status = 400, description = "Not a pending sandbox invoice (`sandbox_action_refused`)", body = doc::ApiPayCodedError),
+    ),
+)]
 pub(super) async fn sandbox_decline(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -49,6 +76,19 @@ pub(super) async fn sandbox_decline(
     sandbox(&gateway, caller, id, SandboxAction::Decline).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/sandbox/invoices/{id}/expire",
+    tag = TAG_SANDBOX,
+    summary = "A sandbox invoice expires",
+    description = "Sandbox mode only: the pending invoice, as if its time ran out: it becomes `expired`; webhooks follow as for a \
+        real one.",
+    params(("id" = i64, Path, description = "The invoice's id")),
+    responses(
+        (status = 200, description = "The invoice after it", body = doc::Invoice),
+        (status = 400, description = "Not a pending sandbox invoice (`sandbox_action_refused`)", body = doc::ApiPayCodedError),
+    ),
+)]
 pub(super) async fn sandbox_expire(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -125,10 +165,30 @@ impl SandboxClock {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/sandbox/clock",
+    tag = TAG_SANDBOX,
+    summary = "The sandbox clock",
+    description = "Sandbox mode only: Kassa's time (and the sandbox Kaspi's).",
+    responses((status = 200, description = "Now", body = doc::SandboxClock)),
+)]
 pub(super) async fn sandbox_clock(State(clock): State<SandboxClock>) -> Json<Value> {
     Json(clock.now())
 }
 
+#[utoipa::path(
+    post,
+    path = "/sandbox/clock/advance",
+    tag = TAG_SANDBOX,
+    summary = "Move the sandbox clock forward",
+    description = "Sandbox mode only: Kassa's clock and the sandbox Kaspi's move together by \
+        `days` or `seconds`, stopping at every moment work comes due (at least an hour apart) \
+        and doing it there (invoices expire, subscriptions bill and retry, webhooks go out), so \
+        a year of subscriptions can be tried in one request.",
+    request_body = doc::ClockAdvanceRequest,
+    responses((status = 200, description = "The clock after the move", body = doc::ClockAdvanced)),
+)]
 pub(super) async fn sandbox_clock_advance(
     State(clock): State<SandboxClock>,
     ApiJson(body): ApiJson<Map<String, Value>>,

@@ -14,10 +14,21 @@ use super::F;
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, FieldErrors};
 use crate::api::extract::{ApiPay, QueryPairs};
+use crate::api::openapi::{schemas as doc, TAG_INVOICES};
 use crate::domain::Money;
 use crate::gateway::Gateway;
 use crate::store::InvoiceStatus;
 
+#[utoipa::path(
+    get,
+    path = "/invoices/stats",
+    tag = TAG_INVOICES,
+    summary = "Invoice statistics of a period",
+    description = "Give `period`, or `start_date` and `end_date` (Asia/Almaty days); neither, or \
+        half a range, is 422.",
+    params(doc::StatsQuery),
+    responses((status = 200, description = "Counts and amounts of the period", body = doc::InvoiceStats)),
+)]
 pub(super) async fn invoice_stats(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,

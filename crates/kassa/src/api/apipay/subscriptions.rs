@@ -19,6 +19,7 @@ use super::F;
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, FieldErrors};
 use crate::api::extract::{ApiJson, ApiPay, IdPath, QueryPairs};
+use crate::api::openapi::{schemas as doc, TAG_SUBSCRIPTIONS};
 use crate::api::{optional_text, parse_amount};
 use crate::domain::{BillingPeriod, Money, SubscriptionAction, SubscriptionStatus};
 use crate::gateway::{Gateway, SubscriptionActError};
@@ -154,6 +155,18 @@ fn common(body: &Map<String, Value>, errors: &mut FieldErrors) -> Common {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/subscriptions",
+    tag = TAG_SUBSCRIPTIONS,
+    summary = "Create a subscription",
+    description = "The payer is billed each period by an invoice to their phone, from \
+        `started_at` (or now, with `bill_immediately`); a failed payment is retried \
+        `max_retry_attempts` times `retry_interval_hours` apart, then `grace_period_days` pass \
+        before it expires. Webhooks tell each payment and failure.",
+    request_body = doc::CreateSubscriptionRequest,
+    responses((status = 201, description = "The subscription (`message`: `Subscription created`)", body = doc::SubscriptionAnswer)),
+)]
 pub(super) async fn create_subscription(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -267,6 +280,14 @@ pub(super) async fn create_subscription(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/subscriptions",
+    tag = TAG_SUBSCRIPTIONS,
+    summary = "List subscriptions",
+    params(doc::SubscriptionListQuery),
+    responses((status = 200, description = "A page of subscriptions", body = doc::SubscriptionPage)),
+)]
 pub(super) async fn list_subscriptions(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -369,6 +390,14 @@ async fn find(gateway: &Gateway, caller: &Caller, id: i64) -> Result<Subscriptio
         .ok_or_else(not_found)
 }
 
+#[utoipa::path(
+    get,
+    path = "/subscriptions/{id}",
+    tag = TAG_SUBSCRIPTIONS,
+    summary = "Get a subscription",
+    params(("id" = i64, Path, description = "The subscription's id")),
+    responses((status = 200, description = "The subscription with `stats` and `last_payment`", body = doc::SubscriptionAnswer)),
+)]
 pub(super) async fn get_subscription(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -390,6 +419,19 @@ pub(super) async fn get_subscription(
     )))
 }
 
+#[utoipa::path(
+    put,
+    path = "/subscriptions/{id}",
+    tag = TAG_SUBSCRIPTIONS,
+    summary = "Change a subscription",
+    description = "The fields given change; the next invoices bill the new amount or cart.",
+    params(("id" = i64, Path, description = "The subscription's id")),
+    request_body = doc::UpdateSubscriptionRequest,
+    responses(
+        (status = 200, description = "The subscription (`message`: `Subscription updated`)", body = doc::SubscriptionAnswer),
+        (status = 400, description = "It is cancelled or expired (`subscription_ended`)", body = doc::ApiPayCodedError),
+    ),
+)]
 pub(super) async fn update_subscription(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -506,6 +548,18 @@ async fn act(
     )))
 }
 
+#[utoipa::path(
+    post,
+    path = "/subscriptions/{id}/pause",
+    tag = TAG_SUBSCRIPTIONS,
+    summary = "Pause a subscription",
+    description = "Only an active subscription can be paused (400 `subscription_status_invalid`).",
+    params(("id" = i64, Path, description = "The subscription's id")),
+    responses(
+        (status = 200, description = "The subscription (`message`: `Subscription paused`)", body = doc::SubscriptionAnswer),
+        (status = 400, description = "Not in a status that allows it (`subscription_status_invalid`)", body = doc::ApiPayCodedError),
+    ),
+)]
 pub(super) async fn pause_subscription(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -514,6 +568,18 @@ pub(super) async fn pause_subscription(
     act(&gateway, &caller, id, SubscriptionAction::Pause).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/subscriptions/{id}/resume",
+    tag = TAG_SUBSCRIPTIONS,
+    summary = "Resume a paused subscription",
+    description = "Only a paused subscription can be resumed (400 `subscription_status_invalid`).",
+    params(("id" = i64, Path, description = "The subscription's id")),
+    responses(
+        (status = 200, description = "The subscription (`message`: `Subscription resumed`)", body = doc::SubscriptionAnswer),
+        (status = 400, description = "Not in a status that allows it (`subscription_status_invalid`)", body = doc::ApiPayCodedError),
+    ),
+)]
 pub(super) async fn resume_subscription(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -522,6 +588,18 @@ pub(super) async fn resume_subscription(
     act(&gateway, &caller, id, SubscriptionAction::Resume).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/subscriptions/{id}/cancel",
+    tag = TAG_SUBSCRIPTIONS,
+    summary = "Cancel a subscription",
+    description = "A cancelled or expired one cannot be cancelled (400 `subscription_status_invalid`). Its open invoices are cancelled at Kaspi; it cannot be resumed.",
+    params(("id" = i64, Path, description = "The subscription's id")),
+    responses(
+        (status = 200, description = "The subscription (`message`: `Subscription cancelled`)", body = doc::SubscriptionAnswer),
+        (status = 400, description = "Not in a status that allows it (`subscription_status_invalid`)", body = doc::ApiPayCodedError),
+    ),
+)]
 pub(super) async fn cancel_subscription(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -530,6 +608,14 @@ pub(super) async fn cancel_subscription(
     act(&gateway, &caller, id, SubscriptionAction::Cancel).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/subscriptions/{id}/invoices",
+    tag = TAG_SUBSCRIPTIONS,
+    summary = "The invoices a subscription made",
+    params(("id" = i64, Path, description = "The subscription's id"), doc::PageQuery),
+    responses((status = 200, description = "A page of its invoices, newest first", body = doc::SubscriptionInvoicePage)),
+)]
 pub(super) async fn subscription_invoices(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,

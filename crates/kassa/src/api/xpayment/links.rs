@@ -14,6 +14,7 @@ use super::F;
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, FieldErrors};
 use crate::api::extract::XJson;
+use crate::api::openapi::{schemas as doc, TAG_PAYMENTS};
 use crate::api::{optional_text, rfc3339_ms};
 use crate::gateway::{Gateway, NewQrPayment};
 
@@ -27,6 +28,21 @@ pub(super) struct LinkBody {
     comment: Option<Value>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/payments/link",
+    tag = TAG_PAYMENTS,
+    operation_id = "create_payment_link",
+    summary = "Create a payment link (a QR payment)",
+    description = "A QR payment the payer scans with the Kaspi app; its QR code is served as \
+        SVG or PNG (`/payments/{payment_id}/qr.svg`, `qr.png`).",
+    request_body = doc::CreateLinkRequest,
+    responses(
+        (status = 200, description = "The QR payment", body = doc::PaymentLink),
+        (status = 502, description = "Kaspi refused or did not answer (`KASPI_ERROR`)", body = doc::XPaymentError),
+        (status = 503, description = "No Kaspi cashier can work now (`KASPI_SESSION_INVALID`, `KASPI_APP_BUILD_OUTDATED`)", body = doc::XPaymentError),
+    ),
+)]
 pub(super) async fn create_link(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -103,6 +119,16 @@ async fn qr_text(gateway: &Gateway, caller: Caller, payment_id: &str) -> Result<
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/payments/{payment_id}/qr.svg",
+    tag = TAG_PAYMENTS,
+    operation_id = "payment_qr_svg",
+    summary = "A QR payment's code as SVG",
+    description = "The code the payer scans (Kaspi's link); a payment by phone has none (404).",
+    params(("payment_id" = String, Path, description = "The payment's `payment_id`")),
+    responses((status = 200, description = "The QR code", content_type = "image/svg+xml", body = doc::Binary)),
+)]
 pub(super) async fn qr_svg(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -113,6 +139,16 @@ pub(super) async fn qr_svg(
     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/payments/{payment_id}/qr.png",
+    tag = TAG_PAYMENTS,
+    operation_id = "payment_qr_png",
+    summary = "A QR payment's code as PNG",
+    description = "The code the payer scans (Kaspi's link); a payment by phone has none (404).",
+    params(("payment_id" = String, Path, description = "The payment's `payment_id`")),
+    responses((status = 200, description = "The QR code", content_type = "image/png", body = doc::Binary)),
+)]
 pub(super) async fn qr_png(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,

@@ -58,3 +58,22 @@ pub fn routes(gateway: Gateway) -> Router {
         .route("/static-qr-payments/{order_number}", get(static_qr_payment))
         .with_state(gateway)
 }
+
+/// The operations of [`routes`] for Kassa's OpenAPI document (relative to `/v1` and to the
+/// root; see [`crate::api::openapi`]), in the order of the routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    payments::create_payment,
+    payments::list_payments,
+    links::create_link,
+    payments::get_payment,
+    payments::cancel_payment,
+    refunds::refund_payment,
+    refunds::payment_refunds,
+    links::qr_svg,
+    links::qr_png,
+    refunds::list_refunds,
+    refunds::get_refund,
+    static_qr::static_qr_payment,
+))]
+pub struct ApiDoc;

@@ -14,6 +14,7 @@ use super::F;
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, FieldErrors};
 use crate::api::extract::{QueryPairs, XJson, XPayment};
+use crate::api::openapi::{schemas as doc, TAG_PAYMENTS};
 use crate::api::{optional_text, parse_amount};
 use crate::domain::Money;
 use crate::gateway::{Gateway, GatewayError, NewRemoteInvoice};
@@ -70,6 +71,20 @@ pub(super) fn required_amount(value: Option<&Value>, errors: &mut FieldErrors) -
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/payments",
+    tag = TAG_PAYMENTS,
+    summary = "Create a payment to a payer's phone",
+    description = "An invoice to the payer's Kaspi app, asked of Kaspi before the answer.",
+    request_body = doc::CreatePaymentRequest,
+    responses(
+        (status = 201, description = "The payment", body = doc::Payment),
+        (status = 422, description = "No Kaspi client has this phone (`KASPI_CLIENT_NOT_FOUND`)", body = doc::XPaymentError),
+        (status = 502, description = "Kaspi refused or did not answer (`KASPI_ERROR`)", body = doc::XPaymentError),
+        (status = 503, description = "No Kaspi cashier can work now (`KASPI_SESSION_INVALID`, `KASPI_APP_BUILD_OUTDATED`)", body = doc::XPaymentError),
+    ),
+)]
 pub(super) async fn create_payment(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -151,6 +166,16 @@ pub(super) async fn create_payment(
 
 const PAYMENT_STATUSES: &[&str] = &["pending", "completed", "cancelled", "failed", "expired"];
 
+#[utoipa::path(
+    get,
+    path = "/payments",
+    tag = TAG_PAYMENTS,
+    summary = "List payments",
+    description = "Newest first, in pages that stay stable while payments are added. A `cursor` \
+        this API did not give is 400.",
+    params(doc::PaymentListQuery),
+    responses((status = 200, description = "A page of payments", body = doc::PaymentPage)),
+)]
 pub(super) async fn list_payments(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -210,6 +235,14 @@ pub(super) async fn list_payments(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/payments/{payment_id}",
+    tag = TAG_PAYMENTS,
+    summary = "Get a payment",
+    params(("payment_id" = String, Path, description = "The payment's `payment_id`")),
+    responses((status = 200, description = "The payment", body = doc::Payment)),
+)]
 pub(super) async fn get_payment(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -226,6 +259,20 @@ pub(super) struct CancelBody {
     reason: Option<Value>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/payments/{payment_id}/cancel",
+    tag = TAG_PAYMENTS,
+    summary = "Cancel a pending payment",
+    params(("payment_id" = String, Path, description = "The payment's `payment_id`")),
+    request_body = Option<doc::CancelPaymentRequest>,
+    responses(
+        (status = 200, description = "The cancelled payment", body = doc::Payment),
+        (status = 409, description = "Not pending, or not at Kaspi yet (`PAYMENT_NOT_CANCELABLE`)", body = doc::XPaymentError),
+        (status = 502, description = "Kaspi refused or did not answer (`KASPI_ERROR`)", body = doc::XPaymentError),
+        (status = 503, description = "No Kaspi cashier can work now (`KASPI_SESSION_INVALID`, `KASPI_APP_BUILD_OUTDATED`)", body = doc::XPaymentError),
+    ),
+)]
 pub(super) async fn cancel_payment(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,

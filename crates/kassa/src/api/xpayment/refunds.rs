@@ -13,10 +13,28 @@ use super::F;
 use crate::api::auth::Caller;
 use crate::api::error::{ApiError, FieldErrors};
 use crate::api::extract::{QueryPairs, XJson, XPayment};
+use crate::api::openapi::{schemas as doc, TAG_XREFUNDS};
 use crate::api::{optional_text, parse_amount, RefundBody};
 use crate::gateway::{Gateway, RefundRequest};
 use crate::store::{IdemLink, Refund, RefundFilter, RefundStatus};
 
+#[utoipa::path(
+    post,
+    path = "/payments/{payment_id}/refund",
+    tag = TAG_XREFUNDS,
+    summary = "Refund a completed payment",
+    description = "The whole rest when `amount` is left out. The refund is asked of Kaspi and \
+        completes later (`payment.refunded` or `payment.refund_failed`). More than what is left \
+        is 400.",
+    params(("payment_id" = String, Path, description = "The payment's `payment_id`")),
+    request_body = Option<doc::RefundPaymentRequest>,
+    responses(
+        (status = 202, description = "The refund, asked", body = doc::XPaymentRefund),
+        (status = 409, description = "The payment cannot be refunded: not completed, or nothing left (`PAYMENT_NOT_REFUNDABLE`)", body = doc::XPaymentError),
+        (status = 502, description = "Kaspi refused or did not answer (`KASPI_ERROR`)", body = doc::XPaymentError),
+        (status = 503, description = "No Kaspi cashier can work now (`KASPI_SESSION_INVALID`, `KASPI_APP_BUILD_OUTDATED`)", body = doc::XPaymentError),
+    ),
+)]
 pub(super) async fn refund_payment(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -53,6 +71,15 @@ pub(super) async fn refund_payment(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/payments/{payment_id}/refunds",
+    tag = TAG_XREFUNDS,
+    summary = "A payment's refunds",
+    description = "An unknown payment simply has none.",
+    params(("payment_id" = String, Path, description = "The payment's `payment_id`")),
+    responses((status = 200, description = "Its refunds, newest first (at most 100, one page)", body = doc::XPaymentRefundPage)),
+)]
 pub(super) async fn payment_refunds(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -90,6 +117,16 @@ pub(super) async fn payment_refunds(
 
 const REFUND_STATUSES: &[&str] = &["pending", "processing", "completed", "failed"];
 
+#[utoipa::path(
+    get,
+    path = "/refunds",
+    tag = TAG_XREFUNDS,
+    operation_id = "list_xpayment_refunds",
+    summary = "List refunds",
+    description = "Newest first, in pages; a `cursor` this API did not give is 400.",
+    params(doc::XPaymentRefundListQuery),
+    responses((status = 200, description = "A page of refunds", body = doc::XPaymentRefundPage)),
+)]
 pub(super) async fn list_refunds(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
@@ -141,6 +178,15 @@ async fn refund_payment_id(gateway: &Gateway, refund: &Refund) -> Result<String,
         .unwrap_or_default())
 }
 
+#[utoipa::path(
+    get,
+    path = "/refunds/{refund_id}",
+    tag = TAG_XREFUNDS,
+    operation_id = "get_xpayment_refund",
+    summary = "Get a refund",
+    params(("refund_id" = String, Path, description = "The refund's `refund_id`")),
+    responses((status = 200, description = "The refund", body = doc::XPaymentRefund)),
+)]
 pub(super) async fn get_refund(
     State(gateway): State<Gateway>,
     Extension(caller): Extension<Caller>,
