@@ -481,5 +481,13 @@ async fn image(
         .image_png(me.org_id(), id)
         .await?
         .ok_or(DashError::NotFound)?;
-    Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+    // An image never changes under its id; only this browser keeps it (it is the organization's).
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "private, max-age=86400"),
+        ],
+        png,
+    )
+        .into_response())
 }

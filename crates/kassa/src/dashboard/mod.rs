@@ -228,7 +228,9 @@ async fn security_headers(request: Request, next: axum::middleware::Next) -> Res
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
-    if !is_asset {
+    // Pages are never cached; an answer that says how it may be cached (assets, catalog
+    // images) keeps its own rule.
+    if !is_asset && !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
