@@ -670,21 +670,17 @@ async fn in_browser(served: &Served, browser: &Browser, screenshots: bool) {
     browser.click(&format!("#revoke-{key_id}")).await;
     accept_confirm(browser).await;
     browser.wait_text("#keys", "", WAIT).await;
-    let mut refused = false;
-    for _ in 0..50 {
+    let refused = common::wait_for(WAIT, || async {
         let r = api
             .get(served.url("/api/v1/invoices"))
             .header("X-API-Key", &key)
             .send()
             .await
             .expect("GET");
-        if r.status() == StatusCode::UNAUTHORIZED {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(refused, "the revoked key still works");
+        (r.status() == StatusCode::UNAUTHORIZED).then_some(())
+    })
+    .await;
+    assert!(refused.is_some(), "the revoked key still works");
 
     // A webhook endpoint, its secret shown once, a test event and its delivery.
     let receiver = common::receiver::Receiver::start().await;
@@ -698,16 +694,16 @@ async fn in_browser(served: &Served, browser: &Browser, screenshots: bool) {
     browser.click("#send-test").await;
     let got = receiver.wait_for(1, WAIT).await;
     assert_eq!(got[0].header("webhook-test"), "true");
-    let mut seen = false;
-    for _ in 0..100 {
+    let seen = common::wait_for(WAIT, || async {
         browser.client.refresh().await.expect("reloaded");
-        if browser.text("#deliveries").await.contains("webhook.test") {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(seen, "the test delivery is not in the log");
+        browser
+            .text("#deliveries")
+            .await
+            .contains("webhook.test")
+            .then_some(())
+    })
+    .await;
+    assert!(seen.is_some(), "the test delivery is not in the log");
     shot("webhook").await;
 
     // A subscription made by form, then paused.
@@ -760,21 +756,19 @@ async fn in_browser(served: &Served, browser: &Browser, screenshots: bool) {
         .await;
     browser.fill("input[name=amount]", "100").await;
     browser.click("#send-invoice").await;
-    let mut banner = false;
-    for _ in 0..150 {
+    let banner = common::wait_for(WAIT, || async {
         browser.goto(&served.url("/dashboard/invoices")).await;
-        if browser
+        browser
             .client
             .find(fantoccini::Locator::Css("#cashier-banner"))
             .await
-            .is_ok()
-        {
-            banner = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(banner, "no banner after the cashier's session died");
+            .ok()
+    })
+    .await;
+    assert!(
+        banner.is_some(),
+        "no banner after the cashier's session died"
+    );
     browser.click("#cashier-banner a").await;
     assert_eq!(browser.current_path().await, "/dashboard/cashier");
     browser
