@@ -775,6 +775,8 @@ async fn in_browser(served: &Served, browser: &Browser, screenshots: bool) {
         .fill("#connect-form input[name=phone_number]", "87000000001")
         .await;
     browser.click("#start-connect").await;
+    // The form's answer is a new page: wait for it, not for the old one.
+    browser.wait_text(".flash", "Вход начат", WAIT).await;
     for _ in 0..5 {
         let step = browser
             .client
@@ -792,6 +794,7 @@ async fn in_browser(served: &Served, browser: &Browser, screenshots: bool) {
                 browser.fill("#answer-form input[name=answer]", &code).await;
                 shot("cashier").await;
                 browser.click("#send-answer").await;
+                browser.wait_text(".flash", "Ответ отправлен", WAIT).await;
             }
             "password" => {
                 browser
