@@ -366,6 +366,60 @@ both_databases!(unique_violation_has_its_own_variant, |db: Db| async move {
     assert!(matches!(err, DbError::Query { .. }), "{err:?}");
 });
 
+both_databases!(
+    deferred_statements_land_with_the_transaction,
+    |db: Db| async move {
+        setup(
+            &db,
+            "CREATE TABLE t_later (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)",
+        )
+        .await;
+        // Deferred statements are in the transaction before the next statement reads, in order,
+        // and are committed with it when nothing follows them.
+        let seen = db
+            .write(|tx| {
+                tx.defer("INSERT INTO t_later (id, v) VALUES (1, 10)", &[])?;
+                tx.defer("UPDATE t_later SET v = v + $1 WHERE id = 1", &[5.into()])?;
+                let v = tx
+                    .query_one("SELECT v FROM t_later WHERE id = 1", &[])?
+                    .i64("v")?;
+                tx.defer("INSERT INTO t_later (id, v) VALUES (2, $1)", &[v.into()])?;
+                Ok::<_, DbError>(v)
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen, 15);
+        assert_eq!(
+            count(&db, "SELECT CAST(SUM(v) AS BIGINT) AS n FROM t_later").await,
+            30
+        );
+        // A deferred statement that fails fails the whole transaction, even as the last one.
+        let err = db
+            .write(|tx| {
+                tx.execute("UPDATE t_later SET v = 0", &[])?;
+                tx.defer("INSERT INTO t_later (id, v) VALUES (1, 1)", &[])?;
+                Ok::<_, DbError>(())
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DbError::UniqueViolation { .. }), "{err:?}");
+        // …and one that fails before a read fails the read, and nothing of it stays.
+        let err = db
+            .write(|tx| {
+                tx.execute("UPDATE t_later SET v = 0", &[])?;
+                tx.defer("INSERT INTO t_later (id, v) VALUES (2, 2)", &[])?;
+                tx.query("SELECT v FROM t_later", &[])
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DbError::UniqueViolation { .. }), "{err:?}");
+        assert_eq!(
+            count(&db, "SELECT CAST(SUM(v) AS BIGINT) AS n FROM t_later").await,
+            30
+        );
+    }
+);
+
 both_databases!(concurrent_writers_land_exactly_once, |db: Db| async move {
     setup(
         &db,

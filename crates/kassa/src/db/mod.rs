@@ -28,8 +28,9 @@
 //!
 //! - SQLite (`sqlite.rs`): one writer thread does group commit (queued writes share one
 //!   transaction and one fsync, each in its own savepoint), plus a pool of reader connections.
-//! - PostgreSQL (`pg.rs`): a pool of synchronous `postgres` connections on blocking threads;
-//!   writes are retried on serialization failures and deadlocks.
+//! - PostgreSQL (`pg.rs`): a pool of `tokio-postgres` connections, each driven on the blocking
+//!   thread that runs the closure, statements pipelined ([`Tx::defer`]); writes are retried on
+//!   serialization failures and deadlocks.
 //! - `migrate.rs` applies the embedded migrations; `testing.rs` gives tests a fresh database.
 
 mod error;
@@ -99,6 +100,15 @@ pub trait Tx {
 
     /// Runs a statement and returns the number of rows it changed (or returned).
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError>;
+
+    /// Runs a statement whose answer the caller does not need (an upsert of a count, a job
+    /// scheduled, a row deleted): PostgreSQL sends it with the transaction's next statement or
+    /// its `COMMIT`, in the same round trip; SQLite runs it at once. Its error still fails the
+    /// transaction, possibly only at that next statement or the commit. Not for a statement
+    /// whose failure the caller must tell apart (a unique violation it reports).
+    fn defer(&mut self, sql: &str, params: &[Value]) -> Result<(), DbError> {
+        self.execute(sql, params).map(drop)
+    }
 
     /// Runs one or more `;`-separated statements without parameters (migrations, test setup).
     fn batch_execute(&mut self, sql: &str) -> Result<(), DbError>;

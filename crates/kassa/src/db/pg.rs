@@ -1,10 +1,20 @@
-//! The PostgreSQL backend: a pool of synchronous `postgres` connections used on tokio's
-//! blocking threads.
+//! The PostgreSQL backend: a pool of `tokio-postgres` connections, each driven by a small
+//! runtime of its own on the blocking thread that runs a transaction's closure, with the
+//! statements of a transaction pipelined.
 //!
-//! Each connection keeps its prepared statements, so a statement costs one round trip after its
-//! first use. Writes run in `BEGIN … COMMIT` (READ COMMITTED) and are re-run, up to
+//! Pipelining: the `BEGIN` goes out with the transaction's first statement, and statements
+//! whose answer the closure does not need ([`Tx::defer`]) wait and go out with the next
+//! statement or with the `COMMIT`: all of them in one write and one round trip, answered in
+//! order. A create that used to wait for about 25 round trips waits for about 12. Each
+//! connection keeps its prepared statements, so a statement costs no round trip of its own
+//! after its first use. Writes run in `BEGIN … COMMIT` (READ COMMITTED) and are re-run, up to
 //! `postgres_retries` times, after a serialization failure (40001) or a deadlock (40P01). Reads
 //! run in a `REPEATABLE READ, READ ONLY` transaction: one snapshot for the whole closure.
+//!
+//! Why a runtime per connection and not the gateway's own: the store's closures are
+//! synchronous (one per transaction, see [`Tx`]), so they run on a blocking thread, and a
+//! connection driven on that same thread answers without a hand-off between threads per round
+//! trip (which, on two cores, cost more than the round trip).
 //!
 //! Values: BIGINT/INTEGER/SMALLINT and BOOLEAN read as `Value::Int` (booleans 0/1), TEXT and
 //! VARCHAR as `Value::Text`, BYTEA as `Value::Bytes`; other types are a decode error (cast a
@@ -13,13 +23,16 @@
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use postgres::error::SqlState;
-use postgres::types::{FromSql, IsNull, ToSql, Type};
-use postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Statement};
 
 use super::error::sql_head;
 use super::pool::{Manage, Pool};
@@ -31,10 +44,18 @@ pub struct Postgres {
     retries: u32,
 }
 
-/// A connection with its prepared statements.
+/// A connection with its prepared statements, and the runtime that drives it.
 pub struct PgConn {
     client: Client,
     statements: HashMap<String, Statement>,
+    /// A current-thread runtime: `block_on` runs the connection's task beside the request.
+    runtime: tokio::runtime::Runtime,
+}
+
+impl PgConn {
+    fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
 }
 
 struct Connector {
@@ -45,13 +66,33 @@ impl Manage for Connector {
     type Conn = PgConn;
 
     fn connect(&self) -> Result<PgConn, DbError> {
-        let client = self
-            .config
-            .connect(NoTls)
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| DbError::Connection(format!("PostgreSQL: a runtime: {e}")))?;
+        let (client, mut connection) = runtime
+            .block_on(self.config.connect(NoTls))
             .map_err(|e| DbError::Connection(format!("PostgreSQL: {e}")))?;
+        runtime.spawn(async move {
+            // Drives the socket; `CREATE TABLE IF NOT EXISTS` and friends send notices, which
+            // are not worth more than a debug line.
+            while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
+                match message {
+                    Ok(AsyncMessage::Notice(notice)) => {
+                        tracing::debug!(message = notice.message(), "PostgreSQL notice");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "PostgreSQL connection ended");
+                        break;
+                    }
+                }
+            }
+        });
         Ok(PgConn {
             client,
             statements: HashMap::new(),
+            runtime,
         })
     }
 
@@ -71,10 +112,6 @@ impl Postgres {
         if config.get_application_name().is_none() {
             config.application_name("kassa");
         }
-        // `CREATE TABLE IF NOT EXISTS` and friends send notices; they are not worth a log line.
-        config.notice_callback(|notice| {
-            tracing::debug!(message = notice.message(), "PostgreSQL notice");
-        });
         let pool = Arc::new(Pool::new(
             Connector { config },
             options.postgres_connections,
@@ -135,62 +172,47 @@ impl Postgres {
 fn transaction<T, E, F>(
     conn: &mut PgConn,
     connector: &Connector,
-    begin: &str,
+    begin: &'static str,
     f: F,
 ) -> (Result<T, E>, bool)
 where
     F: FnOnce(&mut dyn Tx) -> Result<T, E>,
     E: From<DbError>,
 {
-    if let Err(e) = start(conn, connector, begin) {
-        return (Err(e.into()), false);
-    }
     let mut tx = PgTx {
         conn,
+        connector,
+        begin,
+        begun: false,
+        deferred: Vec::new(),
         first_error: None,
         retryable: false,
     };
     let out = f(&mut tx);
-    let PgTx {
-        conn,
-        first_error,
-        retryable,
-    } = tx;
-    let out = match (out, first_error) {
+    let out = match (out, tx.first_error.take()) {
+        (Ok(value), None) if !tx.begun && tx.deferred.is_empty() => return (Ok(value), false),
         (Ok(value), None) => {
-            return match conn.client.batch_execute("COMMIT") {
-                Ok(()) => (Ok(value), false),
-                // A failed COMMIT has ended the transaction already.
-                Err(e) => (Err(map_error("COMMIT", &e).into()), is_retryable(&e)),
+            // The deferred statements and the COMMIT, in one round trip.
+            return match tx.send(Some(Step::Commit)) {
+                Ok(_) => (Ok(value), false),
+                // A failed COMMIT (or a deferred statement) has ended the transaction already.
+                Err(e) => (Err(e.into()), tx.retryable),
             };
         }
         (Ok(_), Some(e)) => Err(E::from(e)),
         (Err(e), _) => Err(e),
     };
-    if !conn.client.is_closed() {
-        if let Err(e) = conn.client.batch_execute("ROLLBACK") {
+    let retryable = tx.retryable;
+    let (conn, begun) = (tx.conn, tx.begun);
+    if begun && !conn.client.is_closed() {
+        if let Err(e) = conn.block_on(conn.client.batch_execute("ROLLBACK")) {
             tracing::warn!(error = %e, "PostgreSQL: ROLLBACK failed");
         }
     }
     (out, retryable)
 }
 
-/// Runs `begin`. If that fails, the pooled connection is replaced once: nothing of this
-/// transaction was sent on it, and a healthy connection does not fail a `BEGIN`, so the failure
-/// is a connection the server closed since its last use (a restart, an administrator, an idle
-/// timeout), whose error may arrive as the answer to the `BEGIN` itself.
-fn start(conn: &mut PgConn, connector: &Connector, begin: &str) -> Result<(), DbError> {
-    if let Err(e) = conn.client.batch_execute(begin) {
-        tracing::info!(error = %e, "PostgreSQL: BEGIN failed, reconnecting");
-        *conn = connector.connect()?;
-        conn.client
-            .batch_execute(begin)
-            .map_err(|e| map_error(begin, &e))?;
-    }
-    Ok(())
-}
-
-fn is_retryable(e: &postgres::Error) -> bool {
+fn is_retryable(e: &tokio_postgres::Error) -> bool {
     matches!(
         e.code(),
         Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE
@@ -198,7 +220,7 @@ fn is_retryable(e: &postgres::Error) -> bool {
     )
 }
 
-fn map_error(sql: &str, e: &postgres::Error) -> DbError {
+fn map_error(sql: &str, e: &tokio_postgres::Error) -> DbError {
     match e.as_db_error() {
         Some(db) if *db.code() == SqlState::UNIQUE_VIOLATION => DbError::UniqueViolation {
             sql: sql_head(sql),
@@ -210,9 +232,33 @@ fn map_error(sql: &str, e: &postgres::Error) -> DbError {
     }
 }
 
+/// What one pipelined round trip ends with, after the `BEGIN` and the deferred statements.
+enum Step<'s> {
+    /// A statement whose rows the closure waits for.
+    Query(&'s str, &'s [Value]),
+    /// A statement whose count of changed rows the closure waits for.
+    Execute(&'s str, &'s [Value]),
+    Commit,
+}
+
+/// What a pipelined request answered.
+enum Answer {
+    Done,
+    Count(u64),
+    Rows(Vec<tokio_postgres::Row>),
+}
+
+type Request<'a> = Pin<Box<dyn Future<Output = Result<Answer, tokio_postgres::Error>> + 'a>>;
+
 /// The `Tx` of a PostgreSQL transaction.
 struct PgTx<'c> {
     conn: &'c mut PgConn,
+    connector: &'c Connector,
+    begin: &'static str,
+    /// The `BEGIN` has been sent.
+    begun: bool,
+    /// Statements that go out with the next round trip, prepared.
+    deferred: Vec<(String, Statement, Vec<Value>)>,
     /// The first statement that failed: PostgreSQL has aborted the transaction.
     first_error: Option<DbError>,
     /// A statement failed with a serialization failure or a deadlock.
@@ -223,7 +269,7 @@ impl PgTx<'_> {
     /// Past this many distinct statements a connection forgets them all (see `sql.rs`).
     const MAX_STATEMENTS: usize = 512;
 
-    fn failed(&mut self, sql: &str, e: &postgres::Error) -> DbError {
+    fn failed(&mut self, sql: &str, e: &tokio_postgres::Error) -> DbError {
         self.retryable |= is_retryable(e);
         let e = map_error(sql, e);
         if self.first_error.is_none() {
@@ -236,7 +282,8 @@ impl PgTx<'_> {
         if let Some(stmt) = self.conn.statements.get(sql) {
             return Ok(stmt.clone());
         }
-        let stmt = match self.conn.client.prepare(sql) {
+        let prepared = self.conn.block_on(self.conn.client.prepare(sql));
+        let stmt = match prepared {
             Ok(stmt) => stmt,
             Err(e) => return Err(self.failed(sql, &e)),
         };
@@ -246,45 +293,212 @@ impl PgTx<'_> {
         self.conn.statements.insert(sql.to_owned(), stmt.clone());
         Ok(stmt)
     }
+
+    /// Sends, in one round trip, the `BEGIN` if not sent yet, the deferred statements and
+    /// `last`, and returns what `last` answered. The first error of any of them is the error
+    /// (PostgreSQL has then aborted the transaction, and answers the rest with errors).
+    ///
+    /// When the `BEGIN` is in it and fails, the connection was closed by the server since its
+    /// last use (a restart, an administrator, an idle timeout; the error may arrive as the
+    /// answer to the `BEGIN` itself), and nothing of this transaction has reached the server:
+    /// it is replaced once and the round trip sent again.
+    fn send(&mut self, last: Option<Step<'_>>) -> Result<Answer, DbError> {
+        let last_stmt = match &last {
+            Some(Step::Query(sql, _) | Step::Execute(sql, _)) => Some(self.statement(sql)?),
+            _ => None,
+        };
+        let with_begin = !self.begun;
+        let deferred = std::mem::take(&mut self.deferred);
+        let mut answers = self.round_trip(with_begin, &deferred, &last, last_stmt.as_ref());
+        // A healthy connection does not fail a `BEGIN`.
+        if let (true, Some(Err(e))) = (with_begin, answers.first()) {
+            tracing::info!(error = %e, "PostgreSQL: BEGIN failed, reconnecting");
+            *self.conn = self.connector.connect()?;
+            // A new connection has prepared nothing yet.
+            let deferred = deferred
+                .into_iter()
+                .map(|(sql, _, params)| Ok((sql.clone(), self.statement(&sql)?, params)))
+                .collect::<Result<Vec<_>, DbError>>()?;
+            let last_stmt = match &last {
+                Some(Step::Query(sql, _) | Step::Execute(sql, _)) => Some(self.statement(sql)?),
+                _ => None,
+            };
+            answers = self.round_trip(true, &deferred, &last, last_stmt.as_ref());
+            return self.answered(answers, with_begin, &deferred, &last);
+        }
+        self.answered(answers, with_begin, &deferred, &last)
+    }
+
+    /// One pipelined round trip: every request is sent before any answer is read.
+    fn round_trip<'a>(
+        &'a self,
+        with_begin: bool,
+        deferred: &'a [(String, Statement, Vec<Value>)],
+        last: &'a Option<Step<'_>>,
+        last_stmt: Option<&'a Statement>,
+    ) -> Vec<Result<Answer, tokio_postgres::Error>> {
+        let client = &self.conn.client;
+        let mut requests: Vec<Request<'a>> = Vec::with_capacity(deferred.len() + 2);
+        if with_begin {
+            requests.push(Box::pin(async move {
+                client
+                    .batch_execute(self.begin)
+                    .await
+                    .map(|()| Answer::Done)
+            }));
+        }
+        let execute = |stmt: &'a Statement, params: &'a [Value]| -> Request<'a> {
+            Box::pin(async move {
+                client
+                    .execute(stmt, &as_params(params))
+                    .await
+                    .map(Answer::Count)
+            })
+        };
+        for (_, stmt, params) in deferred {
+            requests.push(execute(stmt, params));
+        }
+        match (last, last_stmt) {
+            (Some(Step::Query(_, params)), Some(stmt)) => {
+                requests.push(Box::pin(async move {
+                    client
+                        .query(stmt, &as_params(params))
+                        .await
+                        .map(Answer::Rows)
+                }));
+            }
+            (Some(Step::Execute(_, params)), Some(stmt)) => requests.push(execute(stmt, params)),
+            (Some(Step::Commit), _) => {
+                requests.push(Box::pin(async move {
+                    client.batch_execute("COMMIT").await.map(|()| Answer::Done)
+                }));
+            }
+            _ => {}
+        }
+        self.conn.block_on(in_order(requests))
+    }
+
+    /// The answer of the round trip's last request, or its first error.
+    fn answered(
+        &mut self,
+        answers: Vec<Result<Answer, tokio_postgres::Error>>,
+        with_begin: bool,
+        deferred: &[(String, Statement, Vec<Value>)],
+        last: &Option<Step<'_>>,
+    ) -> Result<Answer, DbError> {
+        self.begun = true;
+        let sqls = with_begin
+            .then_some(self.begin)
+            .into_iter()
+            .chain(deferred.iter().map(|(sql, _, _)| sql.as_str()))
+            .chain(last.iter().map(|step| match step {
+                Step::Query(sql, _) | Step::Execute(sql, _) => *sql,
+                Step::Commit => "COMMIT",
+            }));
+        let mut outcome = Ok(Answer::Done);
+        for (sql, answer) in sqls.zip(answers) {
+            match answer {
+                Ok(answer) => outcome = outcome.map(|_| answer),
+                Err(e) => {
+                    let e = self.failed(sql, &e);
+                    if outcome.is_ok() {
+                        outcome = Err(e);
+                    }
+                }
+            }
+        }
+        if let Some(e) = &self.first_error {
+            if outcome.is_ok() {
+                // The transaction failed earlier (a caught error): so does everything after.
+                outcome = Err(e.clone());
+            }
+        }
+        outcome
+    }
+}
+
+/// Polls `requests` in their order until all have answered: each is sent at its first poll,
+/// so they leave in this order, and the connection writes them out together.
+async fn in_order(mut requests: Vec<Request<'_>>) -> Vec<Result<Answer, tokio_postgres::Error>> {
+    let mut answers: Vec<Option<Result<Answer, tokio_postgres::Error>>> =
+        requests.iter().map(|_| None).collect();
+    poll_fn(|cx| {
+        let mut waiting = false;
+        for (request, answer) in requests.iter_mut().zip(answers.iter_mut()) {
+            if answer.is_none() {
+                match request.as_mut().poll(cx) {
+                    Poll::Ready(out) => *answer = Some(out),
+                    Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if waiting {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    answers.into_iter().flatten().collect()
 }
 
 fn as_params(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
     params.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
 }
 
+fn decode_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<Row>, DbError> {
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let columns: Arc<[String]> = first
+        .columns()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let values = (0..columns.len())
+                .map(|i| {
+                    row.try_get::<_, Value>(i).map_err(|e| {
+                        let cause = e.source().map(|s| format!(": {s}")).unwrap_or_default();
+                        DbError::decode(&columns[i], format!("{e}{cause}"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Row::new(Arc::clone(&columns), values))
+        })
+        .collect()
+}
+
 impl Tx for PgTx<'_> {
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
-        let stmt = self.statement(sql)?;
-        let rows = match self.conn.client.query(&stmt, &as_params(params)) {
-            Ok(rows) => rows,
-            Err(e) => return Err(self.failed(sql, &e)),
-        };
-        let columns: Arc<[String]> = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
-        rows.iter()
-            .map(|row| {
-                let values = (0..columns.len())
-                    .map(|i| {
-                        row.try_get::<_, Value>(i).map_err(|e| {
-                            let cause = e.source().map(|s| format!(": {s}")).unwrap_or_default();
-                            DbError::decode(&columns[i], format!("{e}{cause}"))
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(Row::new(Arc::clone(&columns), values))
-            })
-            .collect()
-    }
-
-    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        let stmt = self.statement(sql)?;
-        match self.conn.client.execute(&stmt, &as_params(params)) {
-            Ok(n) => Ok(n),
-            Err(e) => Err(self.failed(sql, &e)),
+        match self.send(Some(Step::Query(sql, params)))? {
+            Answer::Rows(rows) => decode_rows(&rows),
+            _ => Ok(Vec::new()),
         }
     }
 
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        match self.send(Some(Step::Execute(sql, params)))? {
+            Answer::Count(n) => Ok(n),
+            _ => Ok(0),
+        }
+    }
+
+    fn defer(&mut self, sql: &str, params: &[Value]) -> Result<(), DbError> {
+        if let Some(e) = &self.first_error {
+            return Err(e.clone());
+        }
+        let stmt = self.statement(sql)?;
+        self.deferred.push((sql.to_owned(), stmt, params.to_vec()));
+        Ok(())
+    }
+
     fn batch_execute(&mut self, sql: &str) -> Result<(), DbError> {
-        match self.conn.client.batch_execute(sql) {
+        // Simple-query text, sent after whatever is waiting.
+        self.send(None)?;
+        let done = self.conn.block_on(self.conn.client.batch_execute(sql));
+        match done {
             Ok(()) => Ok(()),
             Err(e) => Err(self.failed(sql, &e)),
         }
@@ -320,7 +534,7 @@ impl ToSql for Value {
             || <Vec<u8> as ToSql>::accepts(ty)
     }
 
-    postgres::types::to_sql_checked!();
+    tokio_postgres::types::to_sql_checked!();
 }
 
 fn mismatch(value: &Value, ty: &Type) -> BoxError {

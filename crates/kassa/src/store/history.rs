@@ -9,7 +9,7 @@ use crate::store::InvoiceRepo;
 use super::DomainColumns as _;
 
 use super::invoices::settle_operations_tx;
-use super::jobs::{delete_job, schedule_job};
+use super::jobs::{delete_job, schedule_job_later};
 use super::OperationEnd;
 use super::{CreateState, JobKind};
 
@@ -336,7 +336,7 @@ fn claim_operations_tx(
         )?;
         if changed == 1 {
             delete_job(tx, JobKind::ReconcileInvoice, id)?;
-            schedule_job(tx, JobKind::PollInvoice, id, at_ms, at_ms)?;
+            schedule_job_later(tx, JobKind::PollInvoice, id, at_ms, at_ms)?;
             claimed += 1;
         }
     }

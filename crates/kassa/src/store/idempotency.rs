@@ -21,7 +21,7 @@ pub const RUNNING_LEASE_MS: i64 = 10_000;
 /// Names `resource` as what the idempotent request `link` made, inside the transaction that
 /// makes it: a retry after a crash then answers from it ([`Begin::Recover`]).
 pub(crate) fn link_tx(tx: &mut dyn Tx, link: &IdemLink, resource: Resource) -> Result<(), DbError> {
-    tx.execute(
+    tx.defer(
         "UPDATE idempotency_keys SET resource_kind = $3, resource_id = $4 \
          WHERE api_key_id = $1 AND key = $2 AND state = $5",
         &[
@@ -31,8 +31,7 @@ pub(crate) fn link_tx(tx: &mut dyn Tx, link: &IdemLink, resource: Resource) -> R
             resource.id().into(),
             STATE_RUNNING.into(),
         ],
-    )?;
-    Ok(())
+    )
 }
 
 impl OrgRepo {
@@ -55,7 +54,7 @@ impl OrgRepo {
         let locked_until = now_ms.saturating_add(RUNNING_LEASE_MS);
         self.db
             .write(move |tx| {
-                tx.execute(
+                tx.defer(
                     "DELETE FROM idempotency_keys WHERE api_key_id = $1 AND key = $2 \
                      AND expires_at <= $3",
                     &[api_key_id.into(), (&key).into(), now_ms.into()],
@@ -166,7 +165,7 @@ impl OrgRepo {
         let body = body.to_vec();
         self.db
             .write(move |tx| {
-                tx.execute(
+                tx.defer(
                     "UPDATE idempotency_keys SET state = $3, response_status = $4, \
                      response_body = $5 WHERE api_key_id = $1 AND key = $2",
                     &[

@@ -8,7 +8,7 @@ use crate::db::{DbError, Row, Tx, Value};
 use crate::domain::KaspiOperationId;
 use crate::store::InvoiceRepo;
 
-use super::jobs::{delete_job, delete_jobs, schedule_job, schedule_job_at};
+use super::jobs::{delete_job, delete_jobs, schedule_job_at, schedule_job_later};
 use super::{
     conflict_on_unique, Cart, CreateState, EventKind, Invoice, InvoiceItem, InvoiceKind,
     InvoiceSent, InvoiceStatus, JobKind, NewInvoice, NewInvoiceItem, Resource, StoreError,
@@ -139,7 +139,7 @@ pub(super) fn add_to_counts_tx(
         }
     }
     for ((org_id, shard), n) in tally {
-        tx.execute(
+        tx.defer(
             "INSERT INTO invoice_counts (org_id, shard, n) VALUES ($1, $2, $3) \
              ON CONFLICT (org_id, shard) DO UPDATE SET n = invoice_counts.n + excluded.n",
             &[org_id.into(), shard.into(), n.into()],
@@ -242,7 +242,7 @@ fn record_changes_tx(tx: &mut dyn Tx, changes: &[(&Invoice, &Change<'_>)]) -> Re
             change.at_ms.into(),
         ]);
     }
-    tx.execute(
+    tx.defer(
         &format!(
             "INSERT INTO invoice_events (org_id, invoice_id, kind, from_status, to_status, at) \
              VALUES {}",
@@ -371,7 +371,7 @@ pub(super) fn insert_invoice_tx(
     }
     add_to_counts_tx(tx, &[(invoice.org_id, invoice.id)], 1)?;
     if let Some(at) = new.reconcile_at {
-        schedule_job(
+        schedule_job_later(
             tx,
             JobKind::ReconcileInvoice,
             invoice.id,
@@ -462,7 +462,7 @@ impl InvoiceRepo {
                 let row = tx.query_opt(&sql, &params)?.ok_or(StoreError::NotFound)?;
                 let invoice = invoice_from_row(&row)?;
                 delete_job(tx, JobKind::ReconcileInvoice, invoice_id)?;
-                schedule_job(
+                schedule_job_later(
                     tx,
                     JobKind::PollInvoice,
                     invoice_id,
@@ -506,6 +506,7 @@ impl InvoiceRepo {
                     invoice_id,
                     reconcile_at_ms,
                     at_ms,
+                    false,
                 )?;
                 Ok(invoice_from_row(&row)?)
             })

@@ -26,6 +26,21 @@ fn job_from_row(row: &Row) -> Result<Job, DbError> {
     })
 }
 
+/// Makes job `(kind, ref_id)` at `run_at` (then what `ON CONFLICT` says): `$1..$4` are
+/// [`job_row`].
+const INSERT_JOB: &str = "INSERT INTO jobs (kind, ref_id, run_at, created_at) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (kind, ref_id)";
+
+/// The parameters of [`INSERT_JOB`].
+fn job_row(kind: JobKind, ref_id: i64, run_at: i64, now_ms: i64) -> [Value; 4] {
+    [
+        kind.as_str().into(),
+        ref_id.into(),
+        run_at.into(),
+        now_ms.into(),
+    ]
+}
+
 /// Schedules job `(kind, ref_id)` at `run_at`, inside the caller's transaction. An existing
 /// job of the same key is kept as it is (it is already scheduled or running); `true` when the
 /// job was made.
@@ -36,37 +51,45 @@ pub(crate) fn schedule_job(
     run_at: i64,
     now_ms: i64,
 ) -> Result<bool, DbError> {
-    let made = tx.execute(
-        "INSERT INTO jobs (kind, ref_id, run_at, created_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (kind, ref_id) DO NOTHING",
-        &[
-            kind.as_str().into(),
-            ref_id.into(),
-            run_at.into(),
-            now_ms.into(),
-        ],
-    )?;
+    let sql = format!("{INSERT_JOB} DO NOTHING");
+    let made = tx.execute(&sql, &job_row(kind, ref_id, run_at, now_ms))?;
     Ok(made == 1)
 }
 
-/// Makes job `(kind, ref_id)` due at `run_at`, inside the caller's transaction: made if
-/// missing, moved if it exists and is not leased (a leased one is running and reschedules
-/// itself).
-pub(crate) fn schedule_job_at(
+/// Schedules job `(kind, ref_id)` at `run_at` unless it exists, like [`schedule_job`], when
+/// the caller does not need to know which: the statement is deferred ([`Tx::defer`]).
+pub(crate) fn schedule_job_later(
     tx: &mut dyn Tx,
     kind: JobKind,
     ref_id: i64,
     run_at: i64,
     now_ms: i64,
 ) -> Result<(), DbError> {
-    if !schedule_job(tx, kind, ref_id, run_at, now_ms)? {
-        tx.execute(
-            "UPDATE jobs SET run_at = $3 WHERE kind = $1 AND ref_id = $2 \
-             AND locked_until IS NULL",
-            &[kind.as_str().into(), ref_id.into(), run_at.into()],
-        )?;
-    }
-    Ok(())
+    let sql = format!("{INSERT_JOB} DO NOTHING");
+    tx.defer(&sql, &job_row(kind, ref_id, run_at, now_ms))
+}
+
+/// Makes job `(kind, ref_id)` due at `run_at`, inside the caller's transaction: made if
+/// missing, moved if it exists and is not leased (a leased one is running and reschedules
+/// itself); with `only_earlier`, moved only forward. One deferred statement.
+pub(crate) fn schedule_job_at(
+    tx: &mut dyn Tx,
+    kind: JobKind,
+    ref_id: i64,
+    run_at: i64,
+    now_ms: i64,
+    only_earlier: bool,
+) -> Result<(), DbError> {
+    let earlier = if only_earlier {
+        " AND jobs.run_at > excluded.run_at"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "{INSERT_JOB} DO UPDATE SET run_at = excluded.run_at \
+         WHERE jobs.locked_until IS NULL{earlier}"
+    );
+    tx.defer(&sql, &job_row(kind, ref_id, run_at, now_ms))
 }
 
 /// Ends the jobs `(kind, id)` of every id in `ref_ids`, with one statement.
@@ -77,14 +100,13 @@ pub(crate) fn delete_jobs(tx: &mut dyn Tx, kind: JobKind, ref_ids: &[i64]) -> Re
     let mut params: Vec<Value> = Vec::with_capacity(ref_ids.len() + 1);
     params.push(kind.as_str().into());
     params.extend(ref_ids.iter().map(|&id| Value::from(id)));
-    tx.execute(
+    tx.defer(
         &format!(
             "DELETE FROM jobs WHERE kind = $1 AND ref_id IN ({})",
             super::placeholders(2, ref_ids.len())
         ),
         &params,
-    )?;
-    Ok(())
+    )
 }
 
 /// Removes job `(kind, ref_id)`, if any, inside the caller's transaction.
@@ -172,16 +194,7 @@ impl JobRepo {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         self.db
-            .write(move |tx| {
-                if !schedule_job(tx, kind, ref_id, run_at, now_ms)? {
-                    tx.execute(
-                        "UPDATE jobs SET run_at = $3 WHERE kind = $1 AND ref_id = $2 \
-                         AND run_at > $3 AND locked_until IS NULL",
-                        &[kind.as_str().into(), ref_id.into(), run_at.into()],
-                    )?;
-                }
-                Ok(())
-            })
+            .write(move |tx| Ok(schedule_job_at(tx, kind, ref_id, run_at, now_ms, true)?))
             .await
     }
 

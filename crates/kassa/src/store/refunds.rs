@@ -8,7 +8,7 @@ use crate::domain::Money;
 use crate::store::RefundRepo;
 
 use super::invoices::{invoice_by_id_tx, INVOICE_COLUMNS};
-use super::jobs::{delete_job, schedule_job};
+use super::jobs::{delete_job, schedule_job_later};
 use super::{EventKind, Invoice, InvoiceStatus, JobKind, Refund, RefundStatus, StoreError};
 
 const REFUND_COLUMNS: &str = "id, refund_id, org_id, invoice_id, amount, reason, status, \
@@ -331,7 +331,7 @@ impl RefundRepo {
                         ],
                     )?;
                 }
-                schedule_job(tx, JobKind::Refund, refund.id, new.job_at_ms, new.at_ms)?;
+                schedule_job_later(tx, JobKind::Refund, refund.id, new.job_at_ms, new.at_ms)?;
                 if let Some(link) = &new.idempotency {
                     super::idempotency::link_tx(tx, link, super::Resource::Refund(refund.id))?;
                 }

@@ -54,7 +54,7 @@ impl SubscriptionRepo {
                 ];
                 let sub = subscription_from_row(&tx.query_one(&sql, &params)?)?;
                 if let Some(due) = sub.due_at() {
-                    schedule_job_at(tx, JobKind::BillSubscription, sub.id, due, now)?;
+                    schedule_job_at(tx, JobKind::BillSubscription, sub.id, due, now, false)?;
                 }
                 if let Some(link) = &new.idempotency {
                     crate::store::idempotency::link_tx(

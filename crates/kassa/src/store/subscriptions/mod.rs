@@ -391,7 +391,7 @@ fn save_tx(tx: &mut dyn Tx, sub: &Subscription, now_ms: i64) -> Result<(), DbErr
         ],
     )?;
     match sub.due_at() {
-        Some(due) => schedule_job_at(tx, JobKind::BillSubscription, sub.id, due, now_ms),
+        Some(due) => schedule_job_at(tx, JobKind::BillSubscription, sub.id, due, now_ms, false),
         None => delete_job(tx, JobKind::BillSubscription, sub.id),
     }
 }
