@@ -580,11 +580,15 @@ async fn lost_connections_are_replaced_postgres() {
         return;
     };
     let db = test.db();
-    let busy = |db: Db| async move {
+    // `lone`: a statement on its own (`Db::query`), first on its connection, and not yet
+    // prepared on any after the connections are ended.
+    let busy = |db: Db, lone: &'static str| async move {
         let mut tasks = Vec::new();
         for _ in 0..16 {
             let db = db.clone();
             tasks.push(tokio::spawn(async move {
+                let rows = db.query(lone.to_owned(), Vec::new()).await.unwrap();
+                assert_eq!(rows.len(), 1);
                 db.write(|tx| tx.execute("SELECT pg_sleep(0.02)", &[]))
                     .await
                     .unwrap();
@@ -598,7 +602,7 @@ async fn lost_connections_are_replaced_postgres() {
         }
     };
     // Fill the pool, then end every other connection of it from one of them.
-    busy(db.clone()).await;
+    busy(db.clone(), "SELECT 1::BIGINT AS n").await;
     let ended = db
         .write(|tx| {
             tx.execute(
@@ -618,7 +622,7 @@ async fn lost_connections_are_replaced_postgres() {
         assert!(Instant::now() < deadline, "terminated connections linger");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    busy(db).await;
+    busy(db, "SELECT 2::BIGINT AS n").await;
 }
 
 both_databases!(reads_cannot_write, |db: Db| async move {

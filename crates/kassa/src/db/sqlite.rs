@@ -181,6 +181,13 @@ impl Sqlite {
             .await
             .map_err(E::from)?
     }
+
+    /// One read-only statement on a reader, on its own (autocommit).
+    pub async fn query(&self, sql: String, params: Vec<Value>) -> Result<Vec<Row>, DbError> {
+        self.readers
+            .run(move |conn| SqliteTx::new(conn).query(&sql, &params))
+            .await?
+    }
 }
 
 impl Drop for Sqlite {

@@ -613,12 +613,11 @@ impl InvoiceRepo {
     /// The invoice `id` of `org_id`.
     pub async fn invoice(&self, org_id: i64, id: i64) -> Result<Option<Invoice>, StoreError> {
         let sql = format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE org_id = $1 AND id = $2");
-        self.db
-            .read(move |tx| {
-                let row = tx.query_opt(&sql, &[org_id.into(), id.into()])?;
-                Ok(row.as_ref().map(invoice_from_row).transpose()?)
-            })
-            .await
+        let row = self
+            .db
+            .query_opt(sql, vec![org_id.into(), id.into()])
+            .await?;
+        Ok(row.as_ref().map(invoice_from_row).transpose()?)
     }
 
     /// The invoice `id` whatever its organization: for background work only, never for a

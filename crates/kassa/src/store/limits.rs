@@ -6,6 +6,7 @@ use crate::store::OrgRepo;
 use std::sync::atomic::Ordering;
 
 use super::StoreError;
+use crate::db::DbError;
 
 /// A lease of rate-limit quota: how much was granted, and how much of the window's limit the
 /// processes have leased in all now (this grant included, at most the limit).
@@ -19,15 +20,10 @@ impl OrgRepo {
     /// The revocation generation: it grows with every revocation of an API key, by any
     /// process.
     pub async fn api_key_revocation_generation(&self) -> Result<i64, StoreError> {
-        self.db
-            .read(|tx| {
-                let row = tx.query_one(
-                    "SELECT generation FROM api_key_revocations WHERE id = 1",
-                    &[],
-                )?;
-                Ok(row.i64("generation")?)
-            })
-            .await
+        let sql = "SELECT generation FROM api_key_revocations WHERE id = 1";
+        let row = self.db.query_opt(sql.to_owned(), Vec::new()).await?;
+        let row = row.ok_or_else(|| DbError::query(sql, "expected one row, got none"))?;
+        Ok(row.i64("generation")?)
     }
 
     /// How many revocations went through this store handle (and its clones): a process
