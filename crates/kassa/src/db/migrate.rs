@@ -57,6 +57,7 @@ migrations! {
     12 "subscriptions" "0012_subscriptions",
     13 "catalog" "0013_catalog",
     14 "dashboard" "0014_dashboard",
+    15 "invoice_day_counts" "0015_invoice_day_counts",
 }
 
 /// The migrations for `dialect`, in the order they apply.

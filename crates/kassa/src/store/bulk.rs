@@ -1,6 +1,6 @@
 //! Bulk seeding of invoices (load tests, imports): many rows per `INSERT … VALUES (…), (…)`,
 //! thousands per transaction, written as already sent to Kaspi, with no status event and no
-//! job, so nothing in the background picks them up.
+//! job, so nothing in the background picks them up; counted in `invoice_day_counts` as they go.
 //!
 //! One statement holds [`ROWS_PER_STATEMENT`] rows (19 parameters each: under SQLite's 32,766
 //! bound parameters and PostgreSQL's 65,535); one transaction holds [`ROWS_PER_TRANSACTION`].
@@ -9,7 +9,7 @@ use crate::db::{DbError, Value};
 use crate::domain::KaspiOperationId;
 use crate::store::InvoiceRepo;
 
-use super::invoices::add_to_counts_tx;
+use super::invoice_counts::{add_to_counts_tx, CountDelta, COUNTED_COLUMNS};
 use super::{conflict_on_unique, CreateState, InvoiceStatus, NewInvoice, StoreError};
 
 /// Rows of one `INSERT` statement: 1,000 × 19 = 19,000 parameters.
@@ -134,12 +134,13 @@ impl InvoiceRepo {
                         } else {
                             &insert_sql(statement.len())
                         };
-                        let rows = tx.query(&format!("{sql} RETURNING org_id, id"), &params)?;
+                        let rows =
+                            tx.query(&format!("{sql} RETURNING {COUNTED_COLUMNS}"), &params)?;
                         let made = rows
                             .iter()
-                            .map(|r| Ok((r.i64("org_id")?, r.i64("id")?)))
+                            .map(|r| CountDelta::from_row(r, 1))
                             .collect::<Result<Vec<_>, DbError>>()?;
-                        add_to_counts_tx(tx, &made, 1)?;
+                        add_to_counts_tx(tx, &made)?;
                         written += made.len() as u64;
                     }
                     Ok::<_, StoreError>(written)

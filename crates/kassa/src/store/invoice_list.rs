@@ -1,25 +1,26 @@
-//! Invoices listed (filtered, sorted, paged, keyset pages) and counted per status.
+//! Invoices listed (filtered, sorted, paged, keyset pages) and counted per status (totals
+//! from the counts `invoice_counts.rs` keeps wherever they can answer).
 
 use crate::db::Value;
 use crate::store::InvoiceRepo;
 
+use super::invoice_counts::{kept_totals_tx, CountedRange};
 use super::invoices::{invoice_from_row, INVOICE_COLUMNS};
-use super::{
-    Invoice, InvoiceFilter, InvoiceSort, InvoiceStats, InvoiceStatus, StatusTotals, StoreError,
-};
+use super::{Invoice, InvoiceFilter, InvoiceSort, InvoiceStats, StoreError};
 
 /// The most a page holds.
 const MAX_PER_PAGE: u32 = 100;
 
 impl InvoiceRepo {
-    /// One page of `org_id`'s invoices matching `filter`, and how many match in all.
+    /// One page of `org_id`'s invoices matching `filter`, and how many match in all: from the
+    /// kept counts when the filter is only statuses and creation dates (what ApiPay's list
+    /// offers), else counted row by row.
     pub async fn list_invoices(
         &self,
         org_id: i64,
         filter: &InvoiceFilter,
     ) -> Result<(Vec<Invoice>, i64), StoreError> {
         let (condition, params) = list_condition(org_id, filter);
-        let count_sql = format!("SELECT COUNT(*) AS n FROM invoices WHERE {condition}");
         let per_page = filter.per_page.clamp(1, MAX_PER_PAGE);
         let offset = i64::from(filter.page.max(1) - 1) * i64::from(per_page);
         let page_sql = format!(
@@ -28,24 +29,36 @@ impl InvoiceRepo {
             params.len() + 1,
             params.len() + 2,
         );
-        // Only the organization: its kept count answers without counting every invoice.
-        let count_sql = if params.len() == 1 {
-            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM invoice_counts WHERE org_id = $1"
-                .to_owned()
-        } else {
-            count_sql
-        };
+        let kept = filter.search_free().then(|| {
+            (
+                filter.statuses.clone(),
+                filter.created_from,
+                filter.created_to,
+            )
+        });
+        let count_sql = format!("SELECT COUNT(*) AS n FROM invoices WHERE {condition}");
         self.db
             .read(move |tx| {
-                Ok(super::counted_page(
-                    tx,
-                    &count_sql,
-                    &page_sql,
-                    params.clone(),
-                    i64::from(per_page),
-                    offset,
-                    invoice_from_row,
-                )?)
+                let total = match &kept {
+                    Some((statuses, created_from, created_to)) => {
+                        let range = CountedRange {
+                            org_id,
+                            statuses,
+                            created_from: *created_from,
+                            created_to: *created_to,
+                        };
+                        kept_totals_tx(tx, &range)?.iter().map(|t| t.count).sum()
+                    }
+                    None => tx.query_one(&count_sql, &params)?.i64("n")?,
+                };
+                let mut params = params.clone();
+                params.extend([i64::from(per_page).into(), offset.into()]);
+                let rows = tx.query(&page_sql, &params)?;
+                let page = rows
+                    .iter()
+                    .map(invoice_from_row)
+                    .collect::<Result<_, _>>()?;
+                Ok((page, total))
             })
             .await
     }
@@ -81,7 +94,7 @@ impl InvoiceRepo {
     }
 
     /// Counts and sums (in tiyn) per status of `org_id`'s invoices created in
-    /// `[from_ms, to_ms)`.
+    /// `[from_ms, to_ms)`, from the kept counts (and the rows of partial edge days).
     pub async fn invoice_stats(
         &self,
         org_id: i64,
@@ -90,32 +103,15 @@ impl InvoiceRepo {
     ) -> Result<InvoiceStats, StoreError> {
         self.db
             .read(move |tx| {
-                let rows = tx.query(
-                    "SELECT status, COUNT(*) AS n, \
-                     CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS amount, \
-                     CAST(COALESCE(SUM(total_refunded), 0) AS BIGINT) AS refunded \
-                     FROM invoices WHERE org_id = $1 AND created_at >= $2 AND created_at < $3 \
-                     GROUP BY status",
-                    &[org_id.into(), from_ms.into(), to_ms.into()],
-                )?;
-                let mut by_status: Vec<StatusTotals> = InvoiceStatus::ALL
-                    .iter()
-                    .map(|&status| StatusTotals {
-                        status,
-                        count: 0,
-                        amount: 0,
-                        refunded: 0,
-                    })
-                    .collect();
-                for row in &rows {
-                    let status = row.parsed("status", InvoiceStatus::parse)?;
-                    if let Some(totals) = by_status.iter_mut().find(|t| t.status == status) {
-                        totals.count = row.i64("n")?;
-                        totals.amount = row.i64("amount")?;
-                        totals.refunded = row.i64("refunded")?;
-                    }
-                }
-                Ok(InvoiceStats { by_status })
+                let range = CountedRange {
+                    org_id,
+                    statuses: &[],
+                    created_from: Some(from_ms),
+                    created_to: Some(to_ms),
+                };
+                Ok(InvoiceStats {
+                    by_status: kept_totals_tx(tx, &range)?,
+                })
             })
             .await
     }

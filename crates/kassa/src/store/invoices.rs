@@ -8,6 +8,7 @@ use crate::db::{DbError, Row, Tx, Value};
 use crate::domain::KaspiOperationId;
 use crate::store::InvoiceRepo;
 
+use super::invoice_counts::{add_to_counts_tx, CountDelta, COUNTED_COLUMNS};
 use super::jobs::{delete_job, delete_jobs, schedule_job_at, schedule_job_later};
 use super::{
     conflict_on_unique, Cart, CreateState, EventKind, Invoice, InvoiceItem, InvoiceKind,
@@ -120,34 +121,6 @@ fn insert_items_tx(
     Ok(())
 }
 
-/// Shards of an organization's count in `invoice_counts`.
-const COUNT_SHARDS: i64 = 16;
-
-/// Adds `delta` to the kept count of each `(org_id, invoice_id)` in `invoices` (one statement
-/// per shard touched), in the caller's transaction.
-pub(super) fn add_to_counts_tx(
-    tx: &mut dyn Tx,
-    invoices: &[(i64, i64)],
-    delta: i64,
-) -> Result<(), DbError> {
-    let mut tally: Vec<((i64, i64), i64)> = Vec::new();
-    for &(org_id, id) in invoices {
-        let key = (org_id, id.rem_euclid(COUNT_SHARDS));
-        match tally.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, n)) => *n += delta,
-            None => tally.push((key, delta)),
-        }
-    }
-    for ((org_id, shard), n) in tally {
-        tx.defer(
-            "INSERT INTO invoice_counts (org_id, shard, n) VALUES ($1, $2, $3) \
-             ON CONFLICT (org_id, shard) DO UPDATE SET n = invoice_counts.n + excluded.n",
-            &[org_id.into(), shard.into(), n.into()],
-        )?;
-    }
-    Ok(())
-}
-
 /// The end of one Kaspi operation, as the history shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperationEnd {
@@ -224,8 +197,9 @@ fn update_status_tx(
     row.as_ref().map(invoice_from_row).transpose()
 }
 
-/// Writes the event row of each change made by [`update_status_tx`] (one statement), and
-/// ends the poll jobs of the invoices that reached a final status (one more).
+/// Writes the event row of each change made by [`update_status_tx`] (one statement), moves
+/// the changed invoices between the kept counts of their statuses (one more), and ends the
+/// poll jobs of the invoices that reached a final status (one more).
 fn record_changes_tx(tx: &mut dyn Tx, changes: &[(&Invoice, &Change<'_>)]) -> Result<(), DbError> {
     if changes.is_empty() {
         return Ok(());
@@ -250,6 +224,11 @@ fn record_changes_tx(tx: &mut dyn Tx, changes: &[(&Invoice, &Change<'_>)]) -> Re
         ),
         &params,
     )?;
+    let moved: Vec<CountDelta> = changes
+        .iter()
+        .flat_map(|(before, change)| CountDelta::moved(before, change.to))
+        .collect();
+    add_to_counts_tx(tx, &moved)?;
     for (before, change) in changes {
         super::subscriptions::invoice_ended_tx(tx, before, change.to, change.at_ms)?;
     }
@@ -329,7 +308,7 @@ pub(super) fn log_status_change(invoice: &Invoice) {
 }
 
 /// Records a new invoice as `pending`, `sending`, inside the caller's transaction: with its
-/// kept count, its reconciliation job (`reconcile_at`) and its idempotency link, as
+/// kept counts, its reconciliation job (`reconcile_at`) and its idempotency link, as
 /// [`InvoiceRepo::insert_invoice`] says; `subscription_id` names the subscription billing it.
 pub(super) fn insert_invoice_tx(
     tx: &mut dyn Tx,
@@ -369,7 +348,7 @@ pub(super) fn insert_invoice_tx(
     if let Some(cart) = cart {
         insert_items_tx(tx, &invoice, &cart.items)?;
     }
-    add_to_counts_tx(tx, &[(invoice.org_id, invoice.id)], 1)?;
+    add_to_counts_tx(tx, &[CountDelta::of(&invoice, 1)])?;
     if let Some(at) = new.reconcile_at {
         schedule_job_later(
             tx,
@@ -649,15 +628,17 @@ impl InvoiceRepo {
         self.db
             .write(move |tx| {
                 let deleted = tx.query_opt(
-                    "DELETE FROM invoices WHERE id = $1 AND create_state = 'sending' \
-                     AND NOT EXISTS (SELECT 1 FROM invoice_events e WHERE e.invoice_id = $1) \
-                     RETURNING org_id",
+                    &format!(
+                        "DELETE FROM invoices WHERE id = $1 AND create_state = 'sending' \
+                         AND NOT EXISTS (SELECT 1 FROM invoice_events e WHERE e.invoice_id = $1) \
+                         RETURNING {COUNTED_COLUMNS}"
+                    ),
                     &[id.into()],
                 )?;
                 let Some(row) = deleted else {
                     return Ok(false);
                 };
-                add_to_counts_tx(tx, &[(row.i64("org_id")?, id)], -1)?;
+                add_to_counts_tx(tx, &[CountDelta::from_row(&row, -1)?])?;
                 delete_job(tx, JobKind::ReconcileInvoice, id)?;
                 Ok(true)
             })

@@ -8,7 +8,7 @@
 //!
 //! - `orgs.rs`: organizations, API keys, terminals.
 //! - `invoices.rs`: invoices, status changes and their events; `invoice_list.rs`: listing and
-//!   stats.
+//!   stats; `invoice_counts.rs`: counts and sums kept per organization, status and day.
 //! - `jobs.rs`: scheduling, claiming and finishing jobs.
 //! - `idempotency.rs`: `Idempotency-Key` records.
 //! - `limits.rs`: the API key revocation generation and rate-limit quota leases.
@@ -26,6 +26,7 @@ mod bulk;
 mod catalog;
 mod history;
 mod idempotency;
+mod invoice_counts;
 mod invoice_list;
 mod invoices;
 mod jobs;

@@ -7,6 +7,7 @@ use crate::db::{DbError, Row, Tx, Value};
 use crate::domain::Money;
 use crate::store::RefundRepo;
 
+use super::invoice_counts::{add_to_counts_tx, CountDelta};
 use super::invoices::{invoice_by_id_tx, INVOICE_COLUMNS};
 use super::jobs::{delete_job, schedule_job_later};
 use super::{EventKind, Invoice, InvoiceStatus, JobKind, Refund, RefundStatus, StoreError};
@@ -417,6 +418,7 @@ impl RefundRepo {
                     &[refund.invoice_id.into(), refund.amount.into(), at_ms.into()],
                 )?;
                 let invoice = end_refund_tx(tx, &refund, EventKind::Refunded, at_ms)?;
+                add_to_counts_tx(tx, &[CountDelta::refunded(&invoice, refund.amount.tiyn())])?;
                 Ok(Some((refund, invoice)))
             })
             .await

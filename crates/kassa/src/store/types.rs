@@ -399,6 +399,16 @@ impl Default for InvoiceFilter {
     }
 }
 
+impl InvoiceFilter {
+    /// Whether the filter names no text (search, phone, order id): only statuses and creation
+    /// dates, which the kept counts answer.
+    pub fn search_free(&self) -> bool {
+        self.search.as_deref().is_none_or(|s| s.trim().is_empty())
+            && self.phone.is_none()
+            && self.external_order_id.is_none()
+    }
+}
+
 /// Counts and sums of one status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatusTotals {
