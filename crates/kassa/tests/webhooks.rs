@@ -6,8 +6,9 @@
 //! The gateways are stepped: their clock stands still, and `kassa.step()` dispatches the
 //! events and makes every attempt due, awaiting each HTTP request and its record, so what the
 //! receiver got is there when it returns. Retry delays, `Retry-After`, disabling and secret
-//! rotation are reached by moving the clock. Only an attempt's timeout runs on real time, and
-//! two `kassa serve` processes on one PostgreSQL run their own background loops.
+//! rotation are reached by moving the clock. Only an attempt's timeout runs on real time; two
+//! `kassa serve` processes on one PostgreSQL run their own background loops, and so does the
+//! gateway that shows a commit waking the dispatcher.
 
 mod common;
 
@@ -907,6 +908,33 @@ async fn endpoints_are_validated_updated_and_deleted() {
     assert_eq!(log.status, 404);
     kassa.stop().await;
 }
+
+// The dispatcher is woken by the commit of a status change in its own process, not found by
+// its poll: with the poll (which finds other processes' events) an hour away, the payment's
+// webhook still arrives, and the receiver is waited for far less than an hour. A gateway
+// running its own loops, as in production: stepping would dispatch whether woken or not.
+on_both_databases!(
+    a_commit_wakes_the_dispatcher_of_its_process,
+    |test: TestDb| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut options = Options::new(test.url(), dir.path());
+        options.settings.webhook_poll = Duration::from_secs(3600);
+        let kassa = Kassa::start(options).await;
+        let org = kassa.demo_org().await;
+        let key = kassa.api_key(org).await;
+        let receiver = Receiver::start().await;
+        create_endpoint(&kassa, &key, json!({"url": receiver.url("/hook")})).await;
+        let id = invoice(&kassa, &key, 700).await;
+        pay(&kassa, &key, id).await;
+        let got = receiver.wait_for(1, Duration::from_secs(60)).await;
+        let body = got[0].json();
+        assert_eq!(body["event"], "invoice.status_changed", "{body:#}");
+        assert_eq!(body["invoice"]["id"], id);
+        assert_eq!(body["invoice"]["status"], "paid");
+        kassa.stop().await;
+        assert_eq!(receiver.requests().len(), 1, "one event, delivered once");
+    }
+);
 
 // The one test on real time: two `kassa serve` processes and their own background loops (the
 // dispatcher handing leased deliveries to the delivery loop, leases contended between

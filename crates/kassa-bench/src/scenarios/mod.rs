@@ -12,6 +12,8 @@ mod detection;
 mod floor;
 mod footprint;
 mod read;
+mod steady;
+mod webhook_rig;
 mod webhooks;
 
 use std::future::Future;
@@ -49,6 +51,7 @@ pub const ALL: &[Scenario] = &[
     read::SCENARIO,
     depth::SCENARIO,
     webhooks::SCENARIO,
+    steady::SCENARIO,
     detection::SCENARIO,
     footprint::SCENARIO,
 ];

@@ -186,6 +186,9 @@ pub struct GatewaySettings {
     pub kaspi_calls_per_sec: u32,
     /// How often run-time settings (the Kaspi app build) are read again.
     pub settings_every: Duration,
+    /// How often the webhook dispatcher looks for events committed by other processes
+    /// sharing the database; those of this process wake it at once.
+    pub webhook_poll: Duration,
 }
 
 impl Default for GatewaySettings {
@@ -206,6 +209,7 @@ impl Default for GatewaySettings {
             history_idle_every: s(30),
             kaspi_calls_per_sec: crate::config::DEFAULT_KASPI_CALLS_PER_SEC,
             settings_every: s(3),
+            webhook_poll: crate::webhooks::DISPATCH_POLL,
         }
     }
 }

@@ -71,9 +71,11 @@ impl Jobs {
             if let Err(e) = history::schedule_all(&jobs.gateway).await {
                 tracing::error!(error = %e, "cannot schedule history syncs");
             }
-            let webhooks = jobs
-                .webhooks
-                .start_worker(jobs.worker_id.clone(), stop.clone());
+            let webhooks = jobs.webhooks.start_worker(
+                jobs.worker_id.clone(),
+                jobs.gateway.settings().webhook_poll,
+                stop.clone(),
+            );
             let history =
                 tokio::spawn(jobs.clone().job_loop(&[JobKind::SyncHistory], stop.clone()));
             jobs.clone()

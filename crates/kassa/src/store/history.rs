@@ -95,7 +95,7 @@ impl InvoiceRepo {
         operations: Vec<KaspiOperation>,
         now_ms: i64,
     ) -> Result<(usize, usize), StoreError> {
-        self.db
+        self.outbox
             .write(move |tx| {
                 let marked: Vec<(&str, KaspiOperationId)> = operations
                     .iter()

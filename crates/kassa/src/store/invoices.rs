@@ -501,7 +501,7 @@ impl InvoiceRepo {
         at_ms: i64,
     ) -> Result<Invoice, StoreError> {
         let error = error.to_owned();
-        self.db
+        self.outbox
             .write(move |tx| {
                 let changed = tx.execute(
                     "UPDATE invoices SET create_state = $2, last_error = $3, updated_at = $4 \
@@ -550,7 +550,7 @@ impl InvoiceRepo {
     ) -> Result<Option<Invoice>, StoreError> {
         let kaspi_status = kaspi_status.map(str::to_owned);
         let client_name = client_name.map(str::to_owned);
-        self.db
+        self.outbox
             .write(move |tx| {
                 let change = Change {
                     to: status,
@@ -574,7 +574,7 @@ impl InvoiceRepo {
         at_ms: i64,
     ) -> Result<Option<Invoice>, StoreError> {
         let reason = reason.map(str::to_owned);
-        self.db
+        self.outbox
             .write(move |tx| {
                 let change = Change {
                     to: InvoiceStatus::Cancelled,

@@ -2,7 +2,8 @@
 //!
 //! One [`Store`], handed out as repositories (`store.invoices()`, `refunds()`, `jobs()`,
 //! `webhooks()`, `orgs()`, `subscriptions()`), each with a method per question or change, each one transaction. Every status change
-//! writes its `invoice_events` row in the same transaction (the outbox); jobs are rows leased
+//! writes its `invoice_events` row in the same transaction (the outbox), and such transactions
+//! ring [`Store::events_committed`] once committed (the webhook dispatcher's wake-up); jobs are rows leased
 //! with `UPDATE … RETURNING`. The only dialect difference used is [`Dialect::skip_locked`](crate::db::Dialect::skip_locked)
 //! (`crate::db::Dialect`); the tables come from `migrations/*/0002_gateway.sql`.
 //!
@@ -43,8 +44,10 @@ mod webhooks;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 use crate::clock::Clock;
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, Tx};
 
 pub use bulk::BulkInvoice;
 pub use catalog::{CatalogFilter, CatalogItem, CatalogPatch, NewCatalogItem};
@@ -80,8 +83,8 @@ pub enum StoreError {
     Db(#[from] DbError),
 }
 
-/// What every repository holds: the database, the clock, this handle's count of key
-/// revocations. Repositories deref to it.
+/// What every repository holds: the database (and the same for writes that may add outbox
+/// events), the clock, this handle's count of key revocations. Repositories deref to it.
 #[derive(Debug, Clone)]
 pub struct Repo {
     db: Db,
@@ -89,12 +92,39 @@ pub struct Repo {
     clock: Clock,
     /// Revocations of API keys made through this handle (see [`OrgRepo::revocations_here`]).
     revocations_here: Arc<AtomicU64>,
+    /// The database, for writes that may add outbox events.
+    outbox: Outbox,
 }
 
 impl Repo {
     /// Now on the store's clock, in unix milliseconds.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+}
+
+/// The database, for the transactions that may write `invoice_events` rows (the outbox): each
+/// one, once committed, rings [`Store::events_committed`], so this process's webhook
+/// dispatcher takes the events up at once rather than at its next poll.
+#[derive(Debug, Clone)]
+struct Outbox {
+    db: Db,
+    committed: Arc<Notify>,
+}
+
+impl Outbox {
+    /// [`Db::write`], and the ring once it has committed.
+    async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: Fn(&mut dyn Tx) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let written = self.db.write(f).await;
+        if written.is_ok() {
+            self.committed.notify_one();
+        }
+        written
     }
 }
 
@@ -126,6 +156,10 @@ macro_rules! repositories {
             /// A store over `db` whose "now" is `clock`'s.
             pub fn with_clock(db: Db, clock: Clock) -> Store {
                 let repo = Repo {
+                    outbox: Outbox {
+                        db: db.clone(),
+                        committed: Arc::new(Notify::new()),
+                    },
                     db,
                     clock,
                     revocations_here: Arc::new(AtomicU64::new(0)),
@@ -186,6 +220,14 @@ impl Store {
     /// The database underneath.
     pub fn db(&self) -> &Db {
         &self.repo.db
+    }
+
+    /// Rung (one wake-up kept until taken, as [`Notify::notify_one`]) each time a transaction
+    /// of this store that may have written outbox events has committed: this process's webhook
+    /// dispatcher waits on it between its polls. Events committed by other processes sharing
+    /// the database do not ring it; the dispatcher's poll finds those.
+    pub fn events_committed(&self) -> &Notify {
+        &self.repo.outbox.committed
     }
 }
 

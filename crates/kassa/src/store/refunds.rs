@@ -402,7 +402,7 @@ impl RefundRepo {
             RefundStatus::Completed.as_str(),
             moving_to(RefundStatus::Completed)
         );
-        self.db
+        self.outbox
             .write(move |tx| {
                 let Some(row) = tx.query_opt(
                     &sql,
@@ -452,7 +452,7 @@ impl RefundRepo {
             RefundStatus::Failed.as_str(),
             moving_to(RefundStatus::Failed)
         );
-        self.db
+        self.outbox
             .write(move |tx| {
                 let Some(row) = tx.query_opt(&sql, &[id.into(), (&reason).into(), at_ms.into()])?
                 else {

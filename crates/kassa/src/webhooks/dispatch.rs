@@ -16,8 +16,6 @@ use crate::store::{DispatchLease, Dispatched, EventToDispatch, FormatBody, Webho
 
 /// Events read at a time by the dispatcher (dispatched as slots come free).
 const DISPATCH_BATCH: u32 = 256;
-/// How often the dispatcher looks for new events when the last batch was not full.
-const DISPATCH_POLL: Duration = Duration::from_millis(50);
 /// How long the dispatcher waits for free slots before it dispatches without leasing (slow
 /// receivers hold them all).
 const SLOT_WAIT: Duration = Duration::from_millis(500);
@@ -37,10 +35,12 @@ async fn wait_for_slots(slots: &Arc<Semaphore>, events: usize) -> Option<OwnedSe
 }
 
 impl Webhooks {
-    /// Dispatches while events are waiting, then polls. Events are read (with what their
-    /// bodies are made from) [`DISPATCH_BATCH`] at a time into `ready`, and dispatched as
-    /// slots come free. Deliveries leased in the dispatch go to `handed`; if some were left to
-    /// lease, the delivery loop is woken.
+    /// Dispatches while events are waiting, then waits for the commit of an event in this
+    /// process ([`crate::store::Store::events_committed`]) or, for those of other processes,
+    /// the pipeline's poll interval. Events are read (with what their bodies are made from)
+    /// [`DISPATCH_BATCH`] at a time into `ready`, and dispatched as slots come free.
+    /// Deliveries leased in the dispatch go to `handed`; if some were left to lease, the
+    /// delivery loop is woken.
     pub(super) async fn dispatch_loop(
         &self,
         pipeline: &Pipeline,
@@ -88,8 +88,10 @@ impl Webhooks {
                 }
             }
             if ready.is_empty() && !more {
+                // A commit since the last read left its wake-up here: none is lost.
                 tokio::select! {
-                    () = tokio::time::sleep(DISPATCH_POLL) => {}
+                    () = self.store().events_committed().notified() => {}
+                    () = tokio::time::sleep(pipeline.poll) => {}
                     () = stopped.cancelled() => {}
                 }
             }

@@ -29,6 +29,8 @@ mod simulate;
 pub mod ssrf;
 mod worker;
 
+pub use worker::DISPATCH_POLL;
+
 use std::sync::Arc;
 use std::time::Duration;
 

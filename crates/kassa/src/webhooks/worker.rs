@@ -14,7 +14,10 @@
 //!   attempted) rather than leased again in between. Deliveries beyond its slots (several
 //!   endpoints), and the whole rest when no slot came free within `SLOT_WAIT` (slow receivers), are
 //!   left for any worker to lease, and the delivery loop is woken. It goes on at once while events
-//!   are waiting, and looks again every `DISPATCH_POLL` otherwise.
+//!   are waiting; otherwise it waits for the commit of an event in this process (the store rings
+//!   [`crate::store::Store::events_committed`] after each transaction that may write one), or
+//!   for its poll interval ([`DISPATCH_POLL`] by default), which finds the events other
+//!   processes committed.
 //! - The delivery loop (`delivery.rs`) starts an attempt for each delivery handed over, and
 //!   whenever at least [`CLAIM_AT_ONCE`] slots are free (or none is busy) and deliveries may be due
 //!   it leases more (with their endpoints, in one transaction), without waiting for the attempts
@@ -53,9 +56,15 @@ pub(super) type Leased = (
     OwnedSemaphorePermit,
 );
 
+/// How often the dispatcher looks for events committed by other processes sharing the
+/// database unless told otherwise (those of this process wake it at once).
+pub const DISPATCH_POLL: Duration = Duration::from_millis(50);
+
 /// What the two loops of one worker share.
 pub(super) struct Pipeline {
     pub(super) worker_id: String,
+    /// How often the dispatcher looks for events it was not woken for.
+    pub(super) poll: Duration,
     /// One permit per attempt in hand.
     pub(super) slots: Arc<Semaphore>,
     /// Rung by the dispatcher when it left deliveries to lease.
@@ -86,13 +95,20 @@ pub(super) fn with_slots(
 }
 
 impl Webhooks {
-    /// Starts this process's dispatcher and delivery worker under `worker_id`; they end when
-    /// `stop` is cancelled, after the attempts in hand and their records.
-    pub fn start_worker(&self, worker_id: String, stopped: CancellationToken) -> JoinHandle<()> {
+    /// Starts this process's dispatcher and delivery worker under `worker_id`, the dispatcher
+    /// looking for other processes' events every `poll`; they end when `stop` is cancelled,
+    /// after the attempts in hand and their records.
+    pub fn start_worker(
+        &self,
+        worker_id: String,
+        poll: Duration,
+        stopped: CancellationToken,
+    ) -> JoinHandle<()> {
         let webhooks = self.clone();
         tokio::spawn(async move {
             let pipeline = Arc::new(Pipeline {
                 worker_id,
+                poll,
                 slots: Arc::new(Semaphore::new(IN_FLIGHT)),
                 wake: Notify::new(),
             });

@@ -69,7 +69,7 @@ impl SubscriptionRepo {
         template: BillingTemplate,
     ) -> Result<Billed, StoreError> {
         let billed = self
-            .db
+            .outbox
             .write(move |tx| {
                 let Some(mut sub) = read_for_update(tx, id)? else {
                     return Ok(Billed::Nothing);
