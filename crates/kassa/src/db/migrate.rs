@@ -57,6 +57,7 @@ migrations! {
     12 "subscriptions" "0012_subscriptions",
     13 "catalog" "0013_catalog",
     14 "dashboard" "0014_dashboard",
+    16 "cashiers" "0016_cashiers",
 }
 
 /// The migrations for `dialect`, in the order they apply.
