@@ -13,6 +13,9 @@
 //! Kaspi does not say whether another cashier may, and the simulator allows it, so the
 //! organization's other cashiers are the fallback.
 //!
+//! A call Kaspi throttles anyway (HTTP 429: nothing was done) goes again on the cashier's next
+//! slot, a few times, rather than failing the request.
+//!
 //! A dead session is refreshed once (sign-in-lite) and the refreshed session stored with
 //! compare-and-set on `version`; when refresh is refused the cashier is marked `needs_login`,
 //! the log says which command to run, and the call goes to the organization's next usable
@@ -40,6 +43,11 @@ use crate::store::{JobKind, Store, Terminal, TerminalState};
 pub const SIGNED_IN_ELSEWHERE: &str = "signed in on another device: Kaspi ended the cashier's \
      session because the same phone logged in on another device, and a refresh cannot bring it \
      back";
+
+/// How many times a call Kaspi throttled is made again (see [`Terminals::attempt`]).
+const THROTTLED_RETRIES: u32 = 3;
+/// The longest `Retry-After` of Kaspi's that a call waits for before going again.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// One cashier ready for calls: its client (device) and session, at one version of its row.
 pub struct Loaded {
@@ -369,12 +377,12 @@ impl Terminals {
         Fut: Future<Output = Result<T, kaspi::Error>>,
     {
         let org_id = loaded.org_id;
-        let answer = match crate::metrics::kaspi_call(what, call(loaded.clone())).await {
+        let answer = match self.attempt(&loaded, what, call).await {
             Err(e) if e.is_session() => {
                 tracing::info!(org_id, terminal = loaded.terminal_id, error = %e, "Kaspi session rejected; refreshing");
                 let refreshed = self.refresh(&loaded).await?;
                 self.pace(&[refreshed.terminal_id], what).await;
-                match crate::metrics::kaspi_call(what, call(refreshed.clone())).await {
+                match self.attempt(&refreshed, what, call).await {
                     Err(e) if e.is_session() => {
                         tracing::warn!(org_id, terminal = loaded.terminal_id, error = %e, "Kaspi rejected a freshly refreshed session");
                         return Err(GatewayError::SessionInvalid(e.to_string()));
@@ -390,6 +398,41 @@ impl Terminals {
                 Ok(value)
             }
             Err((e, at)) => Err(self.failed(&at, e).await),
+        }
+    }
+
+    /// Makes `call` with `loaded`. A call Kaspi throttled (HTTP 429) did nothing there, so it
+    /// is made again on the cashier's next slot (after Kaspi's `Retry-After`, when it says
+    /// one), at most [`THROTTLED_RETRIES`] times: a create is not failed for Kaspi's
+    /// throttle when waiting a moment gets it through.
+    async fn attempt<T, F, Fut>(
+        &self,
+        loaded: &Arc<Loaded>,
+        what: &'static str,
+        call: &F,
+    ) -> Result<T, kaspi::Error>
+    where
+        F: Fn(Arc<Loaded>) -> Fut,
+        Fut: Future<Output = Result<T, kaspi::Error>>,
+    {
+        let mut retries = 0;
+        loop {
+            match crate::metrics::kaspi_call(what, call(loaded.clone())).await {
+                Err(kaspi::Error::Throttled { retry_after }) if retries < THROTTLED_RETRIES => {
+                    retries += 1;
+                    tracing::debug!(
+                        org_id = loaded.org_id,
+                        terminal = loaded.terminal_id,
+                        call = what,
+                        "Kaspi throttled the cashier; the call goes again on its next slot"
+                    );
+                    if let Some(wait) = retry_after {
+                        tokio::time::sleep(wait.min(MAX_RETRY_AFTER)).await;
+                    }
+                    self.pace(&[loaded.terminal_id], what).await;
+                }
+                other => return other,
+            }
         }
     }
 
