@@ -94,11 +94,18 @@ struct CashierRequest {
     password: Option<String>,
     #[serde(default)]
     challenge: Challenge,
+    /// Add the cashier to the organization of this cashier phone (Kaspi lets an
+    /// organization add cashiers); absent: its own organization, or the one it was added to.
+    #[serde(default)]
+    organization_of: Option<String>,
 }
 
 async fn set_cashier(State(sim): State<Simulator>, raw: Bytes) -> Answer {
     let req: CashierRequest = body(&raw)?;
-    let profile = sim.set_cashier(&req.phone, req.challenge, req.password)?;
+    let mut profile = sim.set_cashier(&req.phone, req.challenge, req.password)?;
+    if let Some(owner) = &req.organization_of {
+        profile = sim.add_cashier_to(&req.phone, owner)?;
+    }
     Ok(Json(json!(profile)))
 }
 

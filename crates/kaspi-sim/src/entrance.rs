@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 
 use crate::auth::{verify_with_or_without_body, KaspiRequest};
 use crate::state::{LoginProcess, LoginStage, Session, SessionState, State as SimState};
-use crate::{people, Challenge, ControlError, Simulator};
+use crate::{Challenge, ControlError, Simulator};
 
 pub(crate) fn routes() -> Router<Simulator> {
     Router::new()
@@ -603,7 +603,7 @@ fn finish_process(st: &mut SimState, req: &KaspiRequest, body: &FinishBody) -> A
         vtoken_secret: sign::ecdh_secret(&server, &client_ecdh),
         device_key,
         client_ecdh,
-        profile: people::cashier_profile(st.cfg.seed, &phone),
+        profile: st.profile_of(&phone),
         phone: phone.clone(),
         state: SessionState::Live,
         install_id: install_id.clone(),

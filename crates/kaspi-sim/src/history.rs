@@ -71,6 +71,7 @@ pub(crate) fn info(op: &Operation) -> OperationInfo {
         client_name: op.client_name.clone(),
         parent_operation_id: op.parent,
         transaction_date: fmt_millis(op.tx_ms),
+        cashier_phone: op.cashier.clone(),
     }
 }
 

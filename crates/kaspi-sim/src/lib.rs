@@ -159,6 +159,8 @@ pub struct OperationInfo {
     pub client_name: Option<String>,
     pub parent_operation_id: Option<u64>,
     pub transaction_date: String,
+    /// The phone of the cashier whose call made it (`None`: made without a cashier's call).
+    pub cashier_phone: Option<String>,
 }
 
 struct Inner {
@@ -332,7 +334,7 @@ impl Simulator {
         let cashier = parse_phone(cashier_phone)?;
         let client = parse_phone(client_phone)?;
         self.with_state(|st| {
-            let org = people::cashier_profile(st.cfg.seed, &cashier).organization_id;
+            let org = st.profile_of(&cashier).organization_id;
             st.create_remote(org, client, amount, comment.to_owned())
                 .map_err(|e| ControlError::BadRequest(e.message))
         })
@@ -370,17 +372,38 @@ impl Simulator {
                 CashierSetup {
                     challenge,
                     password,
+                    organization_of: st.setup_of(&phone).organization_of,
                 },
             );
             st.touch();
-            Ok(people::cashier_profile(st.cfg.seed, &phone))
+            Ok(st.profile_of(&phone))
+        })
+    }
+
+    /// The organization of cashier `owner` adds cashier `phone`, as Kaspi lets an organization
+    /// add cashiers: `phone`'s next login is into `owner`'s organization, where it sees and
+    /// acts on the organization's operations like `owner`. Answers `phone`'s profile.
+    pub fn add_cashier_to(&self, phone: &str, owner: &str) -> Result<CashierProfile, ControlError> {
+        let phone = parse_phone(phone)?;
+        let owner = parse_phone(owner)?;
+        self.with_state(|st| {
+            let mut setup = st.setup_of(&phone);
+            // The owner's own organization: a chain of additions ends at one organization.
+            setup.organization_of = Some(
+                st.setup_of(&owner)
+                    .organization_of
+                    .unwrap_or_else(|| owner.as_str().to_owned()),
+            );
+            st.cashiers.insert(phone.as_str().to_owned(), setup);
+            st.touch();
+            Ok(st.profile_of(&phone))
         })
     }
 
     /// The profile and organization a cashier phone logs in to.
     pub fn cashier_profile(&self, phone: &str) -> Result<CashierProfile, ControlError> {
         let phone = parse_phone(phone)?;
-        Ok(self.with_state(|st| people::cashier_profile(st.cfg.seed, &phone)))
+        Ok(self.with_state(|st| st.profile_of(&phone)))
     }
 
     fn set_sessions(&self, to: SessionState) -> usize {
@@ -572,7 +595,7 @@ fn add_static(
     amount: Amount,
     comment: &str,
 ) -> Result<u64, ControlError> {
-    let org = people::cashier_profile(st.cfg.seed, phone).organization_id;
+    let org = st.profile_of(phone).organization_id;
     st.add_static(org, amount, comment.to_owned())
         .map_err(|e| ControlError::BadRequest(e.message))
 }

@@ -162,6 +162,7 @@ impl State {
             returned: Amount::ZERO,
             parent: None,
             qr_token: None,
+            cashier: None,
         }
     }
 
@@ -239,6 +240,13 @@ impl State {
         op.paid_ms = Some(now);
         op.client_name = Some(people::random_client_name(&mut self.rng));
         Ok(self.insert(op))
+    }
+
+    /// Notes that cashier `phone` made operation `id` (the control API shows it).
+    pub(crate) fn made_by(&mut self, id: u64, phone: &str) {
+        if let Some(op) = self.ops.get_mut(&id).map(Arc::make_mut) {
+            op.cashier = Some(phone.to_owned());
+        }
     }
 
     /// An operation of the organization, or `OperationNotFound`.

@@ -5,6 +5,10 @@
 //! the session's `X-PI`, and is rate limited per cashier when configured. Bodies and
 //! queries are read leniently; a refusal is an envelope with a non-zero `StatusCode`.
 //! Invoices and QR tokens use ONE number as `Id` and `QrOperationId`.
+//!
+//! Operations belong to the organization, as at Kaspi: every cashier of an organization sees
+//! (details, history) and acts on (cancel, refund) the organization's operations, whichever
+//! cashier made them; the simulator notes which one did, for the control API.
 
 use std::time::{Duration, Instant};
 
@@ -182,6 +186,7 @@ async fn remote_create(State(sim): State<Simulator>, req: KaspiRequest) -> Respo
             body.amount,
             body.comment.unwrap_or_default(),
         )?;
+        st.made_by(id, &ctx.profile.phone);
         let op = st.op_of(ctx.org(), id)?;
         Ok(remote_view(op, ctx))
     })
@@ -250,6 +255,7 @@ async fn qr_create(State(sim): State<Simulator>, req: KaspiRequest) -> Response 
     call(&sim, &req, |st, ctx| {
         let body: CreateQr = req.json()?;
         let id = st.create_qr(ctx.org(), body.amount)?;
+        st.made_by(id, &ctx.profile.phone);
         let op = st.op_of(ctx.org(), id)?;
         Ok(json!({
             "QrOperationId": op.id,
@@ -321,6 +327,7 @@ async fn refund(State(sim): State<Simulator>, req: KaspiRequest) -> Response {
         let body: Refund = req.json()?;
         let parent = json_id(&body.operation, "QrOperationId")?;
         let id = st.refund(ctx.org(), parent, body.amount)?;
+        st.made_by(id, &ctx.profile.phone);
         let op = st.op_of(ctx.org(), id)?;
         Ok(json!({
             "Id": op.id,

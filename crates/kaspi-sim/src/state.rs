@@ -125,6 +125,26 @@ impl State {
         t
     }
 
+    /// The profile and organization a cashier phone logs in to: its own generated one, in the
+    /// organization of the phone named by `organization_of` when it was added to one (as Kaspi
+    /// lets an organization add cashiers).
+    pub(crate) fn profile_of(&self, phone: &Phone) -> CashierProfile {
+        let mut profile = crate::people::cashier_profile(self.cfg.seed, phone);
+        let owner = self
+            .cashiers
+            .get(phone.as_str())
+            .and_then(|setup| setup.organization_of.as_deref())
+            .and_then(|owner| kaspi::phone::normalize(owner).ok());
+        if let Some(owner) = owner {
+            let org = crate::people::cashier_profile(self.cfg.seed, &owner);
+            profile.organization_id = org.organization_id;
+            profile.organization_name = org.organization_name;
+            profile.organization_idn = org.organization_idn;
+            profile.organization_kbe = org.organization_kbe;
+        }
+        profile
+    }
+
     /// The login challenge and password of a cashier.
     pub(crate) fn setup_of(&self, phone: &Phone) -> CashierSetup {
         self.cashiers
@@ -133,6 +153,7 @@ impl State {
             .unwrap_or(CashierSetup {
                 challenge: self.cfg.login_challenge,
                 password: crate::DEFAULT_PASSWORD.to_owned(),
+                organization_of: None,
             })
     }
 }
@@ -142,6 +163,10 @@ impl State {
 pub(crate) struct CashierSetup {
     pub challenge: Challenge,
     pub password: String,
+    /// A cashier added to the organization of this (owner's) phone; `None`: the cashier has
+    /// an organization of its own. Absent in state files written before it was kept.
+    #[serde(default)]
+    pub organization_of: Option<String>,
 }
 
 /// Where a login process stands.
@@ -275,6 +300,11 @@ pub(crate) struct Operation {
     pub parent: Option<u64>,
     /// `QrToken` of a payment link.
     pub qr_token: Option<String>,
+    /// The phone of the cashier whose call made it (none for static QR payments and
+    /// operations made through the control API). Absent in state files written before it was
+    /// kept.
+    #[serde(default)]
+    pub cashier: Option<String>,
 }
 
 impl Operation {

@@ -368,14 +368,24 @@ pub async fn get_once(
 /// the answer's status and body, within [`REQUEST_TIMEOUT`].
 pub async fn send_once(
     addr: SocketAddr,
+    request: Request<Full<Bytes>>,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    send_once_within(addr, request, REQUEST_TIMEOUT).await
+}
+
+/// [`send_once`] waiting at most `timeout` for the answer (a request that queues behind a
+/// budget on purpose).
+pub async fn send_once_within(
+    addr: SocketAddr,
     mut request: Request<Full<Bytes>>,
+    timeout: Duration,
 ) -> anyhow::Result<(StatusCode, Bytes)> {
     let mut sender = connect(addr).await?;
     request.headers_mut().insert(
         http::header::HOST,
         http::HeaderValue::from_str(&addr.to_string())?,
     );
-    tokio::time::timeout(REQUEST_TIMEOUT, async move {
+    tokio::time::timeout(timeout, async move {
         let response = sender.send_request(request).await?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();

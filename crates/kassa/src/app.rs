@@ -407,7 +407,8 @@ async fn keep_usable_request_id(
 /// `GET /api/v1/status`: no authentication, never a secret. `status` is `ok` while the
 /// gateway answers (as ApiPay's health check); `kaspi.sessions` counts cashier sessions that
 /// work and that need a login (with the distinct reasons, e.g. "signed in on another device"),
-/// so a monitor can alert on `needs_login > 0`; `kaspi.state` is `ok`, `needs_login` or
+/// so a monitor can alert on `needs_login > 0`; `kaspi.state` is `ok`, `needs_login` (an
+/// organization has no working cashier left; one of several down is only counted) or
 /// `app_build_outdated` (Kaspi refuses the app build: `kaspi.app` and `action` say what to set).
 async fn status(State(state): State<AppState>) -> Json<Value> {
     let now = state.clock.now().format(&Rfc3339).unwrap_or_default();
@@ -432,7 +433,12 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
                 "reasons": reasons,
             });
             kaspi["state"] = json!("ok");
-            if healthy < health.len() {
+            // An organization with a working cashier still reaches Kaspi (its dead cashiers
+            // show in `needs_login` above); the state is `needs_login` when one has none.
+            if health
+                .iter()
+                .any(|h| !crate::gateway::org_usable(&health, h.org_id))
+            {
                 kaspi["state"] = json!("needs_login");
                 kaspi["action"] = json!("a Kaspi cashier must log in again: run `kassa terminal status`, then `kassa terminal connect`");
             }

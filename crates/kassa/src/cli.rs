@@ -36,7 +36,8 @@ pub enum AdminCommand {
     /// API keys of an organization: create (shown once), list, revoke.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
-    /// The organization's Kaspi Pay cashier: log in, show the state of the sessions.
+    /// The organization's Kaspi Pay cashiers: log one in (or add one), list them and the state
+    /// of their sessions, remove one.
     #[command(subcommand)]
     Terminal(TerminalCommand),
     /// Webhook endpoints of an organization: create (the secret is shown once), list, get,
@@ -94,8 +95,14 @@ pub enum ApiKeyCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TerminalCommand {
-    /// Log the organization's Kaspi Pay cashier in; asks here for the password, the SMS code
-    /// or the confirmation in the app.
+    /// Log a Kaspi Pay cashier of the organization in; asks here for the password, the SMS
+    /// code or the confirmation in the app.
+    ///
+    /// A phone the organization has no cashier with adds a cashier: Kassa spreads the
+    /// organization's Kaspi calls over its cashiers, each within its own Kaspi limit, so a
+    /// second and third cashier raise how many invoices a second it can make. They must all
+    /// be cashiers of one Kaspi organization (in Kaspi Pay, the organization adds cashiers).
+    /// A phone it has logs that cashier in again.
     ///
     /// In sandbox mode (the default) the login goes to the Kaspi simulator inside the RUNNING
     /// `kassa serve`, at http://<listen>/sandbox/kaspi: start `kassa serve` first, with the
@@ -105,11 +112,28 @@ pub enum TerminalCommand {
     /// Answers are read from the terminal (the password without echo), or one line each from
     /// standard input when it is not a terminal.
     Connect(Box<ConnectArgs>),
-    /// Show each organization's cashier session: state, reason, masked phone, last change.
+    /// Show each organization's cashiers and their sessions: state, reason, masked phone,
+    /// last change.
     Status {
         /// Only this organization.
         #[arg(long)]
         org: Option<Slug>,
+    },
+    /// List an organization's cashiers and their sessions (`status` for one organization).
+    List {
+        /// The organization's slug.
+        #[arg(long)]
+        org: Slug,
+    },
+    /// Remove a cashier of the organization: Kassa stops using it (its invoices are served by
+    /// the organization's other cashiers). The device stays registered at Kaspi.
+    Remove {
+        /// The organization's slug.
+        #[arg(long)]
+        org: Slug,
+        /// The cashier's phone, as it was connected (any usual form of the number).
+        #[arg(long)]
+        phone: Phone,
     },
 }
 
@@ -314,6 +338,8 @@ pub async fn run_terminal(storage: &StorageArgs, command: TerminalCommand) -> an
     match command {
         TerminalCommand::Connect(args) => connect(storage, *args).await,
         TerminalCommand::Status { org } => status(storage, org).await,
+        TerminalCommand::List { org } => status(storage, Some(org)).await,
+        TerminalCommand::Remove { org, phone } => remove(storage, &org, &phone).await,
     }
 }
 
@@ -379,8 +405,8 @@ async fn status(storage: &StorageArgs, only: Option<Slug>) -> anyhow::Result<()>
     let (orgs, terminals) = match only {
         Some(slug) => {
             let org = find_org(&store, &slug).await?;
-            let terminal = store.orgs().terminal_for_org(org.id).await?;
-            (vec![org], terminal.into_iter().collect::<Vec<_>>())
+            let terminals = store.orgs().terminals_for_org(org.id).await?;
+            (vec![org], terminals)
         }
         None => (
             store.orgs().list_orgs().await?,
@@ -391,16 +417,58 @@ async fn status(storage: &StorageArgs, only: Option<Slug>) -> anyhow::Result<()>
         eprintln!("no organizations yet; create one with `kassa org create <slug> --name <name>`");
         return Ok(());
     }
-    let mut terminals: HashMap<i64, Terminal> =
-        terminals.into_iter().map(|t| (t.org_id, t)).collect();
-    let rows = orgs
-        .into_iter()
-        .map(|org| status_row(&org, terminals.remove(&org.id)))
-        .collect::<Vec<_>>();
+    let mut by_org: HashMap<i64, Vec<Terminal>> = HashMap::new();
+    for t in terminals {
+        by_org.entry(t.org_id).or_default().push(t);
+    }
+    let mut rows = Vec::new();
+    for org in orgs {
+        match by_org.remove(&org.id) {
+            Some(cashiers) => rows.extend(cashiers.into_iter().map(|t| status_row(&org, Some(t)))),
+            None => rows.push(status_row(&org, None)),
+        }
+    }
     print_out(&table(
         &["ORG", "STATE", "PHONE", "CHANGED", "REASON"],
         &rows,
     ))
+}
+
+/// `kassa terminal remove`: Kassa stops using the cashier with `phone`.
+async fn remove(storage: &StorageArgs, org: &Slug, phone: &Phone) -> anyhow::Result<()> {
+    let (_, store) = open(storage, &ServeArgs::default()).await?;
+    let org = find_org(&store, org).await?;
+    let removed = store
+        .orgs()
+        .delete_terminal(org.id, phone.as_str())
+        .await
+        .context("removing the cashier")?;
+    if !removed {
+        bail!(
+            "organization {} has no cashier with the phone {} (see `kassa terminal list --org {}`)",
+            org.slug,
+            mask_phone(phone.as_str()),
+            org.slug
+        );
+    }
+    let left = store.orgs().terminals_for_org(org.id).await?.len();
+    print_out(&format!(
+        "removed: organization {}, cashier {}
+",
+        org.slug,
+        mask_phone(phone.as_str())
+    ))?;
+    eprintln!(
+        "organization {} has {left} cashier{} left{}",
+        org.slug,
+        if left == 1 { "" } else { "s" },
+        if left == 0 {
+            "; connect one with `kassa terminal connect`"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }
 
 /// One line of `terminal status`; never a secret.

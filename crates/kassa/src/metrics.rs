@@ -33,8 +33,9 @@
 //! | `kassa_kaspi_call_duration_seconds` | `call` | one call's round trip |
 //! | `kassa_kaspi_throttle_wait_seconds` | `call` | time a call waited for its cashier's next slot |
 //! | `kassa_kaspi_spare_slot_missed_total` | `call` | polls skipped because the cashier had no spare slot |
-//! | `kassa_kaspi_budget_calls_left` | `org` | calls a cashier could make at once, now |
-//! | `kassa_cashier_session_healthy` | `org` | 1 while the cashier's session works, 0 when a login is needed |
+//! | `kassa_kaspi_budget_calls_left` | `org` | calls the organization's working cashiers could make at once, now (summed) |
+//! | `kassa_cashier_session_healthy` | `org` | 1 while one of the organization's cashiers has a working session, 0 when a login is needed |
+//! | `kassa_cashiers_usable` | `org` | the organization's cashiers whose session works |
 //! | `kassa_jobs_due`, `kassa_jobs_running`, `kassa_jobs_oldest_due_age_seconds` | `kind` | jobs waiting (due, not leased), leased, and how late the oldest waiting one is |
 //! | `kassa_job_runs_total` | `kind`, `outcome` | jobs handled (`ok`, `error`) |
 //! | `kassa_job_duration_seconds` | `kind` | one job's run |
@@ -491,31 +492,45 @@ pub async fn render(state: &AppState) -> String {
     EVENTS.register(&mut registry);
 
     let healthy: Family<OrgLabels, Gauge> = Family::default();
+    let usable: Family<OrgLabels, Gauge> = Family::default();
     let calls_left: Family<OrgLabels, Gauge> = Family::default();
     match state.gateway.health().await {
         Ok(health) => {
-            for h in health {
-                let org = match state.gateway.org_slug(h.org_id).await {
+            // Per organization: its working cashiers, and their calls left summed.
+            let mut orgs: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
+            for h in &health {
+                let (working, left) = orgs.entry(h.org_id).or_default();
+                if h.healthy {
+                    *working += 1;
+                    *left += i64::from(state.gateway.terminals().calls_left(h.terminal_id));
+                }
+            }
+            for (org_id, (working, left)) in orgs {
+                let org = match state.gateway.org_slug(org_id).await {
                     Ok(slug) => slug.to_string(),
-                    Err(_) => h.org_id.to_string(),
+                    Err(_) => org_id.to_string(),
                 };
                 let labels = OrgLabels { org };
-                healthy.get_or_create(&labels).set(i64::from(h.healthy));
-                calls_left
-                    .get_or_create(&labels)
-                    .set(i64::from(state.gateway.terminals().calls_left(h.org_id)));
+                healthy.get_or_create(&labels).set(i64::from(working > 0));
+                usable.get_or_create(&labels).set(working);
+                calls_left.get_or_create(&labels).set(left);
             }
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot read the cashier sessions"),
     }
     registry.register(
         "kassa_cashier_session_healthy",
-        "1 while the organization's Kaspi cashier session works, 0 when a login is needed",
+        "1 while one of the organization's Kaspi cashiers has a working session, 0 when none has",
         healthy,
     );
     registry.register(
+        "kassa_cashiers_usable",
+        "The organization's Kaspi cashiers whose session works",
+        usable,
+    );
+    registry.register(
         "kassa_kaspi_budget_calls_left",
-        "Kaspi calls the organization's cashier could make at once now, within Kassa's own budget",
+        "Kaspi calls the organization's cashiers could make at once now, within Kassa's own budget (summed over its working cashiers)",
         calls_left,
     );
 

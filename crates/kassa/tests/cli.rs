@@ -267,6 +267,34 @@ async fn terminal_connect_logs_the_cashier_in_and_status_shows_it() {
         assert!(status.contains("700***2233"), "{status}");
         assert!(!status.contains(CASHIER), "{status}");
     }
+
+    // `list` shows the organization's cashiers; `remove` takes one away, once.
+    let list = ok(dir, &["terminal", "list", "--org", "shop"]).await;
+    assert!(
+        list.contains("700***2233") && list.contains("active"),
+        "{list}"
+    );
+    let refused = fails(
+        dir,
+        &[
+            "terminal",
+            "remove",
+            "--org",
+            "shop",
+            "--phone",
+            "87009998877",
+        ],
+    )
+    .await;
+    assert!(refused.contains("no cashier"), "{refused}");
+    let removed = ok(
+        dir,
+        &["terminal", "remove", "--org", "shop", "--phone", CASHIER],
+    )
+    .await;
+    assert!(removed.contains("removed"), "{removed}");
+    let list = ok(dir, &["terminal", "list", "--org", "shop"]).await;
+    assert!(list.contains("not_connected"), "{list}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

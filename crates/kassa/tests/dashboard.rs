@@ -378,6 +378,15 @@ async fn over_http(served: &Served, test: &TestDb) {
     let page = viewer.get(&format!("/dashboard/invoices/{id}")).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(!page.body.contains("/cancel\""));
+    // The cashier page lists the organization's cashiers (one here), phones masked.
+    let cashier = viewer.get("/dashboard/cashier").await;
+    assert_eq!(cashier.status, StatusCode::OK);
+    assert!(cashier.body.contains("700***0001"), "{}", cashier.body);
+    assert!(!cashier.body.contains("7000000001"));
+    assert_eq!(cashier.body.matches("class=\"cashier\"").count(), 1);
+    assert!(cashier
+        .body
+        .contains("id=\"cashier-state\" data-healthy=\"true\""));
     let viewer_csrf = page.csrf(); // the sign-out form's
     for (path, form) in [
         ("/dashboard/invoices/new", fields.to_vec()),

@@ -444,7 +444,10 @@ on_both_databases!(
         connect(&kassa, &sim, "other", "7000000012").await;
         let second = sim.sessions("7000000012").expect("sessions");
         assert_ne!(second[0].install_id, first[0].install_id);
-        // Another cashier of the same organization (its terminal now): its own device too.
+        // Another cashier of the same organization (added to its Kaspi organization, a
+        // second cashier of it in Kassa): its own device too.
+        sim.add_cashier_to("7000000013", "7000000011")
+            .expect("added at Kaspi");
         common::login(&kassa, &sim, org, "7000000013").await;
         let third = sim.sessions("7000000013").expect("sessions");
         assert_ne!(third[0].install_id, first[0].install_id);

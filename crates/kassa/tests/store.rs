@@ -193,13 +193,13 @@ both_databases!(terminals, |db: Db| async move {
     assert_eq!(t.device_sealed, b"device2");
     assert!(store
         .orgs()
-        .update_terminal_session(org, 2, Some(b"s2"), TerminalState::Active, None)
+        .update_terminal_session(t.id, 2, Some(b"s2"), TerminalState::Active, None)
         .await
         .unwrap());
     // A second process still holding version 2 loses.
     assert!(!store
         .orgs()
-        .update_terminal_session(org, 2, None, TerminalState::NeedsLogin, Some("expired"))
+        .update_terminal_session(t.id, 2, None, TerminalState::NeedsLogin, Some("expired"))
         .await
         .unwrap());
     let t = store.orgs().terminal_for_org(org).await.unwrap().unwrap();
@@ -209,13 +209,75 @@ both_databases!(terminals, |db: Db| async move {
     );
     assert!(store
         .orgs()
-        .update_terminal_session(org, 3, None, TerminalState::NeedsLogin, Some("expired"))
+        .update_terminal_session(t.id, 3, None, TerminalState::NeedsLogin, Some("expired"))
         .await
         .unwrap());
     let all = store.orgs().list_terminals().await.unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].state, TerminalState::NeedsLogin);
     assert_eq!(all[0].state_reason.as_deref(), Some("expired"));
+    assert!(all[0].sealed_per_cashier, "a login seals per cashier");
+
+    // A second and third cashier of the organization: rows of their own, each with its own
+    // version; the same phone again is the same cashier.
+    let second = store
+        .orgs()
+        .upsert_terminal(org, "7007654321", b"d2", Some(b"x"), TerminalState::Active)
+        .await
+        .unwrap();
+    let third = store
+        .orgs()
+        .upsert_terminal(org, "7001112233", b"d3", Some(b"y"), TerminalState::Active)
+        .await
+        .unwrap();
+    assert_eq!((second.version, third.version), (1, 1));
+    assert_ne!(second.id, t.id);
+    let again = store
+        .orgs()
+        .upsert_terminal(
+            org,
+            "7007654321",
+            b"d2b",
+            Some(b"x2"),
+            TerminalState::Active,
+        )
+        .await
+        .unwrap();
+    assert_eq!((again.id, again.version), (second.id, 2));
+    let phones: Vec<String> = store
+        .orgs()
+        .terminals_for_org(org)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.phone)
+        .collect();
+    assert_eq!(phones, ["7001234567", "7007654321", "7001112233"]);
+    // The first connected is the organization's first cashier.
+    let first = store.orgs().terminal_for_org(org).await.unwrap().unwrap();
+    assert_eq!(first.id, t.id);
+    // Another organization may have a cashier with the same phone.
+    let other = store.orgs().create_org("beta", "Beta").await.unwrap().id;
+    store
+        .orgs()
+        .upsert_terminal(other, "7007654321", b"o", None, TerminalState::NeedsLogin)
+        .await
+        .unwrap();
+    assert!(store
+        .orgs()
+        .delete_terminal(org, "7007654321")
+        .await
+        .unwrap());
+    assert!(!store
+        .orgs()
+        .delete_terminal(org, "7007654321")
+        .await
+        .unwrap());
+    assert_eq!(store.orgs().terminals_for_org(org).await.unwrap().len(), 2);
+    assert_eq!(
+        store.orgs().terminals_for_org(other).await.unwrap().len(),
+        1
+    );
 });
 
 both_databases!(isolation, |db: Db| async move {

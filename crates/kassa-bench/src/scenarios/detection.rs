@@ -136,12 +136,7 @@ async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         .await??;
 
     // Kaspi as the issue describes it, from now on.
-    sim.set_cashier_rate_limit(Some(20));
-    sim.set_faults(kaspi_sim::Faults {
-        latency_ms: 50,
-        ..kaspi_sim::Faults::default()
-    })
-    .map_err(|e| anyhow::anyhow!("faults: {e}"))?;
+    super::kaspi_as_kaspi(&sim)?;
     let calls_before = sim.call_count();
 
     // Payers pay at random moments over the spread.

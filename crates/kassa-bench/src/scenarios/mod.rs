@@ -6,6 +6,7 @@
 //! with the floor is measured on the same server in the same run, and the ratio is a figure
 //! too (`<label>.of_floor`, in %).
 
+mod burst;
 mod create;
 mod depth;
 mod detection;
@@ -54,11 +55,23 @@ pub const ALL: &[Scenario] = &[
     steady::SCENARIO,
     detection::SCENARIO,
     footprint::SCENARIO,
+    burst::SCENARIO,
 ];
 
 /// The scenario called `name`.
 pub fn find(name: &str) -> Option<&'static Scenario> {
     ALL.iter().find(|s| s.name == name)
+}
+
+/// Makes the sandbox Kaspi behave as Kaspi does, from now on: 50 ms a call, each cashier
+/// throttled above 20 calls a second (HTTP 429).
+pub fn kaspi_as_kaspi(sim: &kaspi_sim::Simulator) -> anyhow::Result<()> {
+    sim.set_cashier_rate_limit(Some(20));
+    sim.set_faults(kaspi_sim::Faults {
+        latency_ms: 50,
+        ..kaspi_sim::Faults::default()
+    })
+    .map_err(|e| anyhow::anyhow!("faults: {e}"))
 }
 
 /// Connections of every HTTP load, as the issue asks.

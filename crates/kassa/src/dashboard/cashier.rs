@@ -1,6 +1,7 @@
-//! The cashier page: the Kaspi session's state, and connecting or re-connecting the cashier in
-//! the browser — the phone, then whatever Kaspi asks (password, SMS code, confirmation in the
-//! app) — through the same [`connect_terminal`] as `kassa terminal connect`.
+//! The cashier page: the organization's Kaspi cashiers and their sessions' state, and
+//! connecting a cashier in the browser (a new phone adds one, a phone of the list re-connects
+//! it) — the phone, then whatever Kaspi asks (password, SMS code, confirmation in the app) —
+//! through the same [`connect_terminal`] as `kassa terminal connect`.
 //!
 //! A login in progress lives in the process that started it (a task that waits for each
 //! answer, at most [`ANSWER_WAIT`]); behind a load balancer the forms of one login must reach
@@ -32,6 +33,7 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
     ("cashier.reason", "Причина", "Reason"),
     ("cashier.updated", "Изменено", "Changed"),
     ("cashier.none", "Кассир ещё не подключён.", "No cashier is connected yet."),
+    ("cashier.several", "Kassa распределяет вызовы Kaspi между кассирами организации: у каждого свой лимит Kaspi. Новый номер добавляет кассира, номер из списка входит заново.", "Kassa spreads its Kaspi calls over the organization's cashiers: each has its own Kaspi limit. A new phone adds a cashier; a phone of the list signs in again."),
     ("cashier.healthy", "работает", "working"),
     ("cashier.needs_login", "нужен вход", "must sign in"),
     ("cashier.what_to_do", "Что делать: войдите как кассир ниже — номер, затем пароль или код из SMS.", "What to do: sign the cashier in below: the phone, then the password or the SMS code."),
@@ -165,16 +167,24 @@ async fn show(
     Extension(me): Extension<Signed>,
 ) -> Result<Response, DashError> {
     let store = &dash.state().store;
-    let terminal = store.orgs().terminal_for_org(me.org_id()).await?;
-    let terminal = terminal.map(|t| {
-        json!({
-            "phone": crate::cli::mask_phone(&t.phone),
-            "healthy": t.state == crate::domain::TerminalState::Active && t.session_sealed.is_some(),
-            "state": t.state.as_str(),
-            "reason": t.state_reason,
-            "updated_at": rfc3339_ms(t.updated_at),
+    let cashiers: Vec<Value> = store
+        .orgs()
+        .terminals_for_org(me.org_id())
+        .await?
+        .into_iter()
+        .map(|t| {
+            json!({
+                "phone": crate::cli::mask_phone(&t.phone),
+                "healthy": t.state == crate::domain::TerminalState::Active && t.session_sealed.is_some(),
+                "state": t.state.as_str(),
+                "reason": t.state_reason,
+                "updated_at": rfc3339_ms(t.updated_at),
+            })
         })
-    });
+        .collect();
+    let healthy = |c: &Value| c["healthy"] == json!(true);
+    let usable = cashiers.iter().any(healthy);
+    let all_healthy = cashiers.iter().all(healthy);
     let flow = dash.inner.connects.get(me.org_id());
     let (flow_json, sandbox_sms) = match &flow {
         Some(flow) => {
@@ -204,7 +214,13 @@ async fn show(
         &me,
         "cashier.html",
         "cashier",
-        json!({"terminal": terminal, "flow": flow_json, "sandbox_sms": sandbox_sms}),
+        json!({
+            "cashiers": cashiers,
+            "usable": usable,
+            "all_healthy": all_healthy,
+            "flow": flow_json,
+            "sandbox_sms": sandbox_sms,
+        }),
     )
     .await
 }

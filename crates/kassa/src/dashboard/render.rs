@@ -212,16 +212,25 @@ impl Dashboard {
         Ok(Html(html).into_response())
     }
 
-    /// Why the organization's cashier cannot work, when it cannot (every page shows it).
+    /// Why a cashier of the organization cannot work, when one cannot (every page shows it);
+    /// with several cashiers, which one.
     async fn cashier_banner(&self, org_id: i64) -> Value {
         match self.state().gateway.health().await {
-            Ok(health) => health
-                .into_iter()
-                .find(|h| h.org_id == org_id && !h.healthy)
-                .map_or(
-                    Value::Null,
-                    |h| json!({"reason": h.reason.unwrap_or_default()}),
-                ),
+            Ok(health) => {
+                let several = health.iter().filter(|h| h.org_id == org_id).count() > 1;
+                health
+                    .into_iter()
+                    .find(|h| h.org_id == org_id && !h.healthy)
+                    .map_or(Value::Null, |h| {
+                        let reason = h.reason.unwrap_or_default();
+                        let reason = if several {
+                            format!("{}: {reason}", crate::cli::mask_phone(&h.phone))
+                        } else {
+                            reason
+                        };
+                        json!({"reason": reason})
+                    })
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "dashboard: cannot read the cashier's health");
                 Value::Null

@@ -58,6 +58,7 @@ migrations! {
     13 "catalog" "0013_catalog",
     14 "dashboard" "0014_dashboard",
     15 "invoice_day_counts" "0015_invoice_day_counts",
+    16 "cashiers" "0016_cashiers",
 }
 
 /// The migrations for `dialect`, in the order they apply.

@@ -12,7 +12,7 @@ use kaspi::{Amount, Outcome, Phone, Status};
 
 use crate::domain::{KaspiOperationId, Money};
 
-use super::terminals::Loaded;
+use super::terminals::{Cashiers, Loaded};
 use super::{ms, Gateway, GatewayError};
 use crate::store::{
     kaspi_comment, kaspi_ref_of, new_kaspi_ref, Cart, CreateState, IdemLink, Invoice, InvoiceItem,
@@ -132,7 +132,7 @@ impl Gateway {
             }
         }
         // No usable cashier: answer before anything is stored.
-        let terminal = self.terminals().load(org_id).await?;
+        let cashiers = self.terminals().load(org_id).await?;
         let store = self.store();
         let now = self.now_ms();
         let kaspi_ref = new_kaspi_ref();
@@ -161,7 +161,7 @@ impl Gateway {
             )
             .await?;
         super::traced_invoice(invoice.id);
-        self.send_stored(invoice, terminal, Refused::Delete).await
+        self.send_stored(invoice, cashiers, Refused::Delete).await
     }
 
     /// Sends a stored `sending` invoice by phone to Kaspi and records the operation. When
@@ -170,7 +170,7 @@ impl Gateway {
     pub(crate) async fn send_stored(
         &self,
         invoice: Invoice,
-        terminal: Arc<Loaded>,
+        cashiers: Arc<Cashiers>,
         refused: Refused,
     ) -> Result<Invoice, GatewayError> {
         let store = self.store();
@@ -192,14 +192,16 @@ impl Gateway {
         let (phone, amount) = (&phone, invoice.amount);
         let sent = self
             .terminals()
-            .call_with(invoice.org_id, terminal, "create_invoice", |k| async move {
-                k.client
+            .call_with(&cashiers, "create_invoice", |k| async move {
+                let made = k
+                    .client
                     .create_invoice(&k.session, phone, Amount::from(amount), comment)
-                    .await
+                    .await;
+                made.map(|remote| (remote, k.terminal_id))
             })
             .await;
         match sent {
-            Ok(remote) => self.record_sent(&invoice, &remote).await,
+            Ok((remote, by)) => self.record_sent_by(&invoice, &remote, Some(by)).await,
             Err(GatewayError::OutcomeUnknown(cause)) => {
                 tracing::warn!(invoice = invoice.id, %cause, "Kaspi's answer to a create was lost; reconciling");
                 match self.find_in_history(&invoice).await {
@@ -269,6 +271,17 @@ impl Gateway {
         invoice: &Invoice,
         remote: &RemoteInvoice,
     ) -> Result<Invoice, GatewayError> {
+        self.record_sent_by(invoice, remote, None).await
+    }
+
+    /// [`Gateway::record_sent`] noting cashier `by` (a terminal id) as the one that made the
+    /// operation, when known.
+    async fn record_sent_by(
+        &self,
+        invoice: &Invoice,
+        remote: &RemoteInvoice,
+        by: Option<i64>,
+    ) -> Result<Invoice, GatewayError> {
         let op = remote.operation_id().ok_or_else(|| {
             GatewayError::Internal("Kaspi answered a create without an id".into())
         })?;
@@ -282,7 +295,7 @@ impl Gateway {
         let marked = self
             .store()
             .invoices()
-            .mark_invoice_sent(
+            .mark_invoice_sent_by(
                 invoice.id,
                 InvoiceSent {
                     kaspi_operation_id: KaspiOperationId::new(op),
@@ -294,6 +307,7 @@ impl Gateway {
                     ext_tran_id: None,
                     expires_at: None,
                 },
+                by,
             )
             .await;
         let sent = match marked {
@@ -427,7 +441,7 @@ impl Gateway {
         let cancelled = match invoice.kind {
             InvoiceKind::Remote => {
                 self.terminals()
-                    .call(org_id, "cancel_invoice", |k| async move {
+                    .call_on_invoice(org_id, id, "cancel_invoice", |k| async move {
                         k.client.cancel_invoice(&k.session, op).await
                     })
                     .await

@@ -1,7 +1,9 @@
 //! What the gateway does behind its HTTP surfaces: invoices sent to Kaspi and followed to their
 //! end, the cashiers' sessions, the sandbox's payer. The background work that follows them is in `crate::jobs`.
 //!
-//! - `terminals.rs`: logging a cashier in, sealed sessions, refresh on session death.
+//! - `terminals.rs`: Kaspi calls spread over each organization's cashiers, refresh on session
+//!   death; `budget.rs`: each cashier's budget of calls; `connect.rs`: logging a cashier in,
+//!   sealed devices and sessions.
 //! - `invoices.rs`: create (stored first, then sent; a lost answer is reconciled, never sent
 //!   twice), cancel, one status check, the sandbox payer's actions.
 //! - `refunds.rs`: refunds queued, sent by their job, and confirmed when an answer was lost.
@@ -17,6 +19,8 @@
 
 mod app_build;
 mod bootstrap;
+mod budget;
+mod connect;
 mod history;
 mod invoices;
 mod qr;
@@ -32,13 +36,14 @@ pub use app_build::{
     AppBuildState, SETTING_APP_BUILD, SETTING_APP_BUILD_REFUSED, SETTING_APP_VERSION,
 };
 pub use bootstrap::{SandboxPrompt, DEMO_CASHIER_PHONE, DEMO_ORG_SLUG};
+pub use connect::connect_terminal;
 pub(crate) use invoices::{Checked, Refused};
 pub use invoices::{NewRemoteInvoice, SandboxAction};
 pub use qr::NewQrPayment;
 pub use refunds::RefundRequest;
 pub(crate) use refunds::RefundStep;
 pub use subscriptions::SubscriptionActError;
-pub use terminals::{connect_terminal, Loaded, Terminals, SIGNED_IN_ELSEWHERE};
+pub use terminals::{Cashiers, Loaded, Terminals, SIGNED_IN_ELSEWHERE};
 
 use crate::secrets::MasterKey;
 use crate::store::{InvoiceStatus, RefundRefusal, Store, StoreError, TerminalState};
@@ -182,7 +187,7 @@ pub struct GatewaySettings {
     /// How often it is synced otherwise (static QR payments can still appear).
     pub history_idle_every: Duration,
     /// The most Kaspi calls a second this process makes for one cashier (Kaspi throttles
-    /// above about 20).
+    /// above about 20); an organization with several cashiers has this for each.
     pub kaspi_calls_per_sec: u32,
     /// How often run-time settings (the Kaspi app build) are read again.
     pub settings_every: Duration,
@@ -214,13 +219,21 @@ impl Default for GatewaySettings {
     }
 }
 
-/// The health of one organization's cashier session, as `/status` shows it.
+/// The health of one cashier's session, as `/status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TerminalHealth {
     pub org_id: i64,
+    /// The cashier (terminal id).
+    pub terminal_id: i64,
+    pub phone: String,
     pub healthy: bool,
     /// Why not, for people (never a secret).
     pub reason: Option<String>,
+}
+
+/// Whether organization `org_id` has a cashier whose session works (it can reach Kaspi).
+pub fn org_usable(health: &[TerminalHealth], org_id: i64) -> bool {
+    health.iter().any(|h| h.org_id == org_id && h.healthy)
 }
 
 /// The gateway; cheap to clone.
@@ -328,13 +341,15 @@ impl Gateway {
         self.inner.terminals.app_build_state().await
     }
 
-    /// The health of every organization's cashier session.
+    /// The health of every cashier's session, by organization.
     pub async fn health(&self) -> Result<Vec<TerminalHealth>, GatewayError> {
         let terminals = self.inner.store.orgs().list_terminals().await?;
         Ok(terminals
             .into_iter()
             .map(|t| TerminalHealth {
                 org_id: t.org_id,
+                terminal_id: t.id,
+                phone: t.phone,
                 healthy: t.state == TerminalState::Active && t.session_sealed.is_some(),
                 reason: t.state_reason,
             })

@@ -66,13 +66,15 @@ impl Gateway {
         let made = self
             .terminals()
             .call(org_id, "create_qr", |k| async move {
-                k.client
+                let made = k
+                    .client
                     .create_qr(&k.session, Amount::from(amount), Location::default())
-                    .await
+                    .await;
+                made.map(|token| (token, k.terminal_id))
             })
             .await;
-        let token = match made {
-            Ok(token) => token,
+        let (token, by) = match made {
+            Ok(made) => made,
             Err(e) => {
                 store.invoices().delete_unsent_invoice(invoice.id).await?;
                 return Err(match e {
@@ -93,7 +95,7 @@ impl Gateway {
             .unwrap_or_default();
         let sent = store
             .invoices()
-            .mark_invoice_sent(
+            .mark_invoice_sent_by(
                 invoice.id,
                 InvoiceSent {
                     kaspi_operation_id: KaspiOperationId::new(op),
@@ -105,6 +107,7 @@ impl Gateway {
                     ext_tran_id: token.ext_tran_id.clone(),
                     expires_at: token.expire_date.as_deref().and_then(parse_expiry),
                 },
+                Some(by),
             )
             .await?;
         self.history_soon(org_id, now).await?;

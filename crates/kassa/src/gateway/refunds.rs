@@ -141,7 +141,7 @@ impl Gateway {
         let amount = Amount::from(refund.amount);
         let sent = self
             .terminals()
-            .call(refund.org_id, "refund", |k| async move {
+            .call_on_invoice(refund.org_id, refund.invoice_id, "refund", |k| async move {
                 k.client.refund(&k.session, op, amount).await
             })
             .await;

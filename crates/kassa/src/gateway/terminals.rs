@@ -1,27 +1,40 @@
-//! The organizations' Kaspi terminals: logging a cashier in, keeping the device and session
-//! sealed in the store, and running Kaspi calls with the current session.
+//! The organizations' Kaspi cashiers (terminals): running Kaspi calls with their current
+//! sessions, spread over each organization's cashiers. Logging a cashier in and the sealing
+//! of devices and sessions are in `connect.rs`.
 //!
-//! Every call reads the terminal row (one point select) and rebuilds the client only when the
-//! row's `version` changed, so a `kassa terminal connect` made by another process is picked up
-//! by the next call. A dead session is refreshed once (sign-in-lite) and the refreshed session
-//! stored with compare-and-set on `version`; when refresh is refused the terminal is marked
-//! `needs_login`, the log says which command to run, and calls answer
-//! [`GatewayError::SessionInvalid`] until a person logs in again. A session Kaspi ended because
-//! the cashier's phone logged in on another device is not refreshed at all (it cannot be): the
-//! terminal goes `needs_login` with the reason [`SIGNED_IN_ELSEWHERE`]. An app build Kaspi
-//! refuses is noted for the whole gateway (`app_build.rs`).
+//! An organization may have several cashiers (Kaspi lets an organization add cashiers, and
+//! Kaspi throttles each cashier on its own). Every call reads the organization's terminal rows
+//! (one select) and rebuilds a client only when its row's `version` changed, so a
+//! `kassa terminal connect` made by another process is picked up by the next call. The call
+//! goes to the usable cashier whose budget (`budget.rs`, per cashier) lets it go soonest:
+//! creates, polls and history pages alike, since a Kaspi organization's cashiers all see and
+//! act on the organization's operations. A cancel or a refund goes through the cashier that
+//! created the invoice while it is usable ([`Terminals::call_preferring`]): what is known of
+//! Kaspi does not say whether another cashier may, and the simulator allows it, so the
+//! organization's other cashiers are the fallback.
 //!
-//! Each terminal keeps its own device identity, reused when the same phone logs in again, so
-//! Kaspi sees one device per cashier and one cashier's login never evicts another's.
+//! A call Kaspi throttles anyway (HTTP 429: nothing was done) goes again on the cashier's next
+//! slot, a few times, rather than failing the request.
+//!
+//! A dead session is refreshed once (sign-in-lite) and the refreshed session stored with
+//! compare-and-set on `version`; when refresh is refused the cashier is marked `needs_login`,
+//! the log says which command to run, and the call goes to the organization's next usable
+//! cashier. Only when no cashier is usable do calls answer [`GatewayError::SessionInvalid`]
+//! until a person logs in again. A session Kaspi ended because the cashier's phone logged in
+//! on another device is not refreshed at all (it cannot be): the cashier goes `needs_login`
+//! with the reason [`SIGNED_IN_ELSEWHERE`]. An app build Kaspi refuses is noted for the whole
+//! gateway (`app_build.rs`).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kaspi::{Client, ClientConfig, DeviceIdentity, LoginPrompt, Phone, Session};
+use kaspi::{Client, ClientConfig, Session};
 
 use super::app_build::{AppBuild, AppBuildState};
+use super::budget::Budget;
+use super::connect::{open_device, open_session, seal_session};
 use super::GatewayError;
 use crate::secrets::MasterKey;
 use crate::store::{JobKind, Store, Terminal, TerminalState};
@@ -31,180 +44,48 @@ pub const SIGNED_IN_ELSEWHERE: &str = "signed in on another device: Kaspi ended 
      session because the same phone logged in on another device, and a refresh cannot bring it \
      back";
 
-/// A terminal ready for calls: its client (device) and session, at one version of the row.
+/// How many times a call Kaspi throttled is made again (see [`Terminals::attempt`]).
+const THROTTLED_RETRIES: u32 = 3;
+/// The longest `Retry-After` of Kaspi's that a call waits for before going again.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// One cashier ready for calls: its client (device) and session, at one version of its row.
 pub struct Loaded {
+    /// The terminal row's id: the cashier's budget and cache key.
+    pub terminal_id: i64,
+    pub org_id: i64,
+    pub phone: String,
     pub version: i64,
     pub client: Client,
     pub session: Session,
 }
 
-/// Spaces the Kaspi calls of each cashier so that Kassa stays under Kaspi's throttle: a
-/// generic cell rate: `per_sec` calls a second on average, `burst` at once.
-struct Budget {
-    interval: Duration,
-    burst_window: Duration,
-    /// Per organization: when the next call would be due at the steady rate.
-    next: Mutex<HashMap<i64, Instant>>,
+/// The usable cashiers of one organization, as loaded for one piece of work (never empty).
+pub struct Cashiers {
+    pub org_id: i64,
+    usable: Vec<Arc<Loaded>>,
 }
 
-impl Budget {
-    fn new(per_sec: u32, burst: u32) -> Budget {
-        let interval = Duration::from_secs(1) / per_sec.max(1);
-        Budget {
-            interval,
-            burst_window: interval * burst.max(1).saturating_sub(1),
-            next: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Reserves the next call of `org_id`; when it may go.
-    fn reserve(&self, org_id: i64, now: Instant) -> Instant {
-        let Ok(mut next) = self.next.lock() else {
-            return now;
-        };
-        let tat = next.entry(org_id).or_insert(now);
-        let due = (*tat).max(now);
-        *tat = due + self.interval;
-        due.checked_sub(self.burst_window)
-            .map_or(now, |t| t.max(now))
-    }
-
-    /// Reserves a call of `org_id` only if one may go now at the steady rate, without using
-    /// the burst: what can wait (polling one invoice) takes only slots nobody else needs, and
-    /// never pushes a create or a history page back.
-    fn try_reserve(&self, org_id: i64, now: Instant) -> bool {
-        let Ok(mut next) = self.next.lock() else {
-            return false;
-        };
-        let tat = next.entry(org_id).or_insert(now);
-        if *tat > now {
-            return false;
-        }
-        *tat = now + self.interval;
-        true
-    }
-
-    /// How many calls of `org_id` could go at once at `now` without waiting (for metrics).
-    fn left(&self, org_id: i64, now: Instant) -> u32 {
-        let Ok(next) = self.next.lock() else {
-            return 0;
-        };
-        let ahead = next
-            .get(&org_id)
-            .map_or(Duration::ZERO, |tat| tat.saturating_duration_since(now));
-        let Some(slack) = self.burst_window.checked_sub(ahead) else {
-            return 0;
-        };
-        let calls = slack.as_nanos() / self.interval.as_nanos().max(1) + 1;
-        u32::try_from(calls).unwrap_or(u32::MAX)
+impl Cashiers {
+    /// The cashiers that can make calls now, in the order they were connected.
+    pub fn usable(&self) -> &[Arc<Loaded>] {
+        &self.usable
     }
 }
 
-/// The terminals of every organization, as this process uses them.
+/// The cashiers of every organization, as this process uses them.
 pub struct Terminals {
     store: Store,
     master_key: MasterKey,
     client_config: ClientConfig,
     http: reqwest::Client,
+    /// By terminal id.
     cache: Mutex<HashMap<i64, Arc<Loaded>>>,
-    /// Serialises refreshes per organization within this process.
+    /// Serialises refreshes within this process.
     refreshing: tokio::sync::Mutex<()>,
     budget: Budget,
     /// The app version and build presented, as the settings say.
     app_build: AppBuild,
-}
-
-fn device_context(org_id: i64) -> String {
-    format!("terminal-device:{org_id}")
-}
-
-fn session_context(org_id: i64) -> String {
-    format!("terminal-session:{org_id}")
-}
-
-/// Logs the cashier with `phone` in for `org_id` (asking `prompt` for the password, SMS code or
-/// app confirmation) and stores the device and session, sealed. A new login replaces the old
-/// terminal; the device identity is kept when the phone is the same, so Kaspi sees one device.
-pub async fn connect_terminal(
-    store: &Store,
-    master_key: &MasterKey,
-    client_config: ClientConfig,
-    org_id: i64,
-    phone: &Phone,
-    prompt: &mut impl LoginPrompt,
-) -> Result<Terminal, GatewayError> {
-    // The app build stored by `kassa kaspi app-build set`, also in a process that only logs in.
-    AppBuild::new(client_config.app.clone(), Duration::ZERO)
-        .sync(store)
-        .await?;
-    let existing = store.orgs().terminal_for_org(org_id).await?;
-    let device = match existing.filter(|t| t.phone == phone.as_str()) {
-        Some(t) => open_device(master_key, org_id, &t.device_sealed)?,
-        None => DeviceIdentity::generate(),
-    };
-    let client = Client::new(client_config, device).map_err(GatewayError::from_kaspi)?;
-    let session = client
-        .login(phone, prompt)
-        .await
-        .map_err(GatewayError::from_kaspi)?;
-    let device_sealed = master_key.seal(
-        client.device().to_json().as_bytes(),
-        &device_context(org_id),
-    );
-    let session_sealed = master_key.seal(session.to_json().as_bytes(), &session_context(org_id));
-    let terminal = store
-        .orgs()
-        .upsert_terminal(
-            org_id,
-            phone.as_str(),
-            &device_sealed,
-            Some(&session_sealed),
-            TerminalState::Active,
-        )
-        .await?;
-    // Work that waited for this login resumes: the history sync (which settles open invoices)
-    // runs at once.
-    let now = store.now_ms();
-    store
-        .jobs()
-        .pull_job_forward(JobKind::SyncHistory, org_id, now, now)
-        .await?;
-    tracing::info!(org_id, terminal = terminal.id, "cashier logged in to Kaspi");
-    Ok(terminal)
-}
-
-/// Opens a sealed JSON secret of `org_id`; `what` names it in errors (never its content).
-fn open_sealed(
-    master_key: &MasterKey,
-    context: &str,
-    sealed: &[u8],
-    what: &str,
-) -> Result<String, GatewayError> {
-    let bytes = master_key
-        .open(sealed, context)
-        .map_err(|e| GatewayError::Internal(format!("{what}: {e}")))?;
-    String::from_utf8(bytes).map_err(|_| GatewayError::Internal(format!("{what}: not UTF-8")))
-}
-
-fn open_device(
-    master_key: &MasterKey,
-    org_id: i64,
-    sealed: &[u8],
-) -> Result<DeviceIdentity, GatewayError> {
-    let what = format!("terminal device of org {org_id}");
-    let text = open_sealed(master_key, &device_context(org_id), sealed, &what)?;
-    DeviceIdentity::from_json(&text).map_err(|e| GatewayError::Internal(format!("{what}: {e}")))
-}
-
-fn open_session(
-    master_key: &MasterKey,
-    org_id: i64,
-    sealed: &[u8],
-) -> Result<Session, GatewayError> {
-    let what = format!("terminal session of org {org_id}");
-    let text = open_sealed(master_key, &session_context(org_id), sealed, &what)?;
-    // The serde error could quote the session's text: say only that it is unreadable.
-    Session::from_json(&text).map_err(|_| GatewayError::Internal(format!("{what}: unreadable")))
 }
 
 impl Terminals {
@@ -242,12 +123,21 @@ impl Terminals {
             Ok(false) => {}
             Ok(true) => {
                 let now = self.store.now_ms();
-                let terminals = self.store.orgs().list_terminals().await.unwrap_or_default();
-                for t in terminals {
+                let mut orgs: Vec<i64> = self
+                    .store
+                    .orgs()
+                    .list_terminals()
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| t.org_id)
+                    .collect();
+                orgs.dedup();
+                for org_id in orgs {
                     if let Err(e) = self
                         .store
                         .jobs()
-                        .pull_job_forward(JobKind::SyncHistory, t.org_id, now, now)
+                        .pull_job_forward(JobKind::SyncHistory, org_id, now, now)
                         .await
                     {
                         tracing::warn!(error = %e, "cannot schedule a history sync");
@@ -263,20 +153,10 @@ impl Terminals {
         self.app_build.state(&self.store).await
     }
 
-    /// Waits for the cashier's next call slot, for call `what`.
-    async fn pace(&self, org_id: i64, what: &'static str) {
-        let now = Instant::now();
-        let at = self.budget.reserve(org_id, now);
-        if at > now {
-            tokio::time::sleep_until(at.into()).await;
-        }
-        crate::metrics::kaspi_throttle_wait(what, at.saturating_duration_since(now));
-    }
-
-    /// How many Kaspi calls `org_id`'s cashier could make at once now, within this process's
-    /// budget (`--kaspi-calls-per-sec`).
-    pub fn calls_left(&self, org_id: i64) -> u32 {
-        self.budget.left(org_id, Instant::now())
+    /// How many Kaspi calls cashier `terminal_id` could make at once now, within this
+    /// process's budget (`--kaspi-calls-per-sec`, per cashier).
+    pub fn calls_left(&self, terminal_id: i64) -> u32 {
+        self.budget.left(terminal_id, Instant::now())
     }
 
     /// How Kaspi is reached.
@@ -284,21 +164,32 @@ impl Terminals {
         &self.client_config
     }
 
-    /// The terminal of `org_id`, ready for calls; an error when there is none or it needs a
-    /// login.
-    pub async fn load(&self, org_id: i64) -> Result<Arc<Loaded>, GatewayError> {
+    /// The usable cashiers of `org_id`, ready for calls: [`GatewayError::NoTerminal`] when it
+    /// has none, the first one's reason when none is usable. A cashier that needs a login is
+    /// left out (its `needs_login` was logged when it happened).
+    pub async fn load(&self, org_id: i64) -> Result<Arc<Cashiers>, GatewayError> {
         self.sync_app_build().await;
-        let terminal = self
-            .store
-            .orgs()
-            .terminal_for_org(org_id)
-            .await?
-            .ok_or(GatewayError::NoTerminal)?;
-        self.load_row(&terminal)
+        let rows = self.store.orgs().terminals_for_org(org_id).await?;
+        let mut usable = Vec::with_capacity(rows.len());
+        let mut first_error = None;
+        for row in &rows {
+            match self.load_row(row) {
+                Ok(loaded) => usable.push(loaded),
+                Err(e) => {
+                    if matches!(e, GatewayError::Internal(_)) {
+                        tracing::warn!(org_id, terminal = row.id, error = %e, "a cashier cannot be used");
+                    }
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if usable.is_empty() {
+            return Err(first_error.unwrap_or(GatewayError::NoTerminal));
+        }
+        Ok(Arc::new(Cashiers { org_id, usable }))
     }
 
     fn load_row(&self, terminal: &Terminal) -> Result<Arc<Loaded>, GatewayError> {
-        let org_id = terminal.org_id;
         if terminal.state == TerminalState::NeedsLogin {
             return Err(GatewayError::SessionInvalid(
                 terminal
@@ -307,37 +198,44 @@ impl Terminals {
                     .unwrap_or_else(|| "the cashier must log in again".into()),
             ));
         }
-        if let Some(hit) = self.cached(org_id, terminal.version) {
+        if let Some(hit) = self.cached(terminal.id, terminal.version) {
             return Ok(hit);
         }
         let sealed = terminal
             .session_sealed
             .as_deref()
             .ok_or_else(|| GatewayError::SessionInvalid("no session stored".into()))?;
-        let session = open_session(&self.master_key, org_id, sealed)?;
-        let device = open_device(&self.master_key, org_id, &terminal.device_sealed)?;
+        let session = open_session(&self.master_key, terminal, sealed)?;
+        let device = open_device(&self.master_key, terminal)?;
         let client =
             Client::with_http_client(self.client_config.clone(), device, self.http.clone());
         let loaded = Arc::new(Loaded {
+            terminal_id: terminal.id,
+            org_id: terminal.org_id,
+            phone: terminal.phone.clone(),
             version: terminal.version,
             client,
             session,
         });
         if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(org_id, loaded.clone());
+            cache.insert(terminal.id, loaded.clone());
         }
         Ok(loaded)
     }
 
-    fn cached(&self, org_id: i64, version: i64) -> Option<Arc<Loaded>> {
+    fn cached(&self, terminal_id: i64, version: i64) -> Option<Arc<Loaded>> {
         let cache = self.cache.lock().ok()?;
-        cache.get(&org_id).filter(|l| l.version == version).cloned()
+        cache
+            .get(&terminal_id)
+            .filter(|l| l.version == version)
+            .cloned()
     }
 
-    /// Runs `call` with `org_id`'s session; when Kaspi says the session is dead, refreshes it
-    /// once and runs `call` again. `what` names the call in the metrics (`crate::metrics`).
+    /// Runs `call` with one of `org_id`'s cashiers (the one free soonest); when Kaspi says
+    /// the session is dead, refreshes it once and runs `call` again; when that cashier cannot
+    /// be used, with the next. `what` names the call in the metrics (`crate::metrics`).
     ///
-    /// `call` gets the terminal by value (an `Arc`) so that its future borrows nothing of it:
+    /// `call` gets the cashier by value (an `Arc`) so that its future borrows nothing of it:
     /// `|k| async move { k.client.invoice_details(&k.session, op).await }`.
     pub async fn call<T, F, Fut>(
         &self,
@@ -349,15 +247,14 @@ impl Terminals {
         F: Fn(Arc<Loaded>) -> Fut,
         Fut: Future<Output = Result<T, kaspi::Error>>,
     {
-        let loaded = self.load(org_id).await?;
-        self.call_with(org_id, loaded, what, call).await
+        let cashiers = self.load(org_id).await?;
+        self.call_preferring(&cashiers, None, what, call).await
     }
 
-    /// [`Terminals::call`] with a terminal already loaded by [`Terminals::load`].
+    /// [`Terminals::call`] with the cashiers already loaded by [`Terminals::load`].
     pub async fn call_with<T, F, Fut>(
         &self,
-        org_id: i64,
-        loaded: Arc<Loaded>,
+        cashiers: &Cashiers,
         what: &'static str,
         call: F,
     ) -> Result<T, GatewayError>
@@ -365,12 +262,77 @@ impl Terminals {
         F: Fn(Arc<Loaded>) -> Fut,
         Fut: Future<Output = Result<T, kaspi::Error>>,
     {
-        self.pace(org_id, what).await;
-        self.call_loaded(org_id, loaded, what, call).await
+        self.call_preferring(cashiers, None, what, call).await
     }
 
-    /// Like [`Terminals::call`], but only on a call slot nobody else needs now: `None` (and
-    /// no call) when the cashier's calls are spaced out, for work that can come back later.
+    /// [`Terminals::call`] for invoice `invoice_id` of `org_id` at Kaspi (its cancel, a
+    /// refund): through the cashier that created it while that one is usable.
+    pub async fn call_on_invoice<T, F, Fut>(
+        &self,
+        org_id: i64,
+        invoice_id: i64,
+        what: &'static str,
+        call: F,
+    ) -> Result<T, GatewayError>
+    where
+        F: Fn(Arc<Loaded>) -> Fut,
+        Fut: Future<Output = Result<T, kaspi::Error>>,
+    {
+        let cashiers = self.load(org_id).await?;
+        let creator = self
+            .store
+            .orgs()
+            .invoice_terminal(org_id, invoice_id)
+            .await?;
+        self.call_preferring(&cashiers, creator, what, call).await
+    }
+
+    /// [`Terminals::call_with`] through cashier `preferred` (a terminal id) while it is
+    /// usable, else as any call: for what concerns an operation that cashier made.
+    pub async fn call_preferring<T, F, Fut>(
+        &self,
+        cashiers: &Cashiers,
+        preferred: Option<i64>,
+        what: &'static str,
+        call: F,
+    ) -> Result<T, GatewayError>
+    where
+        F: Fn(Arc<Loaded>) -> Fut,
+        Fut: Future<Output = Result<T, kaspi::Error>>,
+    {
+        let mut left: Vec<Arc<Loaded>> = cashiers.usable.clone();
+        loop {
+            let chosen = preferred.and_then(|id| left.iter().position(|k| k.terminal_id == id));
+            let loaded = match chosen {
+                Some(i) => {
+                    let loaded = left.swap_remove(i);
+                    self.pace(&[loaded.terminal_id], what).await;
+                    loaded
+                }
+                None => {
+                    let ids: Vec<i64> = left.iter().map(|k| k.terminal_id).collect();
+                    let i = self.pace(&ids, what).await;
+                    left.swap_remove(i)
+                }
+            };
+            match self.call_loaded(loaded.clone(), what, &call).await {
+                Err(GatewayError::SessionInvalid(why)) if !left.is_empty() => {
+                    // Nothing was done at Kaspi with a dead session: another cashier may.
+                    tracing::warn!(
+                        org_id = loaded.org_id,
+                        terminal = loaded.terminal_id,
+                        reason = %why,
+                        "a Kaspi cashier cannot be used; the call goes to another cashier of the organization"
+                    );
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Like [`Terminals::call`], but only on a call slot nobody else needs now (of any of the
+    /// organization's cashiers): `None` (and no call) when all their calls are spaced out,
+    /// for work that can come back later.
     pub async fn call_spare<T, F, Fut>(
         &self,
         org_id: i64,
@@ -381,57 +343,106 @@ impl Terminals {
         F: Fn(Arc<Loaded>) -> Fut,
         Fut: Future<Output = Result<T, kaspi::Error>>,
     {
-        let loaded = self.load(org_id).await?;
-        if !self.budget.try_reserve(org_id, Instant::now()) {
+        let cashiers = self.load(org_id).await?;
+        let ids: Vec<i64> = cashiers.usable.iter().map(|k| k.terminal_id).collect();
+        let Some(i) = self.budget.try_reserve_any(&ids, Instant::now()) else {
             crate::metrics::kaspi_spare_missed(what);
             return Ok(None);
+        };
+        let loaded = cashiers.usable[i].clone();
+        self.call_loaded(loaded, what, &call).await.map(Some)
+    }
+
+    /// Waits for the next call slot of one of `cashiers` (terminal ids, not empty), for call
+    /// `what`; the index of the cashier whose slot it is.
+    async fn pace(&self, cashiers: &[i64], what: &'static str) -> usize {
+        let now = Instant::now();
+        let (i, at) = self.budget.reserve_soonest(cashiers, now);
+        if at > now {
+            tokio::time::sleep_until(at.into()).await;
         }
-        self.call_loaded(org_id, loaded, what, call).await.map(Some)
+        crate::metrics::kaspi_throttle_wait(what, at.saturating_duration_since(now));
+        i
     }
 
     /// Makes `call` now with `loaded`; refreshes the session once if Kaspi says it is dead.
     async fn call_loaded<T, F, Fut>(
         &self,
-        org_id: i64,
         loaded: Arc<Loaded>,
         what: &'static str,
-        call: F,
+        call: &F,
     ) -> Result<T, GatewayError>
     where
         F: Fn(Arc<Loaded>) -> Fut,
         Fut: Future<Output = Result<T, kaspi::Error>>,
     {
-        let answer = match crate::metrics::kaspi_call(what, call(loaded.clone())).await {
+        let org_id = loaded.org_id;
+        let answer = match self.attempt(&loaded, what, call).await {
             Err(e) if e.is_session() => {
-                tracing::info!(org_id, error = %e, "Kaspi session rejected; refreshing");
-                let refreshed = self.refresh(org_id, &loaded).await?;
-                self.pace(org_id, what).await;
-                match crate::metrics::kaspi_call(what, call(refreshed.clone())).await {
+                tracing::info!(org_id, terminal = loaded.terminal_id, error = %e, "Kaspi session rejected; refreshing");
+                let refreshed = self.refresh(&loaded).await?;
+                self.pace(&[refreshed.terminal_id], what).await;
+                match self.attempt(&refreshed, what, call).await {
                     Err(e) if e.is_session() => {
-                        tracing::warn!(org_id, error = %e, "Kaspi rejected a freshly refreshed session");
+                        tracing::warn!(org_id, terminal = loaded.terminal_id, error = %e, "Kaspi rejected a freshly refreshed session");
                         return Err(GatewayError::SessionInvalid(e.to_string()));
                     }
-                    other => other.map_err(|e| (e, refreshed.version)),
+                    other => other.map_err(|e| (e, refreshed)),
                 }
             }
-            other => other.map_err(|e| (e, loaded.version)),
+            other => other.map_err(|e| (e, loaded)),
         };
         match answer {
             Ok(value) => {
                 self.app_build.accepted(&self.store).await;
                 Ok(value)
             }
-            Err((e, version)) => Err(self.failed(org_id, version, e).await),
+            Err((e, at)) => Err(self.failed(&at, e).await),
         }
     }
 
-    /// What a failed call means here: an evicted session puts the terminal (at `version`) in
-    /// `needs_login`; a refused app build is noted for the gateway.
-    async fn failed(&self, org_id: i64, version: i64, e: kaspi::Error) -> GatewayError {
+    /// Makes `call` with `loaded`. A call Kaspi throttled (HTTP 429) did nothing there, so it
+    /// is made again on the cashier's next slot (after Kaspi's `Retry-After`, when it says
+    /// one), at most [`THROTTLED_RETRIES`] times: a create is not failed for Kaspi's
+    /// throttle when waiting a moment gets it through.
+    async fn attempt<T, F, Fut>(
+        &self,
+        loaded: &Arc<Loaded>,
+        what: &'static str,
+        call: &F,
+    ) -> Result<T, kaspi::Error>
+    where
+        F: Fn(Arc<Loaded>) -> Fut,
+        Fut: Future<Output = Result<T, kaspi::Error>>,
+    {
+        let mut retries = 0;
+        loop {
+            match crate::metrics::kaspi_call(what, call(loaded.clone())).await {
+                Err(kaspi::Error::Throttled { retry_after }) if retries < THROTTLED_RETRIES => {
+                    retries += 1;
+                    tracing::debug!(
+                        org_id = loaded.org_id,
+                        terminal = loaded.terminal_id,
+                        call = what,
+                        "Kaspi throttled the cashier; the call goes again on its next slot"
+                    );
+                    if let Some(wait) = retry_after {
+                        tokio::time::sleep(wait.min(MAX_RETRY_AFTER)).await;
+                    }
+                    self.pace(&[loaded.terminal_id], what).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// What a failed call of cashier `at` means here: an evicted session puts the cashier (at
+    /// its version) in `needs_login`; a refused app build is noted for the gateway.
+    async fn failed(&self, at: &Loaded, e: kaspi::Error) -> GatewayError {
         match e {
             kaspi::Error::SessionEvicted { .. } => {
-                tracing::warn!(org_id, error = %e, "Kaspi ended the cashier's session: signed in on another device");
-                match self.needs_login(org_id, version, SIGNED_IN_ELSEWHERE).await {
+                tracing::warn!(org_id = at.org_id, terminal = at.terminal_id, error = %e, "Kaspi ended the cashier's session: signed in on another device");
+                match self.needs_login(at, SIGNED_IN_ELSEWHERE).await {
                     Ok(e) | Err(e) => e,
                 }
             }
@@ -443,19 +454,14 @@ impl Terminals {
         }
     }
 
-    /// Marks the terminal of `org_id` (seen at `version`) as needing a login for `reason`,
-    /// says in the log which command to run, and gives the error calls answer now.
-    async fn needs_login(
-        &self,
-        org_id: i64,
-        version: i64,
-        reason: &str,
-    ) -> Result<GatewayError, GatewayError> {
+    /// Marks cashier `at` (seen at its version) as needing a login for `reason`, says in the
+    /// log which command to run, and gives the error its calls answer now.
+    async fn needs_login(&self, at: &Loaded, reason: &str) -> Result<GatewayError, GatewayError> {
         self.store
             .orgs()
             .update_terminal_session(
-                org_id,
-                version,
+                at.terminal_id,
+                at.version,
                 None,
                 TerminalState::NeedsLogin,
                 Some(reason),
@@ -464,38 +470,27 @@ impl Terminals {
         let slug = self
             .store
             .orgs()
-            .org_by_id(org_id)
+            .org_by_id(at.org_id)
             .await
             .ok()
             .flatten()
-            .map_or_else(|| org_id.to_string(), |o| o.slug);
-        let phone = self
-            .store
-            .orgs()
-            .terminal_for_org(org_id)
-            .await
-            .ok()
-            .flatten()
-            .map_or_else(String::new, |t| t.phone);
+            .map_or_else(|| at.org_id.to_string(), |o| o.slug);
         tracing::error!(
-            org_id,
+            org_id = at.org_id,
+            terminal = at.terminal_id,
             reason,
-            "the Kaspi cashier of organization `{slug}` must log in again: run \
-             `kassa terminal connect --org {slug} --phone {phone}`"
+            "a Kaspi cashier of organization `{slug}` must log in again: run \
+             `kassa terminal connect --org {slug} --phone {}`",
+            at.phone
         );
         Ok(GatewayError::SessionInvalid(reason.to_owned()))
     }
 
-    /// Refreshes the session seen at `stale.version`. If another task or process already
-    /// replaced it, that newer session is used instead.
-    async fn refresh(&self, org_id: i64, stale: &Loaded) -> Result<Arc<Loaded>, GatewayError> {
+    /// Refreshes the session of cashier `stale` (seen at its version). If another task or
+    /// process already replaced it, that newer session is used instead.
+    async fn refresh(&self, stale: &Loaded) -> Result<Arc<Loaded>, GatewayError> {
         let _one_at_a_time = self.refreshing.lock().await;
-        let current = self
-            .store
-            .orgs()
-            .terminal_for_org(org_id)
-            .await?
-            .ok_or(GatewayError::NoTerminal)?;
+        let current = self.row(stale).await?;
         if current.version != stale.version {
             return self.load_row(&current);
         }
@@ -503,14 +498,12 @@ impl Terminals {
             .await
         {
             Ok(session) => {
-                let sealed = self
-                    .master_key
-                    .seal(session.to_json().as_bytes(), &session_context(org_id));
+                let sealed = seal_session(&self.master_key, &current, &session);
                 let stored = self
                     .store
                     .orgs()
                     .update_terminal_session(
-                        org_id,
+                        stale.terminal_id,
                         stale.version,
                         Some(&sealed),
                         TerminalState::Active,
@@ -518,15 +511,30 @@ impl Terminals {
                     )
                     .await?;
                 if stored {
-                    tracing::info!(org_id, "Kaspi session refreshed");
+                    tracing::info!(
+                        org_id = stale.org_id,
+                        terminal = stale.terminal_id,
+                        "Kaspi session refreshed"
+                    );
                 }
-                self.load(org_id).await
+                self.load_row(&self.row(stale).await?)
             }
             Err(e) if e.is_session() || matches!(e, kaspi::Error::Kaspi { .. }) => {
                 let reason = format!("Kaspi refused to refresh the session: {e}");
-                Err(self.needs_login(org_id, stale.version, &reason).await?)
+                Err(self.needs_login(stale, &reason).await?)
             }
-            Err(e) => Err(self.failed(org_id, stale.version, e).await),
+            Err(e) => Err(self.failed(stale, e).await),
         }
+    }
+
+    /// The row of cashier `of` as it is now; [`GatewayError::NoTerminal`] when it was removed.
+    async fn row(&self, of: &Loaded) -> Result<Terminal, GatewayError> {
+        self.store
+            .orgs()
+            .terminals_for_org(of.org_id)
+            .await?
+            .into_iter()
+            .find(|t| t.id == of.terminal_id)
+            .ok_or(GatewayError::NoTerminal)
     }
 }

@@ -416,18 +416,30 @@ impl InvoiceRepo {
         invoice_id: i64,
         sent: InvoiceSent,
     ) -> Result<Invoice, StoreError> {
+        self.mark_invoice_sent_by(invoice_id, sent, None).await
+    }
+
+    /// [`InvoiceRepo::mark_invoice_sent`] noting the cashier (terminal id) whose call made
+    /// the operation, when known (its cancel and refunds go through it).
+    pub async fn mark_invoice_sent_by(
+        &self,
+        invoice_id: i64,
+        sent: InvoiceSent,
+        terminal_id: Option<i64>,
+    ) -> Result<Invoice, StoreError> {
         let sql = format!(
             "UPDATE invoices SET create_state = $2, kaspi_operation_id = $3, \
              kaspi_status = COALESCE($4, kaspi_status), client_name = COALESCE($5, client_name), \
              last_error = NULL, updated_at = $6, qr_token = COALESCE($7, qr_token), \
-             ext_tran_id = COALESCE($8, ext_tran_id), expires_at = COALESCE($9, expires_at) \
+             ext_tran_id = COALESCE($8, ext_tran_id), expires_at = COALESCE($9, expires_at), \
+             terminal_id = COALESCE($10, terminal_id) \
              WHERE id = $1 AND create_state IN ('sending', 'unknown') \
              RETURNING {INVOICE_COLUMNS}"
         );
         let marked = self
             .db
             .write(move |tx| {
-                let params: [Value; 9] = [
+                let params: [Value; 10] = [
                     invoice_id.into(),
                     CreateState::Sent.as_str().into(),
                     sent.kaspi_operation_id.into(),
@@ -437,6 +449,7 @@ impl InvoiceRepo {
                     sent.qr_token.as_ref().into(),
                     sent.ext_tran_id.as_ref().into(),
                     sent.expires_at.into(),
+                    terminal_id.into(),
                 ];
                 let row = tx.query_opt(&sql, &params)?.ok_or(StoreError::NotFound)?;
                 let invoice = invoice_from_row(&row)?;

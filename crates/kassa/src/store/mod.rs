@@ -7,7 +7,7 @@
 //! with `UPDATE … RETURNING`. The only dialect difference used is [`Dialect::skip_locked`](crate::db::Dialect::skip_locked)
 //! (`crate::db::Dialect`); the tables come from `migrations/*/0002_gateway.sql`.
 //!
-//! - `orgs.rs`: organizations, API keys, terminals.
+//! - `orgs.rs`: organizations, API keys; `cashiers.rs`: their Kaspi cashiers (terminals).
 //! - `invoices.rs`: invoices, status changes and their events; `invoice_list.rs`: listing and
 //!   stats; `invoice_counts.rs`: counts and sums kept per organization, status and day.
 //! - `jobs.rs`: scheduling, claiming and finishing jobs.
@@ -24,6 +24,7 @@
 //!   (`billing.rs`), what the end of their invoices means (`outcomes.rs`).
 
 mod bulk;
+mod cashiers;
 mod catalog;
 mod history;
 mod idempotency;

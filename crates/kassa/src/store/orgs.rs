@@ -1,17 +1,12 @@
-//! Organizations, their API keys and their Kaspi terminal.
+//! Organizations and their API keys (their Kaspi cashiers are in `cashiers.rs`).
 
 use crate::db::{DbError, Row, Value};
 use crate::store::OrgRepo;
 
-use super::{
-    conflict_on_unique, ApiKeyOwner, ApiKeyRecord, Organization, StoreError, Terminal,
-    TerminalState,
-};
+use super::{conflict_on_unique, ApiKeyOwner, ApiKeyRecord, Organization, StoreError};
 
 const ORG_COLUMNS: &str = "id, slug, name, created_at";
 const KEY_COLUMNS: &str = "id, org_id, name, prefix, created_at, revoked_at, last_used_at";
-const TERMINAL_COLUMNS: &str =
-    "id, org_id, phone, device_sealed, session_sealed, state, state_reason, version, updated_at";
 
 fn org_from_row(row: &Row) -> Result<Organization, DbError> {
     Ok(Organization {
@@ -31,20 +26,6 @@ fn key_from_row(row: &Row) -> Result<ApiKeyRecord, DbError> {
         created_at: row.i64("created_at")?,
         revoked_at: row.opt_i64("revoked_at")?,
         last_used_at: row.opt_i64("last_used_at")?,
-    })
-}
-
-fn terminal_from_row(row: &Row) -> Result<Terminal, DbError> {
-    Ok(Terminal {
-        id: row.i64("id")?,
-        org_id: row.i64("org_id")?,
-        phone: row.text("phone")?,
-        device_sealed: row.bytes("device_sealed")?,
-        session_sealed: row.opt_bytes("session_sealed")?,
-        state: row.parsed("state", TerminalState::parse)?,
-        state_reason: row.opt_text("state_reason")?,
-        version: row.i64("version")?,
-        updated_at: row.i64("updated_at")?,
     })
 }
 
@@ -209,102 +190,6 @@ impl OrgRepo {
                     &[key_id.into(), at_ms.into()],
                 )?;
                 Ok(())
-            })
-            .await
-    }
-
-    /// Sets the terminal of `org_id` (a new login replaces the old one) and bumps its version.
-    pub async fn upsert_terminal(
-        &self,
-        org_id: i64,
-        phone: &str,
-        device_sealed: &[u8],
-        session_sealed: Option<&[u8]>,
-        state: TerminalState,
-    ) -> Result<Terminal, StoreError> {
-        let phone = phone.to_owned();
-        let device = device_sealed.to_vec();
-        let session = session_sealed.map(<[u8]>::to_vec);
-        let now = self.now_ms();
-        let sql = format!(
-            "INSERT INTO terminals \
-             (org_id, phone, device_sealed, session_sealed, state, state_reason, version, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, NULL, 1, $6) \
-             ON CONFLICT (org_id) DO UPDATE SET phone = excluded.phone, \
-             device_sealed = excluded.device_sealed, session_sealed = excluded.session_sealed, \
-             state = excluded.state, state_reason = NULL, version = terminals.version + 1, \
-             updated_at = excluded.updated_at \
-             RETURNING {TERMINAL_COLUMNS}"
-        );
-        self.db
-            .write(move |tx| {
-                let params: [Value; 6] = [
-                    org_id.into(),
-                    (&phone).into(),
-                    device.clone().into(),
-                    session.clone().into(),
-                    state.as_str().into(),
-                    now.into(),
-                ];
-                Ok(terminal_from_row(&tx.query_one(&sql, &params)?)?)
-            })
-            .await
-    }
-
-    /// The terminal of `org_id`, if it has logged in.
-    pub async fn terminal_for_org(&self, org_id: i64) -> Result<Option<Terminal>, StoreError> {
-        let sql = format!("SELECT {TERMINAL_COLUMNS} FROM terminals WHERE org_id = $1");
-        self.db
-            .read(move |tx| {
-                let row = tx.query_opt(&sql, &[org_id.into()])?;
-                Ok(row.as_ref().map(terminal_from_row).transpose()?)
-            })
-            .await
-    }
-
-    /// Every terminal, by organization.
-    pub async fn list_terminals(&self) -> Result<Vec<Terminal>, StoreError> {
-        let sql = format!("SELECT {TERMINAL_COLUMNS} FROM terminals ORDER BY org_id");
-        self.db
-            .read(move |tx| {
-                let rows = tx.query(&sql, &[])?;
-                Ok(rows
-                    .iter()
-                    .map(terminal_from_row)
-                    .collect::<Result<_, _>>()?)
-            })
-            .await
-    }
-
-    /// Replaces the session of `org_id`'s terminal if its version is still `expected_version`
-    /// (and bumps it); `false` when another process changed it first or there is no terminal.
-    pub async fn update_terminal_session(
-        &self,
-        org_id: i64,
-        expected_version: i64,
-        session_sealed: Option<&[u8]>,
-        state: TerminalState,
-        reason: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let session = session_sealed.map(<[u8]>::to_vec);
-        let reason = reason.map(str::to_owned);
-        let now = self.now_ms();
-        self.db
-            .write(move |tx| {
-                let changed = tx.execute(
-                    "UPDATE terminals SET session_sealed = $3, state = $4, state_reason = $5, \
-                     version = version + 1, updated_at = $6 \
-                     WHERE org_id = $1 AND version = $2",
-                    &[
-                        org_id.into(),
-                        expected_version.into(),
-                        session.clone().into(),
-                        state.as_str().into(),
-                        reason.as_ref().into(),
-                        now.into(),
-                    ],
-                )?;
-                Ok(changed == 1)
             })
             .await
     }

@@ -37,7 +37,8 @@ pub struct ApiKeyOwner {
     pub org_id: i64,
 }
 
-/// An organization's Kaspi terminal: the device identity and session, sealed by the caller.
+/// One Kaspi cashier (terminal) of an organization: the device identity and session, sealed by
+/// the caller. An organization may have several, one per cashier phone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Terminal {
     pub id: i64,
@@ -51,6 +52,9 @@ pub struct Terminal {
     /// Grows on every change of the session: the compare-and-set token between processes.
     pub version: i64,
     pub updated_at: i64,
+    /// The device and session are sealed per cashier (`…:{org}:{phone}`); `false` for a row
+    /// from before several cashiers, sealed by the organization alone, until its next login.
+    pub sealed_per_cashier: bool,
 }
 
 /// One refund of a paid invoice.
