@@ -5,7 +5,7 @@
 //! Pipelining: the `BEGIN` goes out with the transaction's first statement, and statements
 //! whose answer the closure does not need ([`Tx::defer`]) wait and go out with the next
 //! statement or with the `COMMIT`: all of them in one write and one round trip, answered in
-//! order. A create that used to wait for 28 round trips waits for 11. Each
+//! order. A create that used to wait for 28 round trips waits for 9. Each
 //! connection keeps its prepared statements, so a statement costs no round trip of its own
 //! after its first use. Writes run in `BEGIN … COMMIT` (READ COMMITTED) and are re-run, up to
 //! `postgres_retries` times, after a serialization failure (40001) or a deadlock (40P01). Reads
