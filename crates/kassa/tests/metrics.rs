@@ -148,19 +148,20 @@ async fn scrape(kassa: &Kassa) -> Scrape {
     Scrape::parse(&text)
 }
 
-/// Scrapes until `done(before, now)` holds, for at most `limit`; the last scrape.
+/// Scrapes until `done(now)` holds, for at most `limit` (through `common::wait_for`); that
+/// scrape.
 async fn scrape_until(kassa: &Kassa, limit: Duration, done: impl Fn(&Scrape) -> bool) -> Scrape {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
+    let found = common::wait_for(limit, || async {
         let now = scrape(kassa).await;
-        if done(&now) {
-            return now;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the metrics did not move in {limit:?}: {now:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        done(&now).then_some(now)
+    })
+    .await;
+    match found {
+        Some(now) => now,
+        None => panic!(
+            "the metrics did not move in {limit:?}: {:#?}",
+            scrape(kassa).await
+        ),
     }
 }
 

@@ -440,8 +440,9 @@ impl Gateway {
         };
         let cancelled = match invoice.kind {
             InvoiceKind::Remote => {
+                let cashiers = self.terminals().load(org_id).await?;
                 self.terminals()
-                    .call_on_invoice(org_id, id, "cancel_invoice", |k| async move {
+                    .call_on_invoice(&cashiers, org_id, id, "cancel_invoice", |k| async move {
                         k.client.cancel_invoice(&k.session, op).await
                     })
                     .await

@@ -130,7 +130,7 @@ impl Gateway {
     async fn send_refund(&self, refund: &Refund, op: i64) -> Result<RefundStep, GatewayError> {
         let store = self.store();
         // Check the session before marking it sent: a dead session means nothing was sent.
-        self.terminals().load(refund.org_id).await?;
+        let cashiers = self.terminals().load(refund.org_id).await?;
         let Some(refund) = store
             .refunds()
             .start_refund(refund.id, self.now_ms())
@@ -141,9 +141,13 @@ impl Gateway {
         let amount = Amount::from(refund.amount);
         let sent = self
             .terminals()
-            .call_on_invoice(refund.org_id, refund.invoice_id, "refund", |k| async move {
-                k.client.refund(&k.session, op, amount).await
-            })
+            .call_on_invoice(
+                &cashiers,
+                refund.org_id,
+                refund.invoice_id,
+                "refund",
+                |k| async move { k.client.refund(&k.session, op, amount).await },
+            )
             .await;
         match sent {
             Ok(answer) => {

@@ -267,8 +267,10 @@ impl Terminals {
 
     /// [`Terminals::call`] for invoice `invoice_id` of `org_id` at Kaspi (its cancel, a
     /// refund): through the cashier that created it while that one is usable.
+    /// `cashiers` are `org_id`'s, loaded by [`Terminals::load`].
     pub async fn call_on_invoice<T, F, Fut>(
         &self,
+        cashiers: &Cashiers,
         org_id: i64,
         invoice_id: i64,
         what: &'static str,
@@ -278,13 +280,12 @@ impl Terminals {
         F: Fn(Arc<Loaded>) -> Fut,
         Fut: Future<Output = Result<T, kaspi::Error>>,
     {
-        let cashiers = self.load(org_id).await?;
         let creator = self
             .store
             .orgs()
             .invoice_terminal(org_id, invoice_id)
             .await?;
-        self.call_preferring(&cashiers, creator, what, call).await
+        self.call_preferring(cashiers, creator, what, call).await
     }
 
     /// [`Terminals::call_with`] through cashier `preferred` (a terminal id) while it is

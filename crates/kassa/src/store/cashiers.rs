@@ -155,17 +155,16 @@ impl OrgRepo {
         org_id: i64,
         invoice_id: i64,
     ) -> Result<Option<i64>, StoreError> {
-        self.db
-            .read(move |tx| {
-                let row = tx.query_opt(
-                    "SELECT terminal_id FROM invoices WHERE id = $1 AND org_id = $2",
-                    &[invoice_id.into(), org_id.into()],
-                )?;
-                Ok(match row {
-                    Some(row) => row.opt_i64("terminal_id")?,
-                    None => None,
-                })
-            })
-            .await
+        let row = self
+            .db
+            .query_opt(
+                "SELECT terminal_id FROM invoices WHERE id = $1 AND org_id = $2".to_owned(),
+                vec![invoice_id.into(), org_id.into()],
+            )
+            .await?;
+        Ok(match row {
+            Some(row) => row.opt_i64("terminal_id")?,
+            None => None,
+        })
     }
 }
