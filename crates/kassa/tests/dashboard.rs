@@ -617,6 +617,29 @@ async fn in_browser(served: &Served, browser: &Browser, screenshots: bool) {
         }
     }
     browser.wait_text("#cashier-step", "подключён", WAIT).await;
+    // The cashier connected is the signed-in user's change in the audit log, phone masked.
+    let connected = served.cli(
+        &[
+            "audit",
+            "list",
+            "--org",
+            "demo",
+            "--action",
+            "cashier.connected",
+            "--json",
+        ],
+        "",
+    );
+    let by_user: Vec<serde_json::Value> = connected
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .filter(|e: &serde_json::Value| e["actor"] == "demo@example.com")
+        .collect();
+    assert_eq!(by_user.len(), 1, "{connected}");
+    assert!(by_user[0]["target"]
+        .as_str()
+        .expect("target")
+        .contains("***"));
     browser.goto(&served.url("/dashboard/cashier")).await;
     assert_eq!(
         browser
