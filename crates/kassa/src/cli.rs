@@ -24,6 +24,7 @@ use tokio::io::{AsyncBufReadExt as _, BufReader, Lines, Stdin};
 
 use crate::config::{Config, KaspiArgs, KaspiMode, ServeArgs, StorageArgs};
 use crate::db::{Db, DbOptions};
+use crate::domain::Scopes;
 use crate::gateway::{connect_terminal, GatewayError};
 use crate::secrets::MasterKey;
 use crate::store::{Organization, Store, StoreError, Terminal, TerminalState};
@@ -80,6 +81,11 @@ pub enum ApiKeyCommand {
         /// A name to tell the key apart in lists.
         #[arg(long, default_value = "")]
         name: String,
+        /// What the key may do, `resource:action` (repeat for several): invoices, refunds,
+        /// subscriptions, catalog or webhooks, each `read` or `write` (write includes read).
+        /// Without it the key may do everything.
+        #[arg(long = "scope", value_name = "SCOPE", value_parser = crate::domain::Scope::parse)]
+        scopes: Vec<crate::domain::Scope>,
     },
     /// List an organization's API keys (their prefixes; the keys themselves are not kept).
     List {
@@ -253,24 +259,50 @@ pub async fn run_org(storage: &StorageArgs, command: OrgCommand) -> anyhow::Resu
     Ok(())
 }
 
+/// A key's scopes in one table cell: `all`, or the shortest list joined by commas.
+fn scope_list(scopes: Scopes) -> String {
+    if scopes.is_all() {
+        return "all".to_owned();
+    }
+    let names: Vec<String> = scopes.shortest().iter().map(|s| s.to_string()).collect();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(",")
+    }
+}
+
 /// `kassa api-key …`.
 pub async fn run_api_key(storage: &StorageArgs, command: ApiKeyCommand) -> anyhow::Result<()> {
     let (config, store) = open(storage, &ServeArgs::default()).await?;
     match command {
-        ApiKeyCommand::Create { org, name } => {
+        ApiKeyCommand::Create { org, name, scopes } => {
             let org = find_org(&store, &org).await?;
             let master_key = load_master_key(&config)?;
+            let scopes = if scopes.is_empty() {
+                Scopes::ALL
+            } else {
+                scopes.into_iter().fold(Scopes::NONE, Scopes::with)
+            };
             let (raw, prefix) = crate::secrets::new_api_key();
             let record = store
                 .orgs()
-                .create_api_key(org.id, &name, &prefix, &master_key.api_key_hash(&raw))
+                .create_scoped_api_key(
+                    org.id,
+                    &name,
+                    &prefix,
+                    &master_key.api_key_hash(&raw),
+                    scopes,
+                )
                 .await
                 .context("storing the API key")?;
             print_out(&format!("{raw}\n"))?;
             eprintln!(
-                "API key {prefix}… (id {}) of organization {}: it is shown only this once, \
-                 keep it now",
-                record.id, org.slug
+                "API key {prefix}… (id {}) of organization {}, scopes {}: it is shown only this \
+                 once, keep it now",
+                record.id,
+                org.slug,
+                scope_list(record.scopes)
             );
         }
         ApiKeyCommand::List { org } => {
@@ -298,6 +330,7 @@ pub async fn run_api_key(storage: &StorageArgs, command: ApiKeyCommand) -> anyho
                             k.name
                         },
                         k.prefix,
+                        scope_list(k.scopes),
                         when(k.created_at),
                         k.last_used_at.map_or_else(|| "never".into(), when),
                         k.revoked_at.map_or_else(|| "-".into(), when),
@@ -305,7 +338,15 @@ pub async fn run_api_key(storage: &StorageArgs, command: ApiKeyCommand) -> anyho
                 })
                 .collect::<Vec<_>>();
             print_out(&table(
-                &["ID", "NAME", "PREFIX", "CREATED", "LAST USED", "REVOKED"],
+                &[
+                    "ID",
+                    "NAME",
+                    "PREFIX",
+                    "SCOPES",
+                    "CREATED",
+                    "LAST USED",
+                    "REVOKED",
+                ],
                 &rows,
             ))?;
         }

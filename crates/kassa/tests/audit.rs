@@ -263,7 +263,11 @@ async fn people(test: TestDb) {
     let made = owner
         .post(
             "/dashboard/api-keys",
-            &[("name", "from the dashboard"), ("csrf_token", &page.csrf())],
+            &[
+                ("name", "from the dashboard"),
+                ("scope", "invoices:write"),
+                ("csrf_token", &page.csrf()),
+            ],
         )
         .await;
     assert_eq!(made.status, StatusCode::OK, "{}", made.body);
@@ -324,7 +328,8 @@ async fn people(test: TestDb) {
     assert!(cli_made.iter().any(|e| e["actor_kind"] == "user"
         && e["actor"] == "demo@example.com"
         && e["ip"] == "127.0.0.1"
-        && e["details"]["name"] == "from the dashboard"));
+        && e["details"]["name"] == "from the dashboard"
+        && e["details"]["scopes"] == "invoices:write"));
     let viewer = by("user.created");
     assert_eq!(viewer.len(), 1);
     assert_eq!(viewer[0]["target"], "user:viewer@example.com");
