@@ -219,6 +219,13 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no text of {css:?}: {e}"))
     }
 
+    /// [`Browser::text`], or `None` while there is no such element or it is going away (a page
+    /// being replaced): for waiting on a page that is loading.
+    pub async fn try_text(&self, css: &str) -> Option<String> {
+        let element = self.client.find(Locator::Css(css)).await.ok()?;
+        element.text().await.ok()
+    }
+
     /// Clicks the first element matching `css`.
     pub async fn click(&self, css: &str) {
         self.find(css)
