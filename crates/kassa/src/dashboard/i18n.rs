@@ -50,11 +50,57 @@ const COMMON: &[(&str, &str, &str)] = &[
     ("nav.keys", "API-ключи", "API keys"),
     ("nav.cashier", "Кассир", "Cashier"),
     ("nav.sandbox", "Песочница", "Sandbox"),
+    ("nav.team", "Команда", "Team"),
     ("nav.logout", "Выйти", "Sign out"),
     ("nav.lang", "English", "Русский"),
     ("nav.menu", "Меню", "Menu"),
     ("role.owner", "владелец", "owner"),
+    ("role.admin", "администратор", "admin"),
+    ("role.developer", "разработчик", "developer"),
+    ("role.operator", "оператор", "operator"),
     ("role.viewer", "наблюдатель", "viewer"),
+    ("action.view", "просмотр", "reading"),
+    (
+        "action.own_account",
+        "своя учётная запись",
+        "your own account",
+    ),
+    (
+        "action.create_invoice",
+        "создание счетов",
+        "creating invoices",
+    ),
+    (
+        "action.cancel_invoice",
+        "отмена счетов",
+        "cancelling invoices",
+    ),
+    ("action.refund_invoice", "возвраты", "refunds"),
+    ("action.manage_webhooks", "вебхуки", "webhooks"),
+    ("action.manage_api_keys", "API-ключи", "API keys"),
+    ("action.manage_subscriptions", "подписки", "subscriptions"),
+    ("action.manage_catalog", "каталог", "the catalog"),
+    (
+        "action.manage_cashier",
+        "подключение кассира",
+        "connecting the cashier",
+    ),
+    (
+        "action.use_sandbox",
+        "инструменты песочницы",
+        "the sandbox's tools",
+    ),
+    ("action.manage_team", "команда", "the team"),
+    (
+        "forbidden.why",
+        "Ваша роль не позволяет это действие",
+        "Your role does not allow this",
+    ),
+    (
+        "forbidden.nothing",
+        "Ничего не изменено.",
+        "Nothing was changed.",
+    ),
     (
         "viewer.note",
         "Вы наблюдатель: изменения недоступны.",
@@ -155,6 +201,7 @@ const ALL: &[&[(&str, &str, &str)]] = &[
     super::keys::WORDS,
     super::cashier::WORDS,
     super::sandbox::WORDS,
+    super::team::WORDS,
 ];
 
 fn table() -> &'static HashMap<&'static str, (&'static str, &'static str)> {

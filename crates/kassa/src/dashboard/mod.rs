@@ -13,13 +13,17 @@
 //! - `auth.rs`: users' passwords (argon2), sign-in with throttling, sessions (cookies
 //!   `HttpOnly`, `SameSite=Strict`, `Secure` behind TLS), one-time sign-in links, CSRF.
 //! - `i18n.rs`: every label in Russian and English.
+//! - `access.rs`: the permission every route needs (one table), checked before any handler.
 //! - one module per page group: `overview`, `invoices`, `subscriptions`, `catalog`,
-//!   `webhooks`, `keys`, `cashier`, `sandbox`.
+//!   `webhooks`, `keys`, `cashier`, `sandbox`, `team` (and a member's own password).
 //!
 //! Security: every page sends a `Content-Security-Policy` without inline script; every `POST`
-//! carries the session's CSRF token (checked before the handler runs); a `viewer` is refused
-//! every change by the server; another organization's ids are 404, as in the API.
+//! carries the session's CSRF token (checked before the handler runs); every route needs a
+//! permission of the user's role (`access.rs`, refused with a 403 page before the handler
+//! runs; templates show only what the role may use, as `can.<action>`); another
+//! organization's ids are 404, as in the API.
 
+mod access;
 mod auth;
 mod cashier;
 mod catalog;
@@ -30,6 +34,7 @@ mod overview;
 mod render;
 mod sandbox;
 mod subscriptions;
+mod team;
 mod webhooks;
 
 use std::sync::Arc;
@@ -189,6 +194,7 @@ pub fn routes(dashboard: Dashboard) -> Router {
         .merge(keys::routes())
         .merge(cashier::routes())
         .merge(sandbox::routes())
+        .merge(team::routes())
         .merge(auth::signed_in_routes())
         .route_layer(from_fn_with_state(dashboard.clone(), auth::require_session));
     Router::new()

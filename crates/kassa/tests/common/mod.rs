@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod dash;
 pub mod receiver;
 
 use std::net::SocketAddr;
