@@ -82,6 +82,7 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let settings = GatewaySettings {
             kaspi_calls_per_sec: config.kaspi_calls_per_sec,
+            audit_retention: config.audit_retention,
             ..GatewaySettings::default()
         };
         App::build_with(config, settings).await
@@ -168,12 +169,13 @@ impl App {
         // The dashboard calls the same handlers in process, as its signed-in user's
         // organization (see `crate::dashboard`).
         let dashboard = Dashboard::new(state.clone(), apipay_routes.clone());
-        let apipay = api::protect(apipay_routes, auth);
+        let apipay = api::protect(apipay_routes, auth, api::scopes::APIPAY);
         // xPayment's paths at the root, as its spec names them, and under `/v1`, its real base.
         let xpayment = api::protect(
             api::xpayment::routes(state.gateway.clone())
                 .merge(api::webhook_simulate::routes(state.webhooks.clone())),
             xpayment_auth,
+            api::scopes::XPAYMENT,
         )
         .method_not_allowed_fallback(api::method_not_allowed::<XPayment>);
         let api_v1 = Router::new()

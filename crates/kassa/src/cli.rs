@@ -8,6 +8,7 @@
 //! (`KEY=$(kassa api-key create --org demo)`); prompts, notes and errors go to stderr. Nothing
 //! here prints a secret except a new API key, once; phones are shown masked.
 
+mod audit;
 mod kaspi_app;
 mod users;
 
@@ -23,6 +24,7 @@ use tokio::io::{AsyncBufReadExt as _, BufReader, Lines, Stdin};
 
 use crate::config::{Config, KaspiArgs, KaspiMode, ServeArgs, StorageArgs};
 use crate::db::{Db, DbOptions};
+use crate::domain::Scopes;
 use crate::gateway::{connect_terminal, GatewayError};
 use crate::secrets::MasterKey;
 use crate::store::{Organization, Store, StoreError, Terminal, TerminalState};
@@ -50,6 +52,9 @@ pub enum AdminCommand {
     /// Dashboard users of an organization: create, list, disable, login-link.
     #[command(subcommand)]
     User(users::UserCommand),
+    /// The audit log: who changed what, from where, when (`kassa audit list`).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +81,11 @@ pub enum ApiKeyCommand {
         /// A name to tell the key apart in lists.
         #[arg(long, default_value = "")]
         name: String,
+        /// What the key may do, `resource:action` (repeat for several): invoices, refunds,
+        /// subscriptions, catalog or webhooks, each `read` or `write` (write includes read).
+        /// Without it the key may do everything.
+        #[arg(long = "scope", value_name = "SCOPE", value_parser = crate::domain::Scope::parse)]
+        scopes: Vec<crate::domain::Scope>,
     },
     /// List an organization's API keys (their prefixes; the keys themselves are not kept).
     List {
@@ -189,27 +199,24 @@ impl fmt::Display for Slug {
     }
 }
 
-/// A phone for display: the first three and the last four digits (`700***4567`).
-pub fn mask_phone(phone: &str) -> String {
-    let chars: Vec<char> = phone.chars().collect();
-    if chars.len() < 8 {
-        return "***".into();
-    }
-    let head: String = chars[..3].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}***{tail}")
-}
+pub use crate::domain::mask_phone;
 
 /// Runs one administration command.
+/// The changes a command makes are recorded in the audit log as the host user's
+/// (`cli:<user>`).
 pub async fn run(storage: &StorageArgs, command: AdminCommand) -> anyhow::Result<()> {
-    match command {
-        AdminCommand::Org(command) => run_org(storage, command).await,
-        AdminCommand::ApiKey(command) => run_api_key(storage, command).await,
-        AdminCommand::Terminal(command) => run_terminal(storage, command).await,
-        AdminCommand::Webhook(args) => crate::webhooks::cli::run(storage, *args).await,
-        AdminCommand::Kaspi(command) => kaspi_app::run(storage, command).await,
-        AdminCommand::User(command) => users::run(storage, command).await,
-    }
+    let work = async {
+        match command {
+            AdminCommand::Org(command) => run_org(storage, command).await,
+            AdminCommand::ApiKey(command) => run_api_key(storage, command).await,
+            AdminCommand::Terminal(command) => run_terminal(storage, command).await,
+            AdminCommand::Webhook(args) => crate::webhooks::cli::run(storage, *args).await,
+            AdminCommand::Kaspi(command) => kaspi_app::run(storage, command).await,
+            AdminCommand::User(command) => users::run(storage, command).await,
+            AdminCommand::Audit(command) => audit::run(storage, command).await,
+        }
+    };
+    crate::audit::acting(crate::audit::Actor::cli(), work).await
 }
 
 /// `kassa org …`.
@@ -252,24 +259,50 @@ pub async fn run_org(storage: &StorageArgs, command: OrgCommand) -> anyhow::Resu
     Ok(())
 }
 
+/// A key's scopes in one table cell: `all`, or the shortest list joined by commas.
+fn scope_list(scopes: Scopes) -> String {
+    if scopes.is_all() {
+        return "all".to_owned();
+    }
+    let names: Vec<String> = scopes.shortest().iter().map(|s| s.to_string()).collect();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(",")
+    }
+}
+
 /// `kassa api-key …`.
 pub async fn run_api_key(storage: &StorageArgs, command: ApiKeyCommand) -> anyhow::Result<()> {
     let (config, store) = open(storage, &ServeArgs::default()).await?;
     match command {
-        ApiKeyCommand::Create { org, name } => {
+        ApiKeyCommand::Create { org, name, scopes } => {
             let org = find_org(&store, &org).await?;
             let master_key = load_master_key(&config)?;
+            let scopes = if scopes.is_empty() {
+                Scopes::ALL
+            } else {
+                scopes.into_iter().fold(Scopes::NONE, Scopes::with)
+            };
             let (raw, prefix) = crate::secrets::new_api_key();
             let record = store
                 .orgs()
-                .create_api_key(org.id, &name, &prefix, &master_key.api_key_hash(&raw))
+                .create_scoped_api_key(
+                    org.id,
+                    &name,
+                    &prefix,
+                    &master_key.api_key_hash(&raw),
+                    scopes,
+                )
                 .await
                 .context("storing the API key")?;
             print_out(&format!("{raw}\n"))?;
             eprintln!(
-                "API key {prefix}… (id {}) of organization {}: it is shown only this once, \
-                 keep it now",
-                record.id, org.slug
+                "API key {prefix}… (id {}) of organization {}, scopes {}: it is shown only this \
+                 once, keep it now",
+                record.id,
+                org.slug,
+                scope_list(record.scopes)
             );
         }
         ApiKeyCommand::List { org } => {
@@ -297,6 +330,7 @@ pub async fn run_api_key(storage: &StorageArgs, command: ApiKeyCommand) -> anyho
                             k.name
                         },
                         k.prefix,
+                        scope_list(k.scopes),
                         when(k.created_at),
                         k.last_used_at.map_or_else(|| "never".into(), when),
                         k.revoked_at.map_or_else(|| "-".into(), when),
@@ -304,7 +338,15 @@ pub async fn run_api_key(storage: &StorageArgs, command: ApiKeyCommand) -> anyho
                 })
                 .collect::<Vec<_>>();
             print_out(&table(
-                &["ID", "NAME", "PREFIX", "CREATED", "LAST USED", "REVOKED"],
+                &[
+                    "ID",
+                    "NAME",
+                    "PREFIX",
+                    "SCOPES",
+                    "CREATED",
+                    "LAST USED",
+                    "REVOKED",
+                ],
                 &rows,
             ))?;
         }

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::browser::{self, Browser};
-use common::dash::{accept_confirm, Served, Visitor};
+use common::served::{Served, Visitor};
 use kassa::db::testing::TestDb;
 use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::redirect::Policy;
@@ -350,20 +350,8 @@ async fn in_browser(served: &Served, browser: &Browser, screenshots: bool) {
             browser.screenshots(name).await;
         }
     };
-    let base = served.url("");
     // Sign in with a new one-time link (the first one is used up).
-    let link = served.cli(
-        &[
-            "user",
-            "login-link",
-            "--email",
-            "demo@example.com",
-            "--url",
-            &base,
-        ],
-        "",
-    );
-    browser.goto(link.trim()).await;
+    browser.goto(&served.login_link("demo@example.com")).await;
     assert_eq!(browser.current_path().await, "/dashboard/");
     browser.wait_text("#figures", "30", WAIT).await;
 
@@ -453,7 +441,7 @@ async fn in_browser(served: &Served, browser: &Browser, screenshots: bool) {
         .fill("#refund-form input[name=amount]", "1000")
         .await;
     browser.click("#refund").await;
-    accept_confirm(browser).await;
+    browser.accept_confirm().await;
     browser.wait_text("#refunds", "1", WAIT).await;
     browser.wait_text("#invoice-refunded", "1", WAIT).await;
     browser.wait_text("#invoice-status", "частично", WAIT).await;
@@ -474,7 +462,7 @@ async fn in_browser(served: &Served, browser: &Browser, screenshots: bool) {
     // The key revoked: the API refuses it.
     browser.goto(&served.url("/dashboard/api-keys")).await;
     browser.click(&format!("#revoke-{key_id}")).await;
-    accept_confirm(browser).await;
+    browser.accept_confirm().await;
     browser.wait_text("#keys", "", WAIT).await;
     let refused = common::wait_for(WAIT, || async {
         let r = api
@@ -618,6 +606,29 @@ async fn in_browser(served: &Served, browser: &Browser, screenshots: bool) {
         }
     }
     browser.wait_text("#cashier-step", "подключён", WAIT).await;
+    // The cashier connected is the signed-in user's change in the audit log, phone masked.
+    let connected = served.cli(
+        &[
+            "audit",
+            "list",
+            "--org",
+            "demo",
+            "--action",
+            "cashier.connected",
+            "--json",
+        ],
+        "",
+    );
+    let by_user: Vec<serde_json::Value> = connected
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .filter(|e: &serde_json::Value| e["actor"] == "demo@example.com")
+        .collect();
+    assert_eq!(by_user.len(), 1, "{connected}");
+    assert!(by_user[0]["target"]
+        .as_str()
+        .expect("target")
+        .contains("***"));
     browser.goto(&served.url("/dashboard/cashier")).await;
     assert_eq!(
         browser

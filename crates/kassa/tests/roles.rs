@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::browser;
-use common::dash::{accept_confirm, Page, Served, Visitor};
+use common::served::{Page, Served, Visitor};
 use kassa::db::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -197,6 +197,29 @@ async fn sign_in_all(served: &Served) -> Vec<Member> {
     members
 }
 
+/// The audit entries of `target` (`user:<email>`): `action actor details`, oldest first.
+async fn audit_of(db: &kassa::db::Db, target: &str) -> Vec<String> {
+    let target = target.to_owned();
+    db.read(move |tx| {
+        let rows = tx.query(
+            "SELECT action, actor, details FROM audit_log WHERE target = $1 ORDER BY id",
+            &[target.into()],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(format!(
+                    "{} {} {}",
+                    r.text("action")?,
+                    r.text("actor")?,
+                    r.text("details")?
+                ))
+            })
+            .collect::<Result<Vec<_>, kassa::db::DbError>>()
+    })
+    .await
+    .expect("audit entries")
+}
+
 /// The id of `email` among the dashboard users.
 async fn user_id(db: &kassa::db::Db, email: &str) -> i64 {
     common::count(
@@ -331,7 +354,10 @@ async fn each_role(served: &Served, test: &TestDb) {
             }),
             ("api_key", Attempt {
                 path: "/dashboard/api-keys".into(),
-                form: vec![("name", format!("by {role}"))],
+                form: vec![
+                    ("name", format!("by {role}")),
+                    ("scope", "invoices:write".into()),
+                ],
                 measure: "SELECT COUNT(*) AS n FROM api_keys".into(),
                 allowed: StatusCode::OK,
             }),
@@ -531,6 +557,37 @@ async fn team_rules(db: &kassa::db::Db, members: &mut [Member]) {
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad.body.contains("data-field=\"email\""));
+
+    // The team's changes are in the audit log, by whom, with what changed; the refused ones
+    // are not.
+    assert_eq!(
+        audit_of(db, "user:admin@example.com").await,
+        [
+            r#"user.created cli:USER {"role":"admin"}"#.replace("USER", &cli_user()),
+            r#"user.role_changed demo@example.com {"from":"admin","to":"owner"}"#.to_owned(),
+        ]
+    );
+    assert_eq!(
+        audit_of(db, "user:demo@example.com").await,
+        [
+            r#"user.removed admin@example.com {"role":"owner"}"#,
+            r#"user.invited admin@example.com {"returning":true,"role":"viewer"}"#,
+        ]
+    );
+    let forged = common::count(
+        db,
+        "SELECT COUNT(*) AS n FROM audit_log WHERE target = 'user:boss@example.com'",
+    )
+    .await;
+    assert_eq!(forged, 0);
+}
+
+/// The host's user as the CLI's audit entries name it.
+fn cli_user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// The team page in a real browser: invite, the link in a fresh browser, a password set,
@@ -623,12 +680,30 @@ async fn in_browser(served: &Served, test: &TestDb) {
     newcomer.client.refresh().await.expect("reloaded");
     newcomer.wait_text(".who", "разработчик", WAIT).await;
     lead.click(&format!("#remove-{id}")).await;
-    accept_confirm(&lead).await;
+    lead.accept_confirm().await;
     lead.wait_text(".flash", "Участник удалён", WAIT).await;
     lead.wait_text(&format!("tr[data-id=\"{id}\"]"), "удалён", WAIT)
         .await;
     newcomer.goto(&served.url("/dashboard/team")).await;
     assert_eq!(newcomer.current_path().await, "/dashboard/login");
+    // Each step is in the audit log, by whom it was done; no password, hash or link in it.
+    let entries = audit_of(&db, "user:newcomer@example.com").await;
+    assert_eq!(
+        entries,
+        [
+            r#"user.invited admin@example.com {"returning":false,"role":"operator"}"#,
+            r#"user.password_set newcomer@example.com {}"#,
+            r#"user.role_changed admin@example.com {"from":"operator","to":"developer"}"#,
+            r#"user.removed admin@example.com {"role":"developer"}"#,
+        ]
+    );
+    let token = &invite[invite.rfind('/').expect("token") + 1..];
+    let leaks = common::count(
+        &db,
+        &format!("SELECT COUNT(*) AS n FROM audit_log WHERE details LIKE '%newcomer-password%' OR details LIKE '%argon2%' OR details LIKE '%{token}%'"),
+    )
+    .await;
+    assert_eq!(leaks, 0);
     newcomer.close().await;
     lead.close().await;
 }

@@ -1,106 +1,115 @@
 //! Who may open which dashboard route: every route (method and path as the router matched it)
-//! needs one [`Action`], listed here in one table; the session check asks [`required`] and
+//! needs one [`Permission`], listed here in one table; the session check asks [`required`] and
 //! [`Role::may`](crate::domain::Role::may) before any handler runs. A route missing from the
 //! table is refused to everyone (and logged as a bug), so forgetting one cannot open it: any
 //! test that uses the new route fails until it is listed.
 
 use axum::http::Method;
 
-use crate::domain::Action;
+use crate::domain::Permission;
 
 /// `(method, path under /dashboard, action)`: `GET` also covers `HEAD`.
-const ROUTES: &[(&str, &str, Action)] = &[
+const ROUTES: &[(&str, &str, Permission)] = &[
     // Reading.
-    ("GET", "/", Action::View),
-    ("GET", "/invoices", Action::View),
-    ("GET", "/invoices.csv", Action::View),
-    ("GET", "/invoices/{id}", Action::View),
-    ("GET", "/invoices/{id}/status", Action::View),
-    ("GET", "/invoices/{id}/qr.png", Action::View),
-    ("GET", "/subscriptions", Action::View),
-    ("GET", "/subscriptions/{id}", Action::View),
-    ("GET", "/catalog", Action::View),
-    ("GET", "/catalog/images/{file}", Action::View),
-    ("GET", "/catalog/{id}", Action::View),
-    ("GET", "/webhooks", Action::View),
-    ("GET", "/webhooks/{id}", Action::View),
-    ("GET", "/api-keys", Action::View),
-    ("GET", "/cashier", Action::View),
-    ("GET", "/cashier/step", Action::View),
-    ("GET", "/sandbox", Action::View),
-    ("GET", "/team", Action::View),
+    ("GET", "/", Permission::View),
+    ("GET", "/invoices", Permission::View),
+    ("GET", "/invoices.csv", Permission::View),
+    ("GET", "/invoices/{id}", Permission::View),
+    ("GET", "/invoices/{id}/status", Permission::View),
+    ("GET", "/invoices/{id}/qr.png", Permission::View),
+    ("GET", "/subscriptions", Permission::View),
+    ("GET", "/subscriptions/{id}", Permission::View),
+    ("GET", "/catalog", Permission::View),
+    ("GET", "/catalog/images/{file}", Permission::View),
+    ("GET", "/catalog/{id}", Permission::View),
+    ("GET", "/webhooks", Permission::View),
+    ("GET", "/webhooks/{id}", Permission::View),
+    ("GET", "/api-keys", Permission::View),
+    ("GET", "/cashier", Permission::View),
+    ("GET", "/cashier/step", Permission::View),
+    ("GET", "/sandbox", Permission::View),
+    ("GET", "/team", Permission::View),
+    ("GET", "/audit", Permission::View),
     // Their own account.
-    ("POST", "/logout", Action::OwnAccount),
-    ("GET", "/password", Action::OwnAccount),
-    ("POST", "/password", Action::OwnAccount),
+    ("POST", "/logout", Permission::OwnAccount),
+    ("GET", "/password", Permission::OwnAccount),
+    ("POST", "/password", Permission::OwnAccount),
     // Invoices.
-    ("GET", "/invoices/new", Action::CreateInvoice),
-    ("POST", "/invoices/new", Action::CreateInvoice),
-    ("POST", "/invoices/{id}/cancel", Action::CancelInvoice),
-    ("POST", "/invoices/{id}/refund", Action::RefundInvoice),
+    ("GET", "/invoices/new", Permission::CreateInvoice),
+    ("POST", "/invoices/new", Permission::CreateInvoice),
+    ("POST", "/invoices/{id}/cancel", Permission::CancelInvoice),
+    ("POST", "/invoices/{id}/refund", Permission::RefundInvoice),
     (
         "POST",
         "/invoices/{id}/sandbox/{action}",
-        Action::UseSandbox,
+        Permission::UseSandbox,
     ),
     (
         "POST",
         "/invoices/{id}/deliveries/{endpoint}/{delivery}/redeliver",
-        Action::ManageWebhooks,
+        Permission::ManageWebhooks,
     ),
     // Subscriptions.
-    ("GET", "/subscriptions/new", Action::ManageSubscriptions),
-    ("POST", "/subscriptions/new", Action::ManageSubscriptions),
+    ("GET", "/subscriptions/new", Permission::ManageSubscriptions),
+    (
+        "POST",
+        "/subscriptions/new",
+        Permission::ManageSubscriptions,
+    ),
     (
         "POST",
         "/subscriptions/{id}/pause",
-        Action::ManageSubscriptions,
+        Permission::ManageSubscriptions,
     ),
     (
         "POST",
         "/subscriptions/{id}/resume",
-        Action::ManageSubscriptions,
+        Permission::ManageSubscriptions,
     ),
     (
         "POST",
         "/subscriptions/{id}/cancel",
-        Action::ManageSubscriptions,
+        Permission::ManageSubscriptions,
     ),
     // The catalog.
-    ("POST", "/catalog", Action::ManageCatalog),
-    ("POST", "/catalog/{id}", Action::ManageCatalog),
-    ("POST", "/catalog/{id}/delete", Action::ManageCatalog),
-    ("POST", "/catalog/{id}/image", Action::ManageCatalog),
-    ("POST", "/catalog/{id}/image/delete", Action::ManageCatalog),
+    ("POST", "/catalog", Permission::ManageCatalog),
+    ("POST", "/catalog/{id}", Permission::ManageCatalog),
+    ("POST", "/catalog/{id}/delete", Permission::ManageCatalog),
+    ("POST", "/catalog/{id}/image", Permission::ManageCatalog),
+    (
+        "POST",
+        "/catalog/{id}/image/delete",
+        Permission::ManageCatalog,
+    ),
     // Webhooks.
-    ("POST", "/webhooks", Action::ManageWebhooks),
-    ("POST", "/webhooks/{id}/rotate", Action::ManageWebhooks),
-    ("POST", "/webhooks/{id}/enable", Action::ManageWebhooks),
-    ("POST", "/webhooks/{id}/disable", Action::ManageWebhooks),
-    ("POST", "/webhooks/{id}/test", Action::ManageWebhooks),
-    ("POST", "/webhooks/{id}/delete", Action::ManageWebhooks),
+    ("POST", "/webhooks", Permission::ManageWebhooks),
+    ("POST", "/webhooks/{id}/rotate", Permission::ManageWebhooks),
+    ("POST", "/webhooks/{id}/enable", Permission::ManageWebhooks),
+    ("POST", "/webhooks/{id}/disable", Permission::ManageWebhooks),
+    ("POST", "/webhooks/{id}/test", Permission::ManageWebhooks),
+    ("POST", "/webhooks/{id}/delete", Permission::ManageWebhooks),
     (
         "POST",
         "/webhooks/{id}/deliveries/{delivery}/redeliver",
-        Action::ManageWebhooks,
+        Permission::ManageWebhooks,
     ),
     // API keys.
-    ("POST", "/api-keys", Action::ManageApiKeys),
-    ("POST", "/api-keys/{id}/revoke", Action::ManageApiKeys),
+    ("POST", "/api-keys", Permission::ManageApiKeys),
+    ("POST", "/api-keys/{id}/revoke", Permission::ManageApiKeys),
     // The cashier.
-    ("POST", "/cashier/connect", Action::ManageCashier),
-    ("POST", "/cashier/answer", Action::ManageCashier),
+    ("POST", "/cashier/connect", Permission::ManageCashier),
+    ("POST", "/cashier/answer", Permission::ManageCashier),
     // The sandbox.
-    ("POST", "/sandbox/clock", Action::UseSandbox),
+    ("POST", "/sandbox/clock", Permission::UseSandbox),
     // The team.
-    ("POST", "/team/invite", Action::ManageTeam),
-    ("POST", "/team/{id}/role", Action::ManageTeam),
-    ("POST", "/team/{id}/remove", Action::ManageTeam),
+    ("POST", "/team/invite", Permission::ManageTeam),
+    ("POST", "/team/{id}/role", Permission::ManageTeam),
+    ("POST", "/team/{id}/remove", Permission::ManageTeam),
 ];
 
 /// The action a request to `route` (the matched path, with or without the `/dashboard`
 /// prefix) with `method` needs; `None` when the table does not list it.
-pub(super) fn required(method: &Method, route: &str) -> Option<Action> {
+pub(super) fn required(method: &Method, route: &str) -> Option<Permission> {
     let route = route.strip_prefix(super::PREFIX).unwrap_or(route);
     let route = if route.is_empty() { "/" } else { route };
     let method = if method == Method::HEAD {
@@ -116,7 +125,7 @@ pub(super) fn required(method: &Method, route: &str) -> Option<Action> {
 
 /// The actions every page's template may ask about (`can.<action>`), for the signed-in role.
 pub(super) fn can(role: crate::domain::Role) -> serde_json::Value {
-    Action::ALL
+    Permission::ALL
         .iter()
         .map(|a| (a.as_str().to_owned(), role.may(*a).into()))
         .collect::<serde_json::Map<_, _>>()
@@ -141,19 +150,22 @@ mod tests {
     fn every_change_needs_more_than_reading() {
         for (method, path, action) in ROUTES {
             if *method == "POST" {
-                assert_ne!(*action, Action::View, "POST {path}");
+                assert_ne!(*action, Permission::View, "POST {path}");
             }
         }
     }
 
     #[test]
     fn lookup() {
-        assert_eq!(required(&Method::GET, "/dashboard"), Some(Action::View));
-        assert_eq!(required(&Method::GET, "/dashboard/"), Some(Action::View));
-        assert_eq!(required(&Method::HEAD, "/invoices"), Some(Action::View));
+        assert_eq!(required(&Method::GET, "/dashboard"), Some(Permission::View));
+        assert_eq!(
+            required(&Method::GET, "/dashboard/"),
+            Some(Permission::View)
+        );
+        assert_eq!(required(&Method::HEAD, "/invoices"), Some(Permission::View));
         assert_eq!(
             required(&Method::POST, "/dashboard/invoices/{id}/refund"),
-            Some(Action::RefundInvoice)
+            Some(Permission::RefundInvoice)
         );
         assert_eq!(required(&Method::POST, "/invoices/{id}"), None);
         assert_eq!(required(&Method::DELETE, "/invoices/{id}"), None);

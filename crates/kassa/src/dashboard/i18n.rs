@@ -51,6 +51,7 @@ const COMMON: &[(&str, &str, &str)] = &[
     ("nav.cashier", "Кассир", "Cashier"),
     ("nav.sandbox", "Песочница", "Sandbox"),
     ("nav.team", "Команда", "Team"),
+    ("nav.audit", "Журнал", "Audit log"),
     ("nav.logout", "Выйти", "Sign out"),
     ("nav.lang", "English", "Русский"),
     ("nav.menu", "Меню", "Menu"),
@@ -202,6 +203,7 @@ const ALL: &[&[(&str, &str, &str)]] = &[
     super::cashier::WORDS,
     super::sandbox::WORDS,
     super::team::WORDS,
+    super::audit::WORDS,
 ];
 
 fn table() -> &'static HashMap<&'static str, (&'static str, &'static str)> {

@@ -15,7 +15,8 @@
 //! - `i18n.rs`: every label in Russian and English.
 //! - `access.rs`: the permission every route needs (one table), checked before any handler.
 //! - one module per page group: `overview`, `invoices`, `subscriptions`, `catalog`,
-//!   `webhooks`, `keys`, `cashier`, `sandbox`, `team` (and a member's own password).
+//!   `webhooks`, `keys`, `cashier`, `sandbox`, `team` (and a member's own password), `audit`
+//!   (the audit log).
 //!
 //! Security: every page sends a `Content-Security-Policy` without inline script; every `POST`
 //! carries the session's CSRF token (checked before the handler runs); every route needs a
@@ -24,6 +25,7 @@
 //! organization's ids are 404, as in the API.
 
 mod access;
+mod audit;
 mod auth;
 mod cashier;
 mod catalog;
@@ -146,10 +148,13 @@ impl Dashboard {
             None => Body::empty(),
         };
         let mut request = request.body(body).map_err(DashError::internal)?;
-        // The dashboard acts without an API key: key id 0 (no key has it).
-        request
-            .extensions_mut()
-            .insert(Caller { key_id: 0, org_id });
+        // The dashboard acts without an API key: key id 0 (no key has it); what its user may
+        // do is the dashboard's to decide, not a key's scopes.
+        request.extensions_mut().insert(Caller {
+            key_id: 0,
+            org_id,
+            scopes: crate::domain::Scopes::ALL,
+        });
         let response = self
             .inner
             .api
@@ -195,6 +200,7 @@ pub fn routes(dashboard: Dashboard) -> Router {
         .merge(cashier::routes())
         .merge(sandbox::routes())
         .merge(team::routes())
+        .merge(audit::routes())
         .merge(auth::signed_in_routes())
         .route_layer(from_fn_with_state(dashboard.clone(), auth::require_session));
     Router::new()

@@ -43,6 +43,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("webhooks.html", include_str!("templates/webhooks.html")),
     ("webhook.html", include_str!("templates/webhook.html")),
     ("keys.html", include_str!("templates/keys.html")),
+    ("audit.html", include_str!("templates/audit.html")),
     ("cashier.html", include_str!("templates/cashier.html")),
     ("sandbox.html", include_str!("templates/sandbox.html")),
     ("team.html", include_str!("templates/team.html")),
@@ -101,7 +102,7 @@ impl Signed {
     }
 
     /// Whether the signed-in user's role allows `action`.
-    pub fn may(&self, action: crate::domain::Action) -> bool {
+    pub fn may(&self, action: crate::domain::Permission) -> bool {
         self.session.role.may(action)
     }
 }
@@ -259,7 +260,7 @@ fn flash(me: &Signed) -> Value {
 pub(super) async fn forbidden(
     dash: &Dashboard,
     me: &Signed,
-    action: crate::domain::Action,
+    action: crate::domain::Permission,
 ) -> Response {
     let data = json!({"action": action.as_str()});
     match dash.page(me, "forbidden.html", "", data).await {

@@ -9,6 +9,7 @@
 //! - `event.rs`: [`EventKind`], what an outbox event records.
 //! - `job.rs`: [`JobKind`].
 //! - `user.rs`: [`Role`], what a dashboard user may do.
+//! - `scope.rs`: [`Scope`], [`Scopes`], what an API key may do.
 //! - `subscription.rs`: [`BillingPeriod`], [`SubscriptionStatus`], the [`Calendar`] of billing
 //!   dates (Asia/Almaty).
 //! - `money.rs`: [`Money`], amounts in tiyn, read and written as each surface does.
@@ -23,20 +24,23 @@ mod invoice;
 mod job;
 mod money;
 mod refund;
+mod scope;
 mod subscription;
 mod user;
 
 pub use cart::{cart_totals, unit, CartError, CartTotals, Unit, UNITS};
-pub use cashier::TerminalState;
+pub use cashier::{mask_phone, TerminalState};
 pub use event::EventKind;
 pub use ids::KaspiOperationId;
+pub(crate) use invoice::spelled;
 pub use invoice::{CreateState, InvoiceKind, InvoiceStatus};
 pub use job::JobKind;
 pub use kaspi::phone::{normalize as parse_phone, Phone, PhoneError};
 pub use money::{Money, MoneyError};
 pub use refund::RefundStatus;
+pub use scope::{Action, Resource, Scope, ScopeError, Scopes};
 pub use subscription::{
     almaty_date, almaty_rfc3339, billing_moment, date_label, date_text, parse_date, BillingPeriod,
     Calendar, SubscriptionAction, SubscriptionStatus, ALMATY, BILLING_HOUR,
 };
-pub use user::{normalize_email, Action, Role, MIN_PASSWORD_CHARS};
+pub use user::{normalize_email, Permission, Role, MIN_PASSWORD_CHARS};

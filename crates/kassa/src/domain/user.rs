@@ -1,6 +1,6 @@
 //! The people of an organization who use the dashboard, and what each may do: the one table
 //! of roles and permissions ([`Role::may`]) and the team's rules ([`Role::may_manage`],
-//! [`Role::may_grant`]). Pure; the dashboard maps each route to an [`Action`] and asks here.
+//! [`Role::may_grant`]). Pure; the dashboard maps each route to an [`Permission`] and asks here.
 
 use super::invoice::spelled;
 
@@ -30,7 +30,7 @@ spelled!(Role {
 
 /// A kind of thing a dashboard user does; every dashboard route needs one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
+pub enum Permission {
     /// Read any page (lists, details, exports, the team).
     View,
     /// Their own account: sign out, set their password.
@@ -54,7 +54,7 @@ pub enum Action {
     ManageTeam,
 }
 
-spelled!(Action {
+spelled!(Permission {
     View = "view",
     OwnAccount = "own_account",
     CreateInvoice = "create_invoice",
@@ -72,8 +72,8 @@ spelled!(Action {
 impl Role {
     /// Whether this role may do `action`: the permission table, in one place. A new role must
     /// be decided here, and a new action for each role that does not simply have everything.
-    pub fn may(self, action: Action) -> bool {
-        use Action::*;
+    pub fn may(self, action: Permission) -> bool {
+        use Permission::*;
         match (self, action) {
             (_, View | OwnAccount) => true,
             (Role::Owner | Role::Admin, _) => true,
@@ -96,7 +96,7 @@ impl Role {
     /// Whether this role may change the role of, or remove, a member who is `member`: owners
     /// only by an owner; anyone else by whoever manages the team.
     pub fn may_manage(self, member: Role) -> bool {
-        self.may(Action::ManageTeam) && (member != Role::Owner || self == Role::Owner)
+        self.may(Permission::ManageTeam) && (member != Role::Owner || self == Role::Owner)
     }
 
     /// Whether this role may give someone `role` (inviting or changing roles): an admin may
@@ -135,10 +135,10 @@ mod tests {
     /// nobody meant fails here.
     #[test]
     fn permission_table() {
-        use Action::*;
-        let expected: &[(Role, &[Action])] = &[
-            (Role::Owner, Action::ALL),
-            (Role::Admin, Action::ALL),
+        use Permission::*;
+        let expected: &[(Role, &[Permission])] = &[
+            (Role::Owner, Permission::ALL),
+            (Role::Admin, Permission::ALL),
             (
                 Role::Developer,
                 &[
@@ -168,7 +168,7 @@ mod tests {
         ];
         assert_eq!(expected.len(), Role::ALL.len());
         for (role, allowed) in expected {
-            for action in Action::ALL {
+            for action in Permission::ALL {
                 assert_eq!(
                     role.may(*action),
                     allowed.contains(action),
@@ -219,6 +219,6 @@ mod tests {
             assert_eq!(Role::parse(role.as_str()), Some(*role));
         }
         assert_eq!(Role::parse("Owner"), None);
-        assert_eq!(Action::parse("view"), Some(Action::View));
+        assert_eq!(Permission::parse("view"), Some(Permission::View));
     }
 }

@@ -1,12 +1,14 @@
 //! Organizations and their API keys (their Kaspi cashiers are in `cashiers.rs`).
 
 use crate::db::{DbError, Row, Value};
+use crate::domain::Scopes;
 use crate::store::OrgRepo;
 
+use super::audit::{note, Change};
 use super::{conflict_on_unique, ApiKeyOwner, ApiKeyRecord, Organization, StoreError};
 
 const ORG_COLUMNS: &str = "id, slug, name, created_at";
-const KEY_COLUMNS: &str = "id, org_id, name, prefix, created_at, revoked_at, last_used_at";
+const KEY_COLUMNS: &str = "id, org_id, name, prefix, scopes, created_at, revoked_at, last_used_at";
 
 fn org_from_row(row: &Row) -> Result<Organization, DbError> {
     Ok(Organization {
@@ -23,10 +25,21 @@ fn key_from_row(row: &Row) -> Result<ApiKeyRecord, DbError> {
         org_id: row.i64("org_id")?,
         name: row.text("name")?,
         prefix: row.text("prefix")?,
+        scopes: scopes_from_row(row)?,
         created_at: row.i64("created_at")?,
         revoked_at: row.opt_i64("revoked_at")?,
         last_used_at: row.opt_i64("last_used_at")?,
     })
+}
+
+/// The stored scopes; a value this build cannot read holds none (a newer version's scope must
+/// not widen an older build's grant).
+fn scopes_from_row(row: &Row) -> Result<Scopes, DbError> {
+    let text = row.text("scopes")?;
+    Ok(Scopes::parse(&text).unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "an API key has scopes this build does not know");
+        Scopes::NONE
+    }))
 }
 
 impl OrgRepo {
@@ -37,11 +50,20 @@ impl OrgRepo {
             "INSERT INTO organizations (slug, name, created_at) VALUES ($1, $2, $3) \
              RETURNING {ORG_COLUMNS}"
         );
+        let actor = crate::audit::current();
         let created = self
             .db
             .write(move |tx| {
                 let row = tx.query_one(&sql, &[(&slug).into(), (&name).into(), now.into()])?;
-                Ok(org_from_row(&row)?)
+                let org = org_from_row(&row)?;
+                let change = Change::new(
+                    org.id,
+                    "organization.created",
+                    format!("organization:{}", org.slug),
+                )
+                .with(serde_json::json!({ "name": org.name }));
+                note(tx, actor.as_ref(), now, &change)?;
+                Ok(org)
             })
             .await;
         conflict_on_unique(created, "an organization with this slug exists")
@@ -81,9 +103,7 @@ impl OrgRepo {
             .await
     }
 
-    /// Records a new API key of `org_id` by the hash of the raw key (which is never stored).
-    /// [`StoreError::NotFound`] when the organization does not exist, `Conflict` when the hash
-    /// is already known.
+    /// Records a new API key of `org_id` holding every scope; see [`Self::create_scoped_api_key`].
     pub async fn create_api_key(
         &self,
         org_id: i64,
@@ -91,27 +111,53 @@ impl OrgRepo {
         prefix: &str,
         key_hash: &str,
     ) -> Result<ApiKeyRecord, StoreError> {
+        self.create_scoped_api_key(org_id, name, prefix, key_hash, Scopes::ALL)
+            .await
+    }
+
+    /// Records a new API key of `org_id` limited to `scopes`, by the hash of the raw key (which
+    /// is never stored). [`StoreError::NotFound`] when the organization does not exist,
+    /// `Conflict` when the hash is already known.
+    pub async fn create_scoped_api_key(
+        &self,
+        org_id: i64,
+        name: &str,
+        prefix: &str,
+        key_hash: &str,
+        scopes: Scopes,
+    ) -> Result<ApiKeyRecord, StoreError> {
         let (name, prefix, hash) = (name.to_owned(), prefix.to_owned(), key_hash.to_owned());
+        let scopes = scopes.to_string();
         let now = self.now_ms();
         let sql = format!(
-            "INSERT INTO api_keys (org_id, name, prefix, key_hash, created_at) \
-             SELECT id, $2, $3, $4, $5 FROM organizations WHERE id = $1 \
+            "INSERT INTO api_keys (org_id, name, prefix, key_hash, created_at, scopes) \
+             SELECT id, $2, $3, $4, $5, $6 FROM organizations WHERE id = $1 \
              RETURNING {KEY_COLUMNS}"
         );
+        let actor = crate::audit::current();
         let created = self
             .db
             .write(move |tx| {
-                let params: [Value; 5] = [
+                let params: [Value; 6] = [
                     org_id.into(),
                     (&name).into(),
                     (&prefix).into(),
                     (&hash).into(),
                     now.into(),
+                    (&scopes).into(),
                 ];
-                match tx.query_opt(&sql, &params)? {
-                    Some(row) => Ok(key_from_row(&row)?),
-                    None => Err(StoreError::NotFound),
-                }
+                let key = match tx.query_opt(&sql, &params)? {
+                    Some(row) => key_from_row(&row)?,
+                    None => return Err(StoreError::NotFound),
+                };
+                let change = Change::new(org_id, "api_key.created", format!("api_key:{}", key.id))
+                    .with(serde_json::json!({
+                        "name": key.name,
+                        "prefix": key.prefix,
+                        "scopes": key.scopes.to_string(),
+                    }));
+                note(tx, actor.as_ref(), now, &change)?;
+                Ok(key)
             })
             .await;
         conflict_on_unique(created, "an API key with this hash exists")
@@ -123,7 +169,8 @@ impl OrgRepo {
         self.db
             .read(move |tx| {
                 let row = tx.query_opt(
-                    "SELECT id, org_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                    "SELECT id, org_id, scopes FROM api_keys \
+                     WHERE key_hash = $1 AND revoked_at IS NULL",
                     &[hash.into()],
                 )?;
                 let owner = row
@@ -131,6 +178,7 @@ impl OrgRepo {
                         Ok(ApiKeyOwner {
                             key_id: row.i64("id")?,
                             org_id: row.i64("org_id")?,
+                            scopes: scopes_from_row(&row)?,
                         })
                     })
                     .transpose()?;
@@ -157,14 +205,26 @@ impl OrgRepo {
         let prefix = key.to_owned();
         let id = key.parse::<i64>().ok();
         let now = self.now_ms();
+        let actor = crate::audit::current();
         let revoked = self
             .db
             .write(move |tx| {
-                let revoked = tx.execute(
+                let rows = tx.query(
                     "UPDATE api_keys SET revoked_at = $4 \
-                     WHERE org_id = $1 AND revoked_at IS NULL AND (id = $2 OR prefix = $3)",
+                     WHERE org_id = $1 AND revoked_at IS NULL AND (id = $2 OR prefix = $3) \
+                     RETURNING id, prefix",
                     &[org_id.into(), id.into(), (&prefix).into(), now.into()],
                 )?;
+                for row in &rows {
+                    let change = Change::new(
+                        org_id,
+                        "api_key.revoked",
+                        format!("api_key:{}", row.i64("id")?),
+                    )
+                    .with(serde_json::json!({ "prefix": row.text("prefix")? }));
+                    note(tx, actor.as_ref(), now, &change)?;
+                }
+                let revoked = rows.len() as u64;
                 if revoked > 0 {
                     tx.execute(
                         "UPDATE api_key_revocations SET generation = generation + 1 WHERE id = 1",

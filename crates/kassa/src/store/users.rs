@@ -6,6 +6,7 @@ use crate::db::{DbError, Row, Value};
 use crate::domain::Role;
 use crate::store::UserRepo;
 
+use super::audit::{note, Change};
 use super::{conflict_on_unique, StoreError};
 
 /// A person who signs in to the dashboard of one organization.
@@ -71,6 +72,7 @@ impl UserRepo {
             "INSERT INTO dashboard_users (org_id, email, password_hash, role, created_at) \
              SELECT id, $2, $3, $4, $5 FROM organizations WHERE id = $1 RETURNING {USER_COLUMNS}"
         );
+        let actor = crate::audit::current();
         let created = self
             .db
             .write(move |tx| {
@@ -81,10 +83,15 @@ impl UserRepo {
                     role.as_str().into(),
                     now.into(),
                 ];
-                match tx.query_opt(&sql, &params)? {
-                    Some(row) => Ok(user_from_row(&row)?),
-                    None => Err(StoreError::NotFound),
-                }
+                let user = match tx.query_opt(&sql, &params)? {
+                    Some(row) => user_from_row(&row)?,
+                    None => return Err(StoreError::NotFound),
+                };
+                let change =
+                    Change::new(org_id, "user.created", format_args!("user:{}", user.email))
+                        .with(serde_json::json!({ "role": role.as_str() }));
+                note(tx, actor.as_ref(), now, &change)?;
+                Ok(user)
             })
             .await;
         conflict_on_unique(created, "a user with this e-mail exists")
@@ -116,16 +123,23 @@ impl UserRepo {
     /// Disables the user with `email` and ends its sessions; false when there is none.
     pub async fn disable_user(&self, email: &str) -> Result<bool, StoreError> {
         let (email, now) = (email.to_owned(), self.now_ms());
+        let actor = crate::audit::current();
         self.db
             .write(move |tx| {
                 let Some(row) = tx.query_opt(
                     "UPDATE dashboard_users SET disabled_at = COALESCE(disabled_at, $2) \
-                     WHERE email = $1 RETURNING id",
+                     WHERE email = $1 RETURNING id, org_id",
                     &[(&email).into(), now.into()],
                 )?
                 else {
                     return Ok(false);
                 };
+                let change = Change::new(
+                    row.i64("org_id")?,
+                    "user.disabled",
+                    format_args!("user:{email}"),
+                );
+                note(tx, actor.as_ref(), now, &change)?;
                 tx.execute(
                     "UPDATE dashboard_sessions SET ended_at = $2 \
                      WHERE user_id = $1 AND ended_at IS NULL",
@@ -350,23 +364,30 @@ impl UserRepo {
             "INSERT INTO dashboard_users (org_id, email, password_hash, role, created_at) \
              VALUES ($1, $2, NULL, $3, $4) RETURNING {USER_COLUMNS}"
         );
+        let actor = crate::audit::current();
         let invited = self
             .db
             .write(move |tx| {
                 let params = [org_id.into(), (&email).into(), role.as_str().into()];
-                if let Some(row) = tx.query_opt(&sql_back, &params)? {
-                    return Ok(user_from_row(&row)?);
-                }
-                let row = tx.query_one(
-                    &sql_new,
-                    &[
-                        org_id.into(),
-                        (&email).into(),
-                        role.as_str().into(),
-                        now.into(),
-                    ],
-                )?;
-                Ok::<_, StoreError>(user_from_row(&row)?)
+                let (user, back) = match tx.query_opt(&sql_back, &params)? {
+                    Some(row) => (user_from_row(&row)?, true),
+                    None => {
+                        let row = tx.query_one(
+                            &sql_new,
+                            &[
+                                org_id.into(),
+                                (&email).into(),
+                                role.as_str().into(),
+                                now.into(),
+                            ],
+                        )?;
+                        (user_from_row(&row)?, false)
+                    }
+                };
+                let change = Change::new(org_id, "user.invited", format_args!("user:{email}"))
+                    .with(serde_json::json!({"role": role.as_str(), "returning": back}));
+                note(tx, actor.as_ref(), now, &change)?;
+                Ok::<_, StoreError>(user)
             })
             .await;
         conflict_on_unique(invited, "a user with this e-mail exists")
@@ -384,27 +405,36 @@ impl UserRepo {
         change: TeamChange,
     ) -> Result<(), StoreError> {
         let now = self.now_ms();
+        let actor = crate::audit::current();
         self.db
             .write(move |tx| {
                 tx.execute(
                     "UPDATE organizations SET name = name WHERE id = $1",
                     &[org_id.into()],
                 )?;
-                let changed = match change {
-                    TeamChange::Role(role) => tx.execute(
-                        "UPDATE dashboard_users SET role = $4 \
-                         WHERE org_id = $1 AND id = $2 AND role = $3 AND disabled_at IS NULL",
-                        &[
-                            org_id.into(),
-                            user_id.into(),
-                            was.as_str().into(),
-                            role.as_str().into(),
-                        ],
-                    )?,
+                let (changed, audit) = match change {
+                    TeamChange::Role(role) => (
+                        tx.query_opt(
+                            "UPDATE dashboard_users SET role = $4 \
+                             WHERE org_id = $1 AND id = $2 AND role = $3 AND disabled_at IS NULL \
+                             RETURNING email",
+                            &[
+                                org_id.into(),
+                                user_id.into(),
+                                was.as_str().into(),
+                                role.as_str().into(),
+                            ],
+                        )?,
+                        (
+                            "user.role_changed",
+                            serde_json::json!({"from": was.as_str(), "to": role.as_str()}),
+                        ),
+                    ),
                     TeamChange::Remove => {
-                        let n = tx.execute(
+                        let row = tx.query_opt(
                             "UPDATE dashboard_users SET disabled_at = $4 \
-                             WHERE org_id = $1 AND id = $2 AND role = $3 AND disabled_at IS NULL",
+                             WHERE org_id = $1 AND id = $2 AND role = $3 AND disabled_at IS NULL \
+                             RETURNING email",
                             &[
                                 org_id.into(),
                                 user_id.into(),
@@ -417,12 +447,23 @@ impl UserRepo {
                              WHERE user_id = $1 AND ended_at IS NULL",
                             &[user_id.into(), now.into()],
                         )?;
-                        n
+                        (
+                            row,
+                            ("user.removed", serde_json::json!({"role": was.as_str()})),
+                        )
                     }
                 };
-                if changed == 0 {
+                let Some(changed) = changed else {
                     return Err(StoreError::Conflict(ROLE_CHANGED.to_owned()));
-                }
+                };
+                let (action, details) = audit;
+                let target = format!("user:{}", changed.text("email")?);
+                note(
+                    tx,
+                    actor.as_ref(),
+                    now,
+                    &Change::new(org_id, action, target).with(details),
+                )?;
                 let owners = tx.query_one(
                     "SELECT COUNT(*) AS n FROM dashboard_users \
                      WHERE org_id = $1 AND role = 'owner' AND disabled_at IS NULL",
@@ -436,15 +477,21 @@ impl UserRepo {
             .await
     }
 
-    /// Sets the password (an argon2 hash) of `user_id`.
+    /// Sets the password (an argon2 hash) of `user_id`; its audit entry says that it was set,
+    /// never the password or its hash.
     pub async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<(), StoreError> {
-        let hash = password_hash.to_owned();
+        let (hash, now) = (password_hash.to_owned(), self.now_ms());
+        let actor = crate::audit::current();
         self.db
             .write(move |tx| {
-                tx.execute(
-                    "UPDATE dashboard_users SET password_hash = $2 WHERE id = $1",
+                let row = tx.query_one(
+                    "UPDATE dashboard_users SET password_hash = $2 WHERE id = $1 \
+                     RETURNING org_id, email",
                     &[user_id.into(), (&hash).into()],
                 )?;
+                let target = format!("user:{}", row.text("email")?);
+                let change = Change::new(row.i64("org_id")?, "user.password_set", target);
+                note(tx, actor.as_ref(), now, &change)?;
                 Ok(())
             })
             .await

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 pub mod browser;
-pub mod dash;
 pub mod receiver;
+pub mod served;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,13 +1,12 @@
-//! The dashboard's test helpers: a `kassa serve` in sandbox mode started as a user starts it
-//! (with the CLI beside it), and a cookie-holding HTTP visitor that signs in as a browser does.
+//! A `kassa serve` process in sandbox mode on a test database (its address, first sign-in
+//! link, data dir, and its CLI), and a dashboard visitor: an HTTP client holding one session's
+//! cookies by hand, not following redirects.
 
 use std::time::Duration;
 
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
-
-use super::browser::Browser;
 
 /// A `kassa serve` in sandbox mode: its address and the one-time sign-in link it printed.
 pub struct Served {
@@ -91,6 +90,16 @@ impl Served {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// A new one-time sign-in link of `email` (`kassa user login-link`).
+    pub fn login_link(&self, email: &str) -> String {
+        let base = self.url("");
+        let link = self.cli(
+            &["user", "login-link", "--email", email, "--url", &base],
+            "",
+        );
+        link.trim().to_owned()
     }
 
     /// Runs `kassa <args>` on this server's data dir and database, `stdin` as its input;
@@ -227,15 +236,4 @@ impl Visitor {
         )
         .await
     }
-}
-
-/// Accepts the confirmation the page's script asked for.
-pub async fn accept_confirm(browser: &Browser) {
-    for _ in 0..50 {
-        if browser.client.accept_alert().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no confirmation was asked");
 }
