@@ -12,6 +12,8 @@ use std::time::Duration;
 use common::browser;
 use common::served::{Page, Served, Visitor};
 use kassa::db::testing::TestDb;
+use kassa::domain::Role;
+use kassa::store::{StoreError, TeamChange, LAST_OWNER, ROLE_CHANGED};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -574,6 +576,38 @@ async fn team_rules(db: &kassa::db::Db, members: &mut [Member]) {
             r#"user.invited admin@example.com {"returning":true,"role":"viewer"}"#,
         ]
     );
+    // The store keeps an active owner whoever asks: the last one can be neither removed nor
+    // demoted, and a change made on a stale role is refused.
+    let store = kassa::store::Store::new(db.clone());
+    let org = common::count(
+        db,
+        "SELECT org_id AS n FROM dashboard_users WHERE email = 'admin@example.com'",
+    )
+    .await;
+    for change in [TeamChange::Remove, TeamChange::Role(Role::Viewer)] {
+        let refused = store
+            .users()
+            .change_member(org, admin_id, Role::Owner, change)
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Conflict(ref why)) if why == LAST_OWNER),
+            "{refused:?}"
+        );
+    }
+    let stale = store
+        .users()
+        .change_member(org, operator_id, Role::Viewer, TeamChange::Remove)
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict(ref why)) if why == ROLE_CHANGED),
+        "{stale:?}"
+    );
+    assert_eq!(common::count(db, owners).await, 1);
+    assert_eq!(
+        common::count(db, &format!("SELECT COUNT(*) AS n FROM dashboard_users WHERE id = {operator_id} AND disabled_at IS NULL")).await,
+        1
+    );
+
     let forged = common::count(
         db,
         "SELECT COUNT(*) AS n FROM audit_log WHERE target = 'user:boss@example.com'",
@@ -592,7 +626,7 @@ fn cli_user() -> String {
 
 /// The team page in a real browser: invite, the link in a fresh browser, a password set,
 /// the role changed, the member removed (their session ends).
-async fn in_browser(served: &Served, test: &TestDb) {
+async fn in_browser(served: &Served, test: &TestDb, screenshots: bool) {
     let Some(lead) = browser::start().await else {
         return;
     };
@@ -625,6 +659,21 @@ async fn in_browser(served: &Served, test: &TestDb) {
         .await;
     let invite = lead.text("#invite-link").await;
     let id = user_id(&db, "newcomer@example.com").await;
+    // At a phone's width the page fits: nothing sticks out sideways.
+    if screenshots {
+        lead.screenshots("team").await;
+    }
+    lead.set_size(browser::PHONE.0, browser::PHONE.1).await;
+    let overflow = lead
+        .client
+        .execute(
+            "return document.documentElement.scrollWidth - window.innerWidth;",
+            vec![],
+        )
+        .await
+        .expect("measured");
+    assert!(overflow.as_i64().is_some_and(|o| o <= 0), "{overflow}");
+    lead.set_size(browser::DESKTOP.0, browser::DESKTOP.1).await;
     lead.wait_text(&format!("tr[data-id=\"{id}\"]"), "приглашён", WAIT)
         .await;
 
@@ -708,16 +757,16 @@ async fn in_browser(served: &Served, test: &TestDb) {
     lead.close().await;
 }
 
-async fn roles(test: TestDb) {
+async fn roles(test: TestDb, screenshots: bool) {
     let served = Served::start(test.url()).await;
     each_role(&served, &test).await;
-    in_browser(&served, &test).await;
+    in_browser(&served, &test, screenshots).await;
     served.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite() {
-    roles(TestDb::sqlite().await).await;
+    roles(TestDb::sqlite().await, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -725,5 +774,5 @@ async fn postgres() {
     let Some(test) = TestDb::postgres().await else {
         return;
     };
-    roles(test).await;
+    roles(test, false).await;
 }
