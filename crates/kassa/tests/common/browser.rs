@@ -274,6 +274,17 @@ impl Browser {
         url.path().to_owned()
     }
 
+    /// Accepts the confirmation the page's script asked for (`data-confirm`), once it shows.
+    pub async fn accept_confirm(&self) {
+        for _ in 0..50 {
+            if self.client.accept_alert().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no confirmation was asked");
+    }
+
     /// Ends the session (Chromium quits) and stops chromedriver. Dropping a `Browser` without
     /// this (a test that failed) kills both at once instead.
     pub async fn close(self) {
