@@ -8,8 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::browser::{self, Browser};
+use common::visitor::Visitor;
 use kassa::db::testing::TestDb;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 
@@ -96,113 +97,6 @@ impl Served {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).expect("utf-8")
-    }
-}
-
-/// An HTTP client that does not follow redirects, holding one session's cookies by hand.
-struct Visitor {
-    http: reqwest::Client,
-    base: String,
-    cookies: Vec<(String, String)>,
-}
-
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    body: String,
-}
-
-impl Page {
-    /// The CSRF token of the page's first form.
-    fn csrf(&self) -> String {
-        let at = self
-            .body
-            .find("name=\"csrf_token\" value=\"")
-            .unwrap_or_else(|| panic!("a form with a CSRF token: {}", self.body));
-        let rest = &self.body[at + "name=\"csrf_token\" value=\"".len()..];
-        rest[..rest.find('"').expect("closing quote")].to_owned()
-    }
-}
-
-impl Visitor {
-    fn new(base: &str) -> Visitor {
-        Visitor {
-            http: reqwest::Client::builder()
-                .redirect(Policy::none())
-                .build()
-                .expect("client"),
-            base: base.to_owned(),
-            cookies: Vec::new(),
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn take(&mut self, r: reqwest::Response) -> Page {
-        for c in r.headers().get_all(SET_COOKIE) {
-            let c = c.to_str().expect("ascii cookie");
-            let pair = c.split(';').next().expect("pair");
-            let (k, v) = pair.split_once('=').expect("name=value");
-            self.cookies.retain(|(name, _)| name != k);
-            if !v.is_empty() && !c.contains("Max-Age=0") {
-                self.cookies.push((k.to_owned(), v.to_owned()));
-            }
-        }
-        Page {
-            status: r.status(),
-            location: r
-                .headers()
-                .get(LOCATION)
-                .map(|v| v.to_str().expect("ascii").to_owned()),
-            body: r.text().await.expect("body"),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
-            .send()
-            .await
-            .expect("GET");
-        self.take(r).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
-            .form(form)
-            .send()
-            .await
-            .expect("POST");
-        self.take(r).await
-    }
-
-    /// Signs in with the form; the answer to the form's `POST`.
-    async fn sign_in(&mut self, email: &str, password: &str) -> Page {
-        let form = self.get("/dashboard/login").await;
-        assert_eq!(form.status, StatusCode::OK);
-        assert!(form.body.contains("name=\"email\"") && form.body.contains("name=\"password\""));
-        let csrf = form.csrf();
-        self.post(
-            "/dashboard/login",
-            &[
-                ("email", email),
-                ("password", password),
-                ("csrf_token", &csrf),
-                ("next", "/dashboard/invoices"),
-            ],
-        )
-        .await
     }
 }
 

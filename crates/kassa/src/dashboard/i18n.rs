@@ -153,6 +153,7 @@ const ALL: &[&[(&str, &str, &str)]] = &[
     super::catalog::WORDS,
     super::webhooks::WORDS,
     super::keys::WORDS,
+    super::two_factor::WORDS,
     super::cashier::WORDS,
     super::sandbox::WORDS,
 ];

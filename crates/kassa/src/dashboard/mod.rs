@@ -12,6 +12,8 @@
 //!
 //! - `auth.rs`: users' passwords (argon2), sign-in with throttling, sessions (cookies
 //!   `HttpOnly`, `SameSite=Strict`, `Secure` behind TLS), one-time sign-in links, CSRF.
+//! - `two_factor.rs`: TOTP sign-in with recovery codes, the security page, the organization's
+//!   requirement.
 //! - `i18n.rs`: every label in Russian and English.
 //! - one module per page group: `overview`, `invoices`, `subscriptions`, `catalog`,
 //!   `webhooks`, `keys`, `cashier`, `sandbox`.
@@ -30,6 +32,7 @@ mod overview;
 mod render;
 mod sandbox;
 mod subscriptions;
+mod two_factor;
 mod webhooks;
 
 use std::sync::Arc;
@@ -193,9 +196,11 @@ pub fn routes(dashboard: Dashboard) -> Router {
         .merge(cashier::routes())
         .merge(sandbox::routes())
         .merge(auth::signed_in_routes())
+        .merge(two_factor::signed_in_routes())
         .route_layer(from_fn_with_state(dashboard.clone(), auth::require_session));
     Router::new()
         .merge(auth::public_routes())
+        .merge(two_factor::public_routes())
         .route("/assets/style.css", get(render::style))
         .route("/assets/app.js", get(render::script))
         .merge(signed_in)

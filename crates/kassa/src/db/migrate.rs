@@ -60,6 +60,7 @@ migrations! {
     15 "invoice_day_counts" "0015_invoice_day_counts",
     16 "cashiers" "0016_cashiers",
     19 "key_scopes" "0019_key_scopes",
+    21 "totp" "0021_totp",
 }
 
 /// The migrations for `dialect`, in the order they apply.

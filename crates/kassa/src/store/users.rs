@@ -31,6 +31,10 @@ pub struct DashboardSession {
     pub role: Role,
     pub csrf_token: String,
     pub expires_at: i64,
+    /// The user has two-factor sign-in enabled.
+    pub two_factor: bool,
+    /// The user's organization requires two-factor sign-in.
+    pub org_requires_two_factor: bool,
 }
 
 const USER_COLUMNS: &str =
@@ -188,8 +192,10 @@ impl UserRepo {
         self.db
             .read(move |tx| {
                 let row = tx.query_opt(
-                    "SELECT s.user_id, u.org_id, u.email, u.role, s.csrf_token, s.expires_at \
+                    "SELECT s.user_id, u.org_id, u.email, u.role, s.csrf_token, s.expires_at, \
+                     u.totp_enabled_at, o.require_two_factor \
                      FROM dashboard_sessions s JOIN dashboard_users u ON u.id = s.user_id \
+                     JOIN organizations o ON o.id = u.org_id \
                      WHERE s.token_hash = $1 AND s.ended_at IS NULL AND s.expires_at > $2 \
                      AND u.disabled_at IS NULL",
                     &[(&hash).into(), now.into()],
@@ -203,6 +209,8 @@ impl UserRepo {
                             role: row.parsed("role", Role::parse)?,
                             csrf_token: row.text("csrf_token")?,
                             expires_at: row.i64("expires_at")?,
+                            two_factor: row.opt_i64("totp_enabled_at")?.is_some(),
+                            org_requires_two_factor: row.i64("require_two_factor")? != 0,
                         })
                     })
                     .transpose()?;

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod receiver;
+pub mod visitor;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
