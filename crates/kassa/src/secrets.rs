@@ -147,8 +147,13 @@ pub fn new_api_key() -> (String, String) {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     let key = format!("kassa_{}", B64URL.encode(bytes));
-    let prefix = key[..API_KEY_PREFIX_LEN].to_owned();
+    let prefix = api_key_prefix(&key).to_owned();
     (key, prefix)
+}
+
+/// The visible prefix of `key`, as stored beside its hash and shown in lists and the audit log.
+pub fn api_key_prefix(key: &str) -> &str {
+    key.get(..API_KEY_PREFIX_LEN).unwrap_or(key)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::visitor::Visitor;
+use common::served::{Page, Visitor};
 use common::Kassa;
 use hmac::{Hmac, Mac};
 use kassa::db::testing::TestDb;
@@ -24,6 +24,65 @@ use reqwest::StatusCode;
 use sha1::Sha1;
 
 const STEP: Duration = Duration::from_secs(30);
+
+/// The audit entries of `action`: actor, target and details, as text.
+async fn audited(kassa: &Kassa, action: &str) -> Vec<String> {
+    let action = action.to_owned();
+    kassa
+        .state
+        .db
+        .read(move |tx| {
+            let rows = tx.query(
+                "SELECT actor, target, details FROM audit_log WHERE action = $1 ORDER BY id",
+                &[action.into()],
+            )?;
+            rows.iter()
+                .map(|r| -> Result<String, kassa::db::DbError> {
+                    Ok(format!(
+                        "{} {} {}",
+                        r.text("actor")?,
+                        r.text("target")?,
+                        r.text("details")?
+                    ))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .expect("audit entries")
+}
+
+/// No audit entry holds `secret` (base32 or raw hex) or any of `codes`.
+async fn audit_holds_no_secret(kassa: &Kassa, secret: &[u8], codes: &[String]) {
+    let all = audited_all(kassa).await;
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let base32 = totp_rs::Secret::Raw(secret.to_vec())
+        .to_encoded()
+        .to_string();
+    assert!(!all.is_empty());
+    for entry in &all {
+        assert!(!entry.contains(&hex) && !entry.contains(&base32), "{entry}");
+        for code in codes {
+            assert!(!entry.contains(code.as_str()), "{entry}");
+            assert!(!entry.contains(&code.replace('-', "")), "{entry}");
+        }
+    }
+}
+
+async fn audited_all(kassa: &Kassa) -> Vec<String> {
+    kassa
+        .state
+        .db
+        .read(|tx| {
+            let rows = tx.query("SELECT target, details FROM audit_log", &[])?;
+            rows.iter()
+                .map(|r| -> Result<String, kassa::db::DbError> {
+                    Ok(format!("{} {}", r.text("target")?, r.text("details")?))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .expect("audit entries")
+}
 const PASSWORD: &str = "correct horse battery";
 
 /// RFC 4648 base32 (no padding), as the page shows the secret.
@@ -169,7 +228,7 @@ async fn first_factor(visitor: &mut Visitor, email: &str) {
 }
 
 /// Sends `code` on the code form; the answer.
-async fn second_factor(visitor: &mut Visitor, code: &str) -> common::visitor::Page {
+async fn second_factor(visitor: &mut Visitor, code: &str) -> Page {
     let path = "/dashboard/login/two-factor";
     visitor.submit(path, path, &[("code", code)]).await
 }
@@ -185,6 +244,12 @@ async fn enrol_and_sign_in(test: TestDb) {
     assert_eq!(signed.status, StatusCode::SEE_OTHER);
     assert!(visitor.has_cookie("kassa_session"), "no two-factor yet");
     let (secret, codes) = enrol(&kassa, &mut visitor).await;
+    let enabled = audited(&kassa, "two_factor.enabled").await;
+    assert_eq!(enabled.len(), 1, "{enabled:?}");
+    assert!(
+        enabled[0].starts_with("owner@example.com user:owner@example.com"),
+        "{enabled:?}"
+    );
 
     // The code that confirmed enrolment is of this step: not accepted again.
     first_factor(&mut visitor, email).await;
@@ -269,6 +334,8 @@ async fn enrol_and_sign_in(test: TestDb) {
     );
     let page = visitor.get("/dashboard/security").await;
     assert!(page.body.contains("data-enabled=\"0\""));
+    assert_eq!(audited(&kassa, "two_factor.disabled").await.len(), 1);
+    audit_holds_no_secret(&kassa, &secret, &codes).await;
     let out = visitor
         .submit("/dashboard/security", "/dashboard/logout", &[])
         .await;

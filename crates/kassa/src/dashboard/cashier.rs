@@ -286,20 +286,25 @@ async fn connect(
     dash.inner.connects.put(me.org_id(), flow.clone());
     let state = dash.state().clone();
     let org_id = me.org_id();
+    // The login runs on past this request: the cashier it connects is still the user's change.
+    let actor = crate::audit::current();
     tokio::spawn(async move {
         let mut prompt = WebPrompt {
             asked: asked_tx,
             answers: answers_rx,
         };
-        let result = connect_terminal(
+        let connect = connect_terminal(
             &state.store,
             &state.master_key,
             state.gateway.terminals().client_config().clone(),
             org_id,
             &phone,
             &mut prompt,
-        )
-        .await;
+        );
+        let result = match actor {
+            Some(actor) => crate::audit::acting(actor, connect).await,
+            None => connect.await,
+        };
         let end = match result {
             Ok(_) => Step::Done,
             Err(e) => {

@@ -16,12 +16,13 @@
 //!   requirement.
 //! - `i18n.rs`: every label in Russian and English.
 //! - one module per page group: `overview`, `invoices`, `subscriptions`, `catalog`,
-//!   `webhooks`, `keys`, `cashier`, `sandbox`.
+//!   `webhooks`, `keys`, `cashier`, `sandbox`, `audit` (the audit log).
 //!
 //! Security: every page sends a `Content-Security-Policy` without inline script; every `POST`
 //! carries the session's CSRF token (checked before the handler runs); a `viewer` is refused
 //! every change by the server; another organization's ids are 404, as in the API.
 
+mod audit;
 mod auth;
 mod cashier;
 mod catalog;
@@ -195,6 +196,7 @@ pub fn routes(dashboard: Dashboard) -> Router {
         .merge(keys::routes())
         .merge(cashier::routes())
         .merge(sandbox::routes())
+        .merge(audit::routes())
         .merge(auth::signed_in_routes())
         .merge(two_factor::signed_in_routes())
         .route_layer(from_fn_with_state(dashboard.clone(), auth::require_session));

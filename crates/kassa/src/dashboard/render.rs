@@ -48,6 +48,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         "two_factor_login.html",
         include_str!("templates/two_factor_login.html"),
     ),
+    ("audit.html", include_str!("templates/audit.html")),
     ("cashier.html", include_str!("templates/cashier.html")),
     ("sandbox.html", include_str!("templates/sandbox.html")),
 ];

@@ -59,6 +59,7 @@ migrations! {
     14 "dashboard" "0014_dashboard",
     15 "invoice_day_counts" "0015_invoice_day_counts",
     16 "cashiers" "0016_cashiers",
+    17 "audit" "0017_audit",
     19 "key_scopes" "0019_key_scopes",
     21 "totp" "0021_totp",
 }

@@ -4,6 +4,7 @@ use crate::db::{DbError, Row, Value};
 use crate::domain::Scopes;
 use crate::store::OrgRepo;
 
+use super::audit::{note, Change};
 use super::{conflict_on_unique, ApiKeyOwner, ApiKeyRecord, Organization, StoreError};
 
 const ORG_COLUMNS: &str = "id, slug, name, created_at";
@@ -49,11 +50,20 @@ impl OrgRepo {
             "INSERT INTO organizations (slug, name, created_at) VALUES ($1, $2, $3) \
              RETURNING {ORG_COLUMNS}"
         );
+        let actor = crate::audit::current();
         let created = self
             .db
             .write(move |tx| {
                 let row = tx.query_one(&sql, &[(&slug).into(), (&name).into(), now.into()])?;
-                Ok(org_from_row(&row)?)
+                let org = org_from_row(&row)?;
+                let change = Change::new(
+                    org.id,
+                    "organization.created",
+                    format!("organization:{}", org.slug),
+                )
+                .with(serde_json::json!({ "name": org.name }));
+                note(tx, actor.as_ref(), now, &change)?;
+                Ok(org)
             })
             .await;
         conflict_on_unique(created, "an organization with this slug exists")
@@ -124,6 +134,7 @@ impl OrgRepo {
              SELECT id, $2, $3, $4, $5, $6 FROM organizations WHERE id = $1 \
              RETURNING {KEY_COLUMNS}"
         );
+        let actor = crate::audit::current();
         let created = self
             .db
             .write(move |tx| {
@@ -135,10 +146,18 @@ impl OrgRepo {
                     now.into(),
                     (&scopes).into(),
                 ];
-                match tx.query_opt(&sql, &params)? {
-                    Some(row) => Ok(key_from_row(&row)?),
-                    None => Err(StoreError::NotFound),
-                }
+                let key = match tx.query_opt(&sql, &params)? {
+                    Some(row) => key_from_row(&row)?,
+                    None => return Err(StoreError::NotFound),
+                };
+                let change = Change::new(org_id, "api_key.created", format!("api_key:{}", key.id))
+                    .with(serde_json::json!({
+                        "name": key.name,
+                        "prefix": key.prefix,
+                        "scopes": key.scopes.to_string(),
+                    }));
+                note(tx, actor.as_ref(), now, &change)?;
+                Ok(key)
             })
             .await;
         conflict_on_unique(created, "an API key with this hash exists")
@@ -186,14 +205,26 @@ impl OrgRepo {
         let prefix = key.to_owned();
         let id = key.parse::<i64>().ok();
         let now = self.now_ms();
+        let actor = crate::audit::current();
         let revoked = self
             .db
             .write(move |tx| {
-                let revoked = tx.execute(
+                let rows = tx.query(
                     "UPDATE api_keys SET revoked_at = $4 \
-                     WHERE org_id = $1 AND revoked_at IS NULL AND (id = $2 OR prefix = $3)",
+                     WHERE org_id = $1 AND revoked_at IS NULL AND (id = $2 OR prefix = $3) \
+                     RETURNING id, prefix",
                     &[org_id.into(), id.into(), (&prefix).into(), now.into()],
                 )?;
+                for row in &rows {
+                    let change = Change::new(
+                        org_id,
+                        "api_key.revoked",
+                        format!("api_key:{}", row.i64("id")?),
+                    )
+                    .with(serde_json::json!({ "prefix": row.text("prefix")? }));
+                    note(tx, actor.as_ref(), now, &change)?;
+                }
+                let revoked = rows.len() as u64;
                 if revoked > 0 {
                     tx.execute(
                         "UPDATE api_key_revocations SET generation = generation + 1 WHERE id = 1",

@@ -1,9 +1,11 @@
 //! Two-factor sign-in of dashboard users: the sealed TOTP secret (sealing and codes are the
 //! dashboard's; the store keeps what it is given), the last step accepted, recovery codes by
 //! their hash, sign-ins waiting for their second factor, and an organization's rule that every
-//! user has it.
+//! user has it. Turning it on or off and the rule are audited (`two_factor.enabled`,
+//! `two_factor.disabled`, `organization.two_factor_required`), never with a secret or a code.
 
-use crate::db::Value;
+use crate::db::{DbError, Tx, Value};
+use crate::store::audit::{note, Change};
 use crate::store::UserRepo;
 
 use super::StoreError;
@@ -34,6 +36,19 @@ pub struct PendingSignin {
     pub locked_until: Option<i64>,
     /// Where to go once signed in.
     pub next_path: String,
+}
+
+/// The audit entry of `action` on `user_id`'s two-factor (named by e-mail, as users are).
+fn user_change(tx: &mut dyn Tx, user_id: i64, action: &'static str) -> Result<Change, DbError> {
+    let row = tx.query_one(
+        "SELECT org_id, email FROM dashboard_users WHERE id = $1",
+        &[user_id.into()],
+    )?;
+    Ok(Change::new(
+        row.i64("org_id")?,
+        action,
+        format_args!("user:{}", row.text("email")?),
+    ))
 }
 
 impl UserRepo {
@@ -85,6 +100,7 @@ impl UserRepo {
         code_hashes: Vec<String>,
     ) -> Result<bool, StoreError> {
         let now = self.now_ms();
+        let actor = crate::audit::current();
         self.db
             .write(move |tx| {
                 let changed = tx.execute(
@@ -106,6 +122,9 @@ impl UserRepo {
                         &[user_id.into(), hash.into(), now.into()],
                     )?;
                 }
+                let change = user_change(tx, user_id, "two_factor.enabled")?
+                    .with(serde_json::json!({ "recovery_codes": code_hashes.len() }));
+                note(tx, actor.as_ref(), now, &change)?;
                 Ok(true)
             })
             .await
@@ -113,6 +132,7 @@ impl UserRepo {
 
     /// Turns two-factor off: the secret, the last step and the recovery codes are gone.
     pub async fn disable_totp(&self, user_id: i64) -> Result<(), StoreError> {
+        let (now, actor) = (self.now_ms(), crate::audit::current());
         self.db
             .write(move |tx| {
                 tx.execute(
@@ -124,6 +144,8 @@ impl UserRepo {
                     "DELETE FROM dashboard_recovery_codes WHERE user_id = $1",
                     &[user_id.into()],
                 )?;
+                let change = user_change(tx, user_id, "two_factor.disabled")?;
+                note(tx, actor.as_ref(), now, &change)?;
                 Ok(())
             })
             .await
@@ -258,12 +280,20 @@ impl UserRepo {
         org_id: i64,
         required: bool,
     ) -> Result<(), StoreError> {
+        let (now, actor) = (self.now_ms(), crate::audit::current());
         self.db
             .write(move |tx| {
                 tx.execute(
                     "UPDATE organizations SET require_two_factor = $2 WHERE id = $1",
                     &[org_id.into(), i64::from(required).into()],
                 )?;
+                let change = Change::new(
+                    org_id,
+                    "organization.two_factor_required",
+                    format_args!("organization:{org_id}"),
+                )
+                .with(serde_json::json!({ "required": required }));
+                note(tx, actor.as_ref(), now, &change)?;
                 Ok(())
             })
             .await
