@@ -119,9 +119,19 @@ impl MasterKey {
 
     /// The stored form of an API key.
     pub fn api_key_hash(&self, api_key: &str) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.derive("api-key"))
+        self.keyed_hash("api-key", api_key)
+    }
+
+    /// The stored form of a two-factor recovery code: keyed, so a copy of the database alone
+    /// cannot be searched for the (short) codes.
+    pub fn recovery_code_hash(&self, code: &str) -> String {
+        self.keyed_hash("recovery-code", code)
+    }
+
+    fn keyed_hash(&self, purpose: &str, value: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.derive(purpose))
             .expect("HMAC takes any key length");
-        mac.update(api_key.as_bytes());
+        mac.update(value.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
 }

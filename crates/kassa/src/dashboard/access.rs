@@ -34,6 +34,12 @@ const ROUTES: &[(&str, &str, Permission)] = &[
     ("POST", "/logout", Permission::OwnAccount),
     ("GET", "/password", Permission::OwnAccount),
     ("POST", "/password", Permission::OwnAccount),
+    ("GET", "/security", Permission::OwnAccount),
+    ("POST", "/security/totp/start", Permission::OwnAccount),
+    ("POST", "/security/totp/confirm", Permission::OwnAccount),
+    ("POST", "/security/totp/disable", Permission::OwnAccount),
+    // The organization's sign-in policy.
+    ("POST", "/security/require", Permission::SetSecurityPolicy),
     // Invoices.
     ("GET", "/invoices/new", Permission::CreateInvoice),
     ("POST", "/invoices/new", Permission::CreateInvoice),

@@ -41,6 +41,7 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
     ("audit.of.webhook_delivery", "Повторные отправки", "Redeliveries"),
     ("audit.of.api_key", "API-ключи", "API keys"),
     ("audit.of.user", "Пользователи", "Users"),
+    ("audit.of.two_factor", "Двухфакторный вход", "Two-factor sign-in"),
     ("audit.of.cashier", "Кассиры", "Cashiers"),
     ("audit.of.organization", "Организация", "Organization"),
 ];
@@ -56,6 +57,7 @@ const KINDS: &[&str] = &[
     "webhook_delivery",
     "api_key",
     "user",
+    "two_factor",
     "cashier",
     "organization",
 ];

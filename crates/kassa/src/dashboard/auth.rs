@@ -1,7 +1,8 @@
 //! Signing in and out: passwords hashed with argon2, sign-in throttled per user, sessions as
 //! random tokens in an `HttpOnly` cookie (kept in the database only as their SHA-256 hash,
 //! so several processes share them), one-time sign-in links, and the CSRF token every form
-//! carries.
+//! carries. A user with two-factor sign-in passes `two_factor` between the first factor and
+//! the session.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -42,7 +43,7 @@ const SESSION_COOKIE: &str = "kassa_session";
 /// The language cookie (`ru`, `en`).
 pub(super) const LANG_COOKIE: &str = "kassa_lang";
 /// The sign-in form's CSRF cookie (double submit: there is no session yet).
-const LOGIN_CSRF_COOKIE: &str = "kassa_login_csrf";
+pub(super) const LOGIN_CSRF_COOKIE: &str = "kassa_login_csrf";
 /// The form field of the CSRF token.
 pub(crate) const CSRF_FIELD: &str = "csrf_token";
 
@@ -51,8 +52,8 @@ pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
 /// How long a one-time sign-in link works.
 pub const LOGIN_LINK_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
 /// Failed sign-ins in a row before the user is locked out for [`LOCKOUT_MS`].
-const MAX_FAILED_LOGINS: i64 = 5;
-const LOCKOUT_MS: i64 = 15 * 60 * 1000;
+pub(super) const MAX_FAILED_LOGINS: i64 = 5;
+pub(super) const LOCKOUT_MS: i64 = 15 * 60 * 1000;
 /// The largest form the CSRF check reads (forms with files carry the token in the query).
 const MAX_FORM_BYTES: usize = 1024 * 1024;
 
@@ -75,19 +76,19 @@ pub(super) fn verify_password(password: &str, hash: &str) -> bool {
 }
 
 /// A new random token, URL-safe.
-fn new_token() -> String {
+pub(super) fn new_token() -> String {
     use base64::Engine as _;
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn token_hash(token: &str) -> String {
+pub(super) fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// Equal strings, compared in time that does not depend on where they differ.
-fn same(a: &str, b: &str) -> bool {
+pub(super) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -129,7 +130,7 @@ pub(super) fn over_tls(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
-fn cookie(
+pub(super) fn cookie(
     name: &'static str,
     value: String,
     headers: &HeaderMap,
@@ -287,7 +288,8 @@ async fn login(
         tracing::info!(user = user.id, "dashboard sign-in refused: wrong password");
         return refuse("login.failed");
     }
-    start_session(
+    // A user with two-factor gets the code form first (`two_factor`).
+    super::two_factor::after_first_factor(
         &dash,
         jar,
         &headers,
@@ -298,7 +300,7 @@ async fn login(
 }
 
 /// Signs `user_id` in: a new session, its cookie, and on to `to`.
-async fn start_session(
+pub(super) async fn start_session(
     dash: &Dashboard,
     jar: CookieJar,
     headers: &HeaderMap,
@@ -337,7 +339,10 @@ async fn login_with_link(
         .take_login_token(&token_hash(&token))
         .await?
     {
-        Some(user_id) => start_session(&dash, jar, &headers, user_id, "/dashboard/").await,
+        Some(user_id) => {
+            super::two_factor::after_first_factor(&dash, jar, &headers, user_id, "/dashboard/")
+                .await
+        }
         None => Ok(see_other("/dashboard/login?note=link_used")),
     }
 }
@@ -419,6 +424,14 @@ pub(super) async fn require_session(
         token_hash: token.as_deref().map(token_hash).unwrap_or_default(),
         session,
     };
+    // An organization that requires two-factor: a user without it may only set it up.
+    let unenrolled = signed.session.org_requires_two_factor && !signed.session.two_factor;
+    if unenrolled && !super::two_factor::allowed_unenrolled(original.path()) {
+        if request.method() == Method::GET {
+            return see_other("/dashboard/security");
+        }
+        return DashError::Forbidden.into_response();
+    }
     // The route's permission, before anything else reads the request: a route the table
     // does not list is refused to everyone.
     let route = request

@@ -93,6 +93,11 @@ const COMMON: &[(&str, &str, &str)] = &[
     ),
     ("action.manage_team", "команда", "the team"),
     (
+        "action.set_security_policy",
+        "правила входа организации",
+        "the organization's sign-in policy",
+    ),
+    (
         "forbidden.why",
         "Ваша роль не позволяет это действие",
         "Your role does not allow this",
@@ -200,6 +205,7 @@ const ALL: &[&[(&str, &str, &str)]] = &[
     super::catalog::WORDS,
     super::webhooks::WORDS,
     super::keys::WORDS,
+    super::two_factor::WORDS,
     super::cashier::WORDS,
     super::sandbox::WORDS,
     super::team::WORDS,

@@ -12,6 +12,8 @@
 //!
 //! - `auth.rs`: users' passwords (argon2), sign-in with throttling, sessions (cookies
 //!   `HttpOnly`, `SameSite=Strict`, `Secure` behind TLS), one-time sign-in links, CSRF.
+//! - `two_factor.rs`: TOTP sign-in with recovery codes, the security page, the organization's
+//!   requirement.
 //! - `i18n.rs`: every label in Russian and English.
 //! - `access.rs`: the permission every route needs (one table), checked before any handler.
 //! - one module per page group: `overview`, `invoices`, `subscriptions`, `catalog`,
@@ -37,6 +39,7 @@ mod render;
 mod sandbox;
 mod subscriptions;
 mod team;
+mod two_factor;
 mod webhooks;
 
 use std::sync::Arc;
@@ -202,9 +205,11 @@ pub fn routes(dashboard: Dashboard) -> Router {
         .merge(team::routes())
         .merge(audit::routes())
         .merge(auth::signed_in_routes())
+        .merge(two_factor::signed_in_routes())
         .route_layer(from_fn_with_state(dashboard.clone(), auth::require_session));
     Router::new()
         .merge(auth::public_routes())
+        .merge(two_factor::public_routes())
         .route("/assets/style.css", get(render::style))
         .route("/assets/app.js", get(render::script))
         .merge(signed_in)

@@ -43,6 +43,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("webhooks.html", include_str!("templates/webhooks.html")),
     ("webhook.html", include_str!("templates/webhook.html")),
     ("keys.html", include_str!("templates/keys.html")),
+    ("security.html", include_str!("templates/security.html")),
+    (
+        "two_factor_login.html",
+        include_str!("templates/two_factor_login.html"),
+    ),
     ("audit.html", include_str!("templates/audit.html")),
     ("cashier.html", include_str!("templates/cashier.html")),
     ("sandbox.html", include_str!("templates/sandbox.html")),

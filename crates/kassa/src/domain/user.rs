@@ -9,7 +9,8 @@ use super::invoice::spelled;
 pub enum Role {
     /// Everything, the team's owners included.
     Owner,
-    /// Everything but the team's owners: cannot make, change or remove an owner.
+    /// Everything but the team's owners (cannot make, change or remove an owner) and the
+    /// organization's sign-in policy.
     Admin,
     /// Builds the integration: API keys, webhooks, invoices, subscriptions, the catalog, the
     /// sandbox. Not the team, the cashier or settings.
@@ -33,7 +34,7 @@ spelled!(Role {
 pub enum Permission {
     /// Read any page (lists, details, exports, the team).
     View,
-    /// Their own account: sign out, set their password.
+    /// Their own account: sign out, set their password, their two-factor sign-in.
     OwnAccount,
     CreateInvoice,
     CancelInvoice,
@@ -52,6 +53,8 @@ pub enum Permission {
     UseSandbox,
     /// The team: invite, change roles, remove members (owners only with [`Role::Owner`]).
     ManageTeam,
+    /// The organization's sign-in policy: requiring two-factor sign-in of everyone.
+    SetSecurityPolicy,
 }
 
 spelled!(Permission {
@@ -67,6 +70,7 @@ spelled!(Permission {
     ManageCashier = "manage_cashier",
     UseSandbox = "use_sandbox",
     ManageTeam = "manage_team",
+    SetSecurityPolicy = "set_security_policy",
 });
 
 impl Role {
@@ -76,18 +80,20 @@ impl Role {
         use Permission::*;
         match (self, action) {
             (_, View | OwnAccount) => true,
-            (Role::Owner | Role::Admin, _) => true,
+            (Role::Owner, _) => true,
+            (Role::Admin, SetSecurityPolicy) => false,
+            (Role::Admin, _) => true,
             (
                 Role::Developer,
                 CreateInvoice | CancelInvoice | RefundInvoice | ManageWebhooks | ManageApiKeys
                 | ManageSubscriptions | ManageCatalog | UseSandbox,
             ) => true,
-            (Role::Developer, ManageCashier | ManageTeam) => false,
+            (Role::Developer, ManageCashier | ManageTeam | SetSecurityPolicy) => false,
             (Role::Operator, CreateInvoice | CancelInvoice | RefundInvoice) => true,
             (
                 Role::Operator,
                 ManageWebhooks | ManageApiKeys | ManageSubscriptions | ManageCatalog
-                | ManageCashier | UseSandbox | ManageTeam,
+                | ManageCashier | UseSandbox | ManageTeam | SetSecurityPolicy,
             ) => false,
             (Role::Viewer, _) => false,
         }
@@ -138,7 +144,23 @@ mod tests {
         use Permission::*;
         let expected: &[(Role, &[Permission])] = &[
             (Role::Owner, Permission::ALL),
-            (Role::Admin, Permission::ALL),
+            (
+                Role::Admin,
+                &[
+                    View,
+                    OwnAccount,
+                    CreateInvoice,
+                    CancelInvoice,
+                    RefundInvoice,
+                    ManageWebhooks,
+                    ManageApiKeys,
+                    ManageSubscriptions,
+                    ManageCatalog,
+                    ManageCashier,
+                    UseSandbox,
+                    ManageTeam,
+                ],
+            ),
             (
                 Role::Developer,
                 &[

@@ -19,7 +19,8 @@
 //! - `webhooks/`: webhook endpoints, the dispatch of events into deliveries, attempts.
 //! - `settings.rs`: run-time settings (on [`Store`] itself).
 //! - `catalog.rs`: catalog items and images.
-//! - `users.rs`: dashboard users, sessions, one-time sign-in links.
+//! - `users.rs`: dashboard users, sessions, one-time sign-in links; `two_factor.rs`: their
+//!   TOTP secrets (sealed), recovery codes, sign-ins awaiting the second factor.
 //! - `audit.rs`: the audit log, written by the changing methods in their own transactions.
 //! - `subscriptions/`: subscriptions made and changed (`manage.rs`), each due period billed once
 //!   (`billing.rs`), what the end of their invoices means (`outcomes.rs`).
@@ -39,6 +40,7 @@ mod orgs;
 mod refunds;
 mod settings;
 mod subscriptions;
+mod two_factor;
 pub mod types;
 mod users;
 mod values;
@@ -65,6 +67,7 @@ pub use subscriptions::{
     SubscriptionEventFacts, SubscriptionFilter, SubscriptionInvoice, SubscriptionStats,
     SubscriptionUpdate,
 };
+pub use two_factor::{PendingSignin, TwoFactor};
 pub use types::*;
 pub use users::{DashboardSession, DashboardUser, Member, TeamChange, LAST_OWNER, ROLE_CHANGED};
 pub(crate) use values::DomainColumns;

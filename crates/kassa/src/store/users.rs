@@ -35,6 +35,10 @@ pub struct DashboardSession {
     pub expires_at: i64,
     /// Whether the user has a password (an invited member has none until they set one).
     pub has_password: bool,
+    /// The user has two-factor sign-in enabled.
+    pub two_factor: bool,
+    /// The user's organization requires two-factor sign-in.
+    pub org_requires_two_factor: bool,
 }
 
 const USER_COLUMNS: &str =
@@ -206,8 +210,9 @@ impl UserRepo {
             .read(move |tx| {
                 let row = tx.query_opt(
                     "SELECT s.user_id, u.org_id, u.email, u.role, s.csrf_token, s.expires_at, \
-                     u.password_hash \
+                     u.password_hash, u.totp_enabled_at, o.require_two_factor \
                      FROM dashboard_sessions s JOIN dashboard_users u ON u.id = s.user_id \
+                     JOIN organizations o ON o.id = u.org_id \
                      WHERE s.token_hash = $1 AND s.ended_at IS NULL AND s.expires_at > $2 \
                      AND u.disabled_at IS NULL",
                     &[(&hash).into(), now.into()],
@@ -222,6 +227,8 @@ impl UserRepo {
                             csrf_token: row.text("csrf_token")?,
                             expires_at: row.i64("expires_at")?,
                             has_password: row.opt_text("password_hash")?.is_some(),
+                            two_factor: row.opt_i64("totp_enabled_at")?.is_some(),
+                            org_requires_two_factor: row.i64("require_two_factor")? != 0,
                         })
                     })
                     .transpose()?;

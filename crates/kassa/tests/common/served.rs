@@ -147,12 +147,17 @@ pub struct Page {
 impl Page {
     /// The CSRF token of the page's first form.
     pub fn csrf(&self) -> String {
+        self.between("name=\"csrf_token\" value=\"", "\"")
+    }
+
+    /// The text between the first `start` and the `end` after it.
+    pub fn between(&self, start: &str, end: &str) -> String {
         let at = self
             .body
-            .find("name=\"csrf_token\" value=\"")
-            .unwrap_or_else(|| panic!("a form with a CSRF token: {}", self.body));
-        let rest = &self.body[at + "name=\"csrf_token\" value=\"".len()..];
-        rest[..rest.find('"').expect("closing quote")].to_owned()
+            .find(start)
+            .unwrap_or_else(|| panic!("{start:?} in the page: {}", self.body));
+        let rest = &self.body[at + start.len()..];
+        rest[..rest.find(end).expect("the end")].to_owned()
     }
 }
 
@@ -217,6 +222,18 @@ impl Visitor {
             .await
             .expect("POST");
         self.take(r).await
+    }
+
+    pub fn has_cookie(&self, name: &str) -> bool {
+        self.cookies.iter().any(|(k, _)| k == name)
+    }
+
+    /// `POST path` with the CSRF token of the page at `from` and `form`.
+    pub async fn submit(&mut self, from: &str, path: &str, form: &[(&str, &str)]) -> Page {
+        let csrf = self.get(from).await.csrf();
+        let mut fields = vec![("csrf_token", csrf.as_str())];
+        fields.extend_from_slice(form);
+        self.post(path, &fields).await
     }
 
     /// Signs in with the form; the answer to the form's `POST`.
