@@ -129,7 +129,7 @@ fn over_tls(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
-fn cookie(
+pub(super) fn cookie(
     name: &'static str,
     value: String,
     headers: &HeaderMap,
@@ -145,7 +145,7 @@ fn cookie(
 }
 
 /// Where to go after signing in: a dashboard path, never another site.
-fn safe_next(next: Option<&str>) -> String {
+pub(super) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with("/dashboard/") && !n.contains("//") && !n.contains('\\') => {
             n.to_owned()
@@ -413,11 +413,22 @@ pub(super) async fn require_session(
         }
         return see_other("/dashboard/login?note=expired");
     };
+    let (acting_org_id, mode) = match super::mode::acting_org(&dash, &jar, session.org_id).await {
+        Ok(acting) => acting,
+        Err(e) => return e.into_response(),
+    };
+    let sandbox = match dash.state().gateway.is_sandbox(acting_org_id).await {
+        Ok(sandbox) => sandbox,
+        Err(e) => return DashError::from(e).into_response(),
+    };
     let signed = Signed {
         lang: Lang::from_cookie(jar.get(LANG_COOKIE).map(Cookie::value)),
         path,
         token_hash: token.as_deref().map(token_hash).unwrap_or_default(),
         session,
+        acting_org_id,
+        mode,
+        sandbox,
     };
     let mut request = request;
     if request.method() != Method::GET && request.method() != Method::HEAD {
@@ -447,8 +458,10 @@ pub(super) async fn require_session(
             tracing::info!(path = %parts.uri.path(), "dashboard form refused: no valid CSRF token");
             return DashError::BadCsrf.into_response();
         }
+        // Signing out and the live/test switch change no data of the organization.
         let is_logout = parts.uri.path().ends_with("/logout");
-        if !signed.may_change() && !is_logout {
+        let is_switch = parts.uri.path().ends_with("/mode");
+        if !signed.may_change() && !is_logout && !is_switch {
             tracing::info!(user = signed.session.user_id, path = %parts.uri.path(), "dashboard change refused: viewer");
             return DashError::Forbidden.into_response();
         }

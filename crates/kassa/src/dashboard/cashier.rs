@@ -193,11 +193,17 @@ async fn show(
                 Step::Failed(why) => Some(why.clone()),
                 _ => None,
             };
-            let sms = dash
-                .state()
+            let sms = me
                 .sandbox
-                .as_ref()
-                .and_then(|sim| sim.last_sms(&flow.phone));
+                .then(|| {
+                    dash.state()
+                        .gateway
+                        .terminals()
+                        .sandbox()
+                        .sim
+                        .last_sms(&flow.phone)
+                })
+                .flatten();
             (
                 json!({
                     "step": step.name(),
@@ -291,15 +297,21 @@ async fn connect(
             asked: asked_tx,
             answers: answers_rx,
         };
-        let result = connect_terminal(
-            &state.store,
-            &state.master_key,
-            state.gateway.terminals().client_config().clone(),
-            org_id,
-            &phone,
-            &mut prompt,
-        )
-        .await;
+        let terminals = state.gateway.terminals();
+        let result = match terminals.client_config_for(org_id).await {
+            Ok(config) => {
+                connect_terminal(
+                    &state.store,
+                    &state.master_key,
+                    config.clone(),
+                    org_id,
+                    &phone,
+                    &mut prompt,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
         let end = match result {
             Ok(_) => Step::Done,
             Err(e) => {
@@ -340,11 +352,14 @@ async fn answer(
     if !step.waits_for_answer() {
         return Ok(see_other("/dashboard/cashier"));
     }
-    if step == Step::App && form.confirm.as_deref() == Some("sandbox") {
-        if let Some(sim) = &dash.state().sandbox {
-            sim.confirm_in_app(&flow.phone)
-                .map_err(DashError::internal)?;
-        }
+    if step == Step::App && form.confirm.as_deref() == Some("sandbox") && me.sandbox {
+        dash.state()
+            .gateway
+            .terminals()
+            .sandbox()
+            .sim
+            .confirm_in_app(&flow.phone)
+            .map_err(DashError::internal)?;
     }
     if flow
         .answers

@@ -155,6 +155,7 @@ const ALL: &[&[(&str, &str, &str)]] = &[
     super::keys::WORDS,
     super::cashier::WORDS,
     super::sandbox::WORDS,
+    super::mode::WORDS,
 ];
 
 fn table() -> &'static HashMap<&'static str, (&'static str, &'static str)> {

@@ -13,6 +13,7 @@
 //! - `auth.rs`: users' passwords (argon2), sign-in with throttling, sessions (cookies
 //!   `HttpOnly`, `SameSite=Strict`, `Secure` behind TLS), one-time sign-in links, CSRF.
 //! - `i18n.rs`: every label in Russian and English.
+//! - `mode.rs`: the live/test switch (which organization the pages act as).
 //! - one module per page group: `overview`, `invoices`, `subscriptions`, `catalog`,
 //!   `webhooks`, `keys`, `cashier`, `sandbox`.
 //!
@@ -26,6 +27,7 @@ mod catalog;
 mod i18n;
 mod invoices;
 mod keys;
+mod mode;
 mod overview;
 mod render;
 mod sandbox;
@@ -189,6 +191,7 @@ pub fn routes(dashboard: Dashboard) -> Router {
         .merge(keys::routes())
         .merge(cashier::routes())
         .merge(sandbox::routes())
+        .merge(mode::routes())
         .merge(auth::signed_in_routes())
         .route_layer(from_fn_with_state(dashboard.clone(), auth::require_session));
     Router::new()

@@ -59,6 +59,7 @@ migrations! {
     14 "dashboard" "0014_dashboard",
     15 "invoice_day_counts" "0015_invoice_day_counts",
     16 "cashiers" "0016_cashiers",
+    20 "test_mode" "0020_test_mode",
 }
 
 /// The migrations for `dialect`, in the order they apply.

@@ -8,6 +8,7 @@
 //! - `cashier.rs`: [`TerminalState`].
 //! - `event.rs`: [`EventKind`], what an outbox event records.
 //! - `job.rs`: [`JobKind`].
+//! - `mode.rs`: [`Mode`], live or test.
 //! - `user.rs`: [`Role`], what a dashboard user may do.
 //! - `subscription.rs`: [`BillingPeriod`], [`SubscriptionStatus`], the [`Calendar`] of billing
 //!   dates (Asia/Almaty).
@@ -21,6 +22,7 @@ mod event;
 mod ids;
 mod invoice;
 mod job;
+mod mode;
 mod money;
 mod refund;
 mod subscription;
@@ -33,6 +35,7 @@ pub use ids::KaspiOperationId;
 pub use invoice::{CreateState, InvoiceKind, InvoiceStatus};
 pub use job::JobKind;
 pub use kaspi::phone::{normalize as parse_phone, Phone, PhoneError};
+pub use mode::{Mode, ModeError};
 pub use money::{Money, MoneyError};
 pub use refund::RefundStatus;
 pub use subscription::{
