@@ -84,6 +84,7 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let settings = GatewaySettings {
             kaspi_calls_per_sec: config.kaspi_calls_per_sec,
+            audit_retention: config.audit_retention,
             ..GatewaySettings::default()
         };
         App::build_with(config, settings).await

@@ -9,6 +9,7 @@
 //! here prints a secret except a new API key, once; phones are shown masked.
 
 mod api_keys;
+mod audit;
 mod kaspi_app;
 mod users;
 
@@ -53,6 +54,9 @@ pub enum AdminCommand {
     /// Dashboard users of an organization: create, list, disable, login-link.
     #[command(subcommand)]
     User(users::UserCommand),
+    /// The audit log: who changed what, from where, when (`kassa audit list`).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,27 +169,24 @@ impl fmt::Display for Slug {
     }
 }
 
-/// A phone for display: the first three and the last four digits (`700***4567`).
-pub fn mask_phone(phone: &str) -> String {
-    let chars: Vec<char> = phone.chars().collect();
-    if chars.len() < 8 {
-        return "***".into();
-    }
-    let head: String = chars[..3].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}***{tail}")
-}
+pub use crate::domain::mask_phone;
 
 /// Runs one administration command.
+/// The changes a command makes are recorded in the audit log as the host user's
+/// (`cli:<user>`).
 pub async fn run(storage: &StorageArgs, command: AdminCommand) -> anyhow::Result<()> {
-    match command {
-        AdminCommand::Org(command) => run_org(storage, command).await,
-        AdminCommand::ApiKey(command) => run_api_key(storage, command).await,
-        AdminCommand::Terminal(command) => run_terminal(storage, command).await,
-        AdminCommand::Webhook(args) => crate::webhooks::cli::run(storage, *args).await,
-        AdminCommand::Kaspi(command) => kaspi_app::run(storage, command).await,
-        AdminCommand::User(command) => users::run(storage, command).await,
-    }
+    let work = async {
+        match command {
+            AdminCommand::Org(command) => run_org(storage, command).await,
+            AdminCommand::ApiKey(command) => run_api_key(storage, command).await,
+            AdminCommand::Terminal(command) => run_terminal(storage, command).await,
+            AdminCommand::Webhook(args) => crate::webhooks::cli::run(storage, *args).await,
+            AdminCommand::Kaspi(command) => kaspi_app::run(storage, command).await,
+            AdminCommand::User(command) => users::run(storage, command).await,
+            AdminCommand::Audit(command) => audit::run(storage, command).await,
+        }
+    };
+    crate::audit::acting(crate::audit::Actor::cli(), work).await
 }
 
 /// `kassa org …`.

@@ -111,6 +111,9 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub metrics_token: Option<crate::metrics::MetricsToken>,
+    /// How long audit log entries are kept (units h, d) [default: 365d]
+    #[arg(long, env = "KASSA_AUDIT_RETENTION", value_name = "DURATION")]
+    pub audit_retention: Option<String>,
 }
 
 /// The Kaspi settings of `kassa terminal connect`: the same flags and variables as for
@@ -201,6 +204,7 @@ struct FileConfig {
     http_idle_timeout: Option<String>,
     http_request_timeout: Option<String>,
     http_max_connections: Option<usize>,
+    audit_retention: Option<String>,
 }
 
 /// The resolved configuration.
@@ -223,6 +227,8 @@ pub struct Config {
     pub http: HttpLimits,
     /// The bearer token `GET /metrics` asks for; `None`: open (`Debug` never shows it).
     pub metrics_token: Option<crate::metrics::MetricsToken>,
+    /// How long audit log entries are kept.
+    pub audit_retention: Duration,
 }
 
 /// How long the HTTP listener waits for clients, and how many it serves at once.
@@ -269,6 +275,8 @@ pub struct WebhookConfig {
 
 /// Kaspi calls a second per cashier unless configured: under Kaspi's throttle of about 20.
 pub const DEFAULT_KASPI_CALLS_PER_SEC: u32 = 15;
+/// How long audit log entries are kept unless `audit_retention` says otherwise.
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The retry schedule of the webhooks issue: about 3 days in all.
 pub const DEFAULT_WEBHOOK_RETRY_SCHEDULE: &str = "5s,1m,5m,30m,2h,5h,10h,14h,20h,24h";
@@ -386,9 +394,24 @@ impl Config {
         if let Some(b) = build {
             kaspi_app.build = b;
         }
+        let audit_retention = match serve
+            .audit_retention
+            .as_ref()
+            .or(file.audit_retention.as_ref())
+        {
+            None => DEFAULT_AUDIT_RETENTION,
+            Some(text) => parse_duration(text)
+                .filter(|d| *d >= Duration::from_secs(3600))
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "--audit-retention {text:?} must be a duration of at least 1h such as 90d"
+                    ))
+                })?,
+        };
         Ok(Config {
             webhooks,
             http,
+            audit_retention,
             listen: serve
                 .listen
                 .or(file.listen)

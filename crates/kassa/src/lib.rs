@@ -30,6 +30,8 @@
 //!   (organizations, API keys, idempotency, quotas, terminals), `subscriptions()` (billed once
 //!   per period and attempt; an invoice's end moves its subscription in the same transaction).
 //! - [`db`]: one `Db` over SQLite (default) or PostgreSQL, transaction closures, migrations.
+//! - [`audit`]: who acts in the request or command in hand, for the audit log the store
+//!   writes beside every change a person or key makes.
 //! - [`app`]: builds and runs the server; [`server`]: the HTTP listener (limits, timeouts,
 //!   drain); [`config`]: one typed configuration; [`datadir`]: the owner-only data dir and its
 //!   lock; [`logging`]: the log's format, start line and notes; [`secrets`]: master key,
@@ -39,6 +41,7 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -25,6 +25,8 @@ use crate::domain::Mode;
 /// Length of the visible prefix of an API key: its mode and five characters of its own
 /// (`kassa_test_AbCd5`). Keys made before modes kept 12 (`kassa_AbCd5x`).
 pub const API_KEY_PREFIX_LEN: usize = 16;
+/// The visible prefix of a key made before modes.
+const LEGACY_API_KEY_PREFIX_LEN: usize = 12;
 
 /// The key every other secret key is derived from.
 #[derive(Clone)]
@@ -148,8 +150,19 @@ pub fn new_api_key_for(mode: Mode) -> (String, String) {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     let key = format!("kassa_{mode}_{}", B64URL.encode(bytes));
-    let prefix = key[..API_KEY_PREFIX_LEN].to_owned();
+    let prefix = api_key_prefix(&key).to_owned();
     (key, prefix)
+}
+
+/// The visible prefix of `key`, as stored beside its hash and shown in lists and the audit log
+/// ([`API_KEY_PREFIX_LEN`]; a key made before modes, `kassa_…`, keeps its 12).
+pub fn api_key_prefix(key: &str) -> &str {
+    let len = if key.starts_with("kassa_live_") || key.starts_with("kassa_test_") {
+        API_KEY_PREFIX_LEN
+    } else {
+        LEGACY_API_KEY_PREFIX_LEN
+    };
+    key.get(..len).unwrap_or(key)
 }
 
 #[cfg(test)]
@@ -177,6 +190,7 @@ mod tests {
         let (test_key, test_prefix) = new_api_key_for(Mode::Test);
         assert!(test_key.starts_with(&test_prefix) && test_prefix.starts_with("kassa_test_"));
         assert_eq!(test_prefix.len(), API_KEY_PREFIX_LEN);
+        assert_eq!(api_key_prefix("kassa_AbCdEfGhIjKlMn"), "kassa_AbCdEf");
         let key = MasterKey::generate();
         assert_eq!(key.api_key_hash(&api_key), key.api_key_hash(&api_key));
         assert_ne!(

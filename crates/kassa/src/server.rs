@@ -41,7 +41,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse as _, Response};
 use axum::Router;
 use hyper::body::Incoming;
@@ -115,7 +115,9 @@ pub async fn serve(
             });
             let service = {
                 let watch = watch.clone();
-                hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                    // The client's address, for the audit log (`crate::audit`).
+                    req.extensions_mut().insert(ConnectInfo(peer));
                     handle(router.clone(), limits, watch.clone(), req)
                 })
             };

@@ -117,6 +117,34 @@ on_both_databases!(
         assert!(test_key.starts_with("kassa_test_"), "{test_key}");
         let twin = test_mode_of(&kassa, org).await;
         assert_eq!(twin.live_org_id, Some(org));
+        // Audited: the test mode made, on the live organization's log; each key with its mode
+        // (and its prefix, never the key), by the command.
+        let entries = kassa
+            .store()
+            .audit()
+            .list(&kassa::store::AuditFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("audit");
+        let made: Vec<_> = entries
+            .iter()
+            .filter(|e| e.action == "organization.test_mode_created")
+            .collect();
+        assert_eq!(made.len(), 1, "{entries:?}");
+        assert_eq!(made[0].org_id, Some(org));
+        assert_eq!(made[0].details["test_org_id"], twin.id);
+        for (key, org_id, mode) in [(&live_key, org, "live"), (&test_key, twin.id, "test")] {
+            let entry = entries
+                .iter()
+                .find(|e| e.action == "api_key.created" && e.org_id == Some(org_id))
+                .unwrap_or_else(|| panic!("{mode} key created: {entries:?}"));
+            assert_eq!(entry.details["mode"], mode);
+            assert_eq!(entry.details["prefix"], key[..16]);
+            assert!(entry.actor.starts_with("cli:"), "{entry:?}");
+            assert!(!format!("{entry:?}").contains(key.as_str()));
+        }
         let listed = cli(
             dir.path(),
             test.url(),

@@ -321,7 +321,8 @@ pub fn api_key_from_headers(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Middleware: authenticates the request (see the module docs), puts [`Caller`] and the
-/// surface's [`ErrorFormat`] into its extensions, or answers 401 in the surface's format.
+/// surface's [`ErrorFormat`] into its extensions and runs the rest of it with the key as the
+/// audit log's actor ([`crate::audit::acting`]), or answers 401 in the surface's format.
 pub async fn authenticate(State(auth): State<AuthState>, mut req: Request, next: Next) -> Response {
     let format = auth.format();
     let Some(api_key) = api_key_from_headers(req.headers()) else {
@@ -333,9 +334,14 @@ pub async fn authenticate(State(auth): State<AuthState>, mut req: Request, next:
         Err(err) => return ApiError::internal(format, err).into_response(),
     };
     auth.touch(caller.key_id);
+    let actor = crate::audit::Actor::api_key(
+        caller.key_id,
+        crate::secrets::api_key_prefix(api_key),
+        crate::audit::client_ip(req.extensions()),
+    );
     req.extensions_mut().insert(caller);
     req.extensions_mut().insert(format);
-    next.run(req).await
+    crate::audit::acting(actor, next.run(req)).await
 }
 
 /// ApiPay documents one answer for a missing, invalid or revoked key; xPayment's says which.

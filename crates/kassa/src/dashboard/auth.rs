@@ -467,6 +467,12 @@ pub(super) async fn require_session(
         }
         request = Request::from_parts(parts, body);
     }
+    // Every change this request makes is the signed-in user's in the audit log.
+    let actor = crate::audit::Actor::user(
+        signed.session.user_id,
+        &signed.session.email,
+        crate::audit::client_ip(request.extensions()),
+    );
     request.extensions_mut().insert(signed);
-    next.run(request).await
+    crate::audit::acting(actor, next.run(request)).await
 }

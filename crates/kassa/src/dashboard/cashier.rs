@@ -292,25 +292,34 @@ async fn connect(
     dash.inner.connects.put(me.org_id(), flow.clone());
     let state = dash.state().clone();
     let org_id = me.org_id();
+    // The login runs on past this request: the cashier it connects is still the user's change.
+    let actor = crate::audit::current();
     tokio::spawn(async move {
         let mut prompt = WebPrompt {
             asked: asked_tx,
             answers: answers_rx,
         };
-        let terminals = state.gateway.terminals();
-        let result = match terminals.client_config_for(org_id).await {
-            Ok(config) => {
-                connect_terminal(
-                    &state.store,
-                    &state.master_key,
-                    config.clone(),
-                    org_id,
-                    &phone,
-                    &mut prompt,
-                )
-                .await
-            }
-            Err(e) => Err(e),
+        let connect = async {
+            // A test mode's cashier logs in to the sandbox Kaspi, any other to the deployment's.
+            let config = state
+                .gateway
+                .terminals()
+                .client_config_for(org_id)
+                .await?
+                .clone();
+            connect_terminal(
+                &state.store,
+                &state.master_key,
+                config,
+                org_id,
+                &phone,
+                &mut prompt,
+            )
+            .await
+        };
+        let result = match actor {
+            Some(actor) => crate::audit::acting(actor, connect).await,
+            None => connect.await,
         };
         let end = match result {
             Ok(_) => Step::Done,

@@ -50,6 +50,7 @@ const COMMON: &[(&str, &str, &str)] = &[
     ("nav.keys", "API-ключи", "API keys"),
     ("nav.cashier", "Кассир", "Cashier"),
     ("nav.sandbox", "Песочница", "Sandbox"),
+    ("nav.audit", "Журнал", "Audit log"),
     ("nav.logout", "Выйти", "Sign out"),
     ("nav.lang", "English", "Русский"),
     ("nav.menu", "Меню", "Menu"),
@@ -156,6 +157,7 @@ const ALL: &[&[(&str, &str, &str)]] = &[
     super::cashier::WORDS,
     super::sandbox::WORDS,
     super::mode::WORDS,
+    super::audit::WORDS,
 ];
 
 fn table() -> &'static HashMap<&'static str, (&'static str, &'static str)> {

@@ -15,12 +15,13 @@
 //! - `i18n.rs`: every label in Russian and English.
 //! - `mode.rs`: the live/test switch (which organization the pages act as).
 //! - one module per page group: `overview`, `invoices`, `subscriptions`, `catalog`,
-//!   `webhooks`, `keys`, `cashier`, `sandbox`.
+//!   `webhooks`, `keys`, `cashier`, `sandbox`, `audit` (the audit log).
 //!
 //! Security: every page sends a `Content-Security-Policy` without inline script; every `POST`
 //! carries the session's CSRF token (checked before the handler runs); a `viewer` is refused
 //! every change by the server; another organization's ids are 404, as in the API.
 
+mod audit;
 mod auth;
 mod cashier;
 mod catalog;
@@ -192,6 +193,7 @@ pub fn routes(dashboard: Dashboard) -> Router {
         .merge(cashier::routes())
         .merge(sandbox::routes())
         .merge(mode::routes())
+        .merge(audit::routes())
         .merge(auth::signed_in_routes())
         .route_layer(from_fn_with_state(dashboard.clone(), auth::require_session));
     Router::new()

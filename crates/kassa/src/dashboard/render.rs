@@ -43,6 +43,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("webhooks.html", include_str!("templates/webhooks.html")),
     ("webhook.html", include_str!("templates/webhook.html")),
     ("keys.html", include_str!("templates/keys.html")),
+    ("audit.html", include_str!("templates/audit.html")),
     ("cashier.html", include_str!("templates/cashier.html")),
     ("sandbox.html", include_str!("templates/sandbox.html")),
 ];

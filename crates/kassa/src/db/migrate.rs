@@ -59,6 +59,7 @@ migrations! {
     14 "dashboard" "0014_dashboard",
     15 "invoice_day_counts" "0015_invoice_day_counts",
     16 "cashiers" "0016_cashiers",
+    17 "audit" "0017_audit",
     20 "test_mode" "0020_test_mode",
 }
 

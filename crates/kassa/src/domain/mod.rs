@@ -29,9 +29,10 @@ mod subscription;
 mod user;
 
 pub use cart::{cart_totals, unit, CartError, CartTotals, Unit, UNITS};
-pub use cashier::TerminalState;
+pub use cashier::{mask_phone, TerminalState};
 pub use event::EventKind;
 pub use ids::KaspiOperationId;
+pub(crate) use invoice::spelled;
 pub use invoice::{CreateState, InvoiceKind, InvoiceStatus};
 pub use job::JobKind;
 pub use kaspi::phone::{normalize as parse_phone, Phone, PhoneError};

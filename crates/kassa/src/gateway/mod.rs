@@ -194,6 +194,8 @@ pub struct GatewaySettings {
     /// How often the webhook dispatcher looks for events committed by other processes
     /// sharing the database; those of this process wake it at once.
     pub webhook_poll: Duration,
+    /// How long audit log entries are kept.
+    pub audit_retention: Duration,
 }
 
 impl Default for GatewaySettings {
@@ -215,6 +217,7 @@ impl Default for GatewaySettings {
             kaspi_calls_per_sec: crate::config::DEFAULT_KASPI_CALLS_PER_SEC,
             settings_every: s(3),
             webhook_poll: crate::webhooks::DISPATCH_POLL,
+            audit_retention: crate::config::DEFAULT_AUDIT_RETENTION,
         }
     }
 }

@@ -25,6 +25,8 @@ mod refund;
 mod retry;
 mod subscription;
 
+use std::time::Duration;
+
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -37,6 +39,9 @@ use crate::webhooks::Webhooks;
 /// How many rounds [`Jobs::run_until_idle`] makes at most: work that keeps making work due at
 /// once (it never should) ends the stepping instead of hanging a test.
 const MAX_ROUNDS: usize = 1_000;
+
+/// How often the audit log's retention is applied.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
 
 /// The background work of one process.
 #[derive(Clone)]
@@ -78,6 +83,7 @@ impl Jobs {
             );
             let history =
                 tokio::spawn(jobs.clone().job_loop(&[JobKind::SyncHistory], stop.clone()));
+            let housekeeping = tokio::spawn(jobs.clone().housekeeping_loop(stop.clone()));
             jobs.clone()
                 .job_loop(
                     &[
@@ -90,15 +96,50 @@ impl Jobs {
                 )
                 .await;
             let _ = history.await;
+            let _ = housekeeping.await;
             let _ = webhooks.await;
         })
+    }
+
+    /// Forgets the audit entries older than the retention (`audit_retention`); how many.
+    /// Every process does it (the delete is the same whoever runs it).
+    pub async fn prune_audit_log(&self) -> usize {
+        let store = self.gateway.store();
+        let retention = ms(self.gateway.settings().audit_retention);
+        match store
+            .audit()
+            .prune(store.now_ms().saturating_sub(retention))
+            .await
+        {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(entries = n, "audit entries past their retention forgotten");
+                }
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot prune the audit log");
+                0
+            }
+        }
+    }
+
+    /// Upkeep that is not a job row: the audit log's retention, once an hour.
+    async fn housekeeping_loop(self, stop: CancellationToken) {
+        loop {
+            self.prune_audit_log().await;
+            tokio::select! {
+                () = tokio::time::sleep(HOUSEKEEPING_EVERY) => {}
+                () = stop.cancelled() => break,
+            }
+        }
     }
 
     /// Does everything due now on the clock, to the end: jobs, then webhook events dispatched
     /// and deliveries attempted, again and again until a round finds nothing. Work scheduled
     /// for later (a retry, the next poll) waits until the clock reaches it. How much was done.
     pub async fn run_until_idle(&self) -> usize {
-        let mut done = 0;
+        let mut done = self.prune_audit_log().await;
         for _ in 0..MAX_ROUNDS {
             self.gateway.terminals().sync_app_build().await;
             let mut round = self.run_due(JobKind::ALL).await;

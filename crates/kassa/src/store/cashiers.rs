@@ -5,6 +5,7 @@
 use crate::db::{DbError, Row, Value};
 use crate::store::OrgRepo;
 
+use super::audit::{note, Change};
 use super::{StoreError, Terminal, TerminalState};
 
 const TERMINAL_COLUMNS: &str = "id, org_id, phone, device_sealed, session_sealed, state, \
@@ -52,6 +53,7 @@ impl OrgRepo {
              updated_at = excluded.updated_at, sealed_per_cashier = 1 \
              RETURNING {TERMINAL_COLUMNS}"
         );
+        let actor = crate::audit::current();
         self.db
             .write(move |tx| {
                 let params: [Value; 6] = [
@@ -62,7 +64,15 @@ impl OrgRepo {
                     state.as_str().into(),
                     now.into(),
                 ];
-                Ok(terminal_from_row(&tx.query_one(&sql, &params)?)?)
+                let terminal = terminal_from_row(&tx.query_one(&sql, &params)?)?;
+                let change = Change::new(
+                    org_id,
+                    "cashier.connected",
+                    format_args!("cashier:{}", crate::domain::mask_phone(&phone)),
+                )
+                .with(serde_json::json!({ "state": state.as_str() }));
+                note(tx, actor.as_ref(), now, &change)?;
+                Ok(terminal)
             })
             .await
     }
@@ -102,12 +112,22 @@ impl OrgRepo {
     /// created are then served by the organization's other cashiers.
     pub async fn delete_terminal(&self, org_id: i64, phone: &str) -> Result<bool, StoreError> {
         let phone = phone.to_owned();
+        let actor = crate::audit::current();
+        let now = self.now_ms();
         self.db
             .write(move |tx| {
                 let deleted = tx.execute(
                     "DELETE FROM terminals WHERE org_id = $1 AND phone = $2",
                     &[org_id.into(), (&phone).into()],
                 )?;
+                if deleted == 1 {
+                    let change = Change::new(
+                        org_id,
+                        "cashier.removed",
+                        format_args!("cashier:{}", crate::domain::mask_phone(&phone)),
+                    );
+                    note(tx, actor.as_ref(), now, &change)?;
+                }
                 Ok(deleted == 1)
             })
             .await

@@ -2,6 +2,7 @@
 //! sold it keep their lines), and their images as PNG bytes, stored once per organization and
 //! content.
 
+use super::audit::{note, Change};
 use super::{conflict_on_unique, StoreError};
 use crate::db::{DbError, Row, Value};
 use crate::domain::Money;
@@ -65,6 +66,19 @@ pub struct CatalogPatch {
     pub barcode: Option<Option<String>>,
 }
 
+impl CatalogPatch {
+    /// The names of the fields this patch sets (for the audit log).
+    pub fn named_fields(&self) -> Vec<&'static str> {
+        super::audit::fields_set(&[
+            ("name", self.name.is_some()),
+            ("selling_price", self.selling_price.is_some()),
+            ("unit_id", self.unit_id.is_some()),
+            ("image", self.image_id.is_some() || self.remove_image),
+            ("barcode", self.barcode.is_some()),
+        ])
+    }
+}
+
 /// A page of the catalog.
 #[derive(Debug, Clone, Default)]
 pub struct CatalogFilter {
@@ -90,6 +104,7 @@ impl CatalogRepo {
              image_id, barcode, created_at, updated_at) VALUES ($1, $2, $8, $3, $4, $5, $6, $7, $7) \
              RETURNING {ITEM_COLUMNS}"
         );
+        let actor = crate::audit::current();
         self.db
             .write(move |tx| {
                 let mut made = Vec::with_capacity(items.len());
@@ -107,7 +122,18 @@ impl CatalogRepo {
                             item.name.to_lowercase().into(),
                         ],
                     )?;
-                    made.push(item_from_row(&row)?);
+                    let item = item_from_row(&row)?;
+                    let change = Change::new(
+                        org_id,
+                        "catalog_item.created",
+                        format!("catalog_item:{}", item.id),
+                    )
+                    .with(serde_json::json!({
+                        "name": item.name,
+                        "selling_price": item.selling_price.to_decimal_string(),
+                    }));
+                    note(tx, actor.as_ref(), now, &change)?;
+                    made.push(item);
                 }
                 Ok(made)
             })
@@ -212,6 +238,7 @@ impl CatalogRepo {
             "UPDATE catalog_items SET name = $2, selling_price = $3, unit_id = $4, image_id = $5, \
              barcode = $6, updated_at = $7, name_search = $8 WHERE id = $1 RETURNING {ITEM_COLUMNS}"
         );
+        let actor = crate::audit::current();
         self.db
             .write(move |tx| {
                 let Some(row) = tx.query_opt(&read, &[org_id.into(), id.into()])? else {
@@ -249,7 +276,17 @@ impl CatalogRepo {
                         item.name.to_lowercase().into(),
                     ],
                 )?;
-                Ok(Some(item_from_row(&row)?))
+                let item = item_from_row(&row)?;
+                let change =
+                    Change::new(org_id, "catalog_item.updated", format!("catalog_item:{id}")).with(
+                        serde_json::json!({
+                            "fields": patch.named_fields(),
+                            "name": item.name,
+                            "selling_price": item.selling_price.to_decimal_string(),
+                        }),
+                    );
+                note(tx, actor.as_ref(), now, &change)?;
+                Ok(Some(item))
             })
             .await
     }
@@ -258,13 +295,20 @@ impl CatalogRepo {
     /// as they were); `false` when there is no such item.
     pub async fn delete(&self, org_id: i64, id: i64) -> Result<bool, StoreError> {
         let now = self.now_ms();
+        let actor = crate::audit::current();
         self.db
             .write(move |tx| {
-                Ok(tx.execute(
+                let deleted = tx.execute(
                     "UPDATE catalog_items SET deleted_at = $3, updated_at = $3 \
                      WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL",
                     &[org_id.into(), id.into(), now.into()],
-                )? == 1)
+                )? == 1;
+                if deleted {
+                    let change =
+                        Change::new(org_id, "catalog_item.deleted", format!("catalog_item:{id}"));
+                    note(tx, actor.as_ref(), now, &change)?;
+                }
+                Ok(deleted)
             })
             .await
     }
@@ -275,6 +319,7 @@ impl CatalogRepo {
         let fresh = uuid::Uuid::new_v4().to_string();
         let find = "SELECT id FROM catalog_images WHERE org_id = $1 AND sha256 = $2";
         let sha = image.sha256.clone();
+        let actor = crate::audit::current();
         let saved = self
             .db
             .write(move |tx| {
@@ -294,6 +339,9 @@ impl CatalogRepo {
                         now.into(),
                     ],
                 )?;
+                let change = Change::new(org_id, "catalog_image.uploaded", format!("catalog_image:{fresh}"))
+                    .with(serde_json::json!({ "width": image.width, "height": image.height }));
+                note(tx, actor.as_ref(), now, &change)?;
                 Ok(fresh.clone())
             })
             .await;

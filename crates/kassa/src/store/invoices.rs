@@ -8,6 +8,7 @@ use crate::db::{DbError, Row, Tx, Value};
 use crate::domain::KaspiOperationId;
 use crate::store::InvoiceRepo;
 
+use super::audit::{self, Change as AuditChange};
 use super::invoice_counts::{add_to_counts_tx, CountDelta, COUNTED_COLUMNS};
 use super::jobs::{delete_job, delete_jobs, schedule_job_at, schedule_job_later};
 use super::{
@@ -380,9 +381,24 @@ impl InvoiceRepo {
         new: NewInvoice,
         cart: Option<Cart>,
     ) -> Result<Invoice, StoreError> {
+        let actor = crate::audit::current();
         let inserted = self
             .db
-            .write(move |tx| insert_invoice_tx(tx, &new, None, cart.as_ref()))
+            .write(move |tx| {
+                let invoice = insert_invoice_tx(tx, &new, None, cart.as_ref())?;
+                let change = AuditChange::new(
+                    invoice.org_id,
+                    "invoice.created",
+                    format!("invoice:{}", invoice.id),
+                )
+                .with(serde_json::json!({
+                    "kind": invoice.kind.as_str(),
+                    "amount": invoice.amount.to_decimal_string(),
+                    "external_order_id": invoice.external_order_id,
+                }));
+                audit::note(tx, actor.as_ref(), invoice.created_at, &change)?;
+                Ok(invoice)
+            })
             .await;
         conflict_on_unique(inserted, "an invoice with this payment id exists")
     }
@@ -587,6 +603,7 @@ impl InvoiceRepo {
         at_ms: i64,
     ) -> Result<Option<Invoice>, StoreError> {
         let reason = reason.map(str::to_owned);
+        let actor = crate::audit::current();
         self.outbox
             .write(move |tx| {
                 let change = Change {
@@ -596,7 +613,17 @@ impl InvoiceRepo {
                     cancel_reason: reason.as_deref(),
                     at_ms,
                 };
-                Ok(apply_status_tx(tx, invoice_id, &change)?)
+                let changed = apply_status_tx(tx, invoice_id, &change)?;
+                if let Some(invoice) = &changed {
+                    let change = AuditChange::new(
+                        invoice.org_id,
+                        "invoice.cancelled",
+                        format!("invoice:{}", invoice.id),
+                    )
+                    .with(serde_json::json!({ "reason": reason }));
+                    audit::note(tx, actor.as_ref(), at_ms, &change)?;
+                }
+                Ok(changed)
             })
             .await
             .inspect(|changed| changed.iter().for_each(log_status_change))

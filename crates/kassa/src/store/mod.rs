@@ -20,9 +20,11 @@
 //! - `settings.rs`: run-time settings (on [`Store`] itself).
 //! - `catalog.rs`: catalog items and images.
 //! - `users.rs`: dashboard users, sessions, one-time sign-in links.
+//! - `audit.rs`: the audit log, written by the changing methods in their own transactions.
 //! - `subscriptions/`: subscriptions made and changed (`manage.rs`), each due period billed once
 //!   (`billing.rs`), what the end of their invoices means (`outcomes.rs`).
 
+pub mod audit;
 mod bulk;
 mod cashiers;
 mod catalog;
@@ -50,6 +52,7 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::db::{Db, DbError, Tx};
 
+pub use audit::{AuditEntry, AuditFilter, Change};
 pub use bulk::BulkInvoice;
 pub use catalog::{CatalogFilter, CatalogItem, CatalogPatch, NewCatalogItem};
 pub use history::{HistoryGap, HistoryMark, KaspiOperation};
@@ -200,6 +203,8 @@ repositories! {
     CatalogRepo => catalog;
     /// Dashboard users, their sessions and one-time sign-in links.
     UserRepo => users;
+    /// The audit log: who changed what, read back and pruned.
+    AuditRepo => audit;
 }
 
 impl Store {

@@ -3,6 +3,7 @@
 use crate::db::{DbError, Row, Value};
 use crate::store::OrgRepo;
 
+use super::audit::{note, Change};
 use super::{conflict_on_unique, ApiKeyOwner, ApiKeyRecord, Organization, StoreError};
 
 const ORG_COLUMNS: &str = "id, slug, name, created_at, live_org_id";
@@ -42,11 +43,20 @@ impl OrgRepo {
             "INSERT INTO organizations (slug, name, created_at) VALUES ($1, $2, $3) \
              RETURNING {ORG_COLUMNS}"
         );
+        let actor = crate::audit::current();
         let created = self
             .db
             .write(move |tx| {
                 let row = tx.query_one(&sql, &[(&slug).into(), (&name).into(), now.into()])?;
-                Ok(org_from_row(&row)?)
+                let org = org_from_row(&row)?;
+                let change = Change::new(
+                    org.id,
+                    "organization.created",
+                    format!("organization:{}", org.slug),
+                )
+                .with(serde_json::json!({ "name": org.name }));
+                note(tx, actor.as_ref(), now, &change)?;
+                Ok(org)
             })
             .await;
         conflict_on_unique(created, "an organization with this slug exists")
@@ -101,16 +111,26 @@ impl OrgRepo {
              RETURNING {ORG_COLUMNS}"
         );
         let select = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE live_org_id = $1");
+        let actor = crate::audit::current();
         let made = self
             .db
             .write(move |tx| {
                 if let Some(row) = tx.query_opt(&select, &[live_org_id.into()])? {
                     return Ok((org_from_row(&row)?, false));
                 }
-                match tx.query_opt(&insert, &[live_org_id.into(), now.into()])? {
-                    Some(row) => Ok((org_from_row(&row)?, true)),
-                    None => Err(StoreError::NotFound),
-                }
+                let twin = match tx.query_opt(&insert, &[live_org_id.into(), now.into()])? {
+                    Some(row) => org_from_row(&row)?,
+                    None => return Err(StoreError::NotFound),
+                };
+                // The live organization's change: its log says when its test mode was made.
+                let change = Change::new(
+                    live_org_id,
+                    "organization.test_mode_created",
+                    format!("organization:{}", twin.slug),
+                )
+                .with(serde_json::json!({ "test_org_id": twin.id }));
+                note(tx, actor.as_ref(), now, &change)?;
+                Ok((twin, true))
             })
             .await;
         match made {
@@ -152,6 +172,7 @@ impl OrgRepo {
              SELECT id, $2, $3, $4, $5 FROM organizations WHERE id = $1 \
              RETURNING {KEY_COLUMNS}"
         );
+        let actor = crate::audit::current();
         let created = self
             .db
             .write(move |tx| {
@@ -162,10 +183,27 @@ impl OrgRepo {
                     (&hash).into(),
                     now.into(),
                 ];
-                match tx.query_opt(&sql, &params)? {
-                    Some(row) => Ok(key_from_row(&row)?),
-                    None => Err(StoreError::NotFound),
-                }
+                let key = match tx.query_opt(&sql, &params)? {
+                    Some(row) => key_from_row(&row)?,
+                    None => return Err(StoreError::NotFound),
+                };
+                // Which side the key is of: a key of a test mode (twin) is a test key.
+                let mode = match tx
+                    .query_one(
+                        "SELECT live_org_id FROM organizations WHERE id = $1",
+                        &[org_id.into()],
+                    )?
+                    .opt_i64("live_org_id")?
+                {
+                    Some(_) => "test",
+                    None => "live",
+                };
+                let change = Change::new(org_id, "api_key.created", format!("api_key:{}", key.id))
+                    .with(
+                        serde_json::json!({ "name": key.name, "prefix": key.prefix, "mode": mode }),
+                    );
+                note(tx, actor.as_ref(), now, &change)?;
+                Ok(key)
             })
             .await;
         conflict_on_unique(created, "an API key with this hash exists")
@@ -211,14 +249,26 @@ impl OrgRepo {
         let prefix = key.to_owned();
         let id = key.parse::<i64>().ok();
         let now = self.now_ms();
+        let actor = crate::audit::current();
         let revoked = self
             .db
             .write(move |tx| {
-                let revoked = tx.execute(
+                let rows = tx.query(
                     "UPDATE api_keys SET revoked_at = $4 \
-                     WHERE org_id = $1 AND revoked_at IS NULL AND (id = $2 OR prefix = $3)",
+                     WHERE org_id = $1 AND revoked_at IS NULL AND (id = $2 OR prefix = $3) \
+                     RETURNING id, prefix",
                     &[org_id.into(), id.into(), (&prefix).into(), now.into()],
                 )?;
+                for row in &rows {
+                    let change = Change::new(
+                        org_id,
+                        "api_key.revoked",
+                        format!("api_key:{}", row.i64("id")?),
+                    )
+                    .with(serde_json::json!({ "prefix": row.text("prefix")? }));
+                    note(tx, actor.as_ref(), now, &change)?;
+                }
+                let revoked = rows.len() as u64;
                 if revoked > 0 {
                     tx.execute(
                         "UPDATE api_key_revocations SET generation = generation + 1 WHERE id = 1",

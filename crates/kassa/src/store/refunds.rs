@@ -7,6 +7,7 @@ use crate::db::{DbError, Row, Tx, Value};
 use crate::domain::Money;
 use crate::store::RefundRepo;
 
+use super::audit::{note, Change};
 use super::invoice_counts::{add_to_counts_tx, CountDelta};
 use super::invoices::{invoice_by_id_tx, INVOICE_COLUMNS};
 use super::jobs::{delete_job, schedule_job_later};
@@ -253,6 +254,7 @@ impl RefundRepo {
              initiated_by, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {REFUND_COLUMNS}"
         );
+        let actor = crate::audit::current();
         self.db
             .write(move |tx| {
                 let invoice = invoice_by_id_tx(tx, new.invoice_id)?
@@ -333,6 +335,17 @@ impl RefundRepo {
                     )?;
                 }
                 schedule_job_later(tx, JobKind::Refund, refund.id, new.job_at_ms, new.at_ms)?;
+                let change = Change::new(
+                    new.org_id,
+                    "refund.created",
+                    format!("refund:{}", refund.refund_id),
+                )
+                .with(serde_json::json!({
+                    "invoice": format!("invoice:{}", new.invoice_id),
+                    "amount": amount.to_decimal_string(),
+                    "items": taken.len(),
+                }));
+                note(tx, actor.as_ref(), new.at_ms, &change)?;
                 if let Some(link) = &new.idempotency {
                     super::idempotency::link_tx(tx, link, super::Resource::Refund(refund.id))?;
                 }

@@ -5,6 +5,7 @@ use crate::db::{DbError, Row, Value};
 use crate::domain::Role;
 use crate::store::UserRepo;
 
+use super::audit::{note, Change};
 use super::{conflict_on_unique, StoreError};
 
 /// A person who signs in to the dashboard of one organization.
@@ -68,6 +69,7 @@ impl UserRepo {
             "INSERT INTO dashboard_users (org_id, email, password_hash, role, created_at) \
              SELECT id, $2, $3, $4, $5 FROM organizations WHERE id = $1 RETURNING {USER_COLUMNS}"
         );
+        let actor = crate::audit::current();
         let created = self
             .db
             .write(move |tx| {
@@ -78,10 +80,15 @@ impl UserRepo {
                     role.as_str().into(),
                     now.into(),
                 ];
-                match tx.query_opt(&sql, &params)? {
-                    Some(row) => Ok(user_from_row(&row)?),
-                    None => Err(StoreError::NotFound),
-                }
+                let user = match tx.query_opt(&sql, &params)? {
+                    Some(row) => user_from_row(&row)?,
+                    None => return Err(StoreError::NotFound),
+                };
+                let change =
+                    Change::new(org_id, "user.created", format_args!("user:{}", user.email))
+                        .with(serde_json::json!({ "role": role.as_str() }));
+                note(tx, actor.as_ref(), now, &change)?;
+                Ok(user)
             })
             .await;
         conflict_on_unique(created, "a user with this e-mail exists")
@@ -113,16 +120,23 @@ impl UserRepo {
     /// Disables the user with `email` and ends its sessions; false when there is none.
     pub async fn disable_user(&self, email: &str) -> Result<bool, StoreError> {
         let (email, now) = (email.to_owned(), self.now_ms());
+        let actor = crate::audit::current();
         self.db
             .write(move |tx| {
                 let Some(row) = tx.query_opt(
                     "UPDATE dashboard_users SET disabled_at = COALESCE(disabled_at, $2) \
-                     WHERE email = $1 RETURNING id",
+                     WHERE email = $1 RETURNING id, org_id",
                     &[(&email).into(), now.into()],
                 )?
                 else {
                     return Ok(false);
                 };
+                let change = Change::new(
+                    row.i64("org_id")?,
+                    "user.disabled",
+                    format_args!("user:{email}"),
+                );
+                note(tx, actor.as_ref(), now, &change)?;
                 tx.execute(
                     "UPDATE dashboard_sessions SET ended_at = $2 \
                      WHERE user_id = $1 AND ended_at IS NULL",

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod receiver;
+pub mod served;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

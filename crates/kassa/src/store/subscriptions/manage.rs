@@ -3,6 +3,7 @@
 
 use super::billing::open_invoices_tx;
 use super::*;
+use crate::store::audit::{note, Change};
 
 impl SubscriptionRepo {
     /// Stores a new active subscription with its first billing date and its job (and, with
@@ -29,6 +30,7 @@ impl SubscriptionRepo {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
              $17, $18, $18, $19) RETURNING {SUBSCRIPTION_COLUMNS}"
         );
+        let actor = crate::audit::current();
         self.db
             .write(move |tx| {
                 let params: Vec<Value> = vec![
@@ -56,6 +58,16 @@ impl SubscriptionRepo {
                 if let Some(due) = sub.due_at() {
                     schedule_job_at(tx, JobKind::BillSubscription, sub.id, due, now, false)?;
                 }
+                let change = Change::new(
+                    sub.org_id,
+                    "subscription.created",
+                    format!("subscription:{}", sub.id),
+                )
+                .with(serde_json::json!({
+                    "amount": sub.amount.to_decimal_string(),
+                    "period": sub.period.as_str(),
+                }));
+                note(tx, actor.as_ref(), now, &change)?;
                 if let Some(link) = &new.idempotency {
                     crate::store::idempotency::link_tx(
                         tx,
@@ -200,6 +212,7 @@ impl SubscriptionRepo {
         update: SubscriptionUpdate,
     ) -> Result<Subscription, StoreError> {
         let now = self.now_ms();
+        let actor = crate::audit::current();
         self.db
             .write(move |tx| {
                 let mut sub = read_for_update(tx, id)?
@@ -243,6 +256,14 @@ impl SubscriptionRepo {
                 }
                 save_tx(tx, &sub, now)?;
                 sub.updated_at = now;
+                let change =
+                    Change::new(org_id, "subscription.updated", format!("subscription:{id}")).with(
+                        serde_json::json!({
+                            "fields": update.named_fields(),
+                            "amount": sub.amount.to_decimal_string(),
+                        }),
+                    );
+                note(tx, actor.as_ref(), now, &change)?;
                 Ok(sub)
             })
             .await
@@ -259,6 +280,7 @@ impl SubscriptionRepo {
         action: SubscriptionAction,
     ) -> Result<(Subscription, Vec<Invoice>), ActError> {
         let now = self.now_ms();
+        let actor = crate::audit::current();
         self.db
             .write(move |tx| {
                 let Some(mut sub) = read_for_update(tx, id)?.filter(|s| s.org_id == org_id) else {
@@ -292,6 +314,14 @@ impl SubscriptionRepo {
                 }
                 save_tx(tx, &sub, now)?;
                 sub.updated_at = now;
+                let done = match action {
+                    SubscriptionAction::Pause => "subscription.paused",
+                    SubscriptionAction::Resume => "subscription.resumed",
+                    SubscriptionAction::Cancel => "subscription.cancelled",
+                };
+                let change = Change::new(org_id, done, format!("subscription:{id}"))
+                    .with(serde_json::json!({ "status": to.as_str() }));
+                note(tx, actor.as_ref(), now, &change)?;
                 let open = if action == SubscriptionAction::Cancel {
                     open_invoices_tx(tx, sub.id)?
                 } else {

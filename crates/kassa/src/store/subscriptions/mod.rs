@@ -273,6 +273,27 @@ pub struct SubscriptionUpdate {
     pub grace_period_days: Option<i64>,
 }
 
+impl SubscriptionUpdate {
+    /// The names of the fields this update sets (for the audit log).
+    pub fn named_fields(&self) -> Vec<&'static str> {
+        crate::store::audit::fields_set(&[
+            ("amount", self.amount.is_some()),
+            ("cart", self.cart.is_some()),
+            ("billing_day", self.billing_day.is_some()),
+            ("description", self.description.is_some()),
+            ("subscriber_name", self.subscriber_name.is_some()),
+            (
+                "external_subscriber_id",
+                self.external_subscriber_id.is_some(),
+            ),
+            ("metadata", self.metadata.is_some()),
+            ("max_retry_attempts", self.max_retry_attempts.is_some()),
+            ("retry_interval_hours", self.retry_interval_hours.is_some()),
+            ("grace_period_days", self.grace_period_days.is_some()),
+        ])
+    }
+}
+
 /// A page of an organization's subscriptions.
 #[derive(Debug, Clone, Default)]
 pub struct SubscriptionFilter {

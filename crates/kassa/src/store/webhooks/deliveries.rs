@@ -320,13 +320,24 @@ impl WebhookRepo {
              WHERE org_id = $1 AND endpoint_id = $2 AND id = $3 AND status <> 'sending' \
              RETURNING {DELIVERY_COLUMNS}"
         );
+        let actor = crate::audit::current();
         self.db
             .write(move |tx| {
                 let row = tx.query_opt(
                     &sql,
                     &[org_id.into(), endpoint_id.into(), id.into(), now.into()],
                 )?;
-                Ok(row.as_ref().map(delivery_from_row).transpose()?)
+                let delivery = row.as_ref().map(delivery_from_row).transpose()?;
+                if let Some(delivery) = &delivery {
+                    let change = crate::store::Change::new(
+                        org_id,
+                        "webhook_delivery.redelivered",
+                        format_args!("webhook_delivery:{}", delivery.delivery_id),
+                    )
+                    .with(serde_json::json!({ "event_type": delivery.event_type }));
+                    crate::store::audit::note(tx, actor.as_ref(), now, &change)?;
+                }
+                Ok(delivery)
             })
             .await
     }

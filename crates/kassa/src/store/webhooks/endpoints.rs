@@ -6,6 +6,7 @@ use crate::store::WebhookRepo;
 
 use super::{endpoint_from_row, WebhookEndpoint, ENDPOINT_COLUMNS};
 use super::{NewWebhookEndpoint, WebhookEndpointUpdate};
+use crate::store::audit::{note, Change};
 use crate::store::StoreError;
 
 /// The stored form of an event list: names joined with `,` (names never contain one).
@@ -33,6 +34,7 @@ impl WebhookRepo {
              secret_sealed, is_active, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {ENDPOINT_COLUMNS}"
         );
+        let actor = crate::audit::current();
         let inserted = self
             .db
             .write(move |tx| {
@@ -47,7 +49,16 @@ impl WebhookRepo {
                     new.is_active.into(),
                     new.created_at.into(),
                 ];
-                Ok(endpoint_from_row(&tx.query_one(&sql, &params)?)?)
+                let endpoint = endpoint_from_row(&tx.query_one(&sql, &params)?)?;
+                let change = endpoint_change(&endpoint, "webhook_endpoint.created").with(
+                    serde_json::json!({
+                        "url": url_shown(&endpoint.url),
+                        "events": endpoint.events,
+                        "format": endpoint.format.as_str(),
+                    }),
+                );
+                note(tx, actor.as_ref(), new.created_at, &change)?;
+                Ok(endpoint)
             })
             .await;
         crate::store::conflict_on_unique(inserted, "a webhook endpoint with this id exists")
@@ -123,6 +134,7 @@ impl WebhookRepo {
         update: WebhookEndpointUpdate,
         now: i64,
     ) -> Result<Option<WebhookEndpoint>, StoreError> {
+        let actor = crate::audit::current();
         self.db
             .write(move |tx| {
                 let Some(current) = endpoint_tx(tx, org_id, id)? else {
@@ -156,11 +168,25 @@ impl WebhookRepo {
                     failing_since.into(),
                     now.into(),
                 ];
-                Ok(tx
-                    .query_opt(&sql, &params)?
-                    .as_ref()
-                    .map(endpoint_from_row)
-                    .transpose()?)
+                let updated = tx.query_opt(&sql, &params)?;
+                let Some(endpoint) = updated.as_ref().map(endpoint_from_row).transpose()? else {
+                    return Ok(None);
+                };
+                let change = endpoint_change(&endpoint, "webhook_endpoint.updated").with(
+                    serde_json::json!({
+                        "fields": crate::store::audit::fields_set(&[
+                            ("url", update.url.is_some()),
+                            ("events", update.events.is_some()),
+                            ("format", update.format.is_some()),
+                            ("description", update.description.is_some()),
+                            ("is_active", update.is_active.is_some()),
+                        ]),
+                        "url": url_shown(&endpoint.url),
+                        "is_active": endpoint.is_active,
+                    }),
+                );
+                note(tx, actor.as_ref(), now, &change)?;
+                Ok(Some(endpoint))
             })
             .await
     }
@@ -179,6 +205,7 @@ impl WebhookRepo {
              previous_secret_until = $5, updated_at = $6 WHERE org_id = $1 AND id = $2 \
              RETURNING {ENDPOINT_COLUMNS}"
         );
+        let actor = crate::audit::current();
         self.db
             .write(move |tx| {
                 let (prev, until) = match &previous {
@@ -193,11 +220,16 @@ impl WebhookRepo {
                     until.into(),
                     now.into(),
                 ];
-                Ok(tx
-                    .query_opt(&sql, &params)?
-                    .as_ref()
-                    .map(endpoint_from_row)
-                    .transpose()?)
+                let updated = tx.query_opt(&sql, &params)?;
+                let endpoint = updated.as_ref().map(endpoint_from_row).transpose()?;
+                if let Some(endpoint) = &endpoint {
+                    // That the secret changed, and until when the old one still signs; never
+                    // either secret.
+                    let change = endpoint_change(endpoint, "webhook_endpoint.secret_rotated")
+                        .with(serde_json::json!({ "previous_valid_until": until }));
+                    note(tx, actor.as_ref(), now, &change)?;
+                }
+                Ok(endpoint)
             })
             .await
     }
@@ -205,11 +237,16 @@ impl WebhookRepo {
     /// Deletes endpoint `id` of `org_id` with its deliveries and their log; `false` when there
     /// was no such endpoint.
     pub async fn delete_webhook_endpoint(&self, org_id: i64, id: i64) -> Result<bool, StoreError> {
+        let actor = crate::audit::current();
+        let now = self.now_ms();
         self.db
             .write(move |tx| {
-                if endpoint_tx(tx, org_id, id)?.is_none() {
+                let Some(endpoint) = endpoint_tx(tx, org_id, id)? else {
                     return Ok(false);
-                }
+                };
+                let change = endpoint_change(&endpoint, "webhook_endpoint.deleted")
+                    .with(serde_json::json!({ "url": url_shown(&endpoint.url) }));
+                note(tx, actor.as_ref(), now, &change)?;
                 tx.execute(
                     "DELETE FROM webhook_attempts WHERE endpoint_id = $1",
                     &[id.into()],
@@ -225,5 +262,29 @@ impl WebhookRepo {
                 Ok(deleted == 1)
             })
             .await
+    }
+}
+
+/// An audit entry about `endpoint`.
+fn endpoint_change(endpoint: &WebhookEndpoint, action: &'static str) -> Change {
+    Change::new(
+        endpoint.org_id,
+        action,
+        format_args!("webhook_endpoint:{}", endpoint.endpoint_id),
+    )
+}
+
+/// The endpoint's URL as the audit log shows it: without its query, fragment or user
+/// information, where a receiver may keep a token.
+fn url_shown(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => "(not a URL)".to_owned(),
     }
 }
