@@ -175,12 +175,13 @@ impl App {
         // The dashboard calls the same handlers in process, as its signed-in user's
         // organization (see `crate::dashboard`).
         let dashboard = Dashboard::new(state.clone(), apipay_routes.clone());
-        let apipay = api::protect(apipay_routes, auth);
+        let apipay = api::protect(apipay_routes, auth, api::scopes::APIPAY);
         // xPayment's paths at the root, as its spec names them, and under `/v1`, its real base.
         let xpayment = api::protect(
             api::xpayment::routes(state.gateway.clone())
                 .merge(api::webhook_simulate::routes(state.webhooks.clone())),
             xpayment_auth,
+            api::scopes::XPAYMENT,
         )
         .method_not_allowed_fallback(api::method_not_allowed::<XPayment>);
         let api_v1 = Router::new()

@@ -263,7 +263,11 @@ async fn people(test: TestDb) {
     let made = owner
         .post(
             "/dashboard/api-keys",
-            &[("name", "from the dashboard"), ("csrf_token", &page.csrf())],
+            &[
+                ("name", "from the dashboard"),
+                ("scope", "invoices:write"),
+                ("csrf_token", &page.csrf()),
+            ],
         )
         .await;
     assert_eq!(made.status, StatusCode::OK, "{}", made.body);
@@ -283,6 +287,20 @@ async fn people(test: TestDb) {
         )
         .await;
     assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.body);
+
+    // An invoice by the dashboard's form: the API's handler in process, as the user.
+    let form = owner.get("/dashboard/invoices/new").await;
+    let by_form = owner
+        .post(
+            "/dashboard/invoices/new",
+            &[
+                ("phone_number", "87001234567"),
+                ("amount", "1234"),
+                ("csrf_token", &form.csrf()),
+            ],
+        )
+        .await;
+    assert_eq!(by_form.status, StatusCode::SEE_OTHER, "{}", by_form.body);
 
     // An invoice by the CLI's key over HTTP.
     let created = reqwest::Client::new()
@@ -324,7 +342,8 @@ async fn people(test: TestDb) {
     assert!(cli_made.iter().any(|e| e["actor_kind"] == "user"
         && e["actor"] == "demo@example.com"
         && e["ip"] == "127.0.0.1"
-        && e["details"]["name"] == "from the dashboard"));
+        && e["details"]["name"] == "from the dashboard"
+        && e["details"]["scopes"] == "invoices:write"));
     let viewer = by("user.created");
     assert_eq!(viewer.len(), 1);
     assert_eq!(viewer[0]["target"], "user:viewer@example.com");
@@ -334,8 +353,11 @@ async fn people(test: TestDb) {
     assert_eq!(revoke[0]["actor"], "demo@example.com");
     assert_eq!(revoke[0]["target"], format!("api_key:{key_id}"));
     let invoice = by("invoice.created");
-    assert_eq!(invoice.len(), 1);
+    assert_eq!(invoice.len(), 2);
     assert_eq!(invoice[0]["actor"], kassa::secrets::api_key_prefix(key));
+    assert_eq!(invoice[0]["details"]["amount"], "990.00");
+    assert_eq!(invoice[1]["actor"], "demo@example.com");
+    assert_eq!(invoice[1]["details"]["amount"], "1234.00");
     let text = serde_json::to_string(&entries).expect("json");
     for secret in [key, shown_key, "viewer-password-1"] {
         assert!(!text.contains(secret), "a secret is in the audit log");
@@ -343,7 +365,7 @@ async fn people(test: TestDb) {
 
     // Filters: who, what, when.
     let mine = list(&["--actor", "DEMO@example"]);
-    assert_eq!(mine.len(), 2, "{mine:#?}");
+    assert_eq!(mine.len(), 3, "{mine:#?}");
     assert!(mine.iter().all(|e| e["actor"] == "demo@example.com"));
     let keys = list(&["--action", "api_key"]);
     assert_eq!(keys.len(), 3, "{keys:#?}");

@@ -148,10 +148,60 @@ async fn organizations_and_api_keys() {
         .expect("read")
         .expect("the key's hash is stored");
     assert_eq!(owner.org_id, org.id);
+    assert!(owner.scopes.is_all(), "no --scope: every scope");
+
+    // Scopes: repeatable, a write including its read; a bad one is named with the valid ones.
+    let scoped = ok(
+        dir,
+        &[
+            "api-key",
+            "create",
+            "--org",
+            "shop",
+            "--name",
+            "books",
+            "--scope",
+            "invoices:read",
+            "--scope",
+            "refunds:write",
+        ],
+    )
+    .await;
+    let scoped_owner = store
+        .orgs()
+        .api_key_by_hash(&master_key.api_key_hash(scoped.trim()))
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(
+        scoped_owner.scopes.to_string(),
+        "invoices:read refunds:write"
+    );
+    // A usage error, as clap answers them (exit code 2).
+    let out = run(
+        dir,
+        &[
+            "api-key",
+            "create",
+            "--org",
+            "shop",
+            "--scope",
+            "invoices:delete",
+        ],
+    )
+    .await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("invoices:delete") && err.contains("catalog:write"),
+        "{err}"
+    );
 
     let prefix = &raw[..kassa::secrets::API_KEY_PREFIX_LEN];
     let list = ok(dir, &["api-key", "list", "--org", "shop"]).await;
     assert!(list.contains(prefix) && list.contains("web"), "{list}");
+    assert!(list.contains("SCOPES") && list.contains("all"), "{list}");
+    assert!(list.contains("invoices:read,refunds:write"), "{list}");
     assert!(!list.contains(raw) && !list.contains(&hash), "{list}");
 
     ok(dir, &["api-key", "revoke", "--org", "shop", prefix]).await;

@@ -1,5 +1,6 @@
 //! API key authentication: [`authenticate`] turns the request's key into a [`Caller`]
-//! (API key id and organization id) in the request's extensions, or answers 401.
+//! (API key id, organization id and the key's scopes) in the request's extensions, or answers
+//! 401. What the scopes allow is checked next, by `api::scopes`.
 //!
 //! The key is read from `X-API-Key` (ApiPay) or `Authorization: Bearer <key>` (xPayment);
 //! both surfaces accept both headers, `X-API-Key` first, so a client of either API works
@@ -7,7 +8,7 @@
 //! ([`MasterKey::api_key_hash`]) and looked up by that hash; it is never logged or kept.
 //!
 //! Two in-memory shortcuts keep the database off the hot path:
-//! - a successful lookup is cached by hash, and trusted only while the revocation generation
+//! - a successful lookup (scopes included) is cached by hash, and trusted only while the revocation generation
 //!   (a counter every revocation raises, in the database: `Store::revoke_api_key`) is the one
 //!   seen when the lookup was made. The generation is read again in the background once the
 //!   last read is [`REVOCATION_REFRESH_AFTER`] old, and a request that finds it older than
@@ -35,6 +36,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, ErrorFormat};
 use super::ratelimit::RateLimiter;
+use crate::domain::Scopes;
 use crate::secrets::MasterKey;
 use crate::store::{ApiKeyOwner, Store, StoreError};
 
@@ -54,12 +56,14 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 /// Prune expired cache entries when the cache grows past this many.
 const CACHE_PRUNE_AT: usize = 4096;
 
-/// Who is calling: the authenticated API key and its organization. Put into the request's
-/// extensions by [`authenticate`]; handlers take it as an extractor (`caller: Caller`).
+/// Who is calling: the authenticated API key, its organization and what it may do. Put into
+/// the request's extensions by [`authenticate`]; handlers take it as an extractor
+/// (`caller: Caller`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Caller {
     pub key_id: i64,
     pub org_id: i64,
+    pub scopes: Scopes,
 }
 
 impl From<ApiKeyOwner> for Caller {
@@ -67,6 +71,7 @@ impl From<ApiKeyOwner> for Caller {
         Caller {
             key_id: owner.key_id,
             org_id: owner.org_id,
+            scopes: owner.scopes,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! | validation | 422 `{"message":"Validation failed","errors":{"field":["…"]}}` | 400 `{"error":"VALIDATION_ERROR","message":"…"}` |
 //! | unauthorized | 401 `{"message":"Invalid API key"}` | 401 `{"error":"UNAUTHORIZED","message":"…"}` |
 //! | not found | 404 `{"message":"…"}` | 404 `{"error":"<code>","message":"…"}` |
+//! | missing scope | 403 `{"error":"forbidden","message":"This API key lacks the scope invoices:write."}` | 403 `{"error":"FORBIDDEN","message":"…"}` |
 //! | coded | status, `{"error":"<slug>","message":"…"}` | status, `{"error":"<CODE>","message":"…"}` |
 //! | too many requests | 429 `{"message":"Too many requests. Please retry after N seconds.","retry_after":N}` | 429 `{"error":"RATE_LIMITED","message":"…"}` |
 //! | payload too large | 413 `{"error":"payload_too_large","message":"…"}` | 413 `{"error":"VALIDATION_ERROR","message":"…"}` |
@@ -171,6 +172,20 @@ impl ApiError {
                 code: code.into(),
                 message: message.into(),
             },
+        )
+    }
+
+    /// A 403: the API key does not hold `scope` (see `api::scopes`).
+    pub fn missing_scope(format: ErrorFormat, scope: crate::domain::Scope) -> ApiError {
+        let code = match format {
+            ErrorFormat::ApiPay => "forbidden",
+            ErrorFormat::XPayment => "FORBIDDEN",
+        };
+        ApiError::coded(
+            format,
+            StatusCode::FORBIDDEN,
+            code,
+            format!("This API key lacks the scope {scope}."),
         )
     }
 

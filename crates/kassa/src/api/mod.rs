@@ -5,6 +5,7 @@
 //! - [`extract`]: JSON body, query and path-id extractors and router fallbacks that answer in
 //!   that format, never axum's plain text; the body limit [`MAX_BODY_BYTES`].
 //! - [`auth`]: API key → [`Caller`] middleware, with a success cache that revocations end.
+//! - [`scopes`]: the scope each route needs (one table per surface) and the 403 without it.
 //! - [`ratelimit`]: per-key requests-per-minute limit (held across processes) and its headers.
 //! - [`idempotency`]: `Idempotency-Key` replays for `POST`.
 //! - [`apipay`], [`xpayment`]: the two surfaces, each a folder: routes, handlers by resource,
@@ -14,7 +15,7 @@
 //!   Swagger UI (`GET /docs`).
 //!
 //! A request to a protected route goes: [`auth::authenticate`] (401, or a `Caller`) →
-//! [`ratelimit::enforce`] (429, or counted; `X-RateLimit-*` headers on every answer) →
+//! [`scopes::require_scope`] (403 without the route's scope) → [`ratelimit::enforce`] (429, or counted; `X-RateLimit-*` headers on every answer) →
 //! [`idempotency::idempotency`] (replay, 409/422, or run and record) → the handler, whose
 //! extractors and `Result<_, ApiError>` answer in the surface's format. [`protect`] puts
 //! these layers on a router in that order.
@@ -28,6 +29,7 @@ mod json_errors;
 pub mod nul;
 pub mod openapi;
 pub mod ratelimit;
+pub mod scopes;
 pub mod webhook_simulate;
 pub mod webhooks;
 pub mod xpayment;
@@ -49,13 +51,14 @@ pub use extract::{
 };
 pub use ratelimit::RateLimiter;
 
-/// Puts authentication, the rate limit, idempotency and the body limit on every route of
-/// `router` (which must already have them; a router without routes is returned as it is).
-/// Only matched routes are protected, so an unknown path answers the fallback's 404, not 401.
+/// Puts authentication, the scope check (against `scopes`, the surface's table), the rate
+/// limit, idempotency and the body limit on every route of `router` (which must already have
+/// them; a router without routes is returned as it is). Only matched routes are protected, so
+/// an unknown path answers the fallback's 404, not 401.
 ///
-/// Order, outermost first: authentication, rate limit, NUL characters in the query and path
-/// ([`nul::reject_nul`]), idempotency, handler.
-pub fn protect<S>(router: Router<S>, auth: AuthState) -> Router<S>
+/// Order, outermost first: authentication, scopes, rate limit, NUL characters in the query and
+/// path ([`nul::reject_nul`]), idempotency, handler.
+pub fn protect<S>(router: Router<S>, auth: AuthState, scopes: scopes::ScopeTable) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -68,6 +71,7 @@ where
         .route_layer(from_fn_with_state(auth.clone(), idempotency::idempotency))
         .route_layer(from_fn_with_state(auth.format(), nul::reject_nul))
         .route_layer(from_fn_with_state(auth.clone(), ratelimit::enforce))
+        .route_layer(from_fn_with_state(scopes, scopes::require_scope))
         .route_layer(from_fn_with_state(auth, auth::authenticate))
 }
 
@@ -259,7 +263,7 @@ mod tests {
                 runs: runs.clone(),
                 gate: gate.clone(),
             });
-        let router = protect(routes, auth)
+        let router = protect(routes, auth, TEST_SCOPES)
             .method_not_allowed_fallback(method_not_allowed::<ApiPay>)
             .fallback(not_found::<ApiPay>);
         Fixture {
@@ -273,6 +277,20 @@ mod tests {
             gate,
         }
     }
+
+    /// The fixture's routes, all readable with `invoices:read`.
+    const TEST_SCOPES: scopes::ScopeTable = scopes::ScopeTable {
+        format: ErrorFormat::ApiPay,
+        routes: &[
+            (Method::GET, "/me", INVOICES_READ),
+            (Method::POST, "/create", INVOICES_READ),
+            (Method::POST, "/fail", INVOICES_READ),
+            (Method::POST, "/panic", INVOICES_READ),
+            (Method::POST, "/slow", INVOICES_READ),
+        ],
+    };
+    const INVOICES_READ: crate::domain::Scope =
+        crate::domain::Scope::read(crate::domain::Resource::Invoices);
 
     /// A handler as the surfaces write them: `Caller`, our JSON extractor, `ApiError`.
     async fn create(

@@ -9,7 +9,8 @@
 //!
 //! What every operation of a surface can answer is added here rather than on each handler
 //! (`add_conventions`): the API key (`X-API-Key` or `Authorization: Bearer`, on both
-//! surfaces), and the errors of authentication (401), validation (ApiPay 422, xPayment 400:
+//! surfaces) with the scope it needs (the security requirement's scope list, from
+//! `api::scopes`), and the errors of authentication (401), a missing scope (403), validation (ApiPay 422, xPayment 400:
 //! also a NUL character in any parameter), the rate limit (429, `Retry-After`), a request that
 //! took too long (408), an unknown id in the path (404), 500, for writes the body limit (413),
 //! and for a `POST` the `Idempotency-Key` header and its conflicts (409). A handler lists its
@@ -28,7 +29,7 @@ pub mod schemas;
 use std::sync::{Arc, OnceLock};
 
 use axum::extract::Path;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -374,15 +375,26 @@ fn add_conventions(doc: &mut utoipa::openapi::OpenApi) {
                 op.security = Some(Vec::new());
                 continue;
             }
+            // The scope the key needs, from the one table the server checks (`api::scopes`).
+            let table = match surface {
+                Surface::ApiPay => super::scopes::APIPAY,
+                Surface::XPayment => super::scopes::XPAYMENT,
+            };
+            let scopes: Vec<String> =
+                Method::from_bytes(method_name(&method).to_uppercase().as_bytes())
+                    .ok()
+                    .and_then(|m| table.required(&m, path))
+                    .map(|scope| vec![scope.to_string()])
+                    .unwrap_or_default();
             op.security = Some(vec![
-                SecurityRequirement::new::<_, [&str; 0], &str>(API_KEY_SCHEME, []),
-                SecurityRequirement::new::<_, [&str; 0], &str>(BEARER_SCHEME, []),
+                SecurityRequirement::new(API_KEY_SCHEME, scopes.clone()),
+                SecurityRequirement::new(BEARER_SCHEME, scopes),
             ]);
             let writes = matches!(
                 method,
                 HttpMethod::Post | HttpMethod::Put | HttpMethod::Patch
             );
-            let mut wanted: Vec<&str> = vec!["401", "408", "429", "500"];
+            let mut wanted: Vec<&str> = vec!["401", "403", "408", "429", "500"];
             wanted.push(match surface {
                 Surface::ApiPay => "422",
                 Surface::XPayment => "400",
@@ -439,6 +451,7 @@ fn common_responses() -> Vec<(String, ResponseBuilder)> {
     };
     let apipay = [
         ("401", "No API key, or an unknown or revoked one (`Invalid API key`).", "ApiPayMessage"),
+        ("403", "The API key lacks the scope the operation needs (`forbidden`; the message names it; the operation's security requirement lists it).", "ApiPayCodedError"),
         ("404", "Nothing of the caller's has this id (an id that is not a positive integer included).", "ApiPayMessage"),
         ("408", "The request took too long to arrive or to answer (`request_timeout`); send it again.", "ApiPayCodedError"),
         ("409", "A request with this `Idempotency-Key` is still running (`idempotency_key_in_use`, with `Retry-After`), or the request conflicts with existing data (`conflict`).", "ApiPayCodedError"),
@@ -450,6 +463,7 @@ fn common_responses() -> Vec<(String, ResponseBuilder)> {
     let xpayment = [
         ("400", "Invalid input (`VALIDATION_ERROR`, each field named in the message; a parameter with a NUL character too).", "XPaymentError"),
         ("401", "No API key, or an unknown or revoked one (`UNAUTHORIZED`).", "XPaymentError"),
+        ("403", "The API key lacks the scope the operation needs (`FORBIDDEN`; the message names it; the operation's security requirement lists it).", "XPaymentError"),
         ("404", "Nothing of the caller's has this id (`PAYMENT_NOT_FOUND`, `REFUND_NOT_FOUND`, `NOT_FOUND`).", "XPaymentError"),
         ("408", "The request took too long to arrive or to answer (`REQUEST_TIMEOUT`); send it again.", "XPaymentError"),
         ("409", "A request with this idempotency key is still running (`IDEMPOTENCY_CONFLICT`, with `Retry-After`), or the request conflicts with existing data (`CONFLICT`).", "XPaymentError"),
@@ -528,7 +542,7 @@ mod tests {
                 } else {
                     "400"
                 };
-                for status in ["401", "429", "500", validation] {
+                for status in ["401", "403", "429", "500", validation] {
                     assert!(
                         op["responses"][status].is_object(),
                         "{method} {path}: no {status}"

@@ -9,7 +9,7 @@ use clap::Subcommand;
 
 use super::{find_org, load_master_key, open, print_out, table, when, Slug};
 use crate::config::{ServeArgs, StorageArgs};
-use crate::domain::Mode;
+use crate::domain::{Mode, Scopes};
 use crate::store::{ApiKeyRecord, Organization, Store};
 
 #[derive(Debug, Subcommand)]
@@ -22,6 +22,11 @@ pub enum ApiKeyCommand {
         /// A name to tell the key apart in lists.
         #[arg(long, default_value = "")]
         name: String,
+        /// What the key may do, `resource:action` (repeat for several): invoices, refunds,
+        /// subscriptions, catalog or webhooks, each `read` or `write` (write includes read).
+        /// Without it the key may do everything.
+        #[arg(long = "scope", value_name = "SCOPE", value_parser = crate::domain::Scope::parse)]
+        scopes: Vec<crate::domain::Scope>,
         /// `live` (real Kaspi, `kassa_live_…`) or `test` (the sandbox Kaspi and test data
         /// only, `kassa_test_…`; the organization's test mode is made by its first test key).
         #[arg(long, default_value = "live")]
@@ -44,13 +49,36 @@ pub enum ApiKeyCommand {
     },
 }
 
+/// A key's scopes in one table cell: `all`, or the shortest list joined by commas.
+fn scope_list(scopes: Scopes) -> String {
+    if scopes.is_all() {
+        return "all".to_owned();
+    }
+    let names: Vec<String> = scopes.shortest().iter().map(|s| s.to_string()).collect();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(",")
+    }
+}
+
 /// `kassa api-key …`.
 pub async fn run_api_key(storage: &StorageArgs, command: ApiKeyCommand) -> anyhow::Result<()> {
     let (config, store) = open(storage, &ServeArgs::default()).await?;
     match command {
-        ApiKeyCommand::Create { org, name, mode } => {
+        ApiKeyCommand::Create {
+            org,
+            name,
+            scopes,
+            mode,
+        } => {
             let org = find_org(&store, &org).await?;
             let master_key = load_master_key(&config)?;
+            let scopes = if scopes.is_empty() {
+                Scopes::ALL
+            } else {
+                scopes.into_iter().fold(Scopes::NONE, Scopes::with)
+            };
             let owner = match mode {
                 Mode::Live => org.clone(),
                 Mode::Test => {
@@ -72,14 +100,22 @@ pub async fn run_api_key(storage: &StorageArgs, command: ApiKeyCommand) -> anyho
             let (raw, prefix) = crate::secrets::new_api_key_for(mode);
             let record = store
                 .orgs()
-                .create_api_key(owner.id, &name, &prefix, &master_key.api_key_hash(&raw))
+                .create_scoped_api_key(
+                    owner.id,
+                    &name,
+                    &prefix,
+                    &master_key.api_key_hash(&raw),
+                    scopes,
+                )
                 .await
                 .context("storing the API key")?;
             print_out(&format!("{raw}\n"))?;
             eprintln!(
-                "{mode} API key {prefix}… (id {}) of organization {}: it is shown only this \
-                 once, keep it now",
-                record.id, org.slug
+                "{mode} API key {prefix}… (id {}) of organization {}, scopes {}: it is shown \
+                 only this once, keep it now",
+                record.id,
+                org.slug,
+                scope_list(record.scopes)
             );
         }
         ApiKeyCommand::List { org } => {
@@ -104,6 +140,7 @@ pub async fn run_api_key(storage: &StorageArgs, command: ApiKeyCommand) -> anyho
                             k.name
                         },
                         k.prefix,
+                        scope_list(k.scopes),
                         when(k.created_at),
                         k.last_used_at.map_or_else(|| "never".into(), when),
                         k.revoked_at.map_or_else(|| "-".into(), when),
@@ -116,6 +153,7 @@ pub async fn run_api_key(storage: &StorageArgs, command: ApiKeyCommand) -> anyho
                     "MODE",
                     "NAME",
                     "PREFIX",
+                    "SCOPES",
                     "CREATED",
                     "LAST USED",
                     "REVOKED",

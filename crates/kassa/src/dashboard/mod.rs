@@ -144,10 +144,13 @@ impl Dashboard {
             None => Body::empty(),
         };
         let mut request = request.body(body).map_err(DashError::internal)?;
-        // The dashboard acts without an API key: key id 0 (no key has it).
-        request
-            .extensions_mut()
-            .insert(Caller { key_id: 0, org_id });
+        // The dashboard acts without an API key: key id 0 (no key has it); what its user may
+        // do is the dashboard's to decide, not a key's scopes.
+        request.extensions_mut().insert(Caller {
+            key_id: 0,
+            org_id,
+            scopes: crate::domain::Scopes::ALL,
+        });
         let response = self
             .inner
             .api

@@ -60,6 +60,7 @@ migrations! {
     15 "invoice_day_counts" "0015_invoice_day_counts",
     16 "cashiers" "0016_cashiers",
     17 "audit" "0017_audit",
+    19 "key_scopes" "0019_key_scopes",
     20 "test_mode" "0020_test_mode",
 }
 

@@ -10,6 +10,7 @@
 //! - `job.rs`: [`JobKind`].
 //! - `mode.rs`: [`Mode`], live or test.
 //! - `user.rs`: [`Role`], what a dashboard user may do.
+//! - `scope.rs`: [`Scope`], [`Scopes`], what an API key may do.
 //! - `subscription.rs`: [`BillingPeriod`], [`SubscriptionStatus`], the [`Calendar`] of billing
 //!   dates (Asia/Almaty).
 //! - `money.rs`: [`Money`], amounts in tiyn, read and written as each surface does.
@@ -25,6 +26,7 @@ mod job;
 mod mode;
 mod money;
 mod refund;
+mod scope;
 mod subscription;
 mod user;
 
@@ -39,6 +41,7 @@ pub use kaspi::phone::{normalize as parse_phone, Phone, PhoneError};
 pub use mode::{Mode, ModeError};
 pub use money::{Money, MoneyError};
 pub use refund::RefundStatus;
+pub use scope::{Action, Resource, Scope, ScopeError, Scopes};
 pub use subscription::{
     almaty_date, almaty_rfc3339, billing_moment, date_label, date_text, parse_date, BillingPeriod,
     Calendar, SubscriptionAction, SubscriptionStatus, ALMATY, BILLING_HOUR,

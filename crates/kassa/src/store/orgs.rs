@@ -1,6 +1,7 @@
 //! Organizations and their API keys (their Kaspi cashiers are in `cashiers.rs`).
 
 use crate::db::{DbError, Row, Value};
+use crate::domain::Scopes;
 use crate::store::OrgRepo;
 
 use super::audit::{note, Change};
@@ -11,7 +12,7 @@ const ORG_COLUMNS: &str = "id, slug, name, created_at, live_org_id";
 /// What a test twin's slug adds to its live organization's: a `.` no slug of a person has
 /// (`kassa org create` takes letters, digits and `-`), so it can never be taken first.
 pub const TEST_SLUG_SUFFIX: &str = ".test";
-const KEY_COLUMNS: &str = "id, org_id, name, prefix, created_at, revoked_at, last_used_at";
+const KEY_COLUMNS: &str = "id, org_id, name, prefix, scopes, created_at, revoked_at, last_used_at";
 
 fn org_from_row(row: &Row) -> Result<Organization, DbError> {
     Ok(Organization {
@@ -29,10 +30,21 @@ fn key_from_row(row: &Row) -> Result<ApiKeyRecord, DbError> {
         org_id: row.i64("org_id")?,
         name: row.text("name")?,
         prefix: row.text("prefix")?,
+        scopes: scopes_from_row(row)?,
         created_at: row.i64("created_at")?,
         revoked_at: row.opt_i64("revoked_at")?,
         last_used_at: row.opt_i64("last_used_at")?,
     })
+}
+
+/// The stored scopes; a value this build cannot read holds none (a newer version's scope must
+/// not widen an older build's grant).
+fn scopes_from_row(row: &Row) -> Result<Scopes, DbError> {
+    let text = row.text("scopes")?;
+    Ok(Scopes::parse(&text).unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "an API key has scopes this build does not know");
+        Scopes::NONE
+    }))
 }
 
 impl OrgRepo {
@@ -155,9 +167,7 @@ impl OrgRepo {
             .await
     }
 
-    /// Records a new API key of `org_id` by the hash of the raw key (which is never stored).
-    /// [`StoreError::NotFound`] when the organization does not exist, `Conflict` when the hash
-    /// is already known.
+    /// Records a new API key of `org_id` holding every scope; see [`Self::create_scoped_api_key`].
     pub async fn create_api_key(
         &self,
         org_id: i64,
@@ -165,23 +175,40 @@ impl OrgRepo {
         prefix: &str,
         key_hash: &str,
     ) -> Result<ApiKeyRecord, StoreError> {
+        self.create_scoped_api_key(org_id, name, prefix, key_hash, Scopes::ALL)
+            .await
+    }
+
+    /// Records a new API key of `org_id` limited to `scopes`, by the hash of the raw key (which
+    /// is never stored). [`StoreError::NotFound`] when the organization does not exist,
+    /// `Conflict` when the hash is already known.
+    pub async fn create_scoped_api_key(
+        &self,
+        org_id: i64,
+        name: &str,
+        prefix: &str,
+        key_hash: &str,
+        scopes: Scopes,
+    ) -> Result<ApiKeyRecord, StoreError> {
         let (name, prefix, hash) = (name.to_owned(), prefix.to_owned(), key_hash.to_owned());
+        let scopes = scopes.to_string();
         let now = self.now_ms();
         let sql = format!(
-            "INSERT INTO api_keys (org_id, name, prefix, key_hash, created_at) \
-             SELECT id, $2, $3, $4, $5 FROM organizations WHERE id = $1 \
+            "INSERT INTO api_keys (org_id, name, prefix, key_hash, created_at, scopes) \
+             SELECT id, $2, $3, $4, $5, $6 FROM organizations WHERE id = $1 \
              RETURNING {KEY_COLUMNS}"
         );
         let actor = crate::audit::current();
         let created = self
             .db
             .write(move |tx| {
-                let params: [Value; 5] = [
+                let params: [Value; 6] = [
                     org_id.into(),
                     (&name).into(),
                     (&prefix).into(),
                     (&hash).into(),
                     now.into(),
+                    (&scopes).into(),
                 ];
                 let key = match tx.query_opt(&sql, &params)? {
                     Some(row) => key_from_row(&row)?,
@@ -199,9 +226,12 @@ impl OrgRepo {
                     None => "live",
                 };
                 let change = Change::new(org_id, "api_key.created", format!("api_key:{}", key.id))
-                    .with(
-                        serde_json::json!({ "name": key.name, "prefix": key.prefix, "mode": mode }),
-                    );
+                    .with(serde_json::json!({
+                        "name": key.name,
+                        "prefix": key.prefix,
+                        "scopes": key.scopes.to_string(),
+                        "mode": mode,
+                    }));
                 note(tx, actor.as_ref(), now, &change)?;
                 Ok(key)
             })
@@ -215,7 +245,8 @@ impl OrgRepo {
         self.db
             .read(move |tx| {
                 let row = tx.query_opt(
-                    "SELECT id, org_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                    "SELECT id, org_id, scopes FROM api_keys \
+                     WHERE key_hash = $1 AND revoked_at IS NULL",
                     &[hash.into()],
                 )?;
                 let owner = row
@@ -223,6 +254,7 @@ impl OrgRepo {
                         Ok(ApiKeyOwner {
                             key_id: row.i64("id")?,
                             org_id: row.i64("org_id")?,
+                            scopes: scopes_from_row(&row)?,
                         })
                     })
                     .transpose()?;

@@ -4,7 +4,7 @@
 
 pub use crate::domain::{
     CreateState, EventKind, InvoiceKind, InvoiceStatus, JobKind, KaspiOperationId, Money, Phone,
-    RefundStatus, TerminalState,
+    RefundStatus, Scopes, TerminalState,
 };
 
 /// A merchant: everything else belongs to one.
@@ -35,6 +35,8 @@ pub struct ApiKeyRecord {
     pub name: String,
     /// The first characters of the raw key, shown so a key can be recognised and revoked.
     pub prefix: String,
+    /// What the key may do.
+    pub scopes: Scopes,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
     pub last_used_at: Option<i64>,
@@ -45,6 +47,7 @@ pub struct ApiKeyRecord {
 pub struct ApiKeyOwner {
     pub key_id: i64,
     pub org_id: i64,
+    pub scopes: Scopes,
 }
 
 /// One Kaspi cashier (terminal) of an organization: the device identity and session, sealed by
