@@ -440,13 +440,13 @@ impl Config {
     /// mode the simulator mounted on the gateway's own listener at `listen` (an unspecified
     /// address such as `0.0.0.0` is reached on loopback).
     pub fn kaspi_client_config(&self, listen: SocketAddr) -> kaspi::ClientConfig {
+        let sandbox = self.sandbox_client_config(listen);
         match self.kaspi {
             KaspiMode::Live => kaspi::ClientConfig {
                 endpoints: self.kaspi_endpoints.clone(),
-                app: self.kaspi_app.clone().into(),
-                ..kaspi::ClientConfig::default()
+                ..sandbox
             },
-            KaspiMode::Sandbox => self.sandbox_client_config(listen),
+            KaspiMode::Sandbox => sandbox,
         }
     }
 
