@@ -343,17 +343,6 @@ impl Served {
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Accepts the confirmation the page's script asked for.
-async fn accept_confirm(browser: &Browser) {
-    for _ in 0..50 {
-        if browser.client.accept_alert().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no confirmation was asked");
-}
-
 /// Every page a shop owner uses, in a real browser.
 async fn in_browser(served: &Served, browser: &Browser, screenshots: bool) {
     let shot = |name: &'static str| async move {
@@ -452,7 +441,7 @@ async fn in_browser(served: &Served, browser: &Browser, screenshots: bool) {
         .fill("#refund-form input[name=amount]", "1000")
         .await;
     browser.click("#refund").await;
-    accept_confirm(browser).await;
+    browser.accept_confirm().await;
     browser.wait_text("#refunds", "1", WAIT).await;
     browser.wait_text("#invoice-refunded", "1", WAIT).await;
     browser.wait_text("#invoice-status", "частично", WAIT).await;
@@ -473,7 +462,7 @@ async fn in_browser(served: &Served, browser: &Browser, screenshots: bool) {
     // The key revoked: the API refuses it.
     browser.goto(&served.url("/dashboard/api-keys")).await;
     browser.click(&format!("#revoke-{key_id}")).await;
-    accept_confirm(browser).await;
+    browser.accept_confirm().await;
     browser.wait_text("#keys", "", WAIT).await;
     let refused = common::wait_for(WAIT, || async {
         let r = api
@@ -674,11 +663,7 @@ async fn dashboard(test: TestDb, screenshots: bool) {
         in_browser(&served, &browser, screenshots).await;
         browser.close().await;
     }
-    let Served {
-        child, data_dir, ..
-    } = served;
-    common::terminate(child).await;
-    drop(data_dir);
+    served.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -452,6 +452,15 @@ on_both_databases!(
         .await;
         assert!(paid.is_some(), "the payer's button paid the test invoice");
 
+        // People and roles are the live organization's on both sides.
+        browser
+            .goto(&format!("http://{}/dashboard/team", kassa.addr))
+            .await;
+        browser.wait_text("main", "owner@example.com", WAIT).await;
+        browser
+            .wait_text("#test-mode-banner", "Тестовый режим", WAIT)
+            .await;
+
         // Back to live: the live invoice again, no banner.
         browser.goto(&invoices).await;
         browser.click("#mode-toggle").await;

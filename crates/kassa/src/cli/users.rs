@@ -22,7 +22,9 @@ pub enum UserCommand {
         /// The e-mail the user signs in with (one organization per e-mail).
         #[arg(long)]
         email: String,
-        /// `owner` may do everything; `viewer` sees everything and changes nothing.
+        /// `owner` (everything), `admin` (everything but the team's owners), `developer` (API
+        /// keys, webhooks, invoices, subscriptions, catalog, sandbox), `operator` (create,
+        /// cancel and refund invoices) or `viewer` (sees everything, changes nothing).
         #[arg(long, default_value = "owner", value_parser = parse_role)]
         role: Role,
         /// Read the password as one line from standard input instead of asking for it.
@@ -57,18 +59,16 @@ pub enum UserCommand {
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {
-    Role::parse(text).ok_or_else(|| "the role is `owner` or `viewer`".to_owned())
+    Role::parse(text).ok_or_else(|| {
+        let roles: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        format!("the role is one of {}", roles.join(", "))
+    })
 }
 
-/// An e-mail as stored: trimmed, lower-cased; refused without an `@` between two parts.
+/// An e-mail as stored: trimmed, lower-cased; refused when it is not an address.
 fn email(text: &str) -> anyhow::Result<String> {
-    let email = text.trim().to_lowercase();
-    match email.split_once('@') {
-        Some((user, host)) if !user.is_empty() && host.contains('.') && email.len() <= 254 => {
-            Ok(email)
-        }
-        _ => bail!("`{text}` is not an e-mail address"),
-    }
+    crate::domain::normalize_email(text)
+        .with_context(|| format!("`{text}` is not an e-mail address"))
 }
 
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
@@ -87,8 +87,11 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
         }
         first
     };
-    if password.chars().count() < 10 {
-        bail!("the password must be at least 10 characters long");
+    if password.chars().count() < crate::domain::MIN_PASSWORD_CHARS {
+        bail!(
+            "the password must be at least {} characters long",
+            crate::domain::MIN_PASSWORD_CHARS
+        );
     }
     Ok(password)
 }

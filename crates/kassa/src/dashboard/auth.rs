@@ -7,7 +7,7 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::body::{to_bytes, Body};
-use axum::extract::{OriginalUri, Path, Query, Request, State};
+use axum::extract::{MatchedPath, OriginalUri, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -66,7 +66,7 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 }
 
 /// Whether `password` matches `hash`; a malformed hash matches nothing.
-fn verify_password(password: &str, hash: &str) -> bool {
+pub(super) fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|parsed| {
         Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
@@ -122,7 +122,7 @@ pub(super) fn signed_in_routes() -> Router<Dashboard> {
 }
 
 /// Whether the request came over TLS (a reverse proxy in front says so).
-fn over_tls(headers: &HeaderMap) -> bool {
+pub(super) fn over_tls(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
@@ -386,7 +386,7 @@ async fn switch_language(
 
 /// Lets a request through with its [`Signed`] user, or sends it to the sign-in page. A `POST`
 /// must carry the session's CSRF token (form field `csrf_token`; a form with files has it in
-/// the query) and come from a user who may change things (signing out aside).
+/// the query), and the user's role must allow the route's action (see `access.rs`).
 pub(super) async fn require_session(
     State(dash): State<Dashboard>,
     jar: CookieJar,
@@ -430,6 +430,20 @@ pub(super) async fn require_session(
         mode,
         sandbox,
     };
+    // The route's permission, before anything else reads the request: a route the table
+    // does not list is refused to everyone.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("", MatchedPath::as_str);
+    let Some(action) = super::access::required(request.method(), route) else {
+        tracing::error!(route, method = %request.method(), "dashboard route without a permission: refused");
+        return DashError::Forbidden.into_response();
+    };
+    if !signed.may(action) {
+        tracing::info!(user = signed.session.user_id, role = %signed.session.role, %action, path = %original.path(), "dashboard action refused: role");
+        return super::render::forbidden(&dash, &signed, action).await;
+    }
     let mut request = request;
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let (parts, body) = request.into_parts();
@@ -457,13 +471,6 @@ pub(super) async fn require_session(
         if !sent.is_some_and(|sent| same(&sent, &signed.session.csrf_token)) {
             tracing::info!(path = %parts.uri.path(), "dashboard form refused: no valid CSRF token");
             return DashError::BadCsrf.into_response();
-        }
-        // Signing out and the live/test switch change no data of the organization.
-        let is_logout = parts.uri.path().ends_with("/logout");
-        let is_switch = parts.uri.path().ends_with("/mode");
-        if !signed.may_change() && !is_logout && !is_switch {
-            tracing::info!(user = signed.session.user_id, path = %parts.uri.path(), "dashboard change refused: viewer");
-            return DashError::Forbidden.into_response();
         }
         request = Request::from_parts(parts, body);
     }

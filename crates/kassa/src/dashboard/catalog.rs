@@ -48,7 +48,7 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
     ("catalog.image_corrupt", "Фото не читается: файл повреждён или это не изображение.", "The picture cannot be read: the file is damaged or not an image."),
     ("catalog.image_too_many_pixels", "В фото слишком много пикселей.", "The picture has too many pixels."),
     ("catalog.image_unreadable", "Файл не удалось получить. Попробуйте ещё раз.", "The file could not be received. Please try again."),
-    ("catalog.viewer_why", "Наблюдатель не может менять каталог.", "A viewer cannot change the catalog."),
+    ("catalog.viewer_why", "Ваша роль не позволяет менять каталог.", "Your role does not allow changing the catalog."),
     ("done.catalog_created", "Товар добавлен.", "The item was added."),
     ("done.catalog_saved", "Товар сохранён.", "The item was saved."),
     ("done.catalog_deleted", "Товар удалён.", "The item was deleted."),

@@ -100,8 +100,8 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
     ),
     (
         "invoice.viewer_why",
-        "Наблюдатель не может менять счета.",
-        "A viewer cannot change invoices.",
+        "Ваша роль не позволяет менять счета.",
+        "Your role does not allow changing invoices.",
     ),
     (
         "invoice.deliveries",

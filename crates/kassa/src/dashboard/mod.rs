@@ -14,13 +14,18 @@
 //!   `HttpOnly`, `SameSite=Strict`, `Secure` behind TLS), one-time sign-in links, CSRF.
 //! - `i18n.rs`: every label in Russian and English.
 //! - `mode.rs`: the live/test switch (which organization the pages act as).
+//! - `access.rs`: the permission every route needs (one table), checked before any handler.
 //! - one module per page group: `overview`, `invoices`, `subscriptions`, `catalog`,
-//!   `webhooks`, `keys`, `cashier`, `sandbox`, `audit` (the audit log).
+//!   `webhooks`, `keys`, `cashier`, `sandbox`, `team` (and a member's own password), `audit`
+//!   (the audit log).
 //!
 //! Security: every page sends a `Content-Security-Policy` without inline script; every `POST`
-//! carries the session's CSRF token (checked before the handler runs); a `viewer` is refused
-//! every change by the server; another organization's ids are 404, as in the API.
+//! carries the session's CSRF token (checked before the handler runs); every route needs a
+//! permission of the user's role (`access.rs`, refused with a 403 page before the handler
+//! runs; templates show only what the role may use, as `can.<action>`); another
+//! organization's ids are 404, as in the API.
 
+mod access;
 mod audit;
 mod auth;
 mod cashier;
@@ -33,6 +38,7 @@ mod overview;
 mod render;
 mod sandbox;
 mod subscriptions;
+mod team;
 mod webhooks;
 
 use std::sync::Arc;
@@ -196,6 +202,7 @@ pub fn routes(dashboard: Dashboard) -> Router {
         .merge(cashier::routes())
         .merge(sandbox::routes())
         .merge(mode::routes())
+        .merge(team::routes())
         .merge(audit::routes())
         .merge(auth::signed_in_routes())
         .route_layer(from_fn_with_state(dashboard.clone(), auth::require_session));

@@ -46,6 +46,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("audit.html", include_str!("templates/audit.html")),
     ("cashier.html", include_str!("templates/cashier.html")),
     ("sandbox.html", include_str!("templates/sandbox.html")),
+    ("team.html", include_str!("templates/team.html")),
+    ("password.html", include_str!("templates/password.html")),
+    ("forbidden.html", include_str!("templates/forbidden.html")),
 ];
 
 /// The template environment: HTML escaping on (minijinja escapes `.html` templates), `t(key)`
@@ -111,8 +114,9 @@ impl Signed {
         self.session.org_id
     }
 
-    pub fn may_change(&self) -> bool {
-        self.session.role.may_change()
+    /// Whether the signed-in user's role allows `action`.
+    pub fn may(&self, action: crate::domain::Permission) -> bool {
+        self.session.role.may(action)
     }
 }
 
@@ -120,7 +124,8 @@ impl Signed {
 #[derive(Debug)]
 pub(crate) enum DashError {
     NotFound,
-    /// The signed-in user may not do this (a viewer changing something).
+    /// The signed-in user may not do this (a route without a permission; a role refused is
+    /// shown by [`forbidden`] in the dashboard's own frame).
     Forbidden,
     /// A form without this session's CSRF token.
     BadCsrf,
@@ -197,8 +202,8 @@ impl Dashboard {
             "other_lang": me.lang.other().code(),
             "path": me.path,
             "csrf": me.session.csrf_token,
-            "me": {"email": me.session.email, "role": me.session.role.as_str()},
-            "may_change": me.may_change(),
+            "me": {"email": me.session.email, "role": me.session.role.as_str(), "has_password": me.session.has_password},
+            "can": super::access::can(me.session.role),
             "nav": nav,
             "org": {"slug": org.slug, "name": org.name},
             "sandbox": me.sandbox,
@@ -264,6 +269,26 @@ fn flash(me: &Signed) -> Value {
         .find(|(k, _)| k == "done")
         .and_then(|(_, key)| i18n::word(me.lang, &format!("done.{key}")))
         .map_or(Value::Null, |w| Value::String(w.to_owned()))
+}
+
+/// The answer to a request the user's role does not allow: a 403 page in the dashboard's
+/// frame, in the user's language, naming the role and what it may not do. Nothing ran.
+pub(super) async fn forbidden(
+    dash: &Dashboard,
+    me: &Signed,
+    action: crate::domain::Permission,
+) -> Response {
+    let data = json!({"action": action.as_str()});
+    match dash.page(me, "forbidden.html", "", data).await {
+        Ok(mut page) => {
+            *page.status_mut() = StatusCode::FORBIDDEN;
+            page
+        }
+        Err(e) => {
+            tracing::warn!(error = ?e, "dashboard: the refusal page failed; answering plainly");
+            DashError::Forbidden.into_response()
+        }
+    }
 }
 
 /// `GET /dashboard/assets/style.css`.

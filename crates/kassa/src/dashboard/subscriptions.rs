@@ -97,7 +97,7 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
     ("sub.pause_why", "Приостановить можно только активную подписку.", "Only an active subscription can be paused."),
     ("sub.resume_why", "Возобновить можно только приостановленную подписку.", "Only a paused subscription can be resumed."),
     ("sub.cancel_why", "Подписка уже завершена.", "This subscription has ended already."),
-    ("sub.viewer_why", "Наблюдатель не может менять подписки.", "A viewer cannot change subscriptions."),
+    ("sub.viewer_why", "Ваша роль не позволяет менять подписки.", "Your role does not allow changing subscriptions."),
     ("done.sub_created", "Подписка создана.", "The subscription was created."),
     ("done.sub_paused", "Подписка приостановлена.", "The subscription was paused."),
     ("done.sub_resumed", "Подписка возобновлена.", "The subscription was resumed."),

@@ -54,7 +54,7 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
     ("webhook.delete", "Удалить адрес", "Delete the endpoint"),
     ("webhook.delete_confirm", "Удалить этот адрес вместе с журналом доставок? Это нельзя отменить.", "Delete this endpoint and its delivery log? This cannot be undone."),
     ("webhook.test_why", "Тестовое событие можно отправить только на включённый адрес.", "A test event can be sent only to an enabled endpoint."),
-    ("webhook.viewer_why", "Наблюдатель не может менять вебхуки.", "A viewer cannot change webhooks."),
+    ("webhook.viewer_why", "Ваша роль не позволяет менять вебхуки.", "Your role does not allow changing webhooks."),
     ("webhook.deliveries", "Журнал доставок", "Delivery log"),
     ("webhook.event", "Событие", "Event"),
     ("webhook.attempts", "Попытки", "Attempts"),

@@ -46,4 +46,4 @@ pub use subscription::{
     almaty_date, almaty_rfc3339, billing_moment, date_label, date_text, parse_date, BillingPeriod,
     Calendar, SubscriptionAction, SubscriptionStatus, ALMATY, BILLING_HOUR,
 };
-pub use user::Role;
+pub use user::{normalize_email, Permission, Role, MIN_PASSWORD_CHARS};

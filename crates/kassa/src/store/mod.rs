@@ -66,7 +66,7 @@ pub use subscriptions::{
     SubscriptionUpdate,
 };
 pub use types::*;
-pub use users::{DashboardSession, DashboardUser};
+pub use users::{DashboardSession, DashboardUser, Member, TeamChange, LAST_OWNER, ROLE_CHANGED};
 pub(crate) use values::DomainColumns;
 pub use webhooks::{
     AttemptOutcome, AttemptRecord, DeliveryStatus, DispatchLease, Dispatched, EndpointHealth,

@@ -219,6 +219,13 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no text of {css:?}: {e}"))
     }
 
+    /// [`Browser::text`], or `None` while there is no such element or it is going away (a page
+    /// being replaced): for waiting on a page that is loading.
+    pub async fn try_text(&self, css: &str) -> Option<String> {
+        let element = self.client.find(Locator::Css(css)).await.ok()?;
+        element.text().await.ok()
+    }
+
     /// Clicks the first element matching `css`.
     pub async fn click(&self, css: &str) {
         self.find(css)
@@ -265,6 +272,17 @@ impl Browser {
     pub async fn current_path(&self) -> String {
         let url = self.client.current_url().await.expect("current URL");
         url.path().to_owned()
+    }
+
+    /// Accepts the confirmation the page's script asked for (`data-confirm`), once it shows.
+    pub async fn accept_confirm(&self) {
+        for _ in 0..50 {
+            if self.client.accept_alert().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no confirmation was asked");
     }
 
     /// Ends the session (Chromium quits) and stops chromedriver. Dropping a `Browser` without

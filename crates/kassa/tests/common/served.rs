@@ -61,6 +61,33 @@ impl Served {
         }
     }
 
+    /// Stops the server (as a signal stops it) and removes its data dir.
+    pub async fn stop(self) {
+        let Served {
+            child, data_dir, ..
+        } = self;
+        super::terminate(child).await;
+        drop(data_dir);
+    }
+
+    /// `kassa user create` of `email` in `org` with `role` and `password`; its stdout.
+    pub fn create_user(&self, org: &str, email: &str, role: &str, password: &str) -> String {
+        self.cli(
+            &[
+                "user",
+                "create",
+                "--org",
+                org,
+                "--email",
+                email,
+                "--role",
+                role,
+                "--password-stdin",
+            ],
+            &format!("{password}\n"),
+        )
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
