@@ -1,6 +1,7 @@
 //! The running gateway: `App::build(config)` locks the data dir (`crate::datadir`, held until
-//! the server stops), opens and migrates the database, mounts the Kaspi simulator in sandbox
-//! mode (its state kept in the data dir, so a restart changes nothing a user sees), binds the
+//! the server stops), opens and migrates the database, mounts the Kaspi simulator (every
+//! organization's Kaspi in sandbox mode, the test modes' in live mode; its state kept in the
+//! data dir, so a restart changes nothing a user sees), binds the
 //! listener; `run_until_stopped` serves until the shutdown future resolves, then drains
 //! in-flight requests. Tests start it exactly as `main`.
 
@@ -21,7 +22,7 @@ use crate::config::{Config, KaspiMode};
 use crate::dashboard::{self, Dashboard};
 use crate::datadir::DataDirLock;
 use crate::db::{Db, DbOptions};
-use crate::gateway::{Gateway, GatewaySettings};
+use crate::gateway::{Gateway, GatewaySettings, KaspiSetup, SandboxKaspi};
 use crate::jobs::Jobs;
 use crate::secrets::MasterKey;
 use crate::store::Store;
@@ -41,7 +42,8 @@ pub struct AppState {
     pub clock: Clock,
     pub config: Config,
     pub master_key: MasterKey,
-    /// The simulator, in sandbox mode.
+    /// The simulator, in sandbox mode (in live mode it runs for the test modes only:
+    /// `Gateway::sandbox_for`).
     pub sandbox: Option<kaspi_sim::Simulator>,
     pub store: Store,
     pub gateway: Gateway,
@@ -68,8 +70,8 @@ pub struct App {
     state: AppState,
     /// Held until the server has stopped (see [`crate::datadir`]).
     lock: DataDirLock,
-    /// Keeps the sandbox Kaspi's state file up to date (sandbox mode).
-    sandbox_saver: Option<kaspi_sim::StateSaver>,
+    /// Keeps the sandbox Kaspi's state file up to date.
+    sandbox_saver: kaspi_sim::StateSaver,
     /// Says when the startup work is done (see [`AppState::started`]).
     started: tokio::sync::watch::Sender<bool>,
     /// Whether the background work runs (tests that step it with
@@ -104,31 +106,35 @@ impl App {
         let master_key = MasterKey::load_or_create(&config.data_dir)?;
         let db = Db::open(&config.database_url, DbOptions::default()).await?;
         db.migrate().await?;
-        let (sandbox, sandbox_saver) = match config.kaspi {
-            KaspiMode::Sandbox => {
-                let path = config.data_dir.join(SANDBOX_STATE_FILE);
-                // The seed counts only for a new sandbox (a saved one keeps its own): fresh, as
-                // its operation ids derive from it and the database may hold ids of another.
-                let sim = kaspi_sim::Simulator::open(
-                    kaspi_sim::SimConfig {
-                        seed: rand::random(),
-                        ..kaspi_sim::SimConfig::default()
-                    },
-                    &path,
-                )?;
-                let saver = sim.keep_saved(path, kaspi_sim::DEFAULT_SAVE_DELAY);
-                (Some(sim), Some(saver))
-            }
-            KaspiMode::Live => (None, None),
-        };
+        // The sandbox Kaspi runs in both modes: in sandbox mode every organization reaches it,
+        // in live mode the organizations' test modes do.
+        let path = config.data_dir.join(SANDBOX_STATE_FILE);
+        // The seed counts only for a new sandbox (a saved one keeps its own): fresh, as its
+        // operation ids derive from it and the database may hold ids of another.
+        let sim = kaspi_sim::Simulator::open(
+            kaspi_sim::SimConfig {
+                seed: rand::random(),
+                ..kaspi_sim::SimConfig::default()
+            },
+            &path,
+        )?;
+        let sandbox_saver = sim.keep_saved(path, kaspi_sim::DEFAULT_SAVE_DELAY);
+        let sandbox_deployment = config.kaspi == KaspiMode::Sandbox;
+        let sandbox = sandbox_deployment.then(|| sim.clone());
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         lock.record_listen(listener.local_addr()?)?;
         let store = Store::with_clock(db.clone(), clock.clone());
         let gateway = Gateway::new(
             store.clone(),
             master_key.clone(),
-            config.kaspi_client_config(listener.local_addr()?),
-            sandbox.clone(),
+            KaspiSetup {
+                client_config: config.kaspi_client_config(listener.local_addr()?),
+                sandbox: SandboxKaspi {
+                    sim: sim.clone(),
+                    client_config: config.sandbox_client_config(listener.local_addr()?),
+                },
+                sandbox_deployment,
+            },
             settings,
         );
         let webhooks = Webhooks::new(store.clone(), master_key.clone(), config.webhooks.clone())?;
@@ -184,7 +190,7 @@ impl App {
             .merge(apipay)
             .fallback(api::not_found::<ApiPay>)
             .method_not_allowed_fallback(api::method_not_allowed::<ApiPay>);
-        let mut router = Router::new()
+        let router = Router::new()
             .nest("/api/v1", api_v1)
             .nest("/v1", xpayment.clone().fallback(api::not_found::<XPayment>))
             .merge(xpayment)
@@ -197,9 +203,7 @@ impl App {
                 get(crate::metrics::scrape).with_state(state.clone()),
             )
             .fallback(api::not_found::<ApiPay>);
-        if let Some(sim) = &state.sandbox {
-            router = router.nest(SANDBOX_PREFIX, sim.router());
-        }
+        let router = router.nest(SANDBOX_PREFIX, sim.router());
         // Every route's requests counted and timed by the route's pattern (see `crate::metrics`).
         let router = router.layer(axum::middleware::from_fn(crate::metrics::track_http));
         let router = with_request_ids(router);
@@ -311,10 +315,8 @@ impl App {
         if let Some(jobs) = jobs {
             let _ = jobs.await;
         }
-        if let Some(saver) = self.sandbox_saver {
-            // The last changes to the sandbox Kaspi; a failure is logged by the saver.
-            let _ = saver.stop().await;
-        }
+        // The last changes to the sandbox Kaspi; a failure is logged by the saver.
+        let _ = self.sandbox_saver.stop().await;
         drop(self.lock);
         served
     }

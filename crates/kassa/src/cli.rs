@@ -8,9 +8,12 @@
 //! (`KEY=$(kassa api-key create --org demo)`); prompts, notes and errors go to stderr. Nothing
 //! here prints a secret except a new API key, once; phones are shown masked.
 
+mod api_keys;
 mod audit;
 mod kaspi_app;
 mod users;
+
+pub use api_keys::{run_api_key, ApiKeyCommand};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,7 +27,6 @@ use tokio::io::{AsyncBufReadExt as _, BufReader, Lines, Stdin};
 
 use crate::config::{Config, KaspiArgs, KaspiMode, ServeArgs, StorageArgs};
 use crate::db::{Db, DbOptions};
-use crate::domain::Scopes;
 use crate::gateway::{connect_terminal, GatewayError};
 use crate::secrets::MasterKey;
 use crate::store::{Organization, Store, StoreError, Terminal, TerminalState};
@@ -69,38 +71,6 @@ pub enum OrgCommand {
     },
     /// List the organizations.
     List,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ApiKeyCommand {
-    /// Create an API key; prints the key alone on stdout. It is shown only this once.
-    Create {
-        /// The organization's slug.
-        #[arg(long)]
-        org: Slug,
-        /// A name to tell the key apart in lists.
-        #[arg(long, default_value = "")]
-        name: String,
-        /// What the key may do, `resource:action` (repeat for several): invoices, refunds,
-        /// subscriptions, catalog or webhooks, each `read` or `write` (write includes read).
-        /// Without it the key may do everything.
-        #[arg(long = "scope", value_name = "SCOPE", value_parser = crate::domain::Scope::parse)]
-        scopes: Vec<crate::domain::Scope>,
-    },
-    /// List an organization's API keys (their prefixes; the keys themselves are not kept).
-    List {
-        /// The organization's slug.
-        #[arg(long)]
-        org: Slug,
-    },
-    /// Revoke an API key; running servers refuse it within half a second.
-    Revoke {
-        /// The organization's slug.
-        #[arg(long)]
-        org: Slug,
-        /// The key's id or prefix, as `kassa api-key list` shows them.
-        key: String,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -254,122 +224,6 @@ pub async fn run_org(storage: &StorageArgs, command: OrgCommand) -> anyhow::Resu
                 .map(|o| vec![o.id.to_string(), o.slug, o.name, when(o.created_at)])
                 .collect::<Vec<_>>();
             print_out(&table(&["ID", "SLUG", "NAME", "CREATED"], &rows))?;
-        }
-    }
-    Ok(())
-}
-
-/// A key's scopes in one table cell: `all`, or the shortest list joined by commas.
-fn scope_list(scopes: Scopes) -> String {
-    if scopes.is_all() {
-        return "all".to_owned();
-    }
-    let names: Vec<String> = scopes.shortest().iter().map(|s| s.to_string()).collect();
-    if names.is_empty() {
-        "none".to_owned()
-    } else {
-        names.join(",")
-    }
-}
-
-/// `kassa api-key …`.
-pub async fn run_api_key(storage: &StorageArgs, command: ApiKeyCommand) -> anyhow::Result<()> {
-    let (config, store) = open(storage, &ServeArgs::default()).await?;
-    match command {
-        ApiKeyCommand::Create { org, name, scopes } => {
-            let org = find_org(&store, &org).await?;
-            let master_key = load_master_key(&config)?;
-            let scopes = if scopes.is_empty() {
-                Scopes::ALL
-            } else {
-                scopes.into_iter().fold(Scopes::NONE, Scopes::with)
-            };
-            let (raw, prefix) = crate::secrets::new_api_key();
-            let record = store
-                .orgs()
-                .create_scoped_api_key(
-                    org.id,
-                    &name,
-                    &prefix,
-                    &master_key.api_key_hash(&raw),
-                    scopes,
-                )
-                .await
-                .context("storing the API key")?;
-            print_out(&format!("{raw}\n"))?;
-            eprintln!(
-                "API key {prefix}… (id {}) of organization {}, scopes {}: it is shown only this \
-                 once, keep it now",
-                record.id,
-                org.slug,
-                scope_list(record.scopes)
-            );
-        }
-        ApiKeyCommand::List { org } => {
-            let org = find_org(&store, &org).await?;
-            let keys = store
-                .orgs()
-                .list_api_keys(org.id)
-                .await
-                .context("listing API keys")?;
-            if keys.is_empty() {
-                eprintln!(
-                    "organization {} has no API keys; make one with `kassa api-key create --org {}`",
-                    org.slug, org.slug
-                );
-                return Ok(());
-            }
-            let rows = keys
-                .into_iter()
-                .map(|k| {
-                    vec![
-                        k.id.to_string(),
-                        if k.name.is_empty() {
-                            "-".into()
-                        } else {
-                            k.name
-                        },
-                        k.prefix,
-                        scope_list(k.scopes),
-                        when(k.created_at),
-                        k.last_used_at.map_or_else(|| "never".into(), when),
-                        k.revoked_at.map_or_else(|| "-".into(), when),
-                    ]
-                })
-                .collect::<Vec<_>>();
-            print_out(&table(
-                &[
-                    "ID",
-                    "NAME",
-                    "PREFIX",
-                    "SCOPES",
-                    "CREATED",
-                    "LAST USED",
-                    "REVOKED",
-                ],
-                &rows,
-            ))?;
-        }
-        ApiKeyCommand::Revoke { org, key } => {
-            let org = find_org(&store, &org).await?;
-            let revoked = store
-                .orgs()
-                .revoke_api_key(org.id, &key)
-                .await
-                .context("revoking the API key")?;
-            if revoked == 0 {
-                bail!(
-                    "organization {} has no active API key with the id or prefix `{key}` \
-                     (see `kassa api-key list --org {}`)",
-                    org.slug,
-                    org.slug
-                );
-            }
-            eprintln!(
-                "revoked {revoked} API key{} of organization {}",
-                if revoked == 1 { "" } else { "s" },
-                org.slug
-            );
         }
     }
     Ok(())

@@ -440,18 +440,28 @@ impl Config {
     /// mode the simulator mounted on the gateway's own listener at `listen` (an unspecified
     /// address such as `0.0.0.0` is reached on loopback).
     pub fn kaspi_client_config(&self, listen: SocketAddr) -> kaspi::ClientConfig {
-        let endpoints = match self.kaspi {
-            KaspiMode::Live => self.kaspi_endpoints.clone(),
-            KaspiMode::Sandbox => {
-                let mut addr = listen;
-                if addr.ip().is_unspecified() {
-                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                }
-                kaspi::Endpoints::under(&format!("http://{addr}{}", crate::app::SANDBOX_PREFIX))
-            }
-        };
+        let sandbox = self.sandbox_client_config(listen);
+        match self.kaspi {
+            KaspiMode::Live => kaspi::ClientConfig {
+                endpoints: self.kaspi_endpoints.clone(),
+                ..sandbox
+            },
+            KaspiMode::Sandbox => sandbox,
+        }
+    }
+
+    /// How the sandbox Kaspi inside the server listening on `listen` is reached: every
+    /// organization in sandbox mode, test organizations in both modes.
+    pub fn sandbox_client_config(&self, listen: SocketAddr) -> kaspi::ClientConfig {
+        let mut addr = listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
         kaspi::ClientConfig {
-            endpoints,
+            endpoints: kaspi::Endpoints::under(&format!(
+                "http://{addr}{}",
+                crate::app::SANDBOX_PREFIX
+            )),
             app: self.kaspi_app.clone().into(),
             ..kaspi::ClientConfig::default()
         }

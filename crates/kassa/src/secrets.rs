@@ -6,7 +6,8 @@
 //! - Sealed values are AES-256-GCM with a random nonce, bound to what they belong to
 //!   (associated data), under a key derived from the master key for that purpose.
 //! - API keys are shown once and kept only as HMAC-SHA256 under a derived key, with a short
-//!   visible prefix to tell them apart in lists.
+//!   visible prefix to tell them apart in lists. A key says its mode in the open:
+//!   `kassa_live_…` or `kassa_test_…` (keys made before modes, `kassa_…`, are live keys).
 
 use std::fmt;
 use std::path::Path;
@@ -19,8 +20,13 @@ use hmac::{Hmac, Mac};
 use rand::RngCore as _;
 use sha2::Sha256;
 
-/// Length of the visible prefix of an API key.
-pub const API_KEY_PREFIX_LEN: usize = 12;
+use crate::domain::Mode;
+
+/// Length of the visible prefix of an API key: its mode and five characters of its own
+/// (`kassa_test_AbCd5`). Keys made before modes kept 12 (`kassa_AbCd5x`).
+pub const API_KEY_PREFIX_LEN: usize = 16;
+/// The visible prefix of a key made before modes.
+const LEGACY_API_KEY_PREFIX_LEN: usize = 12;
 
 /// The key every other secret key is derived from.
 #[derive(Clone)]
@@ -142,18 +148,31 @@ impl fmt::Debug for MasterKey {
     }
 }
 
-/// A new API key: `kassa_` and 32 random bytes. Returns the key and its visible prefix.
+/// A new live API key (see [`new_api_key_for`]).
 pub fn new_api_key() -> (String, String) {
+    new_api_key_for(Mode::Live)
+}
+
+/// A new API key of `mode`: `kassa_live_` or `kassa_test_` and 32 random bytes. Returns the
+/// key and its visible prefix. The mode in the key is for people: what a key may reach is
+/// its organization's (a test key belongs to the organization's test twin).
+pub fn new_api_key_for(mode: Mode) -> (String, String) {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
-    let key = format!("kassa_{}", B64URL.encode(bytes));
+    let key = format!("kassa_{mode}_{}", B64URL.encode(bytes));
     let prefix = api_key_prefix(&key).to_owned();
     (key, prefix)
 }
 
-/// The visible prefix of `key`, as stored beside its hash and shown in lists and the audit log.
+/// The visible prefix of `key`, as stored beside its hash and shown in lists and the audit log
+/// ([`API_KEY_PREFIX_LEN`]; a key made before modes, `kassa_…`, keeps its 12).
 pub fn api_key_prefix(key: &str) -> &str {
-    key.get(..API_KEY_PREFIX_LEN).unwrap_or(key)
+    let len = if key.starts_with("kassa_live_") || key.starts_with("kassa_test_") {
+        API_KEY_PREFIX_LEN
+    } else {
+        LEGACY_API_KEY_PREFIX_LEN
+    };
+    key.get(..len).unwrap_or(key)
 }
 
 #[cfg(test)]
@@ -177,7 +196,11 @@ mod tests {
     #[test]
     fn api_keys_hash_stably_and_differently_per_master_key() {
         let (api_key, prefix) = new_api_key();
-        assert!(api_key.starts_with(&prefix) && prefix.starts_with("kassa_"));
+        assert!(api_key.starts_with(&prefix) && prefix.starts_with("kassa_live_"));
+        let (test_key, test_prefix) = new_api_key_for(Mode::Test);
+        assert!(test_key.starts_with(&test_prefix) && test_prefix.starts_with("kassa_test_"));
+        assert_eq!(test_prefix.len(), API_KEY_PREFIX_LEN);
+        assert_eq!(api_key_prefix("kassa_AbCdEfGhIjKlMn"), "kassa_AbCdEf");
         let key = MasterKey::generate();
         assert_eq!(key.api_key_hash(&api_key), key.api_key_hash(&api_key));
         assert_ne!(

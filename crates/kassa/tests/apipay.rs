@@ -382,7 +382,7 @@ on_both_databases!(
         let revoked = kassa
             .store()
             .orgs()
-            .revoke_api_key(demo, &key[..12])
+            .revoke_api_key(demo, &key[..kassa::secrets::API_KEY_PREFIX_LEN])
             .await
             .expect("revoke");
         assert_eq!(revoked, 1);

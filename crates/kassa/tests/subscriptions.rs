@@ -919,7 +919,8 @@ on_both_databases!(
         let first = Kassa::start(options()).await;
         let org = common::connect(&first, &sim, "gym", "7000000022").await;
         let key = first.api_key(org).await;
-        // Live mode has no sandbox clock.
+        // Live mode has no sandbox clock (Kassa's clock is every organization's): refused,
+        // saying so.
         for (path, answer) in [
             ("/sandbox/clock", first.get(&key, "/sandbox/clock").await),
             (
@@ -929,7 +930,8 @@ on_both_databases!(
                     .await,
             ),
         ] {
-            assert_eq!(answer.status, 404, "{path}: {:?}", answer.json);
+            assert_eq!(answer.status, 400, "{path}: {:?}", answer.json);
+            assert_eq!(answer.json["error"], "sandbox_action_refused", "{path}");
         }
         // (a) the create never reaches Kaspi; (b) Kaspi makes it and the answer is lost.
         let cases = [

@@ -30,6 +30,9 @@ const ROUTES: &[(&str, &str, Permission)] = &[
     ("GET", "/sandbox", Permission::View),
     ("GET", "/team", Permission::View),
     ("GET", "/audit", Permission::View),
+    // Which side the pages show (live or the test mode): it changes no data, so whoever may
+    // look may switch (the first switch makes the test mode).
+    ("POST", "/mode", Permission::View),
     // Their own account.
     ("POST", "/logout", Permission::OwnAccount),
     ("GET", "/password", Permission::OwnAccount),

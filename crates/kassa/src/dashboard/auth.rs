@@ -146,7 +146,7 @@ pub(super) fn cookie(
 }
 
 /// Where to go after signing in: a dashboard path, never another site.
-fn safe_next(next: Option<&str>) -> String {
+pub(super) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with("/dashboard/") && !n.contains("//") && !n.contains('\\') => {
             n.to_owned()
@@ -418,11 +418,22 @@ pub(super) async fn require_session(
         }
         return see_other("/dashboard/login?note=expired");
     };
+    let (acting_org_id, mode) = match super::mode::acting_org(&dash, &jar, session.org_id).await {
+        Ok(acting) => acting,
+        Err(e) => return e.into_response(),
+    };
+    let sandbox = match dash.state().gateway.is_sandbox(acting_org_id).await {
+        Ok(sandbox) => sandbox,
+        Err(e) => return DashError::from(e).into_response(),
+    };
     let signed = Signed {
         lang: Lang::from_cookie(jar.get(LANG_COOKIE).map(Cookie::value)),
         path,
         token_hash: token.as_deref().map(token_hash).unwrap_or_default(),
         session,
+        acting_org_id,
+        mode,
+        sandbox,
     };
     // An organization that requires two-factor: a user without it may only set it up.
     let unenrolled = signed.session.org_requires_two_factor && !signed.session.two_factor;

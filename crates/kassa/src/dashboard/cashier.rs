@@ -193,11 +193,17 @@ async fn show(
                 Step::Failed(why) => Some(why.clone()),
                 _ => None,
             };
-            let sms = dash
-                .state()
+            let sms = me
                 .sandbox
-                .as_ref()
-                .and_then(|sim| sim.last_sms(&flow.phone));
+                .then(|| {
+                    dash.state()
+                        .gateway
+                        .terminals()
+                        .sandbox()
+                        .sim
+                        .last_sms(&flow.phone)
+                })
+                .flatten();
             (
                 json!({
                     "step": step.name(),
@@ -293,14 +299,24 @@ async fn connect(
             asked: asked_tx,
             answers: answers_rx,
         };
-        let connect = connect_terminal(
-            &state.store,
-            &state.master_key,
-            state.gateway.terminals().client_config().clone(),
-            org_id,
-            &phone,
-            &mut prompt,
-        );
+        let connect = async {
+            // A test mode's cashier logs in to the sandbox Kaspi, any other to the deployment's.
+            let config = state
+                .gateway
+                .terminals()
+                .client_config_for(org_id)
+                .await?
+                .clone();
+            connect_terminal(
+                &state.store,
+                &state.master_key,
+                config,
+                org_id,
+                &phone,
+                &mut prompt,
+            )
+            .await
+        };
         let result = match actor {
             Some(actor) => crate::audit::acting(actor, connect).await,
             None => connect.await,
@@ -345,11 +361,14 @@ async fn answer(
     if !step.waits_for_answer() {
         return Ok(see_other("/dashboard/cashier"));
     }
-    if step == Step::App && form.confirm.as_deref() == Some("sandbox") {
-        if let Some(sim) = &dash.state().sandbox {
-            sim.confirm_in_app(&flow.phone)
-                .map_err(DashError::internal)?;
-        }
+    if step == Step::App && form.confirm.as_deref() == Some("sandbox") && me.sandbox {
+        dash.state()
+            .gateway
+            .terminals()
+            .sandbox()
+            .sim
+            .confirm_in_app(&flow.phone)
+            .map_err(DashError::internal)?;
     }
     if flow
         .answers

@@ -208,6 +208,7 @@ const ALL: &[&[(&str, &str, &str)]] = &[
     super::two_factor::WORDS,
     super::cashier::WORDS,
     super::sandbox::WORDS,
+    super::mode::WORDS,
     super::team::WORDS,
     super::audit::WORDS,
 ];

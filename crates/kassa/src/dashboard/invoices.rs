@@ -605,7 +605,7 @@ async fn sandbox_act(
     Path((id, action)): Path<(String, String)>,
 ) -> Result<Response, DashError> {
     let id = super::path_id(&id)?;
-    if dash.state().sandbox.is_none() || !["pay", "decline", "expire"].contains(&action.as_str()) {
+    if !me.sandbox || !["pay", "decline", "expire"].contains(&action.as_str()) {
         return Err(DashError::NotFound);
     }
     act(

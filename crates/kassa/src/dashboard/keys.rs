@@ -140,7 +140,8 @@ async fn create(
         }
     };
     let state = dash.state();
-    let (raw, prefix) = crate::secrets::new_api_key();
+    // A key of the side shown: in test mode, a test key of the test organization.
+    let (raw, prefix) = crate::secrets::new_api_key_for(me.mode);
     let record = state
         .store
         .orgs()

@@ -15,6 +15,7 @@
 //! - `two_factor.rs`: TOTP sign-in with recovery codes, the security page, the organization's
 //!   requirement.
 //! - `i18n.rs`: every label in Russian and English.
+//! - `mode.rs`: the live/test switch (which organization the pages act as).
 //! - `access.rs`: the permission every route needs (one table), checked before any handler.
 //! - one module per page group: `overview`, `invoices`, `subscriptions`, `catalog`,
 //!   `webhooks`, `keys`, `cashier`, `sandbox`, `team` (and a member's own password), `audit`
@@ -34,6 +35,7 @@ mod catalog;
 mod i18n;
 mod invoices;
 mod keys;
+mod mode;
 mod overview;
 mod render;
 mod sandbox;
@@ -202,6 +204,7 @@ pub fn routes(dashboard: Dashboard) -> Router {
         .merge(keys::routes())
         .merge(cashier::routes())
         .merge(sandbox::routes())
+        .merge(mode::routes())
         .merge(team::routes())
         .merge(audit::routes())
         .merge(auth::signed_in_routes())

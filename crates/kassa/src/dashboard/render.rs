@@ -99,10 +99,23 @@ pub(crate) struct Signed {
     pub path: String,
     /// The session token's hash (signing out ends this session).
     pub token_hash: String,
+    /// The organization the pages act as: the user's own, or its test mode (`mode.rs`).
+    pub acting_org_id: i64,
+    pub mode: crate::domain::Mode,
+    /// Whether that organization works against the sandbox Kaspi (its sandbox page, the
+    /// payer's buttons).
+    pub sandbox: bool,
 }
 
 impl Signed {
+    /// The organization whose data the pages show and change: the user's, or its test mode
+    /// when the switch says so.
     pub fn org_id(&self) -> i64 {
+        self.acting_org_id
+    }
+
+    /// The user's own (live) organization: its users and roles hold in both modes.
+    pub fn live_org_id(&self) -> i64 {
         self.session.org_id
     }
 
@@ -186,7 +199,7 @@ impl Dashboard {
             .state()
             .store
             .orgs()
-            .org_by_id(me.org_id())
+            .org_by_id(me.live_org_id())
             .await?
             .ok_or(DashError::NotFound)?;
         let base = json!({
@@ -198,7 +211,10 @@ impl Dashboard {
             "can": super::access::can(me.session.role),
             "nav": nav,
             "org": {"slug": org.slug, "name": org.name},
-            "sandbox": self.state().sandbox.is_some(),
+            "sandbox": me.sandbox,
+            "test_mode": me.mode == crate::domain::Mode::Test,
+            // The clock moves only in a sandbox deployment (it is Kassa's own).
+            "sandbox_clock": self.state().sandbox.is_some(),
             "banner": banner,
             "flash": flash(me),
         });

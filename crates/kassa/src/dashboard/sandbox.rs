@@ -1,6 +1,7 @@
-//! The sandbox page (sandbox mode only): invoices waiting for the payer, with the payer's
+//! The sandbox page (a sandbox deployment, or an organization's test mode): invoices waiting for the payer, with the payer's
 //! buttons (pay, decline, expire: the invoice's own page has them too), and the sandbox clock
-//! that moves Kassa and the sandbox Kaspi forward together (billing days, expiries).
+//! that moves Kassa and the sandbox Kaspi forward together (billing days, expiries; a sandbox
+//! deployment only, as Kassa's clock is every organization's).
 
 use std::collections::HashMap;
 
@@ -35,13 +36,17 @@ async fn show(
     State(dash): State<Dashboard>,
     Extension(me): Extension<Signed>,
 ) -> Result<Response, DashError> {
-    if dash.state().sandbox.is_none() {
+    if !me.sandbox {
         return Err(DashError::NotFound);
     }
     let pending = dash
         .api_get(me.org_id(), "/invoices?status[]=pending&per_page=50")
         .await?;
-    let clock = dash.api_get(me.org_id(), "/sandbox/clock").await?;
+    // The clock moves only in a sandbox deployment (it is Kassa's own).
+    let clock = match dash.state().sandbox {
+        Some(_) => dash.api_get(me.org_id(), "/sandbox/clock").await?,
+        None => serde_json::Value::Null,
+    };
     dash.page(
         &me,
         "sandbox.html",
@@ -56,7 +61,7 @@ async fn advance(
     Extension(me): Extension<Signed>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, DashError> {
-    if dash.state().sandbox.is_none() {
+    if !me.sandbox || dash.state().sandbox.is_none() {
         return Err(DashError::NotFound);
     }
     let days = form.get("days").map(|d| d.trim()).unwrap_or_default();

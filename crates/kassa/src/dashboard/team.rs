@@ -7,7 +7,8 @@
 //! Rules beyond the route's permission (`ManageTeam`, see `access.rs`): nobody changes or
 //! removes themselves; only an owner touches an owner or grants the owner role
 //! ([`Role::may_manage`], [`Role::may_grant`]); the store refuses any change that would leave
-//! the organization without an active owner, in the change's own transaction.
+//! the organization without an active owner, in the change's own transaction. The team is the
+//! live organization's in test mode too (`mode.rs`): people and roles have one side.
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -85,7 +86,7 @@ async fn page(
         .state()
         .store
         .users()
-        .list_members(me.org_id())
+        .list_members(me.live_org_id())
         .await?
         .into_iter()
         .map(|m| {
@@ -167,7 +168,7 @@ async fn invite(
         None => return refuse("role", "team.bad_role", StatusCode::UNPROCESSABLE_ENTITY).await,
     };
     let store = &dash.state().store;
-    let user = match store.users().invite(me.org_id(), &email, role).await {
+    let user = match store.users().invite(me.live_org_id(), &email, role).await {
         Ok(user) => user,
         Err(StoreError::Conflict(_)) => {
             return refuse("email", "team.email_taken", StatusCode::CONFLICT).await
@@ -178,7 +179,7 @@ async fn invite(
         .await
         .map_err(DashError::internal)?;
     tracing::info!(
-        org_id = me.org_id(),
+        org_id = me.live_org_id(),
         member = user.id,
         role = %role,
         by = me.session.user_id,
@@ -253,7 +254,7 @@ async fn change(
     let store = &dash.state().store;
     let member = store
         .users()
-        .user_in_org(me.org_id(), id)
+        .user_in_org(me.live_org_id(), id)
         .await?
         .filter(|m| m.disabled_at.is_none())
         .ok_or(DashError::NotFound)?;
@@ -270,7 +271,7 @@ async fn change(
     }
     match store
         .users()
-        .change_member(me.org_id(), member.id, member.role, what)
+        .change_member(me.live_org_id(), member.id, member.role, what)
         .await
     {
         Ok(()) => {}
@@ -286,7 +287,7 @@ async fn change(
         Err(e) => return Err(e.into()),
     }
     tracing::info!(
-        org_id = me.org_id(),
+        org_id = me.live_org_id(),
         member = member.id,
         change = ?what,
         by = me.session.user_id,
@@ -324,7 +325,7 @@ async fn set_password(
     let store = &dash.state().store;
     let user = store
         .users()
-        .user_in_org(me.org_id(), me.session.user_id)
+        .user_in_org(me.live_org_id(), me.session.user_id)
         .await?
         .ok_or(DashError::NotFound)?;
     let error = if form.password.chars().count() < MIN_PASSWORD_CHARS {

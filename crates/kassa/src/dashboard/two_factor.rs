@@ -489,10 +489,10 @@ async fn require(
     dash.state()
         .store
         .users()
-        .set_org_requires_two_factor(me.org_id(), required)
+        .set_org_requires_two_factor(me.live_org_id(), required)
         .await?;
     tracing::info!(
-        org_id = me.org_id(),
+        org_id = me.live_org_id(),
         user = me.session.user_id,
         required,
         "dashboard: organization two-factor requirement set"

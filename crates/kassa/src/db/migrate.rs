@@ -61,6 +61,7 @@ migrations! {
     16 "cashiers" "0016_cashiers",
     17 "audit" "0017_audit",
     19 "key_scopes" "0019_key_scopes",
+    20 "test_mode" "0020_test_mode",
     21 "totp" "0021_totp",
 }
 

@@ -8,6 +8,7 @@
 //! - `cashier.rs`: [`TerminalState`].
 //! - `event.rs`: [`EventKind`], what an outbox event records.
 //! - `job.rs`: [`JobKind`].
+//! - `mode.rs`: [`Mode`], live or test.
 //! - `user.rs`: [`Role`], what a dashboard user may do.
 //! - `scope.rs`: [`Scope`], [`Scopes`], what an API key may do.
 //! - `subscription.rs`: [`BillingPeriod`], [`SubscriptionStatus`], the [`Calendar`] of billing
@@ -22,6 +23,7 @@ mod event;
 mod ids;
 mod invoice;
 mod job;
+mod mode;
 mod money;
 mod refund;
 mod scope;
@@ -36,6 +38,7 @@ pub(crate) use invoice::spelled;
 pub use invoice::{CreateState, InvoiceKind, InvoiceStatus};
 pub use job::JobKind;
 pub use kaspi::phone::{normalize as parse_phone, Phone, PhoneError};
+pub use mode::{Mode, ModeError};
 pub use money::{Money, MoneyError};
 pub use refund::RefundStatus;
 pub use scope::{Action, Resource, Scope, ScopeError, Scopes};

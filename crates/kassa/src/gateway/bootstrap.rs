@@ -1,5 +1,7 @@
 //! First start in sandbox mode: an empty database gets an organization `demo` whose cashier is
-//! logged in to the sandbox Kaspi, so the API can be tried at once with a new key.
+//! logged in to the sandbox Kaspi, so the API can be tried at once with a new key. The
+//! sandbox's login questions answered by the simulator ([`SandboxPrompt`]) serve the test
+//! modes' cashiers too (`terminals.rs`).
 //!
 //! The sandbox Kaspi keeps its state in the data dir, so a restart needs nothing more: the
 //! cashier's session, pending invoices and paid ones all carry on. Only a sandbox that lost
@@ -8,7 +10,7 @@
 
 use kaspi::LoginPrompt;
 
-use super::{connect_terminal, Gateway, GatewayError};
+use super::{Gateway, GatewayError};
 use crate::store::{InvoiceStatus, Organization, StoreError};
 
 /// The slug of the organization made on first start in sandbox mode.
@@ -42,17 +44,28 @@ impl LoginPrompt for SandboxPrompt {
 }
 
 impl Gateway {
-    /// The sandbox Kaspi started without its saved state while the database has organizations:
-    /// it knows none of their sessions or operations. Every cashier logs in to it again, and
-    /// invoices still pending are expired (no payer can reach them), with their events.
-    async fn recover_lost_sandbox(&self, sim: &kaspi_sim::Simulator) -> Result<(), GatewayError> {
+    /// The sandbox Kaspi started without its saved state while the database has organizations
+    /// working against it: it knows none of their sessions or operations. Every such cashier
+    /// logs in to it again, and sandbox invoices still pending are expired (no payer can reach
+    /// them), with their events.
+    async fn recover_lost_sandbox(&self) -> Result<(), GatewayError> {
+        let started = self.now_ms();
+        let mut cashiers = Vec::new();
+        for terminal in self.store().orgs().list_terminals().await? {
+            if self.terminals().uses_sandbox(terminal.org_id).await? {
+                cashiers.push(terminal);
+            }
+        }
+        if cashiers.is_empty() {
+            return Ok(());
+        }
         tracing::warn!(
             "the sandbox Kaspi's saved state is missing: logging its cashiers in again and \
              expiring the invoices it no longer knows"
         );
-        let started = self.now_ms();
-        for terminal in self.store().orgs().list_terminals().await? {
-            self.sandbox_login(sim, terminal.org_id, &terminal.phone)
+        for terminal in cashiers {
+            self.terminals()
+                .sandbox_login(terminal.org_id, &terminal.phone)
                 .await?;
         }
         let stale = self
@@ -81,43 +94,17 @@ impl Gateway {
         Ok(())
     }
 
-    /// Logs the sandbox cashier `phone` of `org_id` in to the sandbox Kaspi.
-    async fn sandbox_login(
-        &self,
-        sim: &kaspi_sim::Simulator,
-        org_id: i64,
-        phone: &str,
-    ) -> Result<(), GatewayError> {
-        let phone = kaspi::phone::normalize(phone).map_err(|_| {
-            GatewayError::Internal(format!("sandbox cashier phone {phone:?} is invalid"))
-        })?;
-        let mut prompt = SandboxPrompt {
-            sim: sim.clone(),
-            phone: phone.as_str().to_owned(),
-        };
-        connect_terminal(
-            self.store(),
-            &self.inner.master_key,
-            self.terminals().client_config().clone(),
-            org_id,
-            &phone,
-            &mut prompt,
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// In sandbox mode with no organization yet: makes `demo` and logs its cashier in to the
-    /// sandbox. `Some` when it did; `None` when there was nothing to do (or another process
-    /// did it first).
+    /// On start: in a sandbox deployment with no organization yet, makes `demo` and logs its
+    /// cashier in to the sandbox. `Some` when it did; `None` when there was nothing to do (or
+    /// another process did it first). A sandbox Kaspi that lost its state is recovered.
     pub async fn bootstrap_sandbox(&self) -> Result<Option<Organization>, GatewayError> {
-        let Some(sim) = self.sandbox() else {
-            return Ok(None);
-        };
         if !self.store().orgs().list_orgs().await?.is_empty() {
-            if !sim.restored() {
-                self.recover_lost_sandbox(sim).await?;
+            if !self.terminals().sandbox().sim.restored() {
+                self.recover_lost_sandbox().await?;
             }
+            return Ok(None);
+        }
+        if !self.terminals().sandbox_deployment() {
             return Ok(None);
         }
         let org = match self
@@ -130,7 +117,9 @@ impl Gateway {
             Err(StoreError::Conflict(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        self.sandbox_login(sim, org.id, DEMO_CASHIER_PHONE).await?;
+        self.terminals()
+            .sandbox_login(org.id, DEMO_CASHIER_PHONE)
+            .await?;
         Ok(Some(org))
     }
 }

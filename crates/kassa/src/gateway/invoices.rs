@@ -133,6 +133,7 @@ impl Gateway {
         }
         // No usable cashier: answer before anything is stored.
         let cashiers = self.terminals().load(org_id).await?;
+        let is_sandbox = self.is_sandbox(org_id).await?;
         let store = self.store();
         let now = self.now_ms();
         let kaspi_ref = new_kaspi_ref();
@@ -149,7 +150,7 @@ impl Gateway {
                     phone: Some(new.phone.clone()),
                     description: new.description.clone(),
                     external_order_id: new.external_order_id.clone(),
-                    is_sandbox: self.sandbox().is_some(),
+                    is_sandbox,
                     created_at: now,
                     expires_at: Some(now.saturating_add(ms(self.settings().invoice_ttl))),
                     metadata: new.metadata.clone(),
@@ -605,16 +606,20 @@ impl Gateway {
         }
     }
 
-    /// Sandbox only: the payer pays, declines, or lets the invoice expire, and the gateway
-    /// checks the invoice at once.
+    /// Sandbox only (a test organization, or any in a sandbox deployment): the payer pays,
+    /// declines, or lets the invoice expire, and the gateway checks the invoice at once.
     pub async fn sandbox_act(
         &self,
         org_id: i64,
         id: i64,
         action: SandboxAction,
     ) -> Result<Invoice, GatewayError> {
-        let sim = self.sandbox().ok_or_else(|| {
-            GatewayError::Sandbox("sandbox helpers exist only in sandbox mode".into())
+        let sim = self.sandbox_for(org_id).await?.ok_or_else(|| {
+            GatewayError::Sandbox(
+                "the sandbox payer acts only on test invoices: use a test key \
+                 (`kassa api-key create --mode test`); this live key reaches the real Kaspi"
+                    .into(),
+            )
         })?;
         let invoice = self
             .store()

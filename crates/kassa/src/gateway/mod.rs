@@ -43,7 +43,7 @@ pub use qr::NewQrPayment;
 pub use refunds::RefundRequest;
 pub(crate) use refunds::RefundStep;
 pub use subscriptions::SubscriptionActError;
-pub use terminals::{Cashiers, Loaded, Terminals, SIGNED_IN_ELSEWHERE};
+pub use terminals::{Cashiers, KaspiSetup, Loaded, SandboxKaspi, Terminals, SIGNED_IN_ELSEWHERE};
 
 use crate::secrets::MasterKey;
 use crate::store::{InvoiceStatus, RefundRefusal, Store, StoreError, TerminalState};
@@ -251,25 +251,22 @@ struct Inner {
     slugs: std::sync::Mutex<std::collections::HashMap<i64, Arc<str>>>,
     store: Store,
     terminals: Terminals,
-    sandbox: Option<kaspi_sim::Simulator>,
     settings: GatewaySettings,
-    master_key: MasterKey,
 }
 
 impl Gateway {
-    /// A gateway over `store` reaching Kaspi as `client_config` says; `sandbox` is the
-    /// simulator behind those endpoints in sandbox mode.
+    /// A gateway over `store` reaching Kaspi as `kaspi` says (the deployment's Kaspi, and the
+    /// sandbox test organizations reach).
     pub fn new(
         store: Store,
         master_key: MasterKey,
-        client_config: kaspi::ClientConfig,
-        sandbox: Option<kaspi_sim::Simulator>,
+        kaspi: KaspiSetup,
         settings: GatewaySettings,
     ) -> Gateway {
         let terminals = Terminals::new(
             store.clone(),
-            master_key.clone(),
-            client_config,
+            master_key,
+            kaspi,
             settings.kaspi_calls_per_sec,
             settings.settings_every,
         );
@@ -279,9 +276,7 @@ impl Gateway {
                 slugs: std::sync::Mutex::default(),
                 store,
                 terminals,
-                sandbox,
                 settings,
-                master_key,
             }),
         }
     }
@@ -304,9 +299,45 @@ impl Gateway {
         &self.inner.terminals
     }
 
-    /// The simulator, in sandbox mode.
+    /// The simulator, in a sandbox deployment (test organizations reach it in any
+    /// deployment: [`Gateway::sandbox_for`]).
     pub fn sandbox(&self) -> Option<&kaspi_sim::Simulator> {
-        self.inner.sandbox.as_ref()
+        let terminals = &self.inner.terminals;
+        terminals
+            .sandbox_deployment()
+            .then_some(&terminals.sandbox().sim)
+    }
+
+    /// The sandbox Kaspi `org_id` works against: `Some` for an organization's test mode and
+    /// for every organization of a sandbox deployment, `None` for a live organization of a
+    /// live deployment.
+    pub async fn sandbox_for(
+        &self,
+        org_id: i64,
+    ) -> Result<Option<&kaspi_sim::Simulator>, GatewayError> {
+        let terminals = &self.inner.terminals;
+        Ok(terminals
+            .uses_sandbox(org_id)
+            .await?
+            .then_some(&terminals.sandbox().sim))
+    }
+
+    /// Whether `org_id`'s objects are sandbox ones (`is_sandbox`): it works against the
+    /// sandbox Kaspi (see [`Gateway::sandbox_for`]).
+    pub async fn is_sandbox(&self, org_id: i64) -> Result<bool, GatewayError> {
+        self.inner.terminals.uses_sandbox(org_id).await
+    }
+
+    /// The test mode (twin) of live organization `live_org_id`, made now unless it exists,
+    /// with its cashier logged in to the sandbox Kaspi. The bool: whether it was made now.
+    pub async fn test_mode_of(
+        &self,
+        live_org_id: i64,
+    ) -> Result<(crate::store::Organization, bool), GatewayError> {
+        let (twin, made) = self.store().orgs().make_test_twin(live_org_id).await?;
+        // Logs its cashier in if it has none yet (a call to Kaspi would do it too).
+        self.inner.terminals.load(twin.id).await?;
+        Ok((twin, made))
     }
 
     pub fn settings(&self) -> &GatewaySettings {

@@ -38,6 +38,7 @@ impl Gateway {
         new: NewQrPayment,
     ) -> Result<Invoice, GatewayError> {
         self.terminals().load(org_id).await?;
+        let is_sandbox = self.is_sandbox(org_id).await?;
         let store = self.store();
         let now = self.now_ms();
         let invoice = store
@@ -50,7 +51,7 @@ impl Gateway {
                 phone: None,
                 description: new.description.clone(),
                 external_order_id: new.external_order_id.clone(),
-                is_sandbox: self.sandbox().is_some(),
+                is_sandbox,
                 created_at: now,
                 expires_at: None,
                 metadata: new.metadata.clone(),

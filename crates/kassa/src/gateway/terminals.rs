@@ -24,6 +24,12 @@
 //! on another device is not refreshed at all (it cannot be): the cashier goes `needs_login`
 //! with the reason [`SIGNED_IN_ELSEWHERE`]. An app build Kaspi refuses is noted for the whole
 //! gateway (`app_build.rs`).
+//!
+//! Which Kaspi a cashier's client reaches is its organization's: an organization's test mode
+//! (its twin, `store::orgs`) always reaches the in-process sandbox Kaspi, also in a live
+//! deployment; every other organization reaches the deployment's Kaspi. A test twin with no
+//! cashier yet gets one logged in to the sandbox when it first needs Kaspi
+//! ([`Terminals::load`]), so a test key made by the CLI works at once.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -34,8 +40,8 @@ use kaspi::{Client, ClientConfig, Session};
 
 use super::app_build::{AppBuild, AppBuildState};
 use super::budget::Budget;
-use super::connect::{open_device, open_session, seal_session};
-use super::GatewayError;
+use super::connect::{connect_terminal, open_device, open_session, seal_session};
+use super::{GatewayError, SandboxPrompt};
 use crate::secrets::MasterKey;
 use crate::store::{JobKind, Store, Terminal, TerminalState};
 
@@ -73,11 +79,35 @@ impl Cashiers {
     }
 }
 
+/// The sandbox Kaspi in this process: the simulator and how a client reaches it.
+#[derive(Clone)]
+pub struct SandboxKaspi {
+    pub sim: kaspi_sim::Simulator,
+    /// Its endpoints on the gateway's own listener.
+    pub client_config: ClientConfig,
+}
+
+/// Where Kaspi is: the deployment's, and the sandbox test organizations reach.
+#[derive(Clone)]
+pub struct KaspiSetup {
+    /// The deployment's Kaspi (in a sandbox deployment, the sandbox's endpoints).
+    pub client_config: ClientConfig,
+    pub sandbox: SandboxKaspi,
+    /// The whole deployment is the sandbox (`--kaspi sandbox`): every organization reaches it.
+    pub sandbox_deployment: bool,
+}
+
 /// The cashiers of every organization, as this process uses them.
 pub struct Terminals {
     store: Store,
     master_key: MasterKey,
     client_config: ClientConfig,
+    sandbox: SandboxKaspi,
+    sandbox_deployment: bool,
+    /// Whether an organization is a test twin, by id (it never changes).
+    test_orgs: Mutex<HashMap<i64, bool>>,
+    /// Serialises the sandbox logins of test twins' first cashiers within this process.
+    first_logins: tokio::sync::Mutex<()>,
     http: reqwest::Client,
     /// By terminal id.
     cache: Mutex<HashMap<i64, Arc<Loaded>>>,
@@ -93,10 +123,11 @@ impl Terminals {
     pub fn new(
         store: Store,
         master_key: MasterKey,
-        client_config: ClientConfig,
+        kaspi: KaspiSetup,
         calls_per_sec: u32,
         settings_every: Duration,
     ) -> Terminals {
+        let client_config = kaspi.client_config;
         let http = reqwest::Client::builder()
             .connect_timeout(client_config.connect_timeout)
             .timeout(client_config.request_timeout)
@@ -112,6 +143,10 @@ impl Terminals {
             budget: Budget::new(calls_per_sec, calls_per_sec.div_ceil(2)),
             app_build: AppBuild::new(client_config.app.clone(), settings_every),
             client_config,
+            sandbox: kaspi.sandbox,
+            sandbox_deployment: kaspi.sandbox_deployment,
+            test_orgs: Mutex::new(HashMap::new()),
+            first_logins: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -159,9 +194,106 @@ impl Terminals {
         self.budget.left(terminal_id, Instant::now())
     }
 
-    /// How Kaspi is reached.
+    /// How the deployment's Kaspi is reached.
     pub fn client_config(&self) -> &ClientConfig {
         &self.client_config
+    }
+
+    /// The sandbox Kaspi in this process (the deployment's Kaspi in a sandbox deployment).
+    pub fn sandbox(&self) -> &SandboxKaspi {
+        &self.sandbox
+    }
+
+    /// Whether the whole deployment is the sandbox.
+    pub fn sandbox_deployment(&self) -> bool {
+        self.sandbox_deployment
+    }
+
+    /// Whether `org_id` is an organization's test mode (a twin); `NotFound` when there is no
+    /// such organization. Read once per process: it never changes.
+    pub async fn is_test_org(&self, org_id: i64) -> Result<bool, GatewayError> {
+        if let Some(test) = self
+            .test_orgs
+            .lock()
+            .ok()
+            .and_then(|known| known.get(&org_id).copied())
+        {
+            return Ok(test);
+        }
+        let org = self
+            .store
+            .orgs()
+            .org_by_id(org_id)
+            .await?
+            .ok_or(GatewayError::NotFound)?;
+        if let Ok(mut known) = self.test_orgs.lock() {
+            known.insert(org_id, org.is_test());
+        }
+        Ok(org.is_test())
+    }
+
+    /// Whether `org_id` works against the sandbox Kaspi: a test twin, or any organization of
+    /// a sandbox deployment.
+    pub async fn uses_sandbox(&self, org_id: i64) -> Result<bool, GatewayError> {
+        Ok(self.sandbox_deployment || self.is_test_org(org_id).await?)
+    }
+
+    /// How `org_id`'s cashiers reach Kaspi: the sandbox for a test twin, else the
+    /// deployment's Kaspi.
+    pub async fn client_config_for(&self, org_id: i64) -> Result<&ClientConfig, GatewayError> {
+        Ok(if self.is_test_org(org_id).await? {
+            &self.sandbox.client_config
+        } else {
+            &self.client_config
+        })
+    }
+
+    /// The sandbox cashier phone of test twin `org_id`: one per twin, so that twins are
+    /// separate organizations in the sandbox Kaspi (`79` and eight digits of the id).
+    pub fn sandbox_cashier_phone(org_id: i64) -> String {
+        format!("79{:08}", org_id.rem_euclid(100_000_000))
+    }
+
+    /// Logs `phone`, a cashier of `org_id`, in to the sandbox Kaspi (the simulator answers its
+    /// own login questions).
+    pub async fn sandbox_login(&self, org_id: i64, phone: &str) -> Result<Terminal, GatewayError> {
+        let phone = kaspi::phone::normalize(phone).map_err(|_| {
+            GatewayError::Internal(format!("sandbox cashier phone {phone:?} is invalid"))
+        })?;
+        let mut prompt = SandboxPrompt {
+            sim: self.sandbox.sim.clone(),
+            phone: phone.as_str().to_owned(),
+        };
+        connect_terminal(
+            &self.store,
+            &self.master_key,
+            self.sandbox.client_config.clone(),
+            org_id,
+            &phone,
+            &mut prompt,
+        )
+        .await
+    }
+
+    /// The terminal rows of `org_id`; a test twin that has none gets its sandbox cashier now.
+    async fn rows_for(&self, org_id: i64) -> Result<Vec<Terminal>, GatewayError> {
+        let rows = self.store.orgs().terminals_for_org(org_id).await?;
+        if !rows.is_empty() || !self.is_test_org(org_id).await? {
+            return Ok(rows);
+        }
+        let _one_at_a_time = self.first_logins.lock().await;
+        let rows = self.store.orgs().terminals_for_org(org_id).await?;
+        if !rows.is_empty() {
+            return Ok(rows);
+        }
+        let terminal = self
+            .sandbox_login(org_id, &Terminals::sandbox_cashier_phone(org_id))
+            .await?;
+        tracing::info!(
+            org_id,
+            "logged the test mode's cashier in to the sandbox Kaspi"
+        );
+        Ok(vec![terminal])
     }
 
     /// The usable cashiers of `org_id`, ready for calls: [`GatewayError::NoTerminal`] when it
@@ -169,11 +301,12 @@ impl Terminals {
     /// left out (its `needs_login` was logged when it happened).
     pub async fn load(&self, org_id: i64) -> Result<Arc<Cashiers>, GatewayError> {
         self.sync_app_build().await;
-        let rows = self.store.orgs().terminals_for_org(org_id).await?;
+        let rows = self.rows_for(org_id).await?;
+        let config = self.client_config_for(org_id).await?;
         let mut usable = Vec::with_capacity(rows.len());
         let mut first_error = None;
         for row in &rows {
-            match self.load_row(row) {
+            match self.load_row(row, config) {
                 Ok(loaded) => usable.push(loaded),
                 Err(e) => {
                     if matches!(e, GatewayError::Internal(_)) {
@@ -189,7 +322,12 @@ impl Terminals {
         Ok(Arc::new(Cashiers { org_id, usable }))
     }
 
-    fn load_row(&self, terminal: &Terminal) -> Result<Arc<Loaded>, GatewayError> {
+    /// Cashier `terminal` ready for calls, its client reaching Kaspi as `config` says.
+    fn load_row(
+        &self,
+        terminal: &Terminal,
+        config: &ClientConfig,
+    ) -> Result<Arc<Loaded>, GatewayError> {
         if terminal.state == TerminalState::NeedsLogin {
             return Err(GatewayError::SessionInvalid(
                 terminal
@@ -207,8 +345,7 @@ impl Terminals {
             .ok_or_else(|| GatewayError::SessionInvalid("no session stored".into()))?;
         let session = open_session(&self.master_key, terminal, sealed)?;
         let device = open_device(&self.master_key, terminal)?;
-        let client =
-            Client::with_http_client(self.client_config.clone(), device, self.http.clone());
+        let client = Client::with_http_client(config.clone(), device, self.http.clone());
         let loaded = Arc::new(Loaded {
             terminal_id: terminal.id,
             org_id: terminal.org_id,
@@ -492,8 +629,9 @@ impl Terminals {
     async fn refresh(&self, stale: &Loaded) -> Result<Arc<Loaded>, GatewayError> {
         let _one_at_a_time = self.refreshing.lock().await;
         let current = self.row(stale).await?;
+        let config = self.client_config_for(stale.org_id).await?;
         if current.version != stale.version {
-            return self.load_row(&current);
+            return self.load_row(&current, config);
         }
         match crate::metrics::kaspi_call("refresh_session", stale.client.refresh(&stale.session))
             .await
@@ -518,7 +656,7 @@ impl Terminals {
                         "Kaspi session refreshed"
                     );
                 }
-                self.load_row(&self.row(stale).await?)
+                self.load_row(&self.row(stale).await?, config)
             }
             Err(e) if e.is_session() || matches!(e, kaspi::Error::Kaspi { .. }) => {
                 let reason = format!("Kaspi refused to refresh the session: {e}");

@@ -7,7 +7,11 @@ use crate::store::OrgRepo;
 use super::audit::{note, Change};
 use super::{conflict_on_unique, ApiKeyOwner, ApiKeyRecord, Organization, StoreError};
 
-const ORG_COLUMNS: &str = "id, slug, name, created_at";
+const ORG_COLUMNS: &str = "id, slug, name, created_at, live_org_id";
+
+/// What a test twin's slug adds to its live organization's: a `.` no slug of a person has
+/// (`kassa org create` takes letters, digits and `-`), so it can never be taken first.
+pub const TEST_SLUG_SUFFIX: &str = ".test";
 const KEY_COLUMNS: &str = "id, org_id, name, prefix, scopes, created_at, revoked_at, last_used_at";
 
 fn org_from_row(row: &Row) -> Result<Organization, DbError> {
@@ -16,6 +20,7 @@ fn org_from_row(row: &Row) -> Result<Organization, DbError> {
         slug: row.text("slug")?,
         name: row.text("name")?,
         created_at: row.i64("created_at")?,
+        live_org_id: row.opt_i64("live_org_id")?,
     })
 }
 
@@ -92,6 +97,65 @@ impl OrgRepo {
             .await
     }
 
+    /// The test mode (twin) of live organization `live_org_id`, if made.
+    pub async fn test_twin(&self, live_org_id: i64) -> Result<Option<Organization>, StoreError> {
+        let sql = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE live_org_id = $1");
+        self.db
+            .read(move |tx| {
+                let row = tx.query_opt(&sql, &[live_org_id.into()])?;
+                Ok(row.as_ref().map(org_from_row).transpose()?)
+            })
+            .await
+    }
+
+    /// The test mode (twin) of live organization `live_org_id`, made now unless it exists:
+    /// slug `{slug}.test`, the same name. `NotFound` when there is no such live organization
+    /// (a twin has no twin of its own). The second bool: whether it was made by this call.
+    pub async fn make_test_twin(
+        &self,
+        live_org_id: i64,
+    ) -> Result<(Organization, bool), StoreError> {
+        let now = self.now_ms();
+        let insert = format!(
+            "INSERT INTO organizations (slug, name, created_at, live_org_id) \
+             SELECT slug || '{TEST_SLUG_SUFFIX}', name, $2, id FROM organizations \
+             WHERE id = $1 AND live_org_id IS NULL \
+             RETURNING {ORG_COLUMNS}"
+        );
+        let select = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE live_org_id = $1");
+        let actor = crate::audit::current();
+        let made = self
+            .db
+            .write(move |tx| {
+                if let Some(row) = tx.query_opt(&select, &[live_org_id.into()])? {
+                    return Ok((org_from_row(&row)?, false));
+                }
+                let twin = match tx.query_opt(&insert, &[live_org_id.into(), now.into()])? {
+                    Some(row) => org_from_row(&row)?,
+                    None => return Err(StoreError::NotFound),
+                };
+                // The live organization's change: its log says when its test mode was made.
+                let change = Change::new(
+                    live_org_id,
+                    "organization.test_mode_created",
+                    format!("organization:{}", twin.slug),
+                )
+                .with(serde_json::json!({ "test_org_id": twin.id }));
+                note(tx, actor.as_ref(), now, &change)?;
+                Ok((twin, true))
+            })
+            .await;
+        match made {
+            // Another process made it meanwhile (the unique index on `live_org_id`).
+            Err(StoreError::Db(DbError::UniqueViolation { .. })) => self
+                .test_twin(live_org_id)
+                .await?
+                .map(|twin| (twin, false))
+                .ok_or(StoreError::NotFound),
+            other => other,
+        }
+    }
+
     /// All organizations, oldest first.
     pub async fn list_orgs(&self) -> Result<Vec<Organization>, StoreError> {
         let sql = format!("SELECT {ORG_COLUMNS} FROM organizations ORDER BY id");
@@ -150,11 +214,23 @@ impl OrgRepo {
                     Some(row) => key_from_row(&row)?,
                     None => return Err(StoreError::NotFound),
                 };
+                // Which side the key is of: a key of a test mode (twin) is a test key.
+                let mode = match tx
+                    .query_one(
+                        "SELECT live_org_id FROM organizations WHERE id = $1",
+                        &[org_id.into()],
+                    )?
+                    .opt_i64("live_org_id")?
+                {
+                    Some(_) => "test",
+                    None => "live",
+                };
                 let change = Change::new(org_id, "api_key.created", format!("api_key:{}", key.id))
                     .with(serde_json::json!({
                         "name": key.name,
                         "prefix": key.prefix,
                         "scopes": key.scopes.to_string(),
+                        "mode": mode,
                     }));
                 note(tx, actor.as_ref(), now, &change)?;
                 Ok(key)

@@ -15,6 +15,16 @@ pub struct Organization {
     pub slug: String,
     pub name: String,
     pub created_at: i64,
+    /// For an organization's test mode (its twin): the live organization's id; `None` for a
+    /// live organization (see `OrgRepo::test_twin`).
+    pub live_org_id: Option<i64>,
+}
+
+impl Organization {
+    /// Whether this is an organization's test mode.
+    pub fn is_test(&self) -> bool {
+        self.live_org_id.is_some()
+    }
 }
 
 /// An API key as stored: the raw key is never kept, only its hash.

@@ -13,7 +13,9 @@
 //! | `subscription.*` (four) | the same name | — |
 //!
 //! Bodies: apipay `{event, invoice, source: "api", timestamp}` (plus `refund` for a refund);
-//! xpayment `{event, payment, refund?, delivery_id, timestamp}`. A status change shows the
+//! xpayment `{event, payment, refund?, delivery_id, timestamp, is_sandbox}` (`is_sandbox` is
+//! Kassa's: ApiPay's payloads carry it in their `invoice` and `subscription`, xPayment's
+//! payment object has no such field, so it goes beside it). A status change shows the
 //! invoice with the status it changed to (the rest as it is when the delivery is made);
 //! `timestamp` is when the change happened. Simulated events add `"test": true`.
 //!
@@ -223,6 +225,9 @@ fn xpayment_body(
         "payment": xpayment::views::payment_json(invoice, user_id),
         "delivery_id": delivery_id,
         "timestamp": timestamp,
+        // Kassa's own field beside xPayment's (its payment object has none): whether the
+        // payment is a test one, as ApiPay's payloads say in their objects.
+        "is_sandbox": invoice.is_sandbox,
     });
     if let Some(refund) = refund {
         body["refund"] = xpayment::views::refund_json(refund, &invoice.payment_id, user_id);

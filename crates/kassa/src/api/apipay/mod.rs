@@ -1,5 +1,5 @@
 //! The ApiPay.kz-compatible surface under `/api/v1`: invoices by phone, their list, stats and
-//! cancellation, and in sandbox mode the payer's helpers. Shapes follow
+//! cancellation, and for sandbox invoices the payer's helpers. Shapes follow
 //! `apipay-docs/openapi.yaml` and its docs; where they are silent the choice is noted here.
 //!
 //! - Amounts are strings with two decimals (`"10000.00"`); times RFC 3339 in UTC.
@@ -13,8 +13,8 @@
 //! - `stats`: the invoice statistics of a period.
 //! - `refunds`: refund an invoice, list refunds.
 //! - `subscriptions`: recurring invoices on a schedule (both doc versions' shapes at once).
-//! - `sandbox`: the payer's helpers (pay, decline, expire) and the sandbox clock, mounted in
-//!   sandbox mode only.
+//! - `sandbox`: the payer's helpers (pay, decline, expire: for test keys, and every key of a
+//!   sandbox deployment) and the sandbox clock (a sandbox deployment only: it is Kassa's own).
 //! - `fields`: body fields read with Laravel's rules.
 //! - `catalog`: units, items and their images (Kassa's own catalog).
 //! - [`views`]: the JSON a client sees; [`errors`]: gateway errors as ApiPay answers them;
@@ -63,8 +63,8 @@ pub use subscriptions::{
 const F: ErrorFormat = ErrorFormat::ApiPay;
 
 /// The authenticated routes (relative to `/api/v1`); the caller adds authentication, rate
-/// limit and idempotency around them. `sandbox` (the work of this process, in sandbox mode)
-/// mounts the payer's helpers and the sandbox clock.
+/// limit and idempotency around them. `sandbox` (the work of this process, in a sandbox
+/// deployment) moves with the sandbox clock; without it the clock's routes refuse.
 pub fn routes(gateway: Gateway, sandbox: Option<Jobs>) -> Router {
     let mut router = Router::new()
         .route("/invoices", post(create_invoice).get(list_invoices))
@@ -102,17 +102,16 @@ pub fn routes(gateway: Gateway, sandbox: Option<Jobs>) -> Router {
             "/catalog/{id}",
             axum::routing::patch(update_catalog_item).delete(delete_catalog_item),
         );
-    let mut clock: Router = Router::new();
-    if let Some(jobs) = sandbox {
-        router = router
-            .route("/sandbox/invoices/{id}/pay", post(sandbox_pay))
-            .route("/sandbox/invoices/{id}/decline", post(sandbox_decline))
-            .route("/sandbox/invoices/{id}/expire", post(sandbox_expire));
-        clock = Router::new()
-            .route("/sandbox/clock", get(sandbox_clock))
-            .route("/sandbox/clock/advance", post(sandbox_clock_advance))
-            .with_state(SandboxClock::new(jobs));
-    }
+    // The payer's helpers check the caller's organization (a live one of a live deployment
+    // is refused); the clock moves Kassa's own, so only a sandbox deployment has one.
+    router = router
+        .route("/sandbox/invoices/{id}/pay", post(sandbox_pay))
+        .route("/sandbox/invoices/{id}/decline", post(sandbox_decline))
+        .route("/sandbox/invoices/{id}/expire", post(sandbox_expire));
+    let clock = Router::new()
+        .route("/sandbox/clock", get(sandbox_clock))
+        .route("/sandbox/clock/advance", post(sandbox_clock_advance))
+        .with_state(SandboxClock::new(sandbox));
     router.with_state(gateway).merge(clock)
 }
 

@@ -1,5 +1,7 @@
 //! The sandbox's helpers: the payer pays, declines or lets a sandbox invoice expire as Kaspi
-//! would; the sandbox clock is read, and moved forward with the work that comes due.
+//! would (a test key's invoice, or any in a sandbox deployment; a live key of a live
+//! deployment is refused); the sandbox clock is read, and moved forward with the work that
+//! comes due (a sandbox deployment only).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +41,7 @@ async fn sandbox(
     path = "/sandbox/invoices/{id}/pay",
     tag = TAG_SANDBOX,
     summary = "The payer pays a sandbox invoice",
-    description = "Sandbox mode only: the pending invoice, as in the Kaspi app: it becomes `paid`; webhooks follow as for a \
+    description = "Test keys (and every key of a sandbox deployment) only: the pending invoice, as in the Kaspi app: it becomes `paid`; webhooks follow as for a \
         real one.",
     params(("id" = i64, Path, description = "The invoice's id")),
     responses(
@@ -60,7 +62,7 @@ pub(super) async fn sandbox_pay(
     path = "/sandbox/invoices/{id}/decline",
     tag = TAG_SANDBOX,
     summary = "The payer declines a sandbox invoice",
-    description = "Sandbox mode only: the pending invoice, it becomes `cancelled`; webhooks follow as for a \
+    description = "Test keys (and every key of a sandbox deployment) only: the pending invoice, it becomes `cancelled`; webhooks follow as for a \
         real one.",
     params(("id" = i64, Path, description = "The invoice's id")),
     responses(
@@ -81,7 +83,7 @@ pub(super) async fn sandbox_decline(
     path = "/sandbox/invoices/{id}/expire",
     tag = TAG_SANDBOX,
     summary = "A sandbox invoice expires",
-    description = "Sandbox mode only: the pending invoice, as if its time ran out: it becomes `expired`; webhooks follow as for a \
+    description = "Test keys (and every key of a sandbox deployment) only: the pending invoice, as if its time ran out: it becomes `expired`; webhooks follow as for a \
         real one.",
     params(("id" = i64, Path, description = "The invoice's id")),
     responses(
@@ -104,30 +106,42 @@ const MAX_ADVANCE_SECS: i64 = 10 * 366 * 24 * 3600;
 /// a year passes in a few hundred steps at most.
 const MIN_STEP: Duration = Duration::from_secs(3600);
 
-/// The sandbox clock's state: the work it runs as it moves, one move at a time.
+/// The sandbox clock's state: the work it runs as it moves, one move at a time. `None` in a
+/// live deployment: Kassa's clock is the live organizations' too, so it does not move.
 #[derive(Clone)]
 pub(super) struct SandboxClock {
-    jobs: Jobs,
+    jobs: Option<Jobs>,
     moving: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// Why a live deployment has no sandbox clock.
+const NO_CLOCK: &str = "the sandbox clock is Kassa's own clock, which this live deployment's \
+     organizations share: it exists only in a sandbox deployment (`kassa serve --kaspi sandbox`)";
+
 impl SandboxClock {
-    pub(super) fn new(jobs: Jobs) -> SandboxClock {
+    pub(super) fn new(jobs: Option<Jobs>) -> SandboxClock {
         SandboxClock {
             jobs,
             moving: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
-    fn now(&self) -> Value {
-        let gateway = self.jobs.gateway();
+    /// The work this clock runs; refused in a live deployment.
+    fn jobs(&self) -> Result<&Jobs, GatewayError> {
+        self.jobs
+            .as_ref()
+            .ok_or_else(|| GatewayError::Sandbox(NO_CLOCK.into()))
+    }
+
+    fn now(&self) -> Result<Value, GatewayError> {
+        let gateway = self.jobs()?.gateway();
         let now = gateway.now_ms();
-        json!({
+        Ok(json!({
             "now": rfc3339_ms(now),
             "now_almaty": almaty_rfc3339(now),
             "today": date_text(almaty_date(now)),
             "is_sandbox": true,
-        })
+        }))
     }
 
     /// Moves Kassa's clock and the sandbox Kaspi's together by `by`, stopping at every moment
@@ -135,15 +149,14 @@ impl SandboxClock {
     /// happens in order. How many pieces of work were done.
     async fn advance(&self, by: Duration) -> Result<usize, GatewayError> {
         let _one_at_a_time = self.moving.lock().await;
-        let gateway = self.jobs.gateway();
+        let jobs = self.jobs()?;
+        let gateway = jobs.gateway();
         let sim = gateway
             .sandbox()
-            .ok_or_else(|| {
-                GatewayError::Sandbox("the sandbox clock exists only in sandbox mode".into())
-            })?
+            .ok_or_else(|| GatewayError::Sandbox(NO_CLOCK.into()))?
             .clone();
         let target = gateway.now_ms().saturating_add(ms(by));
-        let mut done = self.jobs.run_until_idle().await;
+        let mut done = jobs.run_until_idle().await;
         loop {
             let now = gateway.now_ms();
             if now >= target {
@@ -159,7 +172,7 @@ impl SandboxClock {
             let step = Duration::from_millis(u64::try_from(to - now).unwrap_or(0));
             gateway.clock().advance(step);
             sim.advance_clock(step);
-            done += self.jobs.run_until_idle().await;
+            done += jobs.run_until_idle().await;
         }
         Ok(done)
     }
@@ -170,11 +183,16 @@ impl SandboxClock {
     path = "/sandbox/clock",
     tag = TAG_SANDBOX,
     summary = "The sandbox clock",
-    description = "Sandbox mode only: Kassa's time (and the sandbox Kaspi's).",
-    responses((status = 200, description = "Now", body = doc::SandboxClock)),
+    description = "A sandbox deployment only (`--kaspi sandbox`): Kassa's time (and the sandbox Kaspi's).",
+    responses(
+        (status = 200, description = "Now", body = doc::SandboxClock),
+        (status = 400, description = "A live deployment (`sandbox_action_refused`)", body = doc::ApiPayCodedError),
+    ),
 )]
-pub(super) async fn sandbox_clock(State(clock): State<SandboxClock>) -> Json<Value> {
-    Json(clock.now())
+pub(super) async fn sandbox_clock(
+    State(clock): State<SandboxClock>,
+) -> Result<Json<Value>, ApiError> {
+    clock.now().map(Json).map_err(gateway_error)
 }
 
 #[utoipa::path(
@@ -182,12 +200,15 @@ pub(super) async fn sandbox_clock(State(clock): State<SandboxClock>) -> Json<Val
     path = "/sandbox/clock/advance",
     tag = TAG_SANDBOX,
     summary = "Move the sandbox clock forward",
-    description = "Sandbox mode only: Kassa's clock and the sandbox Kaspi's move together by \
+    description = "A sandbox deployment only (`--kaspi sandbox`): Kassa's clock and the sandbox Kaspi's move together by \
         `days` or `seconds`, stopping at every moment work comes due (at least an hour apart) \
         and doing it there (invoices expire, subscriptions bill and retry, webhooks go out), so \
         a year of subscriptions can be tried in one request.",
     request_body = doc::ClockAdvanceRequest,
-    responses((status = 200, description = "The clock after the move", body = doc::ClockAdvanced)),
+    responses(
+        (status = 200, description = "The clock after the move", body = doc::ClockAdvanced),
+        (status = 400, description = "A live deployment (`sandbox_action_refused`)", body = doc::ApiPayCodedError),
+    ),
 )]
 pub(super) async fn sandbox_clock_advance(
     State(clock): State<SandboxClock>,
@@ -228,7 +249,7 @@ pub(super) async fn sandbox_clock_advance(
     errors.into_result(F)?;
     let by = Duration::from_secs(u64::try_from(by.unwrap_or(0)).unwrap_or(0));
     let done = clock.advance(by).await.map_err(gateway_error)?;
-    let mut body = clock.now();
+    let mut body = clock.now().map_err(gateway_error)?;
     body["advanced_by_seconds"] = json!(by.as_secs());
     body["work_done"] = json!(done);
     Ok(Json(body))

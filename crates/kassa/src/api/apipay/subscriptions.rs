@@ -236,6 +236,10 @@ pub(super) async fn create_subscription(
             anyhow::anyhow!("validated fields missing"),
         ));
     };
+    let is_sandbox = gateway
+        .is_sandbox(caller.org_id)
+        .await
+        .map_err(gateway_error)?;
     let sub = gateway
         .store()
         .subscriptions()
@@ -260,7 +264,7 @@ pub(super) async fn create_subscription(
                 .grace_period_days
                 .unwrap_or(DEFAULT_GRACE_PERIOD_DAYS),
             bill_immediately: bill_immediately.unwrap_or(false),
-            is_sandbox: gateway.sandbox().is_some(),
+            is_sandbox,
             idempotency,
             cart: cart.map(|(_, lines)| lines).unwrap_or_default(),
         })
