@@ -278,6 +278,11 @@ on_both_databases!(
         kassa.step().await;
         let refunds = kassa.get(&test_key, "/refunds").await;
         assert_eq!(refunds.json["meta"]["total"], 1, "{:?}", refunds.json);
+        assert_eq!(
+            refunds.json["data"][0]["is_sandbox"], true,
+            "{:?}",
+            refunds.json
+        );
         let refunds = kassa.get(&live_key, "/refunds").await;
         assert_eq!(refunds.json["meta"]["total"], 0, "{:?}", refunds.json);
         assert!(!live_sim
@@ -298,6 +303,16 @@ on_both_databases!(
             let path = format!("/payments/{test_payment_id}");
             let got = kassa.x(Method::GET, key, &path, None).await;
             assert_eq!(got.status, status, "{:?}", got.json);
+            if status == 200 {
+                assert_eq!(got.json["is_sandbox"], true, "{:?}", got.json);
+                let path = format!("/payments/{test_payment_id}/refunds");
+                let refunds = kassa.x(Method::GET, key, &path, None).await;
+                assert_eq!(
+                    refunds.json["data"][0]["is_sandbox"], true,
+                    "{:?}",
+                    refunds.json
+                );
+            }
         }
         let x_list = kassa.x(Method::GET, &live_key, "/payments", None).await;
         let listed: Vec<&Value> = x_list.json["data"]
@@ -337,6 +352,12 @@ on_both_databases!(
             .await;
         assert_eq!(cancelled.status, 200, "{:?}", cancelled.json);
         assert_eq!(cancelled.json["is_sandbox"], false);
+        let listed = kassa.x(Method::GET, &live_key, "/payments", None).await;
+        assert_eq!(
+            listed.json["data"][0]["is_sandbox"], false,
+            "{:?}",
+            listed.json
+        );
         kassa.step().await;
         let got = receiver.wait_for(6, WAIT).await;
         let body_of = |path: &str, event: &str| -> Value {

@@ -63,6 +63,7 @@ migrations! {
     19 "key_scopes" "0019_key_scopes",
     20 "test_mode" "0020_test_mode",
     21 "totp" "0021_totp",
+    22 "refund_sandbox" "0022_refund_sandbox",
 }
 
 /// The migrations for `dialect`, in the order they apply.

@@ -14,7 +14,7 @@ use super::jobs::{delete_job, schedule_job_later};
 use super::{EventKind, Invoice, InvoiceStatus, JobKind, Refund, RefundStatus, StoreError};
 
 const REFUND_COLUMNS: &str = "id, refund_id, org_id, invoice_id, amount, reason, status, \
-     fail_reason, kaspi_refund_id, initiated_by, created_at, updated_at, completed_at";
+     fail_reason, kaspi_refund_id, initiated_by, created_at, updated_at, completed_at, is_sandbox";
 
 fn refund_from_row(row: &Row) -> Result<Refund, DbError> {
     Ok(Refund {
@@ -31,6 +31,7 @@ fn refund_from_row(row: &Row) -> Result<Refund, DbError> {
         created_at: row.i64("created_at")?,
         updated_at: row.i64("updated_at")?,
         completed_at: row.opt_i64("completed_at")?,
+        is_sandbox: row.bool("is_sandbox")?,
     })
 }
 
@@ -251,8 +252,8 @@ impl RefundRepo {
         );
         let insert = format!(
             "INSERT INTO refunds (refund_id, org_id, invoice_id, amount, reason, status, \
-             initiated_by, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {REFUND_COLUMNS}"
+             initiated_by, created_at, updated_at, is_sandbox) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING {REFUND_COLUMNS}"
         );
         let actor = crate::audit::current();
         self.db
@@ -310,7 +311,7 @@ impl RefundRepo {
                     return Ok(RefundCreated::Refused(RefundRefusal::TooMuch { left }));
                 };
                 let invoice = super::invoices::invoice_from_row(&row)?;
-                let params: [Value; 8] = [
+                let params: [Value; 9] = [
                     (&new.refund_id).into(),
                     new.org_id.into(),
                     new.invoice_id.into(),
@@ -319,6 +320,7 @@ impl RefundRepo {
                     RefundStatus::Pending.as_str().into(),
                     (&new.initiated_by).into(),
                     new.at_ms.into(),
+                    invoice.is_sandbox.into(),
                 ];
                 let refund = refund_from_row(&tx.query_one(&insert, &params)?)?;
                 for (line_id, item) in &taken {

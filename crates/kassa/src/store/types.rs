@@ -89,6 +89,8 @@ pub struct Refund {
     pub created_at: i64,
     pub updated_at: i64,
     pub completed_at: Option<i64>,
+    /// As its invoice's: made in a test mode or a sandbox deployment.
+    pub is_sandbox: bool,
 }
 
 /// One invoice row.

@@ -346,6 +346,7 @@ fn simulated_rows(
                 created_at: now_ms,
                 updated_at: now_ms,
                 completed_at: (!failed).then_some(now_ms),
+                is_sandbox: true,
             })
         }
         _ => None,

@@ -170,6 +170,7 @@ pub fn refund_json(refund: &Refund) -> Value {
         "created_at": rfc3339_ms(refund.created_at),
         "updated_at": rfc3339_ms(refund.updated_at),
         "completed_at": refund.completed_at.map(rfc3339_ms),
+        "is_sandbox": refund.is_sandbox,
     })
 }
 

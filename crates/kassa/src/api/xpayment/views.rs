@@ -90,6 +90,8 @@ pub fn payment_json(invoice: &Invoice, user_id: &str) -> Value {
         "kaspi_operation_id",
         invoice.kaspi_operation_id.map(|op| json!(op.to_string())),
     );
+    // Not in xPayment's own document: Kassa's, so a client tells test from live objects.
+    o.insert("is_sandbox".into(), json!(invoice.is_sandbox));
     Value::Object(o)
 }
 
@@ -114,6 +116,7 @@ pub fn refund_json(refund: &Refund, payment_id: &str, user_id: &str) -> Value {
         refund.completed_at.map(|t| json!(rfc3339_ms(t))),
     );
     o.insert("user_id".into(), json!(user_id));
+    o.insert("is_sandbox".into(), json!(refund.is_sandbox));
     Value::Object(o)
 }
 

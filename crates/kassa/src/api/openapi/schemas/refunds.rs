@@ -43,6 +43,8 @@ pub struct Refund {
     #[schema(required = true)]
     pub invoice: Option<RefundInvoice>,
     pub items: Vec<RefundItem>,
+    /// Made in a test mode or a sandbox deployment (as its invoice).
+    pub is_sandbox: bool,
 }
 
 /// The invoice of a refund.

@@ -59,6 +59,8 @@ pub struct Payment {
     pub qr_token: String,
     #[serde(default)]
     pub kaspi_operation_id: String,
+    /// Kassa's own: made in a test mode or a sandbox deployment.
+    pub is_sandbox: bool,
 }
 
 /// A page of payments, newest first; `next_cursor` (empty at the end) asks for the next.
@@ -155,6 +157,8 @@ pub struct XPaymentRefund {
     #[schema(format = DateTime)]
     pub completed_at: String,
     pub user_id: String,
+    /// Kassa's own: made in a test mode or a sandbox deployment.
+    pub is_sandbox: bool,
 }
 
 /// A page of refunds, newest first.
