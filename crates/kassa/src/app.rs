@@ -203,7 +203,15 @@ impl App {
                 get(crate::metrics::scrape).with_state(state.clone()),
             )
             .fallback(api::not_found::<ApiPay>);
-        let router = router.nest(SANDBOX_PREFIX, sim.router());
+        let sim_routes = if sandbox_deployment {
+            sim.router()
+        } else {
+            // Beside live Kaspi the sandbox serves the test modes only: its control API (which
+            // pays, declines and expires sandbox invoices by hand) answers this machine alone.
+            sim.router()
+                .layer(axum::middleware::from_fn(control_from_loopback_only))
+        };
+        let router = router.nest(SANDBOX_PREFIX, sim_routes);
         // Every route's requests counted and timed by the route's pattern (see `crate::metrics`).
         let router = router.layer(axum::middleware::from_fn(crate::metrics::track_http));
         let router = with_request_ids(router);
@@ -320,6 +328,25 @@ impl App {
         drop(self.lock);
         served
     }
+}
+
+/// Refuses the sandbox's control API (`/_control/…`) to clients other than this machine (404,
+/// as if it were not there).
+async fn control_from_loopback_only(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let control = request.uri().path().starts_with("/_control");
+    let local = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .is_some_and(|axum::extract::ConnectInfo(peer)| peer.ip().is_loopback());
+    if control && !local {
+        tracing::warn!("sandbox control API refused to a remote client in a live deployment");
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    }
+    next.run(request).await
 }
 
 /// The e-mail of the demo organization's owner, made on first start in sandbox mode.
@@ -464,4 +491,48 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         Err(e) => tracing::error!(error = %e, "status: cannot read the settings"),
     }
     Json(json!({"status": "ok", "timestamp": now, "kaspi": kaspi}))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use axum::Router;
+    use tower::ServiceExt as _;
+
+    use super::control_from_loopback_only;
+
+    async fn status(path: &str, peer: &str) -> StatusCode {
+        let router = Router::new()
+            .route("/_control/sms/{phone}", get(|| async { "1234" }))
+            .route("/entrance-pay/ping", get(|| async { "pong" }))
+            .layer(axum::middleware::from_fn(control_from_loopback_only));
+        let mut request = Request::get(path).body(Body::empty()).expect("request");
+        let peer: std::net::SocketAddr = peer.parse().expect("address");
+        request.extensions_mut().insert(ConnectInfo(peer));
+        router.oneshot(request).await.expect("answer").status()
+    }
+
+    #[tokio::test]
+    async fn the_live_sandbox_control_api_answers_this_machine_only() {
+        assert_eq!(
+            status("/_control/sms/7001234567", "127.0.0.1:5000").await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            status("/_control/sms/7001234567", "[::1]:5000").await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            status("/_control/sms/7001234567", "203.0.113.9:5000").await,
+            StatusCode::NOT_FOUND
+        );
+        // Kaspi's own routes (the test modes' cashiers log in through them) stay open.
+        assert_eq!(
+            status("/entrance-pay/ping", "203.0.113.9:5000").await,
+            StatusCode::OK
+        );
+    }
 }
