@@ -30,10 +30,10 @@ const ROUTES: &[(&str, &str, Permission)] = &[
     ("GET", "/sandbox", Permission::View),
     ("GET", "/team", Permission::View),
     ("GET", "/audit", Permission::View),
-    // Which side the pages show (live or the test mode): it changes no data, so whoever may
-    // look may switch (the first switch makes the test mode).
-    ("POST", "/mode", Permission::View),
-    // Their own account.
+    // Their own account; and which side their pages show (live or the test mode), a choice
+    // of the session like the language: it changes no data, so everyone may switch (the first
+    // switch makes the organization's test mode, empty, with its sandbox cashier).
+    ("POST", "/mode", Permission::OwnAccount),
     ("POST", "/logout", Permission::OwnAccount),
     ("GET", "/password", Permission::OwnAccount),
     ("POST", "/password", Permission::OwnAccount),
