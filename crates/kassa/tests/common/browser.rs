@@ -276,13 +276,11 @@ impl Browser {
 
     /// Accepts the confirmation the page's script asked for (`data-confirm`), once it shows.
     pub async fn accept_confirm(&self) {
-        for _ in 0..50 {
-            if self.client.accept_alert().await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("no confirmation was asked");
+        super::wait_for(Duration::from_secs(5), || async {
+            self.client.accept_alert().await.ok()
+        })
+        .await
+        .expect("no confirmation was asked");
     }
 
     /// Ends the session (Chromium quits) and stops chromedriver. Dropping a `Browser` without
